@@ -1,0 +1,51 @@
+"""koasession: koa-session for Python ASGI apps.
+
+Signed (or encrypted) cookie sessions by default, server-side stores with only the id in the
+cookie, koa's hooks, events, rolling and renewing lifetimes, and ``regenerate()``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .asgi import SessionMiddleware
+from .context import SessionContext
+from .errors import (
+    ConfigurationError,
+    CookieTooLargeError,
+    InsecureConnectionError,
+    SessionError,
+    SessionIdCollision,
+    StoreError,
+)
+from .options import SessionOptions
+from .session import Session
+from .stores.memory import MemoryStore
+
+__all__ = [
+    "ConfigurationError",
+    "CookieTooLargeError",
+    "InsecureConnectionError",
+    "MemoryStore",
+    "Session",
+    "SessionContext",
+    "SessionError",
+    "SessionIdCollision",
+    "SessionMiddleware",
+    "SessionOptions",
+    "StoreError",
+    "get_session",
+]
+__version__ = "0.1.0"
+
+
+def get_session(request_or_scope: Any, scope_key: str = "session") -> Session | Any:
+    """The session of a request object (anything with ``.scope``) or of an ASGI scope."""
+    scope = getattr(request_or_scope, "scope", request_or_scope)
+    try:
+        return scope[scope_key]
+    except (KeyError, TypeError):
+        raise LookupError(
+            f"no session under scope[{scope_key!r}]: is SessionMiddleware installed "
+            "(with this scope_key) around this app?"
+        ) from None

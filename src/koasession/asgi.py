@@ -1,0 +1,136 @@
+"""The ASGI adapter: puts the session in ``scope[scope_key]`` and commits at response start."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from . import events
+from .config import SessionConfig
+from .errors import StoreError
+from .lifecycle import RequestSession
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+_UNAVAILABLE = b"Session store unavailable"
+
+
+class SessionMiddleware:
+    """koa-session for ASGI apps.
+
+    ``SessionMiddleware(app, keys=[...], **options)``; see the README for every option. The
+    session is ``scope[scope_key]`` (``request.session`` in Starlette and FastAPI). Cookie mode
+    loads lazily; store mode loads before the app. The commit runs when the app sends
+    ``http.response.start``, so streamed responses carry the cookie and an exception that escapes
+    the app leaves nothing written.
+    """
+
+    def __init__(self, app: ASGIApp, keys: object = None, **options: Any) -> None:
+        self.app = app
+        self.config = SessionConfig.build(keys, **options)
+
+    @property
+    def options(self) -> Any:
+        """The validated :class:`~koasession.options.SessionOptions`."""
+        return self.config.options
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        cfg = self.config
+        rs = RequestSession(cfg, scope)  # type: ignore[arg-type]
+        scope[cfg.options.scope_key] = rs.session
+        if cfg.eager:
+            try:
+                await rs.load_async()
+            except StoreError:
+                await events.settle(rs.pending_events)
+                if kind == "http":
+                    await _send_unavailable(send)
+                    return
+                raise
+        if kind == "websocket":
+            # A WebSocket can read the session; there is no response to carry a cookie.
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                await events.settle(rs.pending_events)
+            return
+
+        failed = False
+
+        async def send_with_session(message: Message) -> None:
+            nonlocal failed
+            if failed:
+                return  # the store failed at commit; a 503 went out instead of the app's reply
+            if message["type"] == "http.response.start":
+                if cfg.options.auto_commit:
+                    try:
+                        await rs.commit()
+                    except StoreError:
+                        failed = True
+                        await _send_unavailable(send)
+                        return
+                rs.started = True
+                _add_headers(rs, message)
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_session)
+        finally:
+            if rs.pending_events:
+                await events.settle(rs.pending_events)
+
+
+def _add_headers(rs: RequestSession, message: Message) -> None:
+    """Merge the session's headers into the response start message."""
+    extra = rs.response_headers()
+    if not extra and not rs.read:
+        return
+    headers = list(message.get("headers") or ())
+    if rs.cookie_lines:
+        if rs.opts_view.overwrite:
+            # One Set-Cookie per name: ours replace any the app wrote for the same names.
+            prefixes = tuple(f"{name}=".encode("latin-1") for name, _ in rs.cookie_lines)
+            headers = [
+                (k, v)
+                for k, v in headers
+                if not (k.lower() == b"set-cookie" and v.startswith(prefixes))
+            ]
+        if not any(k.lower() == b"cache-control" for k, _ in headers):
+            headers.append((b"cache-control", b"private"))
+    if rs.read:
+        _add_vary_cookie(headers)
+    headers.extend(extra)
+    message["headers"] = headers
+
+
+def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            tokens = [t.strip().lower() for t in value.split(b",")]
+            if b"cookie" not in tokens and b"*" not in tokens:
+                headers[index] = (key, value + b", Cookie")
+            return
+    headers.append((b"vary", b"Cookie"))
+
+
+async def _send_unavailable(send: Send) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(_UNAVAILABLE)).encode()),
+                (b"retry-after", b"5"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": _UNAVAILABLE})

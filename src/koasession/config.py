@@ -1,0 +1,83 @@
+"""``SessionConfig``: everything a middleware computes once from its options and keys."""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError
+from .ids import make_genid
+from .options import SessionOptions, validate, validate_keys
+from .signing import Signer
+
+if TYPE_CHECKING:
+    from .crypto import CookieCipher
+
+_OPTION_NAMES = tuple(f.name for f in fields(SessionOptions))
+# koa spellings that people paste in; they get a precise hint instead of a generic error.
+_KOA_NAMES = {
+    "maxAge": "max_age (in seconds, not milliseconds)",
+    "maxage": "max_age (in seconds, not milliseconds)",
+    "autoCommit": "auto_commit",
+    "httpOnly": "http_only",
+    "sameSite": "same_site",
+    "ContextStore": "context_store",
+    "externalKey": "external_key",
+    "beforeSave": "before_save",
+}
+
+
+def is_async_callable(fn: object) -> bool:
+    """True for ``async def`` functions and objects whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+
+
+class SessionConfig:
+    """Validated options plus the signer, cipher and id generator built from them."""
+
+    __slots__ = ("cipher", "eager", "genid", "keys", "options", "signer")
+
+    def __init__(self, options: SessionOptions, keys: list[str | bytes]) -> None:
+        self.options = options
+        self.keys = keys
+        self.signer = (
+            Signer(keys, options.algorithms)
+            if options.signed and keys and not options.encrypt
+            else None
+        )
+        self.cipher: CookieCipher | None = None
+        if options.encrypt:
+            from .crypto import CookieCipher
+
+            self.cipher = CookieCipher(keys, cookie_name=options.key)
+        genid: Callable[[Any], Any] = options.genid or make_genid(options.prefix)
+        self.genid = genid
+        # Cookie mode stays lazy unless a hook needs awaiting before the handler reads data.
+        self.eager = options.uses_store or is_async_callable(options.valid)
+
+    @classmethod
+    def build(cls, keys: object = None, **kwargs: Any) -> SessionConfig:
+        """Validate ``kwargs`` as :class:`SessionOptions` and ``keys``; raise on any problem."""
+        unknown = [name for name in kwargs if name not in _OPTION_NAMES]
+        if unknown:
+            name = unknown[0]
+            if name in _KOA_NAMES:
+                hint = f"; koa's {name} is {_KOA_NAMES[name]}"
+            else:
+                close = difflib.get_close_matches(name, _OPTION_NAMES, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(f"unknown session option {name!r}{hint}")
+        options = validate(SessionOptions(**kwargs))
+        key_list = validate_keys(
+            keys,
+            required=options.signed or options.encrypt,
+            allow_weak=options.allow_weak_keys,
+        )
+        if options.encrypt and not key_list:
+            raise ConfigurationError("encrypt=True needs keys=[...]")
+        return cls(options, key_list)

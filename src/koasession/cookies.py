@@ -1,0 +1,87 @@
+"""Reading the Cookie request header and writing Set-Cookie lines.
+
+Parsing is a single split per header field, so it stays linear on any input; names are matched
+exactly and case-sensitively, and the first occurrence of a name wins (as in Node's ``cookies``).
+Set-Cookie attributes are written in koa's order, lower-case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from email.utils import formatdate
+
+#: ``expires`` value that makes a browser drop a cookie at once.
+EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
+
+# RFC 6265 token characters: any visible ASCII except separators.
+_SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
+TOKEN_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - _SEPARATORS
+
+
+def is_token(name: str) -> bool:
+    """True when ``name`` is a valid RFC 6265 cookie name."""
+    return bool(name) and TOKEN_CHARS.issuperset(name)
+
+
+def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
+    """Parse one or more Cookie header fields into ``{name: value}``.
+
+    HTTP/2 may deliver the header as several fields; all are read. Malformed pairs (no ``=``,
+    empty name) are skipped. Values are returned as sent, surrounding spaces removed.
+    """
+    jar: dict[str, str] = {}
+    for header in values:
+        for pair in header.split(";"):
+            name, sep, value = pair.partition("=")
+            if not sep:
+                continue
+            name = name.strip()
+            if name and name not in jar:
+                jar[name] = value.strip()
+    return jar
+
+
+def http_date(timestamp: float) -> str:
+    """Format a POSIX timestamp the way browsers expect in ``expires``."""
+    return formatdate(timestamp, usegmt=True)
+
+
+def serialize(
+    name: str,
+    value: str,
+    *,
+    path: str | None = "/",
+    expires: float | str | None = None,
+    max_age: int | None = None,
+    domain: str | None = None,
+    priority: str | None = None,
+    same_site: str | None = None,
+    secure: bool = False,
+    http_only: bool = True,
+    partitioned: bool = False,
+) -> str:
+    """Build a Set-Cookie header value.
+
+    ``expires`` is a POSIX timestamp or a ready HTTP date. ``max_age`` (seconds) is written
+    next to it so browsers that prefer Max-Age agree with those that read Expires.
+    """
+    parts = [f"{name}={value}"]
+    if path:
+        parts.append(f"path={path}")
+    if expires is not None:
+        parts.append(f"expires={expires if isinstance(expires, str) else http_date(expires)}")
+    if max_age is not None:
+        parts.append(f"max-age={max_age}")
+    if domain:
+        parts.append(f"domain={domain}")
+    if priority:
+        parts.append(f"priority={priority}")
+    if same_site:
+        parts.append(f"samesite={same_site}")
+    if secure:
+        parts.append("secure")
+    if http_only:
+        parts.append("httponly")
+    if partitioned:
+        parts.append("partitioned")
+    return "; ".join(parts)

@@ -1,0 +1,45 @@
+"""Exceptions raised by koasession.
+
+Every error the library raises on purpose derives from :class:`SessionError`, so an application
+can catch them in one place.
+"""
+
+from __future__ import annotations
+
+
+class SessionError(Exception):
+    """Base class of every error raised by koasession on purpose."""
+
+
+class ConfigurationError(SessionError, ValueError):
+    """The middleware options are invalid; raised at start-up with the exact reason."""
+
+
+class InsecureConnectionError(SessionError):
+    """A ``secure`` cookie would be sent over plain http (koa's same error)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Cannot send secure cookie over unencrypted connection; "
+            "serve over https, or set proxy=True when a proxy terminates TLS and sends "
+            "X-Forwarded-Proto"
+        )
+
+
+class CookieTooLargeError(SessionError):
+    """A Set-Cookie line exceeds the browser limit of 4096 bytes."""
+
+
+class StoreError(SessionError):
+    """A session store call failed or timed out (see ``on_store_error``)."""
+
+
+class SessionIdCollision(SessionError):
+    """Raised by a store when a newly generated session id already exists.
+
+    The middleware reacts by generating another id and saving again.
+    """
+
+
+class ResponseStartedError(SessionError):
+    """A session commit was attempted after the response headers were sent."""

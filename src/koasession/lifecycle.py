@@ -1,0 +1,638 @@
+"""The per-request session engine: load, validate, decide, commit (koa's ``ContextSession``).
+
+One :class:`RequestSession` lives for one request. It never touches the ASGI protocol: it reads
+the scope and produces response headers, so adapters for other servers can reuse it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Literal
+
+from . import codec, cookies, events
+from .context import SessionContext
+from .errors import (
+    CookieTooLargeError,
+    InsecureConnectionError,
+    ResponseStartedError,
+    SessionIdCollision,
+    StoreError,
+)
+from .ids import is_valid_id
+from .options import SessionOptions
+from .session import Session, check_key
+
+if TYPE_CHECKING:
+    from .config import SessionConfig
+
+#: Browsers drop Set-Cookie lines longer than this (RFC 6265bis, name + value + attributes).
+COOKIE_LINE_LIMIT = 4096
+#: Extra store lifetime beyond the cookie's, so the entry never expires before the cookie (koa).
+STORE_GRACE = 10.0
+_GENID_ATTEMPTS = 5
+
+
+async def _resolve(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+class RequestSession:
+    """Session state and logic for one request."""
+
+    __slots__ = (
+        "_cookies",
+        "_ctx",
+        "_opts",
+        "cfg",
+        "committed",
+        "cookie_lines",
+        "external_key",
+        "extra_headers",
+        "loaded_created",
+        "loaded_expire",
+        "loaded_key",
+        "pending_events",
+        "prev_json",
+        "read",
+        "removed",
+        "scope",
+        "session",
+        "started",
+        "store",
+    )
+
+    def __init__(self, cfg: SessionConfig, scope: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.scope = scope
+        self.session = Session(self)
+        self._opts: SessionOptions | None = None
+        self._cookies: dict[str, str] | None = None
+        self._ctx: SessionContext | None = None
+        self.store: Any = cfg.options.store
+        self.external_key: str | None = None
+        self.loaded_key: str | None = None
+        self.loaded_expire: float | None = None
+        self.loaded_created: float | None = None
+        self.prev_json: str | None = None
+        self.cookie_lines: list[tuple[str, str]] = []
+        self.extra_headers: list[tuple[bytes, bytes]] = []
+        self.pending_events: list[Awaitable[Any]] = []
+        self.read = False
+        self.removed = False
+        self.committed = False
+        self.started = False
+        if cfg.options.context_store is not None:
+            self.store = cfg.options.context_store(self.ctx)
+
+    # -- small accessors -----------------------------------------------------------------
+    @property
+    def opts(self) -> SessionOptions:
+        """This request's own copy of the options, made on first use."""
+        if self._opts is None:
+            self._opts = self.cfg.options.copy()
+        return self._opts
+
+    @property
+    def opts_view(self) -> SessionOptions:
+        """The options in force, without copying them."""
+        return self._opts or self.cfg.options
+
+    @property
+    def ctx(self) -> SessionContext:
+        """The :class:`SessionContext` of this request, made on first use."""
+        if self._ctx is None:
+            self._ctx = SessionContext(self)
+        return self._ctx
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies, parsed on first use."""
+        if self._cookies is None:
+            values = [
+                v.decode("latin-1") for k, v in self.scope.get("headers") or () if k == b"cookie"
+            ]
+            self._cookies = cookies.parse_cookie_header(values) if values else {}
+        return self._cookies
+
+    def is_secure(self) -> bool:
+        """Whether the request arrived over TLS (trusting X-Forwarded-Proto only with proxy)."""
+        if self.scope.get("scheme") in ("https", "wss"):
+            return True
+        if self.cfg.options.proxy:
+            for key, value in self.scope.get("headers") or ():
+                if key == b"x-forwarded-proto":
+                    first = value.split(b",", 1)[0].strip().lower()
+                    return first in (b"https", b"wss")
+        return False
+
+    def current(self) -> Session | None:
+        """The session as the application left it in the scope (``None`` once removed)."""
+        value = self.scope.get(self.cfg.options.scope_key, self.session)
+        if value is None or self.session._removed:
+            return None
+        self.session._load()
+        return self.session
+
+    def emit(self, name: str, key: str | None, value: Any, **extra: Any) -> None:
+        """Deliver an event with koa's ``{key, value, ctx}`` payload."""
+        payload = {"key": key, "value": value, "ctx": self.ctx, **extra}
+        pending = events.emit(self.cfg.options.on_event, name, payload)
+        if pending is not None:
+            self.pending_events.append(pending)
+
+    # -- reading -------------------------------------------------------------------------
+    def read_signed_cookie(self, name: str) -> tuple[str | None, bool]:
+        """The value of cookie ``name`` if its signature holds, and whether it was rotated.
+
+        A bad or missing signature emits ``tampered`` and expires the stale ``.sig``.
+        """
+        jar = self.cookies
+        value = jar.get(name)
+        if value is None:
+            return None, False
+        signer = self.cfg.signer
+        if signer is None:
+            return value, False
+        sig_name = name + ".sig"
+        signature = jar.get(sig_name)
+        if signature is None:
+            self.emit("tampered", None, value, reason="missing signature")
+            return None, False
+        index = signer.verify(f"{name}={value}", signature)
+        if index < 0:
+            self.emit("tampered", None, value, reason="bad signature")
+            self.set_cookie(sig_name, "", expire_now=True, sign=False)
+            return None, False
+        return value, index > 0
+
+    def load(self) -> None:
+        """Load the session from the cookie (cookie mode, on first use)."""
+        self.read = True
+        opts = self.cfg.options
+        value, rotated = self.read_signed_cookie(opts.key)
+        data = None if value is None else self.decode(value)
+        if data is not None:
+            verdict = self.check(data, None)
+            if inspect.isawaitable(verdict):
+                verdict.close()  # type: ignore[attr-defined]
+                raise TypeError(
+                    "valid() returned an awaitable from a plain function; declare it with "
+                    "`async def` so the middleware loads the session before the handler"
+                )
+            if verdict:
+                self.adopt(data, None)
+                if rotated:
+                    self.reissue_signature()
+                return
+        self.adopt(None, None)
+
+    async def load_async(self) -> None:
+        """Load before the handler: store mode, or cookie mode with an async ``valid``."""
+        self.read = True
+        opts = self.cfg.options
+        if not opts.uses_store:
+            value, rotated = self.read_signed_cookie(opts.key)
+            data = None if value is None else self.decode(value)
+            if data is not None and await _resolve(self.check(data, None)):
+                self.adopt(data, None)
+                if rotated:
+                    self.reissue_signature()
+                return
+            self.adopt(None, None)
+            return
+
+        rotated = False
+        if opts.external_key is not None:
+            key = await _resolve(opts.external_key.get(self.ctx))
+        else:
+            key, rotated = self.read_signed_cookie(opts.key)
+        if key and not (isinstance(key, str) and is_valid_id(key)):
+            self.emit("invalid", None, key, reason="malformed session id")
+            key = None
+        if not key:
+            await self.adopt_new()
+            return
+        try:
+            data = await self.store_call(
+                "get", self.store.get, key, opts.max_age, rolling=opts.rolling, ctx=self.ctx
+            )
+        except StoreError:
+            if opts.on_store_error == "raise":
+                raise
+            await self.adopt_new()
+            return
+        if data is not None and not isinstance(data, dict):
+            self.emit("invalid", key, data, reason="store returned a non-object")
+            data = None
+        if data is None:
+            self.emit("missed", key, data)
+        elif await _resolve(self.check(data, key)):
+            self.adopt(data, key)
+            self.loaded_key = key
+            if rotated:
+                self.reissue_signature()
+            return
+        await self.adopt_new()
+
+    def decode(self, value: str) -> dict[str, Any] | None:
+        """Turn a cookie value into a payload, or emit ``invalid`` and return ``None``."""
+        cfg = self.cfg
+        opts = cfg.options
+        if cfg.cipher is not None:
+            opened = cfg.cipher.open(value)
+            if opened is None:
+                self.emit("tampered", None, value, reason="cannot decrypt")
+                return None
+            if opened[1] > 0:
+                self.emit("rotated", None, opened[0], reason="encrypted with an older key")
+            return opened[0]
+        data: Any
+        if opts.decode is None:
+            data = codec.decode(value)
+        else:
+            try:
+                data = opts.decode(value)
+            except ValueError:
+                data = None  # koa: a SyntaxError from decode means "start a new session"
+            except Exception:
+                # koa: any other decode error clears the cookie so the next request recovers.
+                self.set_cookie(opts.key, "", expire_now=True)
+                raise
+        if not isinstance(data, dict):
+            self.emit("invalid", None, value, reason="malformed payload")
+            return None
+        return data
+
+    def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
+        """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
+        now_ms = time.time() * 1000
+        expire = data.get("_expire")
+        if expire is not None:
+            if isinstance(expire, bool) or not isinstance(expire, (int, float)):
+                self.emit("invalid", key, data, reason="_expire is not a number")
+                return False
+            if expire < now_ms:
+                self.emit("expired", key, data)
+                return False
+        opts = self.cfg.options
+        if opts.absolute_timeout is not None or opts.idle_timeout is not None:
+            for field, limit in (
+                ("_created", opts.absolute_timeout),
+                ("_accessed", opts.idle_timeout),
+            ):
+                stamp = data.get(field)
+                if limit is None or stamp is None:
+                    continue
+                if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+                    self.emit("invalid", key, data, reason=f"{field} is not a number")
+                    return False
+                if stamp + limit * 1000 < now_ms:
+                    timeout = "absolute" if field == "_created" else "idle"
+                    self.emit("expired", key, data, reason=f"{timeout} timeout")
+                    return False
+        valid = opts.valid
+        if valid is None:
+            return True
+        verdict = valid(self.ctx, data)
+        if inspect.isawaitable(verdict):
+            return self._await_valid(verdict, data, key)
+        if not verdict:
+            self.emit("invalid", key, data, reason="rejected by valid()")
+        return bool(verdict)
+
+    async def _await_valid(
+        self, verdict: Awaitable[Any], data: dict[str, Any], key: str | None
+    ) -> bool:
+        if await verdict:
+            return True
+        self.emit("invalid", key, data, reason="rejected by valid()")
+        return False
+
+    def adopt(self, data: dict[str, Any] | None, key: str | None) -> None:
+        """Make ``data`` (a checked payload, or ``None`` for a new session) the session."""
+        session = self.session
+        if data is None:
+            session._data = {}
+            session.is_new = True
+            return
+        max_age: Any = None
+        body: dict[str, Any] = {}
+        for name, value in data.items():
+            if name in codec.META_KEYS:
+                if name == "_maxAge":
+                    max_age = value
+                elif name == "_session":
+                    max_age = "session"
+                elif name == "_expire":
+                    self.loaded_expire = value
+                elif name == "_created":
+                    self.loaded_created = value
+            else:
+                body[name] = value
+        if max_age is not None:
+            seconds: float | Literal["session"] | None = (
+                "session" if max_age == "session" else _ms_to_seconds(max_age)
+            )
+            if seconds is not None and seconds != self.opts_view.max_age:
+                self.opts.max_age = seconds
+        session._data = body
+        session.is_new = False
+        self.external_key = key
+        self.prev_json = codec.dumps(body)
+
+    async def adopt_new(self) -> None:
+        """Start a fresh session with a new id (store mode)."""
+        self.adopt(None, None)
+        self.external_key = await self.new_id()
+
+    async def new_id(self) -> str:
+        """A new session id from ``genid`` (or the default generator)."""
+        key = await _resolve(self.cfg.genid(self.ctx))
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"genid must return a non-empty string; got {key!r}")
+        return key
+
+    # -- committing ----------------------------------------------------------------------
+    def touched(self) -> bool:
+        """Whether commit has anything to consider (the session was loaded or replaced)."""
+        return (
+            self.session._data is not None
+            or self.scope.get(self.cfg.options.scope_key, self.session) is not self.session
+        )
+
+    def _take_scope_value(self) -> bool:
+        """Apply koa's ``ctx.session = null / {...}``; return True if the session is removed."""
+        scope_key = self.cfg.options.scope_key
+        session = self.session
+        value = self.scope.get(scope_key, session)
+        if value is session:
+            session._load()
+            return bool(session._removed)
+        if value is None:
+            if session._data is None:
+                session._data = {}
+            session._removed = True
+            return True
+        if isinstance(value, dict):
+            if session._data is None:
+                self.load_for_replace()
+            for name in value:
+                check_key(name)
+            session._data = dict(value)
+            session._removed = False
+            self.scope[scope_key] = session
+            return False
+        raise TypeError(
+            f"scope[{scope_key!r}] can only be set to None or a dict; got {type(value).__name__}"
+        )
+
+    def load_for_replace(self) -> None:
+        """Load before a replacement so its id and lifetime are kept (koa does the same)."""
+        self.session._load()
+
+    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
+        """Decide and apply: remove, save or nothing (koa's ``commit``)."""
+        if self.started:
+            raise ResponseStartedError(
+                "the response headers were already sent; commit the session before responding"
+            )
+        if not (save or regenerate) and not self.touched():
+            return
+        session = self.session
+        if self._take_scope_value():
+            if not self.removed:
+                await self.remove()
+                self.removed = True
+            return
+        self.removed = False
+        opts = self.opts_view
+        if regenerate:
+            await self.remove()
+            if opts.uses_store:
+                self.external_key = await self.new_id()
+                self.loaded_key = None
+        data_json = codec.dumps(session._data)
+        if save or regenerate or session._require_save:
+            reason = "force"
+        else:
+            reason = self.reason_to_save(data_json)
+        if not reason:
+            return
+        if opts.before_save is not None:
+            await _resolve(opts.before_save(self.ctx, session))
+            data_json = codec.dumps(session._data)
+        await self.save(session._load(), changed=reason == "changed")
+        session._require_save = False
+        self.prev_json = data_json
+        self.committed = True
+
+    def reason_to_save(self, data_json: str) -> str:
+        """Why an unforced commit saves: ``changed``, ``rolling``, ``renew``, ``idle`` or ``""``."""
+        prev = self.prev_json
+        if prev is None and data_json == "{}":
+            return ""
+        if data_json != prev:
+            return "changed"
+        if self.committed:
+            return ""  # a manual save already wrote this request's cookie
+        opts = self.opts_view
+        if opts.rolling:
+            return "rolling"
+        max_age = opts.max_age
+        expire = self.loaded_expire
+        if opts.renew and expire and max_age != "session":
+            assert not isinstance(max_age, str)
+            if expire - time.time() * 1000 < max_age * 500:
+                return "renew"
+        return ""
+
+    def payload(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The data plus koa's metadata (and ours for timeouts)."""
+        opts = self.opts_view
+        now_ms = int(time.time() * 1000)
+        out = dict(data)
+        if opts.max_age == "session":
+            out["_session"] = True
+        else:
+            max_age_ms = int(opts.max_age * 1000)
+            out["_expire"] = now_ms + max_age_ms
+            out["_maxAge"] = max_age_ms
+        if opts.absolute_timeout is not None:
+            out["_created"] = self.loaded_created if self.loaded_created is not None else now_ms
+        if opts.idle_timeout is not None:
+            out["_accessed"] = now_ms
+        return out
+
+    async def save(self, data: dict[str, Any], *, changed: bool) -> None:
+        """Write the session: to the store then the id cookie, or into the cookie itself."""
+        opts = self.opts_view
+        payload = self.payload(data)
+        if not opts.uses_store:
+            self.set_cookie(opts.key, self.encode(payload))
+            return
+        ttl = opts.session_store_ttl if opts.max_age == "session" else opts.max_age + STORE_GRACE
+        assert not isinstance(ttl, str)
+        key = self.external_key or await self.new_id()
+        for attempt in range(_GENID_ATTEMPTS):
+            try:
+                written = await self.store_call(
+                    "set",
+                    self.store.set,
+                    key,
+                    payload,
+                    ttl,
+                    rolling=opts.rolling,
+                    changed=changed,
+                    ctx=self.ctx,
+                )
+                break
+            except SessionIdCollision:
+                if key == self.loaded_key or attempt == _GENID_ATTEMPTS - 1:
+                    raise
+                key = await self.new_id()
+            except StoreError:
+                if opts.on_store_error == "raise":
+                    raise
+                return  # never point the cookie at data that was not saved
+        self.external_key = key
+        if written is False:
+            # The entry vanished (a concurrent logout): do not resurrect it, drop the cookie.
+            self.emit("missed", key, None, reason="destroyed while this request ran")
+            if opts.external_key is None:
+                self.set_cookie(opts.key, "", expire_now=True)
+            return
+        if opts.external_key is not None:
+            await _resolve(opts.external_key.set(self.ctx, key))
+        else:
+            self.set_cookie(opts.key, key)
+
+    def encode(self, payload: dict[str, Any]) -> str:
+        """Serialise a payload for the cookie."""
+        cfg = self.cfg
+        if cfg.cipher is not None:
+            return cfg.cipher.seal(payload)
+        encode = cfg.options.encode
+        try:
+            return codec.encode(payload) if encode is None else encode(payload)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"session data is not JSON-serialisable: {exc}") from exc
+
+    async def remove(self) -> None:
+        """Destroy the store entry (if any) and expire the cookies."""
+        opts = self.opts_view
+        key = self.external_key
+        if key and opts.uses_store:
+            try:
+                await self.store_call("destroy", self.store.destroy, key, ctx=self.ctx)
+            except StoreError:
+                if opts.on_store_error == "raise":
+                    raise
+        if opts.external_key is None:
+            self.set_cookie(opts.key, "", expire_now=True)
+
+    async def store_call(
+        self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kw: Any
+    ) -> Any:
+        """Call a store method with the configured timeout; failures become ``StoreError``."""
+        timeout = self.cfg.options.store_timeout
+        try:
+            result = method(key, *args, **kw)
+            if inspect.isawaitable(result):
+                result = await (asyncio.wait_for(result, timeout) if timeout else result)
+            return result
+        except SessionIdCollision:
+            raise
+        except Exception as exc:
+            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
+            self.emit("store_error", key, None, operation=operation, error=exc)
+            raise StoreError(f"session store {operation}({key!r}) failed: {reason}") from exc
+
+    # -- cookies -------------------------------------------------------------------------
+    def reissue_signature(self) -> None:
+        """Re-sign the current cookie with the first key, keeping its expiry (deviation 6)."""
+        opts = self.cfg.options
+        value = self.cookies.get(opts.key, "")
+        self.emit("rotated", self.loaded_key, value, reason="signed with an older key")
+        expires = (
+            self.loaded_expire / 1000 if isinstance(self.loaded_expire, (int, float)) else None
+        )
+        self.set_cookie(opts.key, value, expires_at=expires, only_signature=True)
+
+    def set_cookie(
+        self,
+        name: str,
+        value: str,
+        *,
+        expire_now: bool = False,
+        sign: bool = True,
+        expires_at: float | None = None,
+        only_signature: bool = False,
+    ) -> None:
+        """Queue Set-Cookie lines for ``name`` (and its ``.sig`` when signing)."""
+        opts = self.opts_view
+        secure = opts.secure
+        if secure is None:
+            secure = self.is_secure()
+        elif secure and not self.is_secure():
+            raise InsecureConnectionError()
+        if expire_now:
+            expires: float | str | None = cookies.EPOCH
+            max_age: int | None = 0
+        elif expires_at is not None:
+            expires, max_age = expires_at, max(0, int(expires_at - time.time()))
+        elif opts.max_age == "session":
+            expires = max_age = None
+        else:
+            assert not isinstance(opts.max_age, str)
+            expires, max_age = time.time() + opts.max_age, int(opts.max_age)
+        attrs: dict[str, Any] = {
+            "path": opts.path,
+            "expires": expires,
+            "max_age": max_age,
+            "domain": opts.domain,
+            "priority": opts.priority,
+            "same_site": opts.same_site,
+            "secure": secure,
+            "http_only": opts.http_only,
+            "partitioned": opts.partitioned,
+        }
+        lines = []
+        if not only_signature:
+            lines.append((name, cookies.serialize(name, value, **attrs)))
+        if sign and self.cfg.signer is not None:
+            signature = self.cfg.signer.sign(f"{name}={value}")
+            lines.append((name + ".sig", cookies.serialize(name + ".sig", signature, **attrs)))
+        for cookie_name, line in lines:
+            if len(line) > COOKIE_LINE_LIMIT and not self.oversize(cookie_name, line):
+                return
+        if opts.overwrite:
+            names = {cookie_name for cookie_name, _ in lines}
+            self.cookie_lines = [item for item in self.cookie_lines if item[0] not in names]
+        self.cookie_lines.extend(lines)
+
+    def oversize(self, name: str, line: str) -> bool:
+        """Apply ``on_oversize`` to a Set-Cookie line over the limit; False drops the cookie."""
+        message = (
+            f"the Set-Cookie line for {name!r} is {len(line)} bytes, over the {COOKIE_LINE_LIMIT}"
+            "-byte browser limit; keep less in the session or use a server-side store "
+            "(store=RedisStore(...), PostgresStore(...), SQLiteStore(...))"
+        )
+        if self.cfg.options.on_oversize == "raise":
+            raise CookieTooLargeError(message)
+        events.logger.warning("%s; cookie not sent", message)
+        return False
+
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        """Set-Cookie lines and extra headers to add to the response start."""
+        headers = [(b"set-cookie", line.encode("latin-1")) for _, line in self.cookie_lines]
+        headers.extend(self.extra_headers)
+        return headers
+
+
+def _ms_to_seconds(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        return None
+    return min(float(value) / 1000, 400 * 86400.0)

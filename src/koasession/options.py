@@ -1,0 +1,274 @@
+"""Session options: their defaults, normalisation and start-up validation.
+
+Every rule here runs once, when the middleware is built, and a broken configuration fails with a
+:class:`~koasession.errors.ConfigurationError` naming the option and the fix. A request gets its
+own copy only when it changes something (``session.max_age = ...`` or ``session.options``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+from .cookies import is_token
+from .errors import ConfigurationError
+from .signing import ALGORITHMS
+
+if TYPE_CHECKING:
+    from .context import SessionContext
+    from .session import Session
+
+MaxAge = float | Literal["session"]
+EventListener = Callable[[str, dict[str, Any]], Any]
+
+#: The longest lifetime browsers honour (RFC 6265bis caps cookies at 400 days).
+MAX_AGE_CAP = 400 * 86400
+#: Keys shorter than this many bytes are refused unless ``allow_weak_keys`` is set.
+MIN_KEY_BYTES = 32
+_PLACEHOLDER_KEYS = frozenset(
+    {"secret", "your secret key", "changeme", "change me", "keyboard cat", "secret key", "key"}
+)
+_FORBIDDEN_ATTR_CHARS = frozenset(";,\r\n\x00")
+_SAME_SITE = ("lax", "strict", "none")
+_PRIORITY = ("low", "medium", "high")
+
+
+@dataclasses.dataclass(eq=False)
+class SessionOptions:
+    """All options of :class:`~koasession.SessionMiddleware` except the keys.
+
+    Durations are seconds. See the README's option table for the meaning of each.
+    """
+
+    key: str = "koa.sess"
+    max_age: MaxAge = 86400.0
+    auto_commit: bool = True
+    overwrite: bool = True
+    http_only: bool = True
+    signed: bool = True
+    rolling: bool = False
+    renew: bool = False
+    secure: bool | None = None
+    same_site: str | None = "lax"
+    partitioned: bool = False
+    priority: str | None = None
+    domain: str | None = None
+    path: str = "/"
+    algorithm: str | Sequence[str] = "sha256"
+    encode: Callable[[dict[str, Any]], str] | None = None
+    decode: Callable[[str], Any] | None = None
+    store: Any = None
+    context_store: Any = None
+    external_key: Any = None
+    prefix: str | None = None
+    genid: Callable[[SessionContext], Any] | None = None
+    valid: Callable[[SessionContext, dict[str, Any]], Any] | None = None
+    before_save: Callable[[SessionContext, Session], Any] | None = None
+    on_event: EventListener | None = None
+    proxy: bool = False
+    scope_key: str = "session"
+    encrypt: bool = False
+    on_oversize: str = "raise"
+    idle_timeout: float | None = None
+    absolute_timeout: float | None = None
+    on_store_error: str = "raise"
+    store_timeout: float | None = 5.0
+    session_store_ttl: float = 86400.0
+    allow_weak_keys: bool = False
+
+    def copy(self) -> SessionOptions:
+        """A shallow copy, for one request's private changes."""
+        return dataclasses.replace(self)
+
+    @property
+    def algorithms(self) -> tuple[str, ...]:
+        """The signing algorithms, first one signing."""
+        return (self.algorithm,) if isinstance(self.algorithm, str) else tuple(self.algorithm)
+
+    @property
+    def uses_store(self) -> bool:
+        """True in store mode (a store or a context store is configured)."""
+        return self.store is not None or self.context_store is not None
+
+
+def normalize_max_age(value: object, name: str = "max_age") -> MaxAge:
+    """Turn seconds, a timedelta or ``"session"`` into float seconds or ``"session"``."""
+    if value == "session":
+        return "session"
+    if isinstance(value, timedelta):
+        value = value.total_seconds()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(
+            f"{name} must be a number of seconds, a datetime.timedelta or 'session'; got {value!r}"
+        )
+    if not value > 0:
+        raise ConfigurationError(f"{name} must be positive; got {value!r}")
+    if value > MAX_AGE_CAP:
+        hint = (
+            f" ({value!r} looks like milliseconds: koasession takes seconds, "
+            f"so koa's maxAge {int(value)} is max_age={value / 1000:g})"
+            if value >= 1000 * 60
+            else ""
+        )
+        raise ConfigurationError(
+            f"{name} is over the 400-day cap browsers apply ({MAX_AGE_CAP} s){hint}"
+        )
+    return float(value)
+
+
+def _check_attr(name: str, value: object) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name} must be a string; got {value!r}")
+    bad = _FORBIDDEN_ATTR_CHARS.intersection(value)
+    if bad:
+        raise ConfigurationError(
+            f"{name}={value!r} contains {''.join(sorted(bad))!r}, which would inject cookie "
+            "attributes"
+        )
+
+
+def _check_callable(name: str, value: object) -> None:
+    if value is not None and not callable(value):
+        raise ConfigurationError(f"{name} must be callable; got {value!r}")
+
+
+def _check_methods(name: str, obj: object, methods: Sequence[str]) -> None:
+    for method in methods:
+        if not callable(getattr(obj, method, None)):
+            raise ConfigurationError(f"{name} must have a callable {method}(); {obj!r} has none")
+
+
+def _check_positive(name: str, value: object, *, optional: bool = True) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
+
+
+def validate(opts: SessionOptions) -> SessionOptions:
+    """Normalise ``opts`` in place and check every rule; return it."""
+    if not isinstance(opts.key, str) or not is_token(opts.key):
+        raise ConfigurationError(
+            f"key={opts.key!r} is not a valid cookie name (RFC 6265 token: visible ASCII "
+            'without spaces or any of ()<>@,;:\\"/[]?={})'
+        )
+    opts.max_age = normalize_max_age(opts.max_age)
+    for name in ("idle_timeout", "absolute_timeout", "store_timeout"):
+        value = getattr(opts, name)
+        if isinstance(value, timedelta):
+            value = value.total_seconds()
+            setattr(opts, name, value)
+        _check_positive(name, value)
+    _check_positive("session_store_ttl", opts.session_store_ttl, optional=False)
+
+    for name in ("path", "domain", "prefix", "priority", "same_site"):
+        _check_attr(name, getattr(opts, name))
+    if not opts.path or not opts.path.startswith("/"):
+        raise ConfigurationError(f"path must start with '/'; got {opts.path!r}")
+    if opts.same_site is not None:
+        opts.same_site = opts.same_site.lower()
+        if opts.same_site not in _SAME_SITE:
+            raise ConfigurationError(
+                f"same_site must be 'lax', 'strict', 'none' or None; got {opts.same_site!r}"
+            )
+    if opts.priority is not None:
+        opts.priority = opts.priority.lower()
+        if opts.priority not in _PRIORITY:
+            raise ConfigurationError(
+                f"priority must be 'low', 'medium', 'high' or None; got {opts.priority!r}"
+            )
+    if opts.secure not in (None, True, False):
+        raise ConfigurationError(f"secure must be True, False or None; got {opts.secure!r}")
+    needs_secure = []
+    if opts.same_site == "none":
+        needs_secure.append("same_site='none'")
+    if opts.partitioned:
+        needs_secure.append("partitioned=True")
+    if opts.key.startswith("__Secure-"):
+        needs_secure.append("a __Secure- cookie name")
+    if opts.key.startswith("__Host-"):
+        needs_secure.append("a __Host- cookie name")
+        if opts.domain is not None or opts.path != "/":
+            raise ConfigurationError("a __Host- cookie name requires domain=None and path='/'")
+    if needs_secure and opts.secure is not True:
+        raise ConfigurationError(
+            f"{' and '.join(needs_secure)} requires secure=True (browsers reject it otherwise)"
+        )
+
+    algorithms = opts.algorithms
+    if not algorithms or any(a not in ALGORITHMS for a in algorithms):
+        raise ConfigurationError(
+            f"algorithm must be one of {', '.join(ALGORITHMS)} or a list of them; "
+            f"got {opts.algorithm!r}"
+        )
+
+    for name in ("encode", "decode", "genid", "valid", "before_save", "on_event"):
+        _check_callable(name, getattr(opts, name))
+    if opts.store is not None:
+        _check_methods("store", opts.store, ("get", "set", "destroy"))
+    if opts.context_store is not None:
+        if not inspect.isclass(opts.context_store):
+            raise ConfigurationError("context_store must be a class, built per request as cls(ctx)")
+        _check_methods("context_store", opts.context_store, ("get", "set", "destroy"))
+    if opts.external_key is not None:
+        _check_methods("external_key", opts.external_key, ("get", "set"))
+
+    if opts.on_oversize not in ("raise", "warn"):
+        raise ConfigurationError(f"on_oversize must be 'raise' or 'warn'; got {opts.on_oversize!r}")
+    if opts.on_store_error not in ("raise", "new_session"):
+        raise ConfigurationError(
+            f"on_store_error must be 'raise' or 'new_session'; got {opts.on_store_error!r}"
+        )
+    if not isinstance(opts.scope_key, str) or not opts.scope_key:
+        raise ConfigurationError(f"scope_key must be a non-empty string; got {opts.scope_key!r}")
+    if opts.encrypt:
+        if opts.uses_store:
+            raise ConfigurationError(
+                "encrypt=True is for cookie mode; in store mode the cookie holds only a signed id"
+            )
+        if opts.encode is not None or opts.decode is not None:
+            raise ConfigurationError("encrypt=True cannot be combined with custom encode/decode")
+    return opts
+
+
+def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str | bytes]:
+    """Check the app keys; return them as a list."""
+    if keys is None:
+        keys = []
+    if isinstance(keys, (str, bytes)):
+        raise ConfigurationError("keys must be a list of keys, the first signing: keys=[key]")
+    try:
+        key_list: list[str | bytes] = list(keys)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigurationError(f"keys must be a list of strings; got {keys!r}") from None
+    if required and not key_list:
+        raise ConfigurationError(
+            "keys are required for signed cookies (koa: '.keys required for signed cookies'); "
+            "pass keys=[...] with a random secret of 32 bytes or more, e.g. from "
+            "`python -m koasession keygen`, or set signed=False"
+        )
+    for index, key in enumerate(key_list):
+        if not isinstance(key, (str, bytes)):
+            raise ConfigurationError(f"keys[{index}] must be str or bytes; got {key!r}")
+        raw = key.encode() if isinstance(key, str) else key
+        if not raw:
+            raise ConfigurationError(f"keys[{index}] is empty")
+        if allow_weak:
+            continue
+        text = key if isinstance(key, str) else key.decode("latin-1")
+        if text.strip().lower() in _PLACEHOLDER_KEYS:
+            raise ConfigurationError(
+                f"keys[{index}] is a well-known placeholder; generate a random key "
+                "(`python -m koasession keygen`)"
+            )
+        if len(raw) < MIN_KEY_BYTES:
+            raise ConfigurationError(
+                f"keys[{index}] is {len(raw)} bytes; use at least {MIN_KEY_BYTES} random bytes "
+                "(`python -m koasession keygen`), or allow_weak_keys=True in tests"
+            )
+    return key_list

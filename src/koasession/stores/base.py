@@ -1,0 +1,49 @@
+"""The store protocol: what the middleware calls on a server-side session store.
+
+A store keeps session data under a session id. Methods may be plain functions or coroutines;
+durations are in seconds. The ``ctx`` keyword is the request's
+:class:`~koasession.context.SessionContext`.
+
+Stores that want the "no resurrection" guarantee use ``ctx.loaded_key``: it is the id that was
+loaded from the store for this request (``None`` when the session started fresh). ``set`` with
+``key == ctx.loaded_key`` must only *update* an entry that still exists; any other key must only
+*insert* an entry that does not exist yet, raising :class:`~koasession.errors.SessionIdCollision`
+when it does. ``set`` may return ``False`` to say that nothing was written because the entry was
+gone (destroyed by a concurrent logout); the middleware then clears the cookie instead of pointing
+it at data that does not exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from ..context import SessionContext
+
+SessionData = dict[str, Any]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """A server-side session store (koa-session's ``{get, set, destroy}``)."""
+
+    def get(
+        self, key: str, max_age: float | None, *, rolling: bool, ctx: SessionContext
+    ) -> SessionData | None | Awaitable[SessionData | None]:
+        """Return the data saved under ``key``, or ``None`` when there is none."""
+
+    def set(
+        self,
+        key: str,
+        data: SessionData,
+        max_age: float,
+        *,
+        rolling: bool,
+        changed: bool,
+        ctx: SessionContext,
+    ) -> bool | None | Awaitable[bool | None]:
+        """Save ``data`` under ``key`` for ``max_age`` seconds."""
+
+    def destroy(self, key: str, *, ctx: SessionContext) -> None | Awaitable[None]:
+        """Remove the entry saved under ``key``; a missing entry is not an error."""
