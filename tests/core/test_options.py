@@ -1,0 +1,93 @@
+"""options: every configuration rule fails at start-up with a precise message."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from koasession import ConfigurationError, MemoryStore, SessionMiddleware
+
+KEY = "k" * 32
+
+
+async def noop(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+def build(**options: Any) -> SessionMiddleware:
+    options.setdefault("keys", [KEY])
+    return SessionMiddleware(noop, **options)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"keys": None}, "keys are required"),
+        ({"keys": []}, "keys are required"),
+        ({"keys": KEY}, "list of keys"),
+        ({"keys": ["short"]}, "at least 32"),
+        ({"keys": [""]}, "empty"),
+        ({"keys": ["changeme"]}, "placeholder"),
+        ({"keys": [KEY, 5]}, "keys[1]"),
+        ({"key": "bad name"}, "not a valid cookie name"),
+        ({"key": "koa;sess"}, "not a valid cookie name"),
+        ({"max_age": 86400000}, "looks like milliseconds"),
+        ({"max_age": 0}, "positive"),
+        ({"max_age": "forever"}, "max_age must be"),
+        ({"max_age": True}, "max_age must be"),
+        ({"path": "/a;b"}, "inject"),
+        ({"path": "relative"}, "start with '/'"),
+        ({"domain": "example.com\r\nx"}, "inject"),
+        ({"same_site": "sometimes"}, "same_site must be"),
+        ({"same_site": "none"}, "requires secure=True"),
+        ({"partitioned": True}, "requires secure=True"),
+        ({"key": "__Secure-id"}, "requires secure=True"),
+        ({"key": "__Host-id", "secure": True, "domain": "example.com"}, "__Host-"),
+        ({"key": "__Host-id", "secure": True, "path": "/app"}, "__Host-"),
+        ({"priority": "urgent"}, "priority must be"),
+        ({"algorithm": "md5"}, "algorithm must be"),
+        ({"algorithm": []}, "algorithm must be"),
+        ({"store": object()}, "store must have a callable get()"),
+        ({"context_store": MemoryStore()}, "context_store must be a class"),
+        ({"external_key": object()}, "external_key must have"),
+        ({"valid": 3}, "valid must be callable"),
+        ({"on_oversize": "ignore"}, "on_oversize"),
+        ({"on_store_error": "ignore"}, "on_store_error"),
+        ({"idle_timeout": -1}, "idle_timeout"),
+        ({"store_timeout": 0}, "store_timeout"),
+        ({"encrypt": True, "store": MemoryStore()}, "encrypt=True is for cookie mode"),
+        ({"maxAge": 1000}, "koa's maxAge is max_age"),
+        ({"max_agee": 10}, "did you mean 'max_age'"),
+    ],
+)
+def test_bad_configuration_fails_at_start_up(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        build(**options)
+    assert message in str(info.value)
+
+
+def test_unsigned_cookies_need_no_keys() -> None:
+    assert build(keys=None, signed=False).options.signed is False
+
+
+def test_weak_keys_can_be_allowed_for_tests() -> None:
+    assert build(keys=["a", "b"], allow_weak_keys=True).config.keys == ["a", "b"]
+
+
+def test_durations_are_normalised_to_seconds() -> None:
+    mw = build(max_age=timedelta(hours=2), idle_timeout=timedelta(minutes=5))
+    assert mw.options.max_age == 7200.0
+    assert mw.options.idle_timeout == 300.0
+    assert build(max_age="session").options.max_age == "session"
+
+
+def test_attribute_case_is_normalised() -> None:
+    mw = build(same_site="Strict", priority="HIGH")
+    assert (mw.options.same_site, mw.options.priority) == ("strict", "high")
+
+
+def test_secure_prefixes_accept_valid_configuration() -> None:
+    assert build(key="__Host-sess", secure=True).options.key == "__Host-sess"
+    assert build(same_site="none", secure=True, partitioned=True).options.partitioned
