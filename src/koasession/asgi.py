@@ -83,6 +83,12 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_with_session)
+        except Exception:
+            if rs.clear_on_error and not rs.started:
+                # koa sends the cookie-clearing header with the error response of a failed
+                # custom decode, so the next request does not fail the same way.
+                await _send_error(send, 500, b"Internal Server Error", rs.response_headers())
+            raise
         finally:
             if rs.pending_events:
                 await events.settle(rs.pending_events)
@@ -122,15 +128,16 @@ def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
 
 
 async def _send_unavailable(send: Send) -> None:
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"text/plain; charset=utf-8"),
-                (b"content-length", str(len(_UNAVAILABLE)).encode()),
-                (b"retry-after", b"5"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": _UNAVAILABLE})
+    await _send_error(send, 503, _UNAVAILABLE, [(b"retry-after", b"5")])
+
+
+async def _send_error(
+    send: Send, status: int, body: bytes, headers: list[tuple[bytes, bytes]]
+) -> None:
+    start_headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", str(len(body)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": start_headers})
+    await send({"type": "http.response.body", "body": body})

@@ -47,6 +47,7 @@ class RequestSession:
         "_ctx",
         "_opts",
         "cfg",
+        "clear_on_error",
         "committed",
         "cookie_lines",
         "external_key",
@@ -81,6 +82,7 @@ class RequestSession:
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self.pending_events: list[Awaitable[Any]] = []
         self.read = False
+        self.clear_on_error = False
         self.removed = False
         self.committed = False
         self.started = False
@@ -260,6 +262,7 @@ class RequestSession:
             except Exception:
                 # koa: any other decode error clears the cookie so the next request recovers.
                 self.set_cookie(opts.key, "", expire_now=True)
+                self.clear_on_error = True
                 raise
         if not isinstance(data, dict):
             self.emit("invalid", None, value, reason="malformed payload")
@@ -316,7 +319,7 @@ class RequestSession:
         session = self.session
         if data is None:
             session._data = {}
-            session.is_new = True
+            session._is_new = True
             return
         max_age: Any = None
         body: dict[str, Any] = {}
@@ -339,7 +342,7 @@ class RequestSession:
             if seconds is not None and seconds != self.opts_view.max_age:
                 self.opts.max_age = seconds
         session._data = body
-        session.is_new = False
+        session._is_new = False
         self.external_key = key
         self.prev_json = codec.dumps(body)
 

@@ -29,14 +29,14 @@ def check_key(key: object) -> str:
 class Session(MutableMapping[str, Any]):
     """The session of one request: a mutable mapping plus koa's session methods."""
 
-    __slots__ = ("_data", "_removed", "_require_save", "_rs", "is_new")
+    __slots__ = ("_data", "_is_new", "_removed", "_require_save", "_rs")
 
     def __init__(self, rs: RequestSession) -> None:
         self._rs = rs
         self._data: dict[str, Any] | None = None
         self._removed = False
         self._require_save = False
-        self.is_new = True
+        self._is_new = True
 
     def _load(self) -> dict[str, Any]:
         data = self._data
@@ -81,6 +81,12 @@ class Session(MutableMapping[str, Any]):
         return f"<Session {self._data!r}{' removed' if self._removed else ''}>"
 
     # -- koa's session API ---------------------------------------------------------------
+    @property
+    def is_new(self) -> bool:
+        """True when nothing was loaded (no cookie, or it was rejected)."""
+        self._load()
+        return self._is_new
+
     @property
     def populated(self) -> bool:
         """True when the session holds any value."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 from collections.abc import Awaitable, Callable
@@ -61,7 +60,9 @@ def sign(name: str, value: str, key: str = KEY, alg: str = "sha256") -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def signed_cookie(data: dict[str, Any], name: str = "koa.sess", key: str = KEY, alg: str = "sha256") -> str:
+def signed_cookie(
+    data: dict[str, Any], name: str = "koa.sess", key: str = KEY, alg: str = "sha256"
+) -> str:
     value = base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
     return f"{name}={value}; {name}.sig={sign(name, value, key, alg)}"
 

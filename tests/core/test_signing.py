@@ -6,7 +6,9 @@ import pytest
 
 from koasession.signing import Signer
 
-DATA = "koa.sess=eyJtZXNzYWdlIjoiaGVsbG8iLCJfZXhwaXJlIjoxNzAwMDAwMDAwMDAwLCJfbWF4QWdlIjo4NjQwMDAwMH0="
+DATA = (
+    "koa.sess=eyJtZXNzYWdlIjoiaGVsbG8iLCJfZXhwaXJlIjoxNzAwMDAwMDAwMDAwLCJfbWF4QWdlIjo4NjQwMDAwMH0="
+)
 
 
 def test_sha1_vectors_from_the_spec() -> None:

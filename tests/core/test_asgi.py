@@ -1,0 +1,232 @@
+"""asgi: the adapter's contract with servers and frameworks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.testclient import TestClient
+from starlette.websockets import WebSocket
+
+from koasession import MemoryStore, SessionMiddleware, get_session
+
+from ._app import KEY, client, cookie_header, cookie_pairs, set_cookies, wrap
+
+
+async def test_lifespan_passes_through_untouched() -> None:
+    seen: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(scope["type"])
+        assert "session" not in scope
+
+    await SessionMiddleware(app, keys=[KEY])({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan"]
+
+
+async def test_streaming_response_carries_the_cookie() -> None:
+    async def stream(request: Request) -> StreamingResponse:
+        request.session["n"] = 1
+
+        async def chunks() -> Any:
+            yield b"a"
+            yield b"b"
+
+        return StreamingResponse(chunks())
+
+    app = SessionMiddleware(Starlette(routes=[Route("/", stream)]), keys=[KEY])
+    async with client(app) as c:
+        response = await c.get("/")
+    assert response.text == "ab"
+    assert set(cookie_pairs(response)) == {"koa.sess", "koa.sess.sig"}
+
+
+def test_websocket_reads_the_session() -> None:
+    async def login(request: Request) -> JSONResponse:
+        request.session["user"] = "ann"
+        return JSONResponse({})
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_json(dict(websocket.session))
+        await websocket.close()
+
+    for store in (None, MemoryStore()):
+        starlette = Starlette(routes=[Route("/login", login), WebSocketRoute("/ws", ws)])
+        with TestClient(SessionMiddleware(starlette, keys=[KEY], store=store)) as tc:
+            tc.get("/login")
+            with tc.websocket_connect("/ws") as socket:
+                assert socket.receive_json() == {"user": "ann"}
+
+
+async def test_handler_exception_leaves_nothing_written() -> None:
+    store = MemoryStore()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["n"] = 1
+        raise RuntimeError("boom")
+
+    mw = SessionMiddleware(app, keys=[KEY], store=store)
+    transport = httpx.ASGITransport(app=mw, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.get("/")
+    assert response.status_code == 500
+    assert set_cookies(response) == []
+    assert len(store) == 0
+
+
+async def test_exception_turned_into_a_response_inside_still_commits() -> None:
+    """Like koa: an error caught by an inner handler still commits (Starlette's 500 page)."""
+
+    async def fail(request: Request) -> JSONResponse:
+        request.session["n"] = 1
+        raise ValueError("caught below us")
+
+    async def handler(request: Request, exc: Exception) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+
+    starlette = Starlette(routes=[Route("/", fail)], exception_handlers={ValueError: handler})
+    async with client(SessionMiddleware(starlette, keys=[KEY])) as c:
+        response = await c.get("/")
+    assert response.status_code == 400
+    assert "koa.sess" in cookie_pairs(response)
+
+
+async def test_two_middlewares_keep_two_sessions() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["a"] = 1
+        scope["admin"]["b"] = 2
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    inner = SessionMiddleware(app, keys=[KEY], key="admin.sess", scope_key="admin")
+    outer = SessionMiddleware(inner, keys=[KEY])
+    async with client(outer) as c:
+        response = await c.get("/")
+    assert set(cookie_pairs(response)) == {
+        "koa.sess",
+        "koa.sess.sig",
+        "admin.sess",
+        "admin.sess.sig",
+    }
+
+
+async def test_get_session_accepts_requests_and_scopes() -> None:
+    async def home(request: Request) -> JSONResponse:
+        assert get_session(request) is request.session
+        assert get_session(request.scope) is request.session
+        with pytest.raises(LookupError, match="scope_key"):
+            get_session(request, "missing")
+        return JSONResponse({})
+
+    async with client(SessionMiddleware(Starlette(routes=[Route("/", home)]), keys=[KEY])) as c:
+        assert (await c.get("/")).status_code == 200
+
+
+async def test_vary_and_cache_control() -> None:
+    def handler(scope: dict[str, Any]) -> Any:
+        if scope["path"] == "/write":
+            scope["session"]["n"] = 1
+        elif scope["path"] == "/read":
+            return scope["session"].get("n")
+        return None
+
+    app = wrap(handler)
+    async with client(app) as c:
+        untouched = await c.get("/")
+        written = await c.get("/write")
+        read = await c.get("/read", headers={"cookie": cookie_header(written)})
+    assert "vary" not in untouched.headers and "cache-control" not in untouched.headers
+    assert written.headers["vary"] == "Cookie"
+    assert written.headers["cache-control"] == "private"
+    assert read.headers["vary"] == "Cookie"
+    assert "cache-control" not in read.headers
+
+
+async def test_app_headers_are_respected() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["n"] = 1
+        headers = [(b"vary", b"Accept-Encoding"), (b"cache-control", b"no-store")]
+        headers.append((b"set-cookie", b"koa.sess=from-app; path=/"))
+        headers.append((b"set-cookie", b"other=1; path=/"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+
+    async with client(SessionMiddleware(app, keys=[KEY])) as c:
+        response = await c.get("/")
+    assert response.headers["vary"] == "Accept-Encoding, Cookie"
+    assert response.headers["cache-control"] == "no-store"
+    names = [line.split("=", 1)[0] for line in set_cookies(response)]
+    assert sorted(names) == ["koa.sess", "koa.sess.sig", "other"]
+    assert "from-app" not in response.headers.get_list("set-cookie")[0]
+
+
+async def test_secure_cookie_over_http_is_a_clear_error() -> None:
+    app = wrap(lambda scope: scope["session"].update(n=1), secure=True)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        with pytest.raises(
+            Exception, match="Cannot send secure cookie over unencrypted connection"
+        ):
+            await c.get("/")
+
+
+@pytest.mark.parametrize(
+    ("https", "forwarded", "proxy", "secure_attr"),
+    [
+        (True, None, False, True),
+        (False, None, False, False),
+        (False, "https", False, False),
+        (False, "https", True, True),
+        (False, "https, http", True, True),
+        (False, "http", True, False),
+    ],
+)
+async def test_secure_attribute_follows_the_connection(
+    https: bool, forwarded: str | None, proxy: bool, secure_attr: bool
+) -> None:
+    app = wrap(lambda scope: scope["session"].update(n=1), proxy=proxy)
+    headers = {"x-forwarded-proto": forwarded} if forwarded else {}
+    async with client(app, https=https) as c:
+        response = await c.get("/", headers=headers)
+    assert all(("; secure" in line) == secure_attr for line in set_cookies(response))
+
+
+async def test_secure_true_behind_a_trusted_proxy_works() -> None:
+    app = wrap(lambda scope: scope["session"].update(n=1), secure=True, proxy=True)
+    async with client(app) as c:
+        response = await c.get("/", headers={"x-forwarded-proto": "https"})
+    assert all("; secure" in line for line in set_cookies(response))
+
+
+async def test_replacing_the_session_with_another_type_is_an_error() -> None:
+    def handler(scope: dict[str, Any]) -> None:
+        scope["session"] = ["not", "a", "dict"]
+
+    transport = httpx.ASGITransport(app=wrap(handler))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        with pytest.raises(TypeError, match="only be set to None or a dict"):
+            await c.get("/")
+
+
+async def test_store_failure_on_load_answers_503() -> None:
+    class Broken(MemoryStore):
+        async def get(self, *args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("down")
+
+    events: list[str] = []
+    app = wrap(lambda scope: None, store=Broken(), on_event=lambda name, p: events.append(name))
+    cookie = "koa.sess=abc"
+    from ._app import sign
+
+    async with client(app) as c:
+        response = await c.get(
+            "/", headers={"cookie": f"{cookie}; koa.sess.sig={sign('koa.sess', 'abc')}"}
+        )
+    assert response.status_code == 503
+    assert events == ["store_error"]
