@@ -47,13 +47,30 @@ def dumps(data: Any) -> str:
     return _encoder.encode(data)
 
 
+#: Deepest nesting a payload may have; sessions are shallow, deeper input is an attack.
+MAX_DEPTH = 32
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
 def loads_object(text: str) -> dict[str, Any] | None:
     """Parse ``text`` as a JSON object; ``None`` for anything else or any error."""
     try:
         value = _decoder.decode(text)
     except (ValueError, RecursionError):
         return None
-    return value if isinstance(value, dict) else None
+    if not isinstance(value, dict):
+        return None
+    # Counting brackets is cheap; only payloads that could be too deep get walked.
+    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
+        return None
+    return value
 
 
 def to_bytes(data: Any) -> bytes:

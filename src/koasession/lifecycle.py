@@ -52,6 +52,7 @@ class RequestSession:
         "cookie_lines",
         "external_key",
         "extra_headers",
+        "loaded_accessed",
         "loaded_created",
         "loaded_expire",
         "loaded_key",
@@ -77,6 +78,7 @@ class RequestSession:
         self.loaded_key: str | None = None
         self.loaded_expire: float | None = None
         self.loaded_created: float | None = None
+        self.loaded_accessed: float | None = None
         self.prev_json: str | None = None
         self.cookie_lines: list[tuple[str, str]] = []
         self.extra_headers: list[tuple[bytes, bytes]] = []
@@ -272,8 +274,8 @@ class RequestSession:
     def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
         """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
         now_ms = time.time() * 1000
-        expire = data.get("_expire")
-        if expire is not None:
+        if "_expire" in data:
+            expire = data["_expire"]
             if isinstance(expire, bool) or not isinstance(expire, (int, float)):
                 self.emit("invalid", key, data, reason="_expire is not a number")
                 return False
@@ -333,6 +335,8 @@ class RequestSession:
                     self.loaded_expire = value
                 elif name == "_created":
                     self.loaded_created = value
+                elif name == "_accessed":
+                    self.loaded_accessed = value
             else:
                 body[name] = value
         if max_age is not None:
@@ -450,6 +454,13 @@ class RequestSession:
             assert not isinstance(max_age, str)
             if expire - time.time() * 1000 < max_age * 500:
                 return "renew"
+        idle = opts.idle_timeout
+        if idle is not None:
+            # Record activity so the idle clock restarts, but at most about once a minute.
+            accessed = self.loaded_accessed
+            step_ms = min(60.0, idle / 4) * 1000
+            if not isinstance(accessed, (int, float)) or time.time() * 1000 - accessed >= step_ms:
+                return "idle"
         return ""
 
     def payload(self, data: dict[str, Any]) -> dict[str, Any]:
