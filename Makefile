@@ -18,7 +18,7 @@ install: $(STAMP)
 
 ## demo: serve the demo app on http://127.0.0.1:3000 (ARGS="--store redis://..." for a store)
 demo: $(STAMP)
-	$(BIN)/python -m koasession.demo $(ARGS)
+	$(BIN)/koasession demo $(ARGS)
 
 ## test: lint, type-check and run the whole test suite
 test: lint typecheck pytest

@@ -92,7 +92,9 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
             else _LOGIN
         )
         page = _PAGE.format(
-            mode=html.escape(f"store: {type(store).__name__}" if store else "signed cookie"),
+            mode=html.escape(
+                f"store: {type(store).__name__}" if store is not None else "signed cookie"
+            ),
             views=session["views"],
             user_block=user_block,
             session=html.escape(json.dumps(session.to_json(), indent=2)),

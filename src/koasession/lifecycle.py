@@ -252,6 +252,8 @@ class RequestSession:
                 return None
             if opened[1] > 0:
                 self.emit("rotated", None, opened[0], reason="encrypted with an older key")
+                # Re-seal under the first key now, so the old key can be retired safely.
+                self.session._require_save = True
             return opened[0]
         data: Any
         if opts.decode is None:

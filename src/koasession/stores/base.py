@@ -30,7 +30,7 @@ class Store(Protocol):
 
     def get(
         self, key: str, max_age: float | None, *, rolling: bool, ctx: SessionContext
-    ) -> SessionData | None | Awaitable[SessionData | None]:
+    ) -> SessionData | Awaitable[SessionData | None] | None:
         """Return the data saved under ``key``, or ``None`` when there is none."""
 
     def set(
@@ -42,8 +42,8 @@ class Store(Protocol):
         rolling: bool,
         changed: bool,
         ctx: SessionContext,
-    ) -> bool | None | Awaitable[bool | None]:
+    ) -> bool | Awaitable[bool | None] | None:
         """Save ``data`` under ``key`` for ``max_age`` seconds."""
 
-    def destroy(self, key: str, *, ctx: SessionContext) -> None | Awaitable[None]:
+    def destroy(self, key: str, *, ctx: SessionContext) -> Awaitable[None] | None:
         """Remove the entry saved under ``key``; a missing entry is not an error."""

@@ -1,0 +1,80 @@
+"""Server-side session stores.
+
+:class:`MemoryStore` needs nothing beyond the standard library. The others need an optional
+extra and are imported only when first used, so ``import koasession.stores`` works without them:
+
+- :class:`RedisStore` (``pip install koasession[redis]``), also Redis Cluster and Valkey
+- :class:`PostgresStore` (``pip install koasession[postgres]``)
+- :class:`SQLiteStore` (``pip install koasession[sqlite]``)
+
+:func:`store_from_url` builds one from a URL (``redis://``, ``rediss://``, ``postgresql://``,
+``sqlite:///path``, ``memory://``), as the ``koasession`` command line does.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+from ._common import StoredSession, valid_id
+from .base import SessionData, Store
+from .memory import MemoryStore
+
+if TYPE_CHECKING:
+    from .postgres import PostgresStore
+    from .redis import RedisStore
+    from .sqlite import SQLiteStore
+
+__all__ = [
+    "MemoryStore",
+    "PostgresStore",
+    "RedisStore",
+    "SQLiteStore",
+    "SessionData",
+    "Store",
+    "StoredSession",
+    "store_from_url",
+    "valid_id",
+]
+
+# name -> submodule; imported on first attribute access so optional drivers stay optional.
+_LAZY = {"RedisStore": "redis", "PostgresStore": "postgres", "SQLiteStore": "sqlite"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # cache: later lookups skip __getattr__
+    return value
+
+
+def store_from_url(url: str, **options: Any) -> Any:
+    """Build a store from a URL; ``options`` go to the store's constructor.
+
+    ``redis://`` / ``rediss://`` / ``unix://`` give a :class:`RedisStore` (``redis+cluster://``
+    a cluster client), ``postgres://`` / ``postgresql://`` a :class:`PostgresStore`,
+    ``sqlite:///relative/or/absolute/path`` a :class:`SQLiteStore` and ``memory://`` a
+    :class:`MemoryStore`.
+    """
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"not a store URL: {url!r}")
+    scheme = scheme.lower()
+    if scheme in ("redis", "rediss", "unix"):
+        return __getattr__("RedisStore")(url, **options)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        real = scheme.split("+", 1)[0] + "://" + rest
+        return __getattr__("RedisStore")(real, cluster=True, **options)
+    if scheme in ("postgres", "postgresql"):
+        return __getattr__("PostgresStore")(url, **options)
+    if scheme == "sqlite":
+        # sqlite:///app.db -> "app.db"; sqlite:////var/lib/app.db -> "/var/lib/app.db"
+        path = rest[1:] if rest.startswith("/") else rest
+        if not path:
+            raise ValueError("sqlite URL needs a path: sqlite:///sessions.db")
+        return __getattr__("SQLiteStore")(path, **options)
+    if scheme == "memory":
+        return MemoryStore(**options)
+    raise ValueError(f"unsupported store URL scheme {scheme!r}")

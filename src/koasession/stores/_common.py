@@ -1,0 +1,162 @@
+"""Helpers shared by the bundled stores: id checks, hashed ids, write modes, owners, JSON.
+
+Nothing here is public API; the stores re-export what users need.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..errors import ConfigurationError
+from .base import SessionData
+
+#: How ``set`` must write: ``insert`` only if absent, ``update`` only if present, ``upsert`` both.
+WriteMode = Literal["insert", "update", "upsert"]
+
+#: A function of the session data returning the owner (for example the user id), or ``None``.
+OwnerFunc = Callable[[SessionData], "str | int | None"]
+
+# Ids the middleware generates are base64url/uuid-like; koa-session prefixes may add ':' or '.'.
+# Everything else (spaces, quotes, control characters, '|', '*', '?') is refused before it can
+# reach a server, so a key pattern or an owner-index key can never be forged through an id.
+_ID_RE = re.compile(r"[A-Za-z0-9._:+/=-]{1,200}")
+
+# A hash key shorter than this would make the HMAC of an id guessable by brute force.
+_MIN_HASH_KEY_BYTES = 32
+
+
+def valid_id(key: object) -> bool:
+    """Return whether ``key`` is a well-formed session id (1..200 chars of a fixed alphabet)."""
+    return isinstance(key, str) and _ID_RE.fullmatch(key) is not None
+
+
+def dumps(data: SessionData) -> str:
+    """Serialise like JavaScript's ``JSON.stringify``: compact, UTF-8, no NaN/Infinity."""
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _refuse_constant(name: str) -> Any:
+    # json.loads would otherwise accept NaN/Infinity, which JavaScript cannot produce or read.
+    raise ValueError(f"JSON constant {name} is not allowed")
+
+
+def loads(raw: str | bytes) -> SessionData | None:
+    """Parse stored JSON; anything that is not a JSON object is treated as a miss (``None``)."""
+    try:
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def ttl_seconds(max_age: float | None) -> float | None:
+    """Normalise a store lifetime: ``None``, infinite or NaN mean "no expiry"; floor at 0."""
+    if max_age is None:
+        return None
+    age = float(max_age)
+    if math.isnan(age) or math.isinf(age):
+        return None
+    return max(age, 0.0)
+
+
+class LoadedKeyContext(Protocol):
+    """What a store needs from the request context: the id loaded for this request."""
+
+    @property
+    def loaded_key(self) -> str | None:
+        """The id loaded from the store for this request, ``None`` for a fresh session."""
+
+
+def write_mode(key: str, ctx: LoadedKeyContext | None) -> WriteMode:
+    """Decide insert/update/upsert from the ``ctx.loaded_key`` contract of :mod:`.base`.
+
+    Without a context (a direct call by application code) there is no request to protect, so the
+    store simply upserts.
+    """
+    if ctx is None:
+        return "upsert"
+    return "update" if key == ctx.loaded_key else "insert"
+
+
+@dataclass(frozen=True)
+class StoredSession:
+    """One session as listed by ``list_owner``.
+
+    ``key`` is the id as the store keeps it: the session id itself, or its HMAC when the store
+    was made with ``hash_ids=True`` (the raw id is then unknown to the store by design).
+    ``expires_at`` is a Unix timestamp in seconds, or ``None`` for no expiry.
+    """
+
+    key: str
+    data: SessionData = field(hash=False)
+    expires_at: float | None = None
+
+
+class StoreOptionsMixin:
+    """Id validation, optional id hashing and the owner function, shared by every store."""
+
+    _hash_key: bytes | None
+    _owner: OwnerFunc | None
+
+    def _init_common(
+        self,
+        *,
+        hash_ids: bool,
+        hash_key: str | bytes | None,
+        owner: OwnerFunc | None,
+    ) -> None:
+        if hash_ids:
+            if hash_key is None:
+                raise ConfigurationError(
+                    "hash_ids=True needs hash_key: a secret of at least 32 bytes, kept out of "
+                    "the store, used to HMAC session ids"
+                )
+            key_bytes = hash_key.encode() if isinstance(hash_key, str) else bytes(hash_key)
+            if len(key_bytes) < _MIN_HASH_KEY_BYTES:
+                raise ConfigurationError(
+                    f"hash_key must be at least {_MIN_HASH_KEY_BYTES} bytes (got {len(key_bytes)})"
+                )
+            self._hash_key = key_bytes
+        else:
+            if hash_key is not None:
+                # A hash key without hash_ids is almost certainly a forgotten flag: say so early
+                # rather than silently keeping raw ids.
+                raise ConfigurationError("hash_key was given but hash_ids is False")
+            self._hash_key = None
+        if owner is not None and not callable(owner):
+            raise ConfigurationError("owner must be a function of the session data")
+        self._owner = owner
+
+    @property
+    def owner(self) -> OwnerFunc | None:
+        """The owner function given at construction (``None``: no per-owner index)."""
+        return self._owner
+
+    def _stored_key(self, key: str) -> str:
+        """The key under which the store keeps the session ``key`` (HMAC'd when enabled)."""
+        if self._hash_key is None:
+            return key
+        return hmac.new(self._hash_key, key.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def _owner_of(self, data: SessionData | None) -> str | None:
+        """The owner id of ``data`` as a string, or ``None`` (no owner function, or no owner)."""
+        if self._owner is None or data is None:
+            return None
+        value = self._owner(data)
+        if value is None:
+            return None
+        # bool is an int subclass; an owner of True is a bug in the owner function, not an id.
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise TypeError(f"owner function must return str, int or None, not {type(value)!r}")
+        return str(value)
+
+    def _require_owner(self) -> None:
+        if self._owner is None:
+            raise ConfigurationError("this store was created without owner=; no owner index")

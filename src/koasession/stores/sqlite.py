@@ -1,0 +1,292 @@
+"""A SQLite session store on aiosqlite: the embedded server-side store.
+
+One database file, which survives restarts and is safe to share between the worker processes of
+one machine: the database runs in WAL mode (readers never block the writer) with a busy timeout
+(writers queue instead of failing), and every write is a single statement, atomic on its own.
+SQLite serialises writers, which is what makes "no resurrection" hold: an update of a loaded
+session only touches a row that is still live when its turn comes.
+
+Expiry uses the application servers' wall clock (``time.time()``), stored as Unix seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from types import TracebackType
+from typing import Any
+
+import aiosqlite
+
+from ..errors import ConfigurationError, SessionIdCollision
+from ._common import (
+    LoadedKeyContext,
+    OwnerFunc,
+    StoredSession,
+    StoreOptionsMixin,
+    dumps,
+    loads,
+    ttl_seconds,
+    valid_id,
+    write_mode,
+)
+from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name
+from .base import SessionData
+
+__all__ = ["SQLiteStore"]
+
+_LIVE = "(expires_at IS NULL OR expires_at > ?)"
+
+
+class SQLiteStore(StoreOptionsMixin):
+    """Session store in a SQLite database file.
+
+    :param path: the database file (created when missing), or an open ``aiosqlite.Connection``
+        (used as is and not closed by :meth:`close`; it should be in autocommit mode,
+        ``isolation_level=None``).
+    :param table: table name (created with its indexes when missing).
+    :param busy_timeout: seconds a write waits for another process's write to finish.
+    :param hash_ids: keep HMAC-SHA256(``hash_key``, id) instead of the id.
+    :param owner: a function of the session data returning its owner; stored in the ``owner``
+        column for :meth:`destroy_owner` and :meth:`list_owner`.
+    :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
+        (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | aiosqlite.Connection,
+        *,
+        table: str = DEFAULT_TABLE,
+        create_table: bool = True,
+        busy_timeout: float = 5.0,
+        hash_ids: bool = False,
+        hash_key: str | bytes | None = None,
+        owner: OwnerFunc | None = None,
+        purge_every: int = 1000,
+        purge_limit: int = 1000,
+    ) -> None:
+        self._init_common(hash_ids=hash_ids, hash_key=hash_key, owner=owner)
+        self._table, bare = check_table(table, allow_schema=False)
+        self.table = table
+        self._bare = bare
+        self._create_table = create_table
+        if busy_timeout < 0:
+            raise ConfigurationError("busy_timeout must be >= 0 seconds")
+        self._busy_ms = int(busy_timeout * 1000)
+        self._purge = AutoPurge(purge_every, purge_limit)
+        if isinstance(path, aiosqlite.Connection):
+            self.path: str | None = None
+            self._conn: aiosqlite.Connection | None = path
+            self._owns_conn = False
+        elif isinstance(path, (str, os.PathLike)):
+            self.path = os.fspath(path)
+            if self.path in ("", ":memory:"):
+                # Each connection would get its own private database: not a session store.
+                raise ConfigurationError("SQLiteStore needs a file path, not ':memory:'")
+            self._conn = None
+            self._owns_conn = True
+        else:
+            raise ConfigurationError("SQLiteStore needs a file path or an aiosqlite.Connection")
+        self._ready = False
+        self._lock = asyncio.Lock()
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    async def _db(self) -> aiosqlite.Connection:
+        if self._ready and self._conn is not None:
+            return self._conn
+        async with self._lock:
+            if self._conn is None:
+                assert self.path is not None
+                # isolation_level=None: autocommit, so each statement is its own transaction
+                # and concurrent coroutines sharing the connection never share a transaction.
+                self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+            if not self._ready:
+                conn = self._conn
+                # busy_timeout first: switching to WAL needs a lock another process may hold.
+                await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                if self._owns_conn:
+                    await conn.execute("PRAGMA journal_mode = WAL")
+                    # NORMAL is durable in WAL mode except for the last commits on power loss,
+                    # an acceptable trade for sessions.
+                    await conn.execute("PRAGMA synchronous = NORMAL")
+                if self._create_table:
+                    await self._create(conn)
+                self._ready = True
+        return self._conn
+
+    async def _create(self, conn: aiosqlite.Connection) -> None:
+        t = self._table
+        await conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {t} ("
+            " id TEXT PRIMARY KEY NOT NULL,"
+            " data TEXT NOT NULL,"
+            " expires_at REAL,"
+            " owner TEXT)"
+        )
+        await conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {index_name(self._bare, 'expires_at_idx')}"
+            f" ON {t} (expires_at)"
+        )
+        await conn.execute(
+            f"CREATE INDEX IF NOT EXISTS {index_name(self._bare, 'owner_idx')}"
+            f" ON {t} (owner) WHERE owner IS NOT NULL"
+        )
+
+    async def _execute(self, sql: str, *params: Any) -> int:
+        """Run one statement; return the number of rows it changed."""
+        conn = await self._db()
+        async with conn.execute(sql, params) as cursor:
+            return cursor.rowcount
+
+    # -- Store protocol ------------------------------------------------------------------------
+
+    async def get(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        rolling: bool = False,
+        ctx: object | None = None,
+    ) -> SessionData | None:
+        """Return the data saved under ``key``; ``None`` if missing, expired or invalid (an
+        invalid id never reaches the database)."""
+        if not valid_id(key):
+            return None
+        conn = await self._db()
+        async with conn.execute(
+            f"SELECT data FROM {self._table} WHERE id = ? AND {_LIVE}",
+            (self._stored_key(key), time.time()),
+        ) as cursor:
+            row = await cursor.fetchone()
+        return None if row is None else loads(row[0])
+
+    async def set(
+        self,
+        key: str,
+        data: SessionData,
+        max_age: float | None = None,
+        *,
+        rolling: bool = False,
+        changed: bool = True,
+        ctx: LoadedKeyContext | None = None,
+    ) -> bool:
+        """Save ``data`` under ``key`` for ``max_age`` seconds (``None``: no expiry).
+
+        With a request context, a loaded id is only updated (``False`` when it was destroyed
+        meanwhile) and a new id only inserted (raises
+        :class:`~koasession.errors.SessionIdCollision` when a live row has it). Without one,
+        upsert.
+        """
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        now = time.time()
+        ttl = ttl_seconds(max_age)
+        skey = self._stored_key(key)
+        raw = dumps(data)
+        expires = None if ttl is None else now + ttl
+        owner = self._owner_of(data)
+        t = self._table
+        mode = write_mode(key, ctx)
+        if mode == "update":
+            count = await self._execute(
+                f"UPDATE {t} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND {_LIVE}",
+                raw,
+                expires,
+                owner,
+                skey,
+                now,
+            )
+        else:
+            sql = (
+                f"INSERT INTO {t} (id, data, expires_at, owner) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET data = excluded.data,"
+                " expires_at = excluded.expires_at, owner = excluded.owner"
+            )
+            params: tuple[Any, ...] = (skey, raw, expires, owner)
+            if mode == "insert":
+                # An insert may take over an expired row, never a live one.
+                sql += f" WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ?"
+                params += (now,)
+            count = await self._execute(sql, *params)
+        written = count > 0
+        if not written and mode == "insert":
+            raise SessionIdCollision("session id already exists")
+        if written:
+            await self._purge.after_write(self._purge_batch)
+        return written
+
+    async def destroy(self, key: str, *, ctx: object | None = None) -> None:
+        """Remove the row saved under ``key``; a missing or invalid id is not an error."""
+        if valid_id(key):
+            await self._execute(f"DELETE FROM {self._table} WHERE id = ?", self._stored_key(key))
+
+    # -- owner index ---------------------------------------------------------------------------
+
+    async def destroy_owner(self, owner_id: str | int) -> int:
+        """Remove every session of ``owner_id`` ("log out everywhere"); return how many were
+        live. In-flight requests of these sessions cannot bring them back."""
+        self._require_owner()
+        owner = str(owner_id)
+        # Two statements instead of DELETE ... RETURNING, which needs SQLite 3.35.
+        live = await self._execute(
+            f"DELETE FROM {self._table} WHERE owner = ? AND {_LIVE}", owner, time.time()
+        )
+        await self._execute(f"DELETE FROM {self._table} WHERE owner = ?", owner)
+        return live
+
+    async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
+        """List the live sessions of ``owner_id``."""
+        self._require_owner()
+        conn = await self._db()
+        async with conn.execute(
+            f"SELECT id, data, expires_at FROM {self._table}"
+            f" WHERE owner = ? AND {_LIVE} ORDER BY id",
+            (str(owner_id), time.time()),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        result = []
+        for skey, raw, expires in rows:
+            data = loads(raw)
+            if data is not None:
+                result.append(StoredSession(skey, data, expires))
+        return result
+
+    # -- housekeeping --------------------------------------------------------------------------
+
+    async def _purge_batch(self, limit: int) -> int:
+        t = self._table
+        now = time.time()
+        return await self._execute(
+            f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= ? LIMIT ?)",
+            now,
+            limit,
+        )
+
+    async def purge_expired(self, limit: int | None = None) -> int:
+        """Delete expired rows (at most ``limit`` when given); return how many were deleted."""
+        if limit is not None:
+            return await self._purge_batch(limit)
+        return await self._execute(f"DELETE FROM {self._table} WHERE expires_at <= ?", time.time())
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the connection if this store opened it."""
+        if self._owns_conn and self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._ready = False
+            await conn.close()
+
+    async def __aenter__(self) -> SQLiteStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()

@@ -1,0 +1,291 @@
+"""What only one store (or the command line) does: layouts, bounds, processes, URLs, purge CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from koasession.cli import main as cli_main
+from koasession.errors import ConfigurationError
+from koasession.stores import MemoryStore, store_from_url
+
+from .conftest import DATABASE_URL, RUN_ID
+
+SRC = str(Path(__file__).resolve().parents[2] / "src")
+
+
+class Ctx:
+    def __init__(self, loaded_key: str | None = None) -> None:
+        self.loaded_key = loaded_key
+
+
+# -- package -----------------------------------------------------------------------------------
+
+
+def test_optional_drivers_are_imported_lazily() -> None:
+    code = (
+        "import sys, koasession.stores as s\n"
+        "assert not any(m in sys.modules for m in ('redis', 'asyncpg', 'aiosqlite')), "
+        "sorted(m for m in sys.modules if m in ('redis', 'asyncpg', 'aiosqlite'))\n"
+        "assert s.SQLiteStore.__name__ == 'SQLiteStore' and 'aiosqlite' in sys.modules\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+def test_store_from_url(tmp_path: Path) -> None:
+    from koasession.stores.postgres import PostgresStore
+    from koasession.stores.redis import RedisStore
+    from koasession.stores.sqlite import SQLiteStore
+
+    assert isinstance(store_from_url("memory://"), MemoryStore)
+    assert isinstance(store_from_url("redis://127.0.0.1:1/0"), RedisStore)
+    assert isinstance(store_from_url("postgresql://u@h/db", table="t"), PostgresStore)
+    sqlite = store_from_url(f"sqlite:///{tmp_path}/s.db")
+    assert isinstance(sqlite, SQLiteStore) and sqlite.path == f"{tmp_path}/s.db"
+    assert store_from_url("sqlite:///rel.db").path == "rel.db"
+    for bad in ("nope", "ftp://x", "sqlite://"):
+        with pytest.raises(ValueError):
+            store_from_url(bad)
+
+
+def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
+    from koasession.stores.postgres import PostgresStore
+    from koasession.stores.sqlite import SQLiteStore
+
+    with pytest.raises(ConfigurationError):
+        MemoryStore(max_entries=0)
+    for table in ('x"; DROP TABLE y; --', "1abc", "a b", "a.b.c", ""):
+        with pytest.raises(ConfigurationError):
+            PostgresStore(DATABASE_URL, table=table)
+    with pytest.raises(ConfigurationError):
+        SQLiteStore(tmp_path / "x.db", table="main.t")
+    with pytest.raises(ConfigurationError):
+        SQLiteStore(":memory:")
+    with pytest.raises(ConfigurationError):
+        SQLiteStore(tmp_path / "x.db", purge_every=-1)
+
+
+# -- MemoryStore -------------------------------------------------------------------------------
+
+
+async def test_memory_store_is_bounded() -> None:
+    store = MemoryStore(max_entries=3)
+    for i in range(3):
+        await store.set(f"s{i}", {"i": i}, 60, ctx=Ctx())
+    await store.set("s0", {"i": 0, "touched": True}, 60, ctx=Ctx("s0"))  # s0 now newest
+    await store.set("s3", {"i": 3}, 60, ctx=Ctx())
+    assert len(store) == 3
+    assert await store.get("s1") is None  # least recently written went first
+    assert [await store.get(k) is not None for k in ("s0", "s2", "s3")] == [True] * 3
+
+
+async def test_memory_store_evicts_expired_before_live() -> None:
+    store = MemoryStore(max_entries=2)
+    await store.set("live", {}, 60, ctx=Ctx())
+    await store.set("dying", {}, 0.05, ctx=Ctx())
+    await asyncio.sleep(0.1)
+    await store.set("new", {}, 60, ctx=Ctx())
+    assert await store.get("live") == {}
+    assert await store.get("new") == {}
+
+
+async def test_memory_store_session_ttl_applies_without_max_age() -> None:
+    store = MemoryStore(session_ttl=0.05)
+    await store.set("a", {"v": 1})
+    assert await store.get("a") == {"v": 1}
+    await asyncio.sleep(0.1)
+    assert await store.get("a") is None
+
+
+# -- RedisStore: koa-redis layout --------------------------------------------------------------
+
+
+async def test_redis_layout_is_koa_redis_compatible(redis_url: str) -> None:
+    from koasession.stores.redis import RedisStore
+
+    prefix = f"kstest:{RUN_ID}:layout:"
+    async with RedisStore(redis_url, key_prefix=prefix) as store:
+        data = {
+            "user": "\u00e9\u4e2d",
+            "n": [1, 2.5],
+            "_expire": 1900000000000,
+            "_maxAge": 86400000,
+        }
+        try:
+            await store.set("koa:sess:abc", data, 86400 + 10.2, ctx=Ctx())
+            raw = await store.client.get(prefix + "koa:sess:abc")
+            # JSON.stringify: compact separators, UTF-8 characters unescaped, key order kept.
+            assert raw.decode() == (
+                '{"user":"\u00e9\u4e2d","n":[1,2.5],"_expire":1900000000000,"_maxAge":86400000}'
+            )
+            assert await store.client.ttl(prefix + "koa:sess:abc") == math.ceil(86400 + 10.2)
+            # A value koa-redis wrote is read back.
+            await store.client.set(prefix + "koa-written", json.dumps({"views": 3}), ex=60)
+            assert await store.get("koa-written") == {"views": 3}
+            # Garbage under a key is a miss, not a crash.
+            await store.client.set(prefix + "garbage", b"\xff{not json", ex=60)
+            assert await store.get("garbage") is None
+        finally:
+            for key in ("koa:sess:abc", "koa-written", "garbage"):
+                await store.client.delete(prefix + key)
+
+
+async def test_redis_store_accepts_a_client_and_leaves_it_open(redis_url: str) -> None:
+    import redis.asyncio
+
+    from koasession.stores.redis import RedisStore
+
+    client = redis.asyncio.from_url(redis_url, decode_responses=True)
+    prefix = f"kstest:{RUN_ID}:client:"
+    try:
+        async with RedisStore(client, key_prefix=prefix) as store:
+            await store.set("a", {"v": 1}, 60, ctx=Ctx())
+            assert await store.get("a") == {"v": 1}
+            await store.destroy("a")
+        assert await client.ping()  # not closed by the store
+    finally:
+        await client.aclose()
+
+
+# -- SQLiteStore across processes --------------------------------------------------------------
+
+_WORKER = textwrap.dedent(
+    """
+    import asyncio, sys
+    from koasession.stores.sqlite import SQLiteStore
+    from koasession.errors import SessionIdCollision
+
+    class Ctx:
+        def __init__(self, k): self.loaded_key = k
+
+    async def main(path, worker):
+        async with SQLiteStore(path, purge_every=7, purge_limit=5) as store:
+            for i in range(150):
+                await store.set(f"w{worker}-{i}", {"w": worker, "i": i}, 60, ctx=Ctx(None))
+                try:
+                    await store.set("shared", {"w": worker, "i": i}, 60, ctx=Ctx(None))
+                except SessionIdCollision:
+                    await store.set("shared", {"w": worker, "i": i}, 60, ctx=Ctx("shared"))
+                await store.get(f"w{worker}-{i // 2}")
+        print("ok")
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2])))
+    """
+)
+
+
+async def test_sqlite_is_safe_across_worker_processes(tmp_path: Path) -> None:
+    from koasession.stores.sqlite import SQLiteStore
+
+    path = tmp_path / "shared.db"
+    env = {**os.environ, "PYTHONPATH": SRC}
+    procs = [
+        await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _WORKER,
+            str(path),
+            str(w),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        for w in range(4)
+    ]
+    outputs = await asyncio.gather(*(p.communicate() for p in procs))
+    for proc, (out, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err.decode()[-2000:]
+        assert out.strip() == b"ok"
+    async with SQLiteStore(path) as store:
+        for w in range(4):
+            for i in (0, 149):
+                assert await store.get(f"w{w}-{i}") == {"w": w, "i": i}
+        shared = await store.get("shared")
+        assert shared is not None and shared["w"] in range(4)
+        conn = await store._db()
+        async with conn.execute("PRAGMA journal_mode") as cur:
+            assert (await cur.fetchone())[0] == "wal"
+
+
+# -- koasession purge --------------------------------------------------------------------------
+
+
+async def _seed(store: Any, expired: int, live: int) -> None:
+    for i in range(expired):
+        await store.set(f"old{i}", {}, 1, ctx=Ctx())
+    for i in range(live):
+        await store.set(f"new{i}", {}, 60, ctx=Ctx())
+
+
+def test_cli_purge_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from koasession.stores.sqlite import SQLiteStore
+
+    path = tmp_path / "cli.db"
+
+    async def seed() -> None:
+        async with SQLiteStore(path, purge_every=0) as store:
+            await _seed(store, 4, 2)
+
+    asyncio.run(seed())
+    time.sleep(1.2)
+    assert cli_main(["purge", "--store", f"sqlite:///{path}", "--limit", "3"]) == 0
+    assert capsys.readouterr().out.strip() == "purged 3 expired session(s)"
+    assert cli_main(["purge", "--store", f"sqlite:///{path}"]) == 0
+    assert capsys.readouterr().out.strip() == "purged 1 expired session(s)"
+    assert cli_main(["purge", "-q", "--store", f"sqlite:///{path}"]) == 0
+    assert capsys.readouterr().out == ""
+
+    missing = tmp_path / "missing.db"
+    assert cli_main(["purge", "--store", f"sqlite:///{missing}"]) == 1
+    assert "no such database file" in capsys.readouterr().err
+    assert not missing.exists()
+
+
+def test_cli_purge_postgres(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from koasession.stores.postgres import PostgresStore
+
+    table = f"ks_cli_{RUN_ID}"
+
+    async def seed() -> None:
+        async with PostgresStore(database_url, table=table, purge_every=0) as store:
+            await _seed(store, 3, 1)
+
+    async def drop() -> None:
+        async with PostgresStore(database_url, table=table) as store:
+            await store.drop_table()
+
+    asyncio.run(seed())
+    try:
+        time.sleep(1.2)
+        assert cli_main(["purge", "--store", database_url, "--table", table]) == 0
+        assert capsys.readouterr().out.strip() == "purged 3 expired session(s)"
+    finally:
+        asyncio.run(drop())
+    # The table is gone now: a clear error, exit status 1, no traceback.
+    assert cli_main(["purge", "--store", database_url, "--table", table]) == 1
+    assert "error" in capsys.readouterr().err
+
+
+def test_cli_purge_redis_has_nothing_to_do(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["purge", "--store", "redis://127.0.0.1:6379"]) == 0
+    assert "expire on their own" in capsys.readouterr().err
+
+
+def test_cli_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        cli_main([])
+    assert exc.value.code == 2
+    with pytest.raises(SystemExit):
+        cli_main(["purge"])
+    assert cli_main(["purge", "--store", "sqlite:///x.db", "--limit", "0"]) == 2
