@@ -1,0 +1,69 @@
+"""Quart: koasession around ``app.asgi_app``.
+
+Quart has a session of its own (``quart.session``, an itsdangerous-signed cookie named
+``session`` that needs ``app.secret_key``). koasession is separate from it: its session lives in
+the ASGI scope, ``request.scope["session"]``, and its cookie is ``koa.sess`` by default, so the
+two never collide. Use :func:`current_session` inside a request or websocket handler::
+
+    from quart import Quart
+    from koasession.integrations.quart import current_session, install
+
+    app = Quart(__name__)
+    install(app, keys=[...])
+
+    @app.route("/")
+    async def home() -> str:
+        session = current_session()
+        session["views"] = session.get("views", 0) + 1
+        return f"{session['views']} views"
+
+Wrapping ``app.asgi_app`` rather than the app keeps ``app`` a ``Quart`` instance, which Quart's
+CLI and test client expect. Quart sends the response start after the handler returns, so the
+session commits then; an exception is turned into an error response by Quart itself and that
+response commits the session as it stands.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from quart import Quart, has_request_context, has_websocket_context, request, websocket
+
+from ..asgi import ASGIApp, SessionMiddleware
+from ..session import Session
+
+__all__ = ["current_session", "install"]
+
+
+def install(app: Quart, keys: object = None, **options: Any) -> SessionMiddleware:
+    """Wrap ``app.asgi_app`` in :class:`~koasession.SessionMiddleware`; return the middleware.
+
+    Options are those of :class:`~koasession.SessionMiddleware`. Calling it twice (with
+    different ``scope_key`` values) gives the app two independent sessions.
+    """
+    middleware = SessionMiddleware(cast("ASGIApp", app.asgi_app), keys, **options)
+    # Quart documents this assignment as the way to add ASGI middleware.
+    vars(app)["asgi_app"] = middleware
+    return middleware
+
+
+def current_session(scope_key: str = "session") -> Session:
+    """The koasession :class:`~koasession.Session` of the current Quart request or websocket.
+
+    Raises ``RuntimeError`` outside a request or websocket context, or when no koasession
+    middleware put a session under ``scope[scope_key]``.
+    """
+    if has_request_context():
+        scope: Any = request.scope
+    elif has_websocket_context():
+        scope = websocket.scope
+    else:
+        raise RuntimeError("current_session() needs a Quart request or websocket context")
+    value = scope.get(scope_key)
+    if not isinstance(value, Session):
+        raise RuntimeError(
+            f"no koasession Session under scope[{scope_key!r}]: call "
+            "koasession.integrations.quart.install(app, keys=[...])"
+            + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
+        )
+    return value

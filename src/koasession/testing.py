@@ -1,0 +1,428 @@
+"""Test helpers: put a session into a test client's cookies, read the session a response set.
+
+They work with httpx's ``Client`` and ``AsyncClient`` (``ASGITransport``) and with Starlette's
+``TestClient`` (an ``httpx.Client``), and take either the
+:class:`~koasession.SessionMiddleware` or any app it sits in (found with
+:func:`find_middleware`). Cookies are made the way the middleware makes them: same payload
+metadata, same encoding (custom ``encode``, encryption), same signature. (A
+:class:`~koasession.config.SessionConfig` is accepted in place of the app as well.)::
+
+    from koasession.testing import read_session, set_session
+
+    async def test_profile(client):
+        set_session(client, app, {"user": "ada"})  # logged in, without going through /login
+        response = await client.get("/profile")
+        assert read_session(response, app) == {"user": "ada", "visits": 1}
+
+Cookie mode works synchronously. Store mode writes to the store, so it has the ``async``
+variants (:func:`aset_session`, :func:`asession_cookies`, :func:`store_session`,
+:func:`aread_session`); these work in cookie mode too.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+from . import codec, cookies
+from .asgi import Receive, Scope, Send, SessionMiddleware
+from .config import SessionConfig
+from .lifecycle import RequestSession
+from .options import MaxAge, normalize_max_age
+from .session import check_key
+
+__all__ = [
+    "InvalidSessionCookie",
+    "aread_session",
+    "asession_cookies",
+    "aset_session",
+    "find_middleware",
+    "read_session",
+    "response_session_id",
+    "session_cookies",
+    "session_removed",
+    "set_session",
+    "store_session",
+]
+
+
+class InvalidSessionCookie(AssertionError):
+    """A response set a session cookie the middleware would reject (bad signature, garbage)."""
+
+
+class _Jar(Protocol):
+    def set(self, name: str, value: str, domain: str = "", path: str = "/") -> None: ...
+
+    def delete(self, name: str, domain: str | None = None, path: str | None = None) -> None: ...
+
+
+class _URL(Protocol):
+    @property
+    def host(self) -> str: ...
+
+
+class _Client(Protocol):
+    """What the helpers need of a client: ``httpx.Client``, ``AsyncClient``, ``TestClient``."""
+
+    @property
+    def cookies(self) -> _Jar: ...
+
+    @property
+    def base_url(self) -> _URL: ...
+
+
+class _Headers(Protocol):
+    def get_list(self, key: str, split_commas: bool = False) -> list[str]: ...
+
+
+class _Response(Protocol):
+    """What the helpers need of a response: ``httpx.Response`` (and so ``TestClient``'s)."""
+
+    @property
+    def headers(self) -> _Headers: ...
+
+
+# -- finding the middleware ------------------------------------------------------------------
+
+
+async def _placeholder_app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover
+    raise RuntimeError("koasession.testing built this middleware only to read its configuration")
+
+
+def _declared(entry: object) -> SessionMiddleware | None:
+    """The middleware a Starlette ``Middleware`` or Litestar ``DefineMiddleware`` builds."""
+    cls = getattr(entry, "cls", None) or getattr(entry, "middleware", None)
+    if not (isinstance(cls, type) and issubclass(cls, SessionMiddleware)):
+        return None
+    args = getattr(entry, "args", ())
+    kwargs = getattr(entry, "kwargs", {})
+    return cls(_placeholder_app, *args, **kwargs)
+
+
+def find_middleware(app: object, scope_key: str = "session") -> SessionMiddleware:
+    """The :class:`~koasession.SessionMiddleware` for ``scope_key`` in or around ``app``.
+
+    ``app`` may be the middleware itself, any ASGI middleware chain leading to it (through
+    ``.app``), a Quart app after ``install()`` (``.asgi_app``), or a Starlette, FastAPI or
+    Litestar app that declares it in its middleware list. In the last case a twin is built from
+    the declaration: same options, same keys, same store object.
+    """
+    queue: deque[object] = deque([app])
+    seen: set[int] = set()
+    while queue:
+        obj = queue.popleft()
+        if obj is None or id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, SessionMiddleware) and obj.config.options.scope_key == scope_key:
+            return obj
+        for attr in ("app", "asgi_app", "middleware_stack", "_app"):
+            child = getattr(obj, attr, None)
+            if child is not None and not hasattr(child, "__self__"):  # skip bound methods
+                queue.append(child)
+        for attr in ("user_middleware", "middleware"):
+            entries = getattr(obj, attr, None)
+            if isinstance(entries, (list, tuple)):
+                for entry in entries:
+                    built = _declared(entry)
+                    if built is not None:
+                        queue.append(built)
+    raise LookupError(
+        f"no koasession SessionMiddleware with scope_key={scope_key!r} found in {app!r}; "
+        "pass the middleware itself"
+    )
+
+
+def _config(app: object, scope_key: str) -> SessionConfig:
+    if isinstance(app, SessionConfig):
+        return app
+    return find_middleware(app, scope_key).config
+
+
+# -- making cookies --------------------------------------------------------------------------
+
+
+def _request_session(cfg: SessionConfig, max_age: MaxAge | float | None) -> RequestSession:
+    # https, so that secure=True configurations can set their cookies.
+    scope: dict[str, Any] = {
+        "type": "http",
+        "scheme": "https",
+        "method": "GET",
+        "path": "/",
+        "headers": [],
+    }
+    rs = RequestSession(cfg, scope)
+    rs.adopt(None, None)
+    if max_age is not None:
+        rs.opts.max_age = normalize_max_age(max_age)
+    return rs
+
+
+def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(data)
+    for name in out:
+        check_key(name)
+    return out
+
+
+def _cookie_values(rs: RequestSession) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for name, line in rs.cookie_lines:
+        values[name] = line.split(";", 1)[0].partition("=")[2]
+    return values
+
+
+def session_cookies(
+    app: object,
+    data: Mapping[str, Any],
+    *,
+    max_age: MaxAge | float | None = None,
+    scope_key: str = "session",
+) -> dict[str, str]:
+    """The cookies (``{name: value}``) that carry ``data`` as the session, in cookie mode.
+
+    Signed or encrypted exactly as the middleware would, with koa's ``_expire`` / ``_maxAge``
+    (or ``_session``) metadata; ``max_age`` overrides the configured lifetime in seconds. In
+    store mode use ``await asession_cookies(...)``, which also writes to the store.
+    """
+    cfg = _config(app, scope_key)
+    if cfg.options.uses_store:
+        raise TypeError(
+            "the middleware uses a store: use `await asession_cookies(...)` or "
+            "`await aset_session(...)`, which write the data to the store"
+        )
+    rs = _request_session(cfg, max_age)
+    rs.set_cookie(cfg.options.key, rs.encode(rs.payload(_checked(data))))
+    return _cookie_values(rs)
+
+
+async def store_session(
+    app: object,
+    data: Mapping[str, Any],
+    *,
+    max_age: MaxAge | float | None = None,
+    scope_key: str = "session",
+) -> str:
+    """Save ``data`` in the middleware's store under a new id (``genid``); return the id.
+
+    Store mode only. Useful with ``external_key`` (send the id the way your key carrier reads
+    it); otherwise :func:`aset_session` also puts the signed id cookie in the client.
+    """
+    cfg = _config(app, scope_key)
+    if not cfg.options.uses_store:
+        raise TypeError("store_session() needs a middleware with store= or context_store=")
+    rs = _request_session(cfg, max_age)
+    await rs.save(_checked(data), changed=True)
+    key = rs.external_key
+    if key is None:  # pragma: no cover - save() always sets it or raises
+        raise RuntimeError("the store did not accept the session")
+    return key
+
+
+async def asession_cookies(
+    app: object,
+    data: Mapping[str, Any],
+    *,
+    max_age: MaxAge | float | None = None,
+    scope_key: str = "session",
+) -> dict[str, str]:
+    """Like :func:`session_cookies`, in both modes: in store mode the data goes to the store
+    (under a new id) and the cookies carry the signed id."""
+    cfg = _config(app, scope_key)
+    if not cfg.options.uses_store:
+        return session_cookies(cfg, data, max_age=max_age, scope_key=scope_key)
+    if cfg.options.external_key is not None:
+        raise TypeError(
+            "with external_key the id does not travel in a cookie: use `await store_session(...)` "
+            "and send the id it returns the way your external_key reads it"
+        )
+    rs = _request_session(cfg, max_age)
+    await rs.save(_checked(data), changed=True)
+    return _cookie_values(rs)
+
+
+def _domain_for(client: _Client, cfg: SessionConfig) -> str:
+    if cfg.options.domain:
+        return cfg.options.domain
+    try:
+        host = client.base_url.host
+    except AttributeError:
+        return ""
+    if host and "." not in host:
+        host += ".local"  # what http.cookiejar records for dotless hosts such as "testserver"
+    return host
+
+
+def _put(client: _Client, cfg: SessionConfig, values: Mapping[str, str]) -> None:
+    domain = _domain_for(client, cfg)
+    jar = client.cookies
+    for name in (cfg.options.key, cfg.options.key + ".sig"):
+        jar.delete(name)
+    for name, value in values.items():
+        jar.set(name, value, domain=domain, path=cfg.options.path)
+
+
+def set_session(
+    client: _Client,
+    app: object,
+    data: Mapping[str, Any],
+    *,
+    max_age: MaxAge | float | None = None,
+    scope_key: str = "session",
+) -> dict[str, str]:
+    """Make ``data`` the session the client sends from now on (cookie mode); return the cookies.
+
+    Replaces any session cookies already in the client's jar. In store mode use
+    ``await aset_session(...)``.
+    """
+    cfg = _config(app, scope_key)
+    values = session_cookies(cfg, data, max_age=max_age, scope_key=scope_key)
+    _put(client, cfg, values)
+    return values
+
+
+async def aset_session(
+    client: _Client,
+    app: object,
+    data: Mapping[str, Any],
+    *,
+    max_age: MaxAge | float | None = None,
+    scope_key: str = "session",
+) -> dict[str, str]:
+    """Like :func:`set_session`, in both modes (store mode saves ``data`` in the store)."""
+    cfg = _config(app, scope_key)
+    values = await asession_cookies(cfg, data, max_age=max_age, scope_key=scope_key)
+    _put(client, cfg, values)
+    return values
+
+
+# -- reading responses -----------------------------------------------------------------------
+
+
+def _set_cookies(response: _Response) -> dict[str, tuple[str, dict[str, str]]]:
+    """``{name: (value, attributes)}`` of the response's Set-Cookie lines (last one wins)."""
+    out: dict[str, tuple[str, dict[str, str]]] = {}
+    for line in response.headers.get_list("set-cookie"):
+        first, *attrs = line.split(";")
+        name, _, value = first.partition("=")
+        parsed: dict[str, str] = {}
+        for attr in attrs:
+            key, _, attr_value = attr.strip().partition("=")
+            parsed[key.lower()] = attr_value
+        out[name.strip()] = (value.strip(), parsed)
+    return out
+
+
+def _is_removal(value: str, attrs: Mapping[str, str]) -> bool:
+    return not value or attrs.get("max-age") == "0" or attrs.get("expires") == cookies.EPOCH
+
+
+def _verified_value(response: _Response, cfg: SessionConfig) -> str | None:
+    """The session cookie value the response set, signature checked; None if not set/removed."""
+    jar = _set_cookies(response)
+    name = cfg.options.key
+    if name not in jar:
+        return None
+    value, attrs = jar[name]
+    if _is_removal(value, attrs):
+        return None
+    signer = cfg.signer
+    if signer is not None:
+        sig = jar.get(name + ".sig")
+        if sig is None or _is_removal(*sig):
+            raise InvalidSessionCookie(f"the response set {name!r} without {name + '.sig'!r}")
+        if signer.verify(f"{name}={value}", sig[0]) != 0:
+            raise InvalidSessionCookie(
+                f"the signature of {name!r} does not verify with the first key"
+            )
+    return value
+
+
+def _decode(cfg: SessionConfig, value: str) -> dict[str, Any]:
+    data: Any
+    if cfg.cipher is not None:
+        opened = cfg.cipher.open(value)
+        data = None if opened is None else opened[0]
+    elif cfg.options.decode is not None:
+        data = cfg.options.decode(value)
+    else:
+        data = codec.decode(value)
+    if not isinstance(data, dict):
+        raise InvalidSessionCookie(f"the session cookie does not decode to an object: {value!r}")
+    return data
+
+
+def _strip(data: dict[str, Any], metadata: bool) -> dict[str, Any]:
+    if metadata:
+        return data
+    return {k: v for k, v in data.items() if k not in codec.META_KEYS}
+
+
+def read_session(
+    response: _Response,
+    app: object,
+    *,
+    metadata: bool = False,
+    scope_key: str = "session",
+) -> dict[str, Any] | None:
+    """The session data a response wrote into its cookie (cookie mode).
+
+    ``None`` when the response did not write the session, or removed it (see
+    :func:`session_removed`). The signature is verified against the first key and the payload
+    decoded (or decrypted); :class:`InvalidSessionCookie` when either fails. Metadata
+    (``_expire``, ``_maxAge``...) is stripped unless ``metadata=True``. In store mode use
+    ``await aread_session(...)``.
+    """
+    cfg = _config(app, scope_key)
+    if cfg.options.uses_store:
+        raise TypeError("the middleware uses a store: use `await aread_session(...)`")
+    value = _verified_value(response, cfg)
+    if value is None:
+        return None
+    return _strip(_decode(cfg, value), metadata)
+
+
+def response_session_id(
+    response: _Response, app: object, *, scope_key: str = "session"
+) -> str | None:
+    """The store id a response put in the session cookie (store mode), signature checked."""
+    cfg = _config(app, scope_key)
+    if not cfg.options.uses_store:
+        raise TypeError("response_session_id() is for store mode; use read_session()")
+    return _verified_value(response, cfg)
+
+
+async def aread_session(
+    response: _Response,
+    app: object,
+    *,
+    metadata: bool = False,
+    scope_key: str = "session",
+) -> dict[str, Any] | None:
+    """Like :func:`read_session`, in both modes: in store mode the data is read from the store
+    under the id the response's cookie carries (``None`` if the store has nothing)."""
+    cfg = _config(app, scope_key)
+    if not cfg.options.uses_store:
+        return read_session(response, cfg, metadata=metadata, scope_key=scope_key)
+    key = _verified_value(response, cfg)
+    if key is None:
+        return None
+    rs = _request_session(cfg, None)
+    opts = cfg.options
+    stored = rs.store.get(key, opts.max_age, rolling=opts.rolling, ctx=rs.ctx)
+    if hasattr(stored, "__await__"):
+        stored = await stored
+    if stored is None:
+        return None
+    if not isinstance(stored, dict):
+        raise InvalidSessionCookie(f"the store holds a {type(stored).__name__} under {key!r}")
+    return _strip(stored, metadata)
+
+
+def session_removed(response: _Response, app: object, *, scope_key: str = "session") -> bool:
+    """True when the response expired the session cookie (``destroy()``, ``scope[...] = None``)."""
+    cfg = _config(app, scope_key)
+    jar = _set_cookies(response)
+    entry = jar.get(cfg.options.key)
+    return entry is not None and _is_removal(*entry)
