@@ -101,7 +101,7 @@ def _add_headers(rs: RequestSession, message: Message) -> None:
         return
     headers = list(message.get("headers") or ())
     if rs.cookie_lines:
-        if rs.opts_view.overwrite:
+        if rs.opts_view.overwrite and any(k.lower() == b"set-cookie" for k, _ in headers):
             # One Set-Cookie per name: ours replace any the app wrote for the same names.
             prefixes = tuple(f"{name}=".encode("latin-1") for name, _ in rs.cookie_lines)
             headers = [

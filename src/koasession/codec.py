@@ -94,6 +94,11 @@ def lenient_b64decode(value: str) -> bytes | None:
     Node reads both alphabets, stops at the first ``=``, skips characters outside the alphabet
     and drops a trailing lone character.
     """
+    if len(value) % 4 == 0:
+        try:
+            return base64.b64decode(value, validate=True)  # the common, canonical case
+        except (binascii.Error, ValueError):
+            pass
     head = value.partition("=")[0].translate(_URLSAFE)
     if not _B64_ALPHABET.issuperset(head):
         head = "".join(ch for ch in head if ch in _B64_ALPHABET)

@@ -40,7 +40,7 @@ def is_async_callable(fn: object) -> bool:
 class SessionConfig:
     """Validated options plus the signer, cipher and id generator built from them."""
 
-    __slots__ = ("cipher", "eager", "genid", "keys", "options", "signer")
+    __slots__ = ("cipher", "eager", "genid", "keys", "options", "signer", "store_timeout")
 
     def __init__(self, options: SessionOptions, keys: list[str | bytes]) -> None:
         self.options = options
@@ -57,6 +57,10 @@ class SessionConfig:
             self.cipher = CookieCipher(keys, cookie_name=options.key)
         genid: Callable[[Any], Any] = options.genid or make_genid(options.prefix)
         self.genid = genid
+        # asyncio.wait_for costs more than a whole in-process store call, and such a store
+        # cannot hang on a network: it declares ``in_process = True`` to skip the timeout.
+        in_process = getattr(options.store, "in_process", False) is True
+        self.store_timeout = None if in_process else options.store_timeout
         # Cookie mode stays lazy unless a hook needs awaiting before the handler reads data.
         self.eager = options.uses_store or is_async_callable(options.valid)
 

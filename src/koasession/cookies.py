@@ -7,8 +7,9 @@ Set-Cookie attributes are written in koa's order, lower-case.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
-from email.utils import formatdate
+from typing import Any
 
 #: ``expires`` value that makes a browser drop a cookie at once.
 EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
@@ -41,14 +42,28 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
     return jar
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_last_date: tuple[int, str] = (-1, "")
+
+
 def http_date(timestamp: float) -> str:
-    """Format a POSIX timestamp the way browsers expect in ``expires``."""
-    return formatdate(timestamp, usegmt=True)
+    """Format a POSIX timestamp as an IMF-fixdate (``Thu, 01 Jan 1970 00:00:00 GMT``)."""
+    global _last_date
+    second = int(timestamp)
+    cached_second, cached = _last_date
+    if second == cached_second:
+        return cached  # most responses within one second share their expiry date
+    t = time.gmtime(second)
+    text = (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
+    _last_date = (second, text)
+    return text
 
 
-def serialize(
-    name: str,
-    value: str,
+def attributes(
     *,
     path: str | None = "/",
     expires: float | str | None = None,
@@ -60,12 +75,12 @@ def serialize(
     http_only: bool = True,
     partitioned: bool = False,
 ) -> str:
-    """Build a Set-Cookie header value.
+    """The attribute part of a Set-Cookie line, in koa's order, lower-case.
 
     ``expires`` is a POSIX timestamp or a ready HTTP date. ``max_age`` (seconds) is written
     next to it so browsers that prefer Max-Age agree with those that read Expires.
     """
-    parts = [f"{name}={value}"]
+    parts = []
     if path:
         parts.append(f"path={path}")
     if expires is not None:
@@ -85,3 +100,9 @@ def serialize(
     if partitioned:
         parts.append("partitioned")
     return "; ".join(parts)
+
+
+def serialize(name: str, value: str, **attrs: Any) -> str:
+    """Build a Set-Cookie header value; ``attrs`` as for :func:`attributes`."""
+    tail = attributes(**attrs)
+    return f"{name}={value}; {tail}" if tail else f"{name}={value}"

@@ -553,7 +553,7 @@ class RequestSession:
         self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kw: Any
     ) -> Any:
         """Call a store method with the configured timeout; failures become ``StoreError``."""
-        timeout = self.cfg.options.store_timeout
+        timeout = self.cfg.store_timeout
         try:
             result = method(key, *args, **kw)
             if inspect.isawaitable(result):
@@ -604,23 +604,23 @@ class RequestSession:
         else:
             assert not isinstance(opts.max_age, str)
             expires, max_age = time.time() + opts.max_age, int(opts.max_age)
-        attrs: dict[str, Any] = {
-            "path": opts.path,
-            "expires": expires,
-            "max_age": max_age,
-            "domain": opts.domain,
-            "priority": opts.priority,
-            "same_site": opts.same_site,
-            "secure": secure,
-            "http_only": opts.http_only,
-            "partitioned": opts.partitioned,
-        }
+        attrs = cookies.attributes(
+            path=opts.path,
+            expires=expires,
+            max_age=max_age,
+            domain=opts.domain,
+            priority=opts.priority,
+            same_site=opts.same_site,
+            secure=secure,
+            http_only=opts.http_only,
+            partitioned=opts.partitioned,
+        )
         lines = []
         if not only_signature:
-            lines.append((name, cookies.serialize(name, value, **attrs)))
+            lines.append((name, f"{name}={value}; {attrs}"))
         if sign and self.cfg.signer is not None:
             signature = self.cfg.signer.sign(f"{name}={value}")
-            lines.append((name + ".sig", cookies.serialize(name + ".sig", signature, **attrs)))
+            lines.append((name + ".sig", f"{name}.sig={signature}; {attrs}"))
         for cookie_name, line in lines:
             if len(line) > COOKIE_LINE_LIMIT and not self.oversize(cookie_name, line):
                 return

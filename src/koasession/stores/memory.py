@@ -58,6 +58,9 @@ class MemoryStore(StoreOptionsMixin):
       a per-owner index for :meth:`destroy_owner` and :meth:`list_owner`.
     """
 
+    #: Tells the middleware that calls never wait on I/O, so no timeout wrapper is needed.
+    in_process = True
+
     def __init__(
         self,
         max_entries: int = 10000,
