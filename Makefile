@@ -28,7 +28,8 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks examples
 
 typecheck: $(STAMP)
-	$(BIN)/mypy --strict src/koasession
+	$(BIN)/mypy --strict src/koasession examples
+	$(BIN)/pyright --pythonpath $(BIN)/python src/koasession examples
 
 pytest: $(STAMP)
 	$(BIN)/pytest

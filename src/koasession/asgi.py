@@ -99,7 +99,7 @@ def _add_headers(rs: RequestSession, message: Message) -> None:
     extra = rs.response_headers()
     if not extra and not rs.read:
         return
-    headers = list(message.get("headers") or ())
+    headers: list[tuple[bytes, bytes]] = list(message.get("headers") or ())
     if rs.cookie_lines:
         if rs.opts_view.overwrite and any(k.lower() == b"set-cookie" for k, _ in headers):
             # One Set-Cookie per name: ours replace any the app wrote for the same names.

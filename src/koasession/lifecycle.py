@@ -492,6 +492,7 @@ class RequestSession:
         ttl = opts.session_store_ttl if opts.max_age == "session" else opts.max_age + STORE_GRACE
         assert not isinstance(ttl, str)
         key = self.external_key or await self.new_id()
+        written: Any = None
         for attempt in range(_GENID_ATTEMPTS):
             try:
                 written = await self.store_call(
