@@ -168,7 +168,7 @@ def test_starlette_test_client() -> None:
 
     app = Starlette(
         routes=[Route("/", home)],
-        middleware=[Middleware(SessionMiddleware, keys=[KEY])],  # type: ignore[arg-type]
+        middleware=[Middleware(SessionMiddleware, keys=[KEY])],
     )
     with TestClient(app) as http:
         testing.set_session(http, app, {"n": 10})
@@ -307,7 +307,7 @@ async def test_find_middleware() -> None:
         testing.find_middleware(echo)
 
     # mypy cannot infer the ParamSpec of a `**options` signature (pyright can).
-    entry = Middleware(SessionMiddleware, keys=[KEY], key="decl")  # type: ignore[arg-type]
+    entry = Middleware(SessionMiddleware, keys=[KEY], key="decl")
     declared = Starlette(middleware=[entry])
     found = testing.find_middleware(declared)
     assert found.config.options.key == "decl"

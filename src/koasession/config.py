@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from collections.abc import Callable
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
@@ -15,19 +13,6 @@ from .signing import Signer
 
 if TYPE_CHECKING:
     from .crypto import CookieCipher
-
-_OPTION_NAMES = tuple(f.name for f in fields(SessionOptions))
-# koa spellings that people paste in; they get a precise hint instead of a generic error.
-_KOA_NAMES = {
-    "maxAge": "max_age (in seconds, not milliseconds)",
-    "maxage": "max_age (in seconds, not milliseconds)",
-    "autoCommit": "auto_commit",
-    "httpOnly": "http_only",
-    "sameSite": "same_site",
-    "ContextStore": "context_store",
-    "externalKey": "external_key",
-    "beforeSave": "before_save",
-}
 
 
 def is_async_callable(fn: object) -> bool:
@@ -67,15 +52,6 @@ class SessionConfig:
     @classmethod
     def build(cls, keys: object = None, **kwargs: Any) -> SessionConfig:
         """Validate ``kwargs`` as :class:`SessionOptions` and ``keys``; raise on any problem."""
-        unknown = [name for name in kwargs if name not in _OPTION_NAMES]
-        if unknown:
-            name = unknown[0]
-            if name in _KOA_NAMES:
-                hint = f"; koa's {name} is {_KOA_NAMES[name]}"
-            else:
-                close = difflib.get_close_matches(name, _OPTION_NAMES, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigurationError(f"unknown session option {name!r}{hint}")
         options = validate(SessionOptions(**kwargs))
         key_list = validate_keys(
             keys,

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .asgi import ASGIApp, SessionMiddleware
@@ -154,7 +154,7 @@ def from_koa_options(opts: Mapping[str, Any]) -> dict[str, Any]:
 
 def koa_middleware(
     app: ASGIApp,
-    keys: object,
+    keys: Sequence[str | bytes] | None,
     koa_options: Mapping[str, Any] | None = None,
     **options: Any,
 ) -> SessionMiddleware:

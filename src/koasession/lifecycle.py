@@ -175,9 +175,7 @@ class RequestSession:
     def load(self) -> None:
         """Load the session from the cookie (cookie mode, on first use)."""
         self.read = True
-        opts = self.cfg.options
-        value, rotated = self.read_signed_cookie(opts.key)
-        data = None if value is None else self.decode(value)
+        data, rotated = self.cookie_payload()
         if data is not None:
             verdict = self.check(data, None)
             if inspect.isawaitable(verdict):
@@ -187,25 +185,31 @@ class RequestSession:
                     "`async def` so the middleware loads the session before the handler"
                 )
             if verdict:
-                self.adopt(data, None)
-                if rotated:
-                    self.reissue_signature()
+                self.accept(data, None, rotated)
                 return
         self.adopt(None, None)
+
+    def cookie_payload(self) -> tuple[dict[str, Any] | None, bool]:
+        """The verified, decoded cookie payload (or ``None``), and whether it was rotated."""
+        value, rotated = self.read_signed_cookie(self.cfg.options.key)
+        return (None if value is None else self.decode(value)), rotated
+
+    def accept(self, data: dict[str, Any], key: str | None, rotated: bool) -> None:
+        """Adopt a payload that passed every check; re-sign it if an older key signed it."""
+        self.adopt(data, key)
+        if rotated:
+            self.reissue_signature()
 
     async def load_async(self) -> None:
         """Load before the handler: store mode, or cookie mode with an async ``valid``."""
         self.read = True
         opts = self.cfg.options
         if not opts.uses_store:
-            value, rotated = self.read_signed_cookie(opts.key)
-            data = None if value is None else self.decode(value)
+            data, rotated = self.cookie_payload()
             if data is not None and await _resolve(self.check(data, None)):
-                self.adopt(data, None)
-                if rotated:
-                    self.reissue_signature()
-                return
-            self.adopt(None, None)
+                self.accept(data, None, rotated)
+            else:
+                self.adopt(None, None)
             return
 
         rotated = False
@@ -234,10 +238,8 @@ class RequestSession:
         if data is None:
             self.emit("missed", key, data)
         elif await _resolve(self.check(data, key)):
-            self.adopt(data, key)
             self.loaded_key = key
-            if rotated:
-                self.reissue_signature()
+            self.accept(data, key, rotated)
             return
         await self.adopt_new()
 
@@ -386,8 +388,8 @@ class RequestSession:
             session._removed = True
             return True
         if isinstance(value, dict):
-            if session._data is None:
-                self.load_for_replace()
+            # Load first so the replacement keeps the id and lifetime (koa does the same).
+            session._load()
             for name in value:
                 check_key(name)
             session._data = dict(value)
@@ -397,10 +399,6 @@ class RequestSession:
         raise TypeError(
             f"scope[{scope_key!r}] can only be set to None or a dict; got {type(value).__name__}"
         )
-
-    def load_for_replace(self) -> None:
-        """Load before a replacement so its id and lifetime are kept (koa does the same)."""
-        self.session._load()
 
     async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
         """Decide and apply: remove, save or nothing (koa's ``commit``)."""

@@ -84,7 +84,7 @@ async def test_add_middleware_declaration_is_found() -> None:
         session["views"] = session.get("views", 0) + 1
         return {"views": session["views"]}
 
-    api.add_middleware(SessionMiddleware, keys=[KEY])  # type: ignore[arg-type]
+    api.add_middleware(SessionMiddleware, keys=[KEY])
     async with client(api) as http:
         testing.set_session(http, api, {"views": 4})
         response = await http.get("/")

@@ -38,7 +38,7 @@ async def test_request_session_is_the_koa_session() -> None:
 
     app = Starlette(
         routes=[Route("/", endpoint)],
-        middleware=[Middleware(SessionMiddleware, keys=[KEY])],  # type: ignore[arg-type]
+        middleware=[Middleware(SessionMiddleware, keys=[KEY])],
     )
     async with client(app) as http:
         response = await http.get("/")

@@ -29,7 +29,7 @@ Litestar converts exceptions into responses inside the application, so an error 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from litestar.middleware import DefineMiddleware
@@ -148,7 +148,10 @@ class LitestarSessionMiddleware(SessionMiddleware):
     """
 
     def __init__(
-        self, app: Callable[..., Awaitable[None]], keys: object = None, **options: Any
+        self,
+        app: Callable[..., Awaitable[None]],
+        keys: Sequence[str | bytes] | None = None,
+        **options: Any,
     ) -> None:
         # Litestar's ASGI signature uses its own TypedDicts: accept any ASGI callable.
         super().__init__(cast("ASGIApp", app), keys, **options)
@@ -160,7 +163,9 @@ class LitestarSessionMiddleware(SessionMiddleware):
         await super().__call__(_KoaScope(scope, self.config.options.scope_key), receive, send)
 
 
-def session_middleware(keys: object = None, **options: Any) -> DefineMiddleware:
+def session_middleware(
+    keys: Sequence[str | bytes] | None = None, **options: Any
+) -> DefineMiddleware:
     """A Litestar ``DefineMiddleware`` for ``Litestar(middleware=[...])``.
 
     Litestar builds one middleware per route handler from it; pass shared objects (a store) as

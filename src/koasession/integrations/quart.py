@@ -25,6 +25,7 @@ response commits the session as it stands.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
 from quart import Quart, has_request_context, has_websocket_context, request, websocket
@@ -35,7 +36,9 @@ from ..session import Session
 __all__ = ["current_session", "install"]
 
 
-def install(app: Quart, keys: object = None, **options: Any) -> SessionMiddleware:
+def install(
+    app: Quart, keys: Sequence[str | bytes] | None = None, **options: Any
+) -> SessionMiddleware:
     """Wrap ``app.asgi_app`` in :class:`~koasession.SessionMiddleware`; return the middleware.
 
     Options are those of :class:`~koasession.SessionMiddleware`. Calling it twice (with

@@ -12,7 +12,8 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from types import TracebackType
+from typing import Any, Literal, Protocol, TypeVar
 
 from ..errors import ConfigurationError
 from .base import SessionData
@@ -99,8 +100,12 @@ class StoredSession:
     expires_at: float | None = None
 
 
+_S = TypeVar("_S", bound="StoreOptionsMixin")
+
+
 class StoreOptionsMixin:
-    """Id validation, optional id hashing and the owner function, shared by every store."""
+    """Id validation, optional id hashing, the owner function and ``async with`` support,
+    shared by every store."""
 
     _hash_key: bytes | None
     _owner: OwnerFunc | None
@@ -156,6 +161,20 @@ class StoreOptionsMixin:
         if isinstance(value, bool) or not isinstance(value, (str, int)):
             raise TypeError(f"owner function must return str, int or None, not {type(value)!r}")
         return str(value)
+
+    async def close(self) -> None:
+        """Release what the store opened (each store says what)."""
+
+    async def __aenter__(self: _S) -> _S:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
 
     def _require_owner(self) -> None:
         if self._owner is None:

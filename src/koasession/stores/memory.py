@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from types import TracebackType
 
 from ..errors import ConfigurationError, SessionIdCollision
 from ._common import (
@@ -219,14 +218,3 @@ class MemoryStore(StoreOptionsMixin):
         """Drop every entry (nothing else to release)."""
         self._entries.clear()
         self._owners.clear()
-
-    async def __aenter__(self) -> MemoryStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from types import TracebackType
 from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
@@ -277,14 +276,3 @@ class PostgresStore(StoreOptionsMixin):
             pool, self._pool = self._pool, None
             self._ready = False
             await pool.close()
-
-    async def __aenter__(self) -> PostgresStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

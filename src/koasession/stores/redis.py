@@ -17,7 +17,6 @@ import contextlib
 import inspect
 import math
 import time
-from types import TracebackType
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
@@ -330,14 +329,3 @@ class RedisStore(StoreOptionsMixin):
         """Close the client if this store created it from a URL."""
         if self._owns_client:
             await self.client.aclose()
-
-    async def __aenter__(self) -> RedisStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()

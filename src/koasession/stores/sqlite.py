@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from types import TracebackType
 from typing import Any
 
 import aiosqlite
@@ -279,14 +278,3 @@ class SQLiteStore(StoreOptionsMixin):
             conn, self._conn = self._conn, None
             self._ready = False
             await conn.close()
-
-    async def __aenter__(self) -> SQLiteStore:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
