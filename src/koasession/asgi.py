@@ -154,7 +154,7 @@ class SessionMiddleware:
             if failed:
                 return  # the store failed at commit; a 503 went out instead of the app's reply
             if message["type"] == "http.response.start":
-                if cfg.options.auto_commit:
+                if cfg.options.auto_commit and rs.touched():
                     try:
                         await rs.commit()
                     except StoreError:
@@ -162,7 +162,8 @@ class SessionMiddleware:
                         await _send_unavailable(send)
                         return
                 rs.started = True
-                _add_headers(rs, message)
+                if rs.read or rs.cookie_lines or rs.extra_headers:
+                    _add_headers(rs, message)
             await send(message)
 
         try:
@@ -181,8 +182,6 @@ class SessionMiddleware:
 def _add_headers(rs: RequestSession, message: Message) -> None:
     """Merge the session's headers into the response start message."""
     extra = rs.response_headers()
-    if not extra and not rs.read:
-        return
     headers: list[tuple[bytes, bytes]] = list(message.get("headers") or ())
     if rs.cookie_lines:
         if rs.opts_view.overwrite and any(k.lower() == b"set-cookie" for k, _ in headers):

@@ -42,52 +42,31 @@ async def _resolve(value: Any) -> Any:
 class RequestSession:
     """Session state and logic for one request."""
 
-    __slots__ = (
-        "_cookies",
-        "_ctx",
-        "_opts",
-        "cfg",
-        "clear_on_error",
-        "committed",
-        "cookie_lines",
-        "external_key",
-        "extra_headers",
-        "loaded_accessed",
-        "loaded_created",
-        "loaded_expire",
-        "loaded_key",
-        "pending_events",
-        "prev_json",
-        "read",
-        "removed",
-        "scope",
-        "session",
-        "started",
-        "store",
-    )
+    # Class-level defaults: a request that never touches its session assigns only what
+    # __init__ does, which keeps the untouched hot path cheap.
+    _opts: SessionOptions | None = None
+    _cookies: dict[str, str] | None = None
+    _ctx: SessionContext | None = None
+    external_key: str | None = None
+    loaded_key: str | None = None
+    loaded_expire: float | None = None
+    loaded_created: float | None = None
+    loaded_accessed: float | None = None
+    prev_json: str | None = None
+    read = False
+    clear_on_error = False
+    removed = False
+    committed = False
+    started = False
 
     def __init__(self, cfg: SessionConfig, scope: dict[str, Any]) -> None:
         self.cfg = cfg
         self.scope = scope
         self.session = Session(self)
-        self._opts: SessionOptions | None = None
-        self._cookies: dict[str, str] | None = None
-        self._ctx: SessionContext | None = None
         self.store: Any = cfg.options.store
-        self.external_key: str | None = None
-        self.loaded_key: str | None = None
-        self.loaded_expire: float | None = None
-        self.loaded_created: float | None = None
-        self.loaded_accessed: float | None = None
-        self.prev_json: str | None = None
         self.cookie_lines: list[tuple[str, str]] = []
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self.pending_events: list[Awaitable[Any]] = []
-        self.read = False
-        self.clear_on_error = False
-        self.removed = False
-        self.committed = False
-        self.started = False
         if cfg.options.context_store is not None:
             self.store = cfg.options.context_store(self.ctx)
 
