@@ -268,7 +268,8 @@ def _no_such_cookie(key: str, jar: dict[str, str], d: Diagnosis) -> str:
         return reason
     signed_names = [n for n in jar if n + ".sig" in jar]
     if signed_names:
-        reason += f"; signed cookies: {', '.join(repr(n) for n in signed_names)} (wrong {_opt(d, 'key', None)}?)"
+        listed = ", ".join(repr(n) for n in signed_names)
+        reason += f"; signed cookies: {listed} (wrong {_opt(d, 'key', None)}?)"
     return reason
 
 
