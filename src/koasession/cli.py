@@ -127,6 +127,12 @@ async def _look_up(result: Any, url: str, args: argparse.Namespace) -> Any:
         if not is_sql:
             raise ValueError("--table is for postgresql:// and sqlite:// stores")
         options["table"] = args.table
+    if scheme == "sqlite":
+        path = url.partition("://")[2]
+        path = path[1:] if path.startswith("/") else path
+        if not os.path.exists(path):
+            # Opening a missing file would create an empty database as a side effect.
+            raise ValueError(f"no such database file: {path}")
     if is_sql:
         options["create_table"] = False  # inspecting must not create anything
         options.setdefault("purge_every", 0)

@@ -632,7 +632,8 @@ def _fmt_lifetime(lifetime: float | str) -> str:
     if lifetime == "session":
         return "'session' (browser-session cookie, no expiry inside)"
     assert not isinstance(lifetime, str)
-    return f"{_human(lifetime)} ({lifetime:g} s; koa maxAge {lifetime * 1000:.0f} ms)"
+    seconds = f"{lifetime:.0f}" if lifetime == int(lifetime) else f"{lifetime:.3f}"
+    return f"{_human(lifetime)} ({seconds} s; koa maxAge {lifetime * 1000:.0f} ms)"
 
 
 def format_diagnosis(d: Diagnosis) -> str:
