@@ -29,7 +29,7 @@ from .ids import is_valid_id
 from .options import MIN_KEY_BYTES
 from .signing import ALGORITHMS, Signer
 
-__all__ = ["Diagnosis", "diagnose", "format_diagnosis", "keygen", "look_up"]
+__all__ = ["Diagnosis", "diagnose", "format_diagnosis", "format_duration", "keygen", "look_up"]
 
 Mode = Literal["signed", "unsigned", "encrypted", "store"]
 #: How hints name the options: as keyword arguments (``encrypt=True``) or as the flags of
@@ -201,7 +201,7 @@ async def look_up(
         d.reason = f"valid store session, {_signed_by(d)}; found in {where}"
         if d.expires_at is not None:
             left = d.expires_at.timestamp() - when
-            d.reason += f"; expires at {_fmt_time(d.expires_at)} (in {_human(left)})"
+            d.reason += f"; expires at {_fmt_time(d.expires_at)} (in {format_duration(left)})"
     return d
 
 
@@ -546,7 +546,7 @@ def _check_metadata(
         if expire < now_ms:
             _reject(
                 d,
-                f"expired at {_fmt_time(d.expires_at)} ({_human(now - expire / 1000)} ago)",
+                f"expired at {_fmt_time(d.expires_at)} ({format_duration(now - expire / 1000)} ago)",
             )
             return False
     for stamp_name, limit, label in (
@@ -564,8 +564,8 @@ def _check_metadata(
             _reject(
                 d,
                 f"{label} timeout: {stamp_name} {_fmt_time(_utc(stamp / 1000))} plus "
-                f"{_human(limit)} ended at {_fmt_time(_utc(deadline))} "
-                f"({_human(now - deadline)} ago)",
+                f"{format_duration(limit)} ended at {_fmt_time(_utc(deadline))} "
+                f"({format_duration(now - deadline)} ago)",
             )
             return False
     if expire is None and d.lifetime != "session":
@@ -591,7 +591,7 @@ def _accepted_reason(d: Diagnosis, now: float) -> str:
         parts.append("'session' lifetime: the cookie lasts until the browser closes")
     elif d.expires_at is not None:
         left = d.expires_at.timestamp() - now
-        parts.append(f"expires at {_fmt_time(d.expires_at)} (in {_human(left)})")
+        parts.append(f"expires at {_fmt_time(d.expires_at)} (in {format_duration(left)})")
     return "; ".join(parts)
 
 
@@ -612,8 +612,11 @@ def _fmt_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _human(seconds: float) -> str:
-    """A rough duration: ``12 s``, ``5 min``, ``2 h 30 min``, ``1 day``, ``3 days 4 h``."""
+def format_duration(seconds: float) -> str:
+    """A rough duration for humans: ``12 s``, ``5 min``, ``2 h 30 min``, ``1 day``, ``3 days 4 h``.
+
+    The sign is ignored; the caller says "ago" or "in".
+    """
     seconds = abs(seconds)
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -633,7 +636,7 @@ def _fmt_lifetime(lifetime: float | str) -> str:
         return "'session' (browser-session cookie, no expiry inside)"
     assert not isinstance(lifetime, str)
     seconds = f"{lifetime:.0f}" if lifetime == int(lifetime) else f"{lifetime:.3f}"
-    return f"{_human(lifetime)} ({seconds} s; koa maxAge {lifetime * 1000:.0f} ms)"
+    return f"{format_duration(lifetime)} ({seconds} s; koa maxAge {lifetime * 1000:.0f} ms)"
 
 
 def format_diagnosis(d: Diagnosis) -> str:
