@@ -544,10 +544,8 @@ def _check_metadata(
             return False
         d.expires_at = _utc(expire / 1000)
         if expire < now_ms:
-            _reject(
-                d,
-                f"expired at {_fmt_time(d.expires_at)} ({format_duration(now - expire / 1000)} ago)",
-            )
+            ago = format_duration(now - expire / 1000)
+            _reject(d, f"expired at {_fmt_time(d.expires_at)} ({ago} ago)")
             return False
     for stamp_name, limit, label in (
         ("_created", absolute_timeout, "absolute"),

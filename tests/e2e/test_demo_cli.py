@@ -107,7 +107,7 @@ def test_keys_make_cookies_survive_a_restart(run_demo: Any) -> None:
         assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in first.text
         assert views(client.get("/")) == 2
         cookie = "; ".join(f"{k}={v}" for k, v in client.cookies.items())
-        out, err = demo.stop()
+        _, err = demo.stop()
         assert "WARNING" not in err
 
         # Same key from the environment this time: the browser's cookies still work.
