@@ -265,3 +265,47 @@ def test_no_machine_paths_in_docs() -> None:
     for path in DOCS:
         found = re.findall(r"(?<![\w.])/(?:work|home|root|tmp|Users)/\S+", path.read_text("utf-8"))
         assert not found, (path, found)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_quickstart_served_by_uvicorn(tmp_path: Path) -> None:
+    """The Quickstart saved as app.py and run as the README says, over real HTTP."""
+    import socket
+    import subprocess
+    import time
+
+    import httpx
+
+    quickstart = next(b for b in PYTHON_BLOCKS if b.path.name == "README.md")
+    assert "Starlette(routes=" in quickstart.code
+    (tmp_path / "app.py").write_text(quickstart.code, encoding="utf-8")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "KOASESSION_KEY": secrets.token_urlsafe(32)}
+    command = [sys.executable, "-m", "uvicorn", "app:app", "--host", "127.0.0.1"]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
+            while True:
+                assert proc.poll() is None, proc.communicate()[0]
+                try:
+                    first = client.get("/")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline, "uvicorn did not start"
+                    time.sleep(0.1)
+            assert first.text == "1 views"
+            assert client.get("/").text == "2 views"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
