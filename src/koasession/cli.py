@@ -18,11 +18,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__
 from .envkeys import KEY_ENV, keys_from_env
 from .errors import SessionError
+
+if TYPE_CHECKING:
+    from .diagnose import Diagnosis
 
 
 def _purge(args: argparse.Namespace) -> int:
@@ -112,7 +115,7 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0 if result.ok else 1
 
 
-async def _look_up(result: Any, url: str, args: argparse.Namespace) -> Any:
+async def _look_up(result: Diagnosis, url: str, args: argparse.Namespace) -> Diagnosis:
     from .diagnose import look_up
     from .stores import store_from_url
 
