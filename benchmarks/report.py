@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,16 @@ from harness import Measurement
 from e2e import LoadResult
 
 BASE = "koasession cookie sha256"
+
+
+_REPO = str(Path(__file__).resolve().parents[1])
+_PROFILE_AT = re.compile(r"^(Profile at )/\S*?([^/\s]+:\d+)$", re.MULTILINE)
+
+
+def _portable(text: str) -> str:
+    """Profiler output without this machine's paths: the report is committed and published."""
+    text = text.replace(_REPO + "/", "")
+    return _PROFILE_AT.sub(r"\1\2", text)
 
 
 @dataclass
@@ -291,7 +302,7 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
             "",
         ]
         for scenario, text in data.profiles.items():
-            lines += [f"### {scenario}", "", "```", text, "```", ""]
+            lines += [f"### {scenario}", "", "```text", _portable(text), "```", ""]
     lines += analysis(data, targets)
     if data.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in data.notes] + [""]

@@ -3,21 +3,22 @@
 The session data lives in a server-side store (an in-memory one here; use RedisStore,
 PostgresStore or SQLiteStore in production) and the cookie holds only a signed id.
 
-Run: ``uvicorn examples.fastapi_app:app`` (set ``KOASESSION_KEY`` to 32+ random bytes).
+Run: ``uvicorn examples.fastapi_app:app`` (set ``KOASESSION_KEY``, e.g. to the output of
+``koasession keygen``).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from fastapi import FastAPI
 from pydantic import BaseModel
 
-from koasession import MemoryStore, SessionMiddleware
+from koasession import MemoryStore, SessionMiddleware, keys_from_env_or_random
 from koasession.integrations.fastapi import SessionDep
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY: a random key per start and a warning (sessions end at restart).
+KEYS = keys_from_env_or_random(program=__name__)
 store = MemoryStore()
 
 api = FastAPI()
@@ -54,6 +55,7 @@ async def logout(session: SessionDep) -> dict[str, Any]:
     return {"user": None}
 
 
-# ``api.add_middleware(SessionMiddleware, keys=KEYS, store=store)`` works too; wrapping the app
-# keeps mypy happy (its ParamSpec inference rejects ``**options`` in add_middleware).
+# ``api.add_middleware(SessionMiddleware, keys=KEYS, store=store)`` does the same and
+# type-checks too (the options are typed keywords); wrapping keeps ``app`` a plain ASGI callable
+# whatever FastAPI builds inside.
 app = SessionMiddleware(api, keys=KEYS, store=store)

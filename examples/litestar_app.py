@@ -4,22 +4,23 @@
 ``request.clear_session()`` removes the session (koa's ``ctx.session = null``): the cookies
 expire. ``request.session`` is the koasession Session, with ``regenerate()`` and the rest.
 
-Run: ``uvicorn examples.litestar_app:app`` (set ``KOASESSION_KEY`` to 32+ random bytes).
+Run: ``uvicorn examples.litestar_app:app`` (set ``KOASESSION_KEY``, e.g. to the output of
+``koasession keygen``).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from litestar import Litestar, Request, get, post
 from litestar.params import JSONBody
 
-from koasession import Session
+from koasession import Session, keys_from_env_or_random
 from koasession.integrations.litestar import LitestarSessionMiddleware
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY: a random key per start and a warning (sessions end at restart).
+KEYS = keys_from_env_or_random(program=__name__)
 
 
 @dataclass

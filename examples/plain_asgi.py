@@ -1,18 +1,19 @@
 """A plain ASGI app with koasession: the session is ``scope["session"]``.
 
-Run: ``uvicorn examples.plain_asgi:app`` (set ``KOASESSION_KEY`` to 32+ random bytes).
+Run: ``uvicorn examples.plain_asgi:app`` (set ``KOASESSION_KEY``, e.g. to the output of
+``koasession keygen``).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
-from koasession import SessionMiddleware, get_session
+from koasession import SessionMiddleware, get_session, keys_from_env_or_random
 from koasession.asgi import Receive, Scope, Send
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY: a random key per start and a warning (sessions end at restart).
+KEYS = keys_from_env_or_random(program=__name__)
 
 
 async def _respond(send: Send, status: int, payload: Any) -> None:

@@ -4,19 +4,20 @@ koasession's session is ``request.scope["session"]``, not Quart's own ``quart.se
 is a separate itsdangerous cookie and needs ``app.secret_key``).
 
 Run: ``hypercorn examples.quart_app:app`` or ``uvicorn examples.quart_app:app`` (set
-``KOASESSION_KEY`` to 32+ random bytes).
+``KOASESSION_KEY``, e.g. to the output of ``koasession keygen``).
 """
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from quart import Quart, request
 
+from koasession import keys_from_env_or_random
 from koasession.integrations.quart import current_session, install
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY: a random key per start and a warning (sessions end at restart).
+KEYS = keys_from_env_or_random(program=__name__)
 
 app = Quart(__name__)
 middleware = install(app, keys=KEYS)

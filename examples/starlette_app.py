@@ -1,20 +1,20 @@
 """Starlette with koasession: ``request.session`` is the koa session, unchanged.
 
-Run: ``uvicorn examples.starlette_app:app`` (set ``KOASESSION_KEY`` to 32+ random bytes).
+Run: ``uvicorn examples.starlette_app:app`` (set ``KOASESSION_KEY``, e.g. to the output of
+``koasession keygen``).
 """
 
 from __future__ import annotations
-
-import os
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from koasession import Session, SessionMiddleware
+from koasession import Session, SessionMiddleware, keys_from_env_or_random
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY: a random key per start and a warning (sessions end at restart).
+KEYS = keys_from_env_or_random(program=__name__)
 
 
 def session_of(request: Request) -> Session:

@@ -16,9 +16,10 @@ from koasession.codec import encode
 from koasession.diagnose import Diagnosis, diagnose, format_diagnosis, keygen
 from koasession.signing import Signer
 
-KEY = "k" * 32
-OLD = "o" * 32
-OTHER = "x" * 32
+# Random-looking literals: the middleware refuses low-entropy keys such as "k" * 32.
+KEY = "Av2GOF0cVLO5P8-zNcZcw-9BfZbnONAPwsFl3Almozw"
+OLD = "coAWaQDl1l8qByJxkFdRtz-acn1luul51KSss7rizhs"
+OTHER = "brdGVIAMwZz3Fy4JVI0KMaQkugICs2fy8pcADOzWy_c"
 NAME = "koa.sess"
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
@@ -359,7 +360,7 @@ def test_format_diagnosis() -> None:
     assert text.startswith("koa.sess (signed): OK: valid session")
     assert "key:       keys[0] with sha256" in text
     assert "expires:   2023-11-14 23:13:20 UTC" in text
-    assert "lifetime:  86400 s (24 h; koa maxAge 86400000 ms)" in text
+    assert "lifetime:  1 day (86400 s; koa maxAge 86400000 ms)" in text
     assert '"user": "ann"' in text
     rejected = format_diagnosis(diagnose("a=b", [KEY]))
     assert rejected.startswith("koa.sess (signed): REJECTED: no such cookie")

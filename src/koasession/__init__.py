@@ -10,6 +10,7 @@ from typing import Any
 
 from .asgi import SessionMiddleware
 from .context import SessionContext
+from .envkeys import keys_from_env, keys_from_env_or_random
 from .errors import (
     ConfigurationError,
     CookieTooLargeError,
@@ -35,6 +36,8 @@ __all__ = [
     "SessionOptions",
     "StoreError",
     "get_session",
+    "keys_from_env",
+    "keys_from_env_or_random",
 ]
 __version__ = "0.1.0"
 

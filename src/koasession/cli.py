@@ -2,10 +2,10 @@
 
 Subcommands:
 
-- ``koasession demo [--store URL]``: serve the demo app on http://127.0.0.1:3000.
-- ``koasession inspect COOKIE --keys KEY...``: verify and decode a cookie, and say exactly why
-  it is rejected when it is (keys may also come from ``KOASESSION_KEYS``, comma-separated, to
-  keep them out of shell history).
+- ``koasession demo [--store URL] [--keys KEY]``: serve the demo app on http://127.0.0.1:3000.
+- ``koasession inspect COOKIE [--keys KEY]``: verify and decode a cookie, and say exactly why
+  it is rejected when it is; with ``--store URL``, look a store-mode id up. Keys may also come
+  from ``KOASESSION_KEY`` (whitespace-separated), which keeps them out of shell history.
 - ``koasession keygen``: print a strong random key.
 - ``koasession purge --store URL``: delete expired sessions from a SQL store
   (``postgresql://...`` or ``sqlite:///path``), for a cron job or a deploy hook.
@@ -18,9 +18,14 @@ import asyncio
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from . import __version__
+from .envkeys import KEY_ENV, keys_from_env
 from .errors import SessionError
+
+if TYPE_CHECKING:
+    from .diagnose import Diagnosis
 
 
 def _purge(args: argparse.Namespace) -> int:
@@ -69,25 +74,85 @@ def _demo(args: argparse.Namespace) -> int:
     argv = ["--host", args.host, "--port", str(args.port)]
     if args.store:
         argv += ["--store", args.store]
+    for key in args.keys or ():
+        argv += ["--keys", key]
     return demo_main(argv)
+
+
+def _split(values: Sequence[str] | None, sep: str | None = None) -> list[str]:
+    """Repeated option values, each possibly holding several items."""
+    return [item for value in values or () for item in value.split(sep) if item.strip()]
 
 
 def _inspect(args: argparse.Namespace) -> int:
     from .diagnose import diagnose, format_diagnosis
 
-    keys = args.keys or [k for k in os.environ.get("KOASESSION_KEYS", "").split(",") if k]
-    algorithm = args.algorithm[0] if len(args.algorithm) == 1 else args.algorithm
+    keys = _split(args.keys) or keys_from_env()
+    algorithms = _split(args.algorithm, ",") or ["sha256"]
+    store_url: str | None = args.store
+    store_mode = args.store_id or store_url is not None
+    if store_url is not None and store_url.partition("://")[0].lower() == "memory":
+        print(
+            "koasession inspect: a memory:// store lives inside the app's process; "
+            "there is nothing to look up from here",
+            file=sys.stderr,
+        )
+        return 2
     result = diagnose(
         args.cookie,
         keys,
         key=args.key,
-        algorithm=algorithm,
+        algorithm=algorithms[0] if len(algorithms) == 1 else algorithms,
         encrypt=args.encrypt,
+        signature=args.signature,
         signed=not args.unsigned,
-        store=args.store_id,
+        store=store_mode,
+        style="cli",
     )
+    if store_url is not None:
+        result = asyncio.run(_look_up(result, store_url, args))
     print(format_diagnosis(result))
     return 0 if result.ok else 1
+
+
+async def _look_up(result: Diagnosis, url: str, args: argparse.Namespace) -> Diagnosis:
+    from .diagnose import look_up
+    from .stores import store_from_url
+
+    options: dict[str, Any] = {}
+    scheme = url.partition("://")[0].lower()
+    is_sql = scheme.startswith(("postgres", "sqlite"))
+    if args.prefix is not None:
+        if is_sql:
+            raise ValueError("--prefix is for redis:// stores; SQL stores take --table")
+        options["key_prefix"] = args.prefix
+    if args.table is not None:
+        if not is_sql:
+            raise ValueError("--table is for postgresql:// and sqlite:// stores")
+        options["table"] = args.table
+    if scheme == "sqlite":
+        path = url.partition("://")[2]
+        path = path[1:] if path.startswith("/") else path
+        if not os.path.exists(path):
+            # Opening a missing file would create an empty database as a side effect.
+            raise ValueError(f"no such database file: {path}")
+    if is_sql:
+        options["create_table"] = False  # inspecting must not create anything
+        options.setdefault("purge_every", 0)
+    store = store_from_url(url, **options)
+    try:
+        return await look_up(result, store, where=_safe_url(url))
+    finally:
+        await store.close()
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without a password, for messages."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if not at or ":" not in userinfo:
+        return url
+    return f"{scheme}{sep}{userinfo.partition(':')[0]}:***@{host}"
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -101,6 +166,7 @@ def _keygen(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser; each subcommand sets ``func`` (add new ones here)."""
     parser = argparse.ArgumentParser(prog="koasession", description="koasession command-line tools")
+    parser.add_argument("--version", action="version", version=f"koasession {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     purge = sub.add_parser(
@@ -121,30 +187,70 @@ def build_parser() -> argparse.ArgumentParser:
     purge.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     purge.set_defaults(func=_purge)
 
-    demo = sub.add_parser("demo", help="serve the demo app")
+    demo = sub.add_parser(
+        "demo",
+        help="serve the demo app",
+        description=f"Serve the demo app. Keys come from --keys or ${KEY_ENV}; without either, "
+        "a random key per start (sessions end at restart).",
+    )
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=3000)
     demo.add_argument(
-        "--store", metavar="URL", help="memory://, redis://, postgresql://, sqlite:///"
+        "--store",
+        metavar="URL",
+        help="memory://, redis://..., postgresql://..., sqlite:// (a file in the user cache) "
+        "or sqlite:///path",
+    )
+    demo.add_argument(
+        "--keys",
+        action="append",
+        metavar="KEY",
+        help=f"app key, repeatable, the first signing (default: ${KEY_ENV})",
     )
     demo.set_defaults(func=_demo)
 
     inspect = sub.add_parser(
         "inspect",
         help="verify and decode a session cookie",
-        description="Verify and decode a cookie; exit 0 when the middleware would accept it.",
+        description="Verify and decode a cookie; exit 0 when the middleware would accept it. "
+        f"Keys come from --keys or ${KEY_ENV} (several: whitespace-separated). Options may "
+        "come before or after the cookie.",
     )
     inspect.add_argument(
         "cookie", help="a Cookie header ('koa.sess=...; koa.sess.sig=...') or a value"
     )
-    inspect.add_argument("--keys", nargs="+", metavar="KEY", help="app keys, first signing")
-    inspect.add_argument("--key", default="koa.sess", help="cookie name (default: koa.sess)")
     inspect.add_argument(
-        "--algorithm", nargs="+", default=["sha256"], help="signing algorithm(s), first signing"
+        "--keys",
+        action="append",
+        metavar="KEY",
+        help=f"app key, repeatable, the first signing (default: ${KEY_ENV})",
     )
+    inspect.add_argument(
+        "--key",
+        "--cookie-name",
+        dest="key",
+        default="koa.sess",
+        metavar="NAME",
+        help="cookie name, the middleware's key option (default: koa.sess)",
+    )
+    inspect.add_argument(
+        "--algorithm",
+        action="append",
+        metavar="ALG",
+        help="signing algorithm, repeatable or comma-separated, first signing (default: sha256)",
+    )
+    inspect.add_argument("--signature", metavar="SIG", help="the .sig value, for a bare value")
     inspect.add_argument("--encrypt", action="store_true", help="the cookie is encrypted")
     inspect.add_argument("--unsigned", action="store_true", help="the app runs with signed=False")
     inspect.add_argument("--store-id", action="store_true", help="the cookie holds a store id")
+    inspect.add_argument(
+        "--store",
+        metavar="URL",
+        help="look the store id up in this store (redis://, postgresql://, sqlite:///path); "
+        "implies --store-id",
+    )
+    inspect.add_argument("--prefix", help="RedisStore key_prefix the app uses")
+    inspect.add_argument("--table", help="SQL store table the app uses")
     inspect.set_defaults(func=_inspect)
 
     keygen = sub.add_parser("keygen", help="print strong random keys")
@@ -160,6 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         status: int = args.func(args)
+    except KeyboardInterrupt:
+        return 130
     except (SessionError, ValueError, OSError, ImportError) as exc:
         print(f"koasession {args.command}: error: {exc}", file=sys.stderr)
         return 1

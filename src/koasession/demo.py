@@ -1,24 +1,44 @@
 """The demo app behind ``make demo``: a views counter, log in and out, the session shown.
 
-Run ``python -m koasession.demo [--store URL] [--port 3000]``. Cookie mode needs no server;
-``--store`` takes ``memory://``, ``redis://...``, ``postgresql://...`` or ``sqlite:///path``.
+Run ``koasession demo [--store URL] [--port 3000] [--keys KEY]``. Cookie mode needs no server;
+``--store`` takes ``memory://``, ``redis://...``, ``postgresql://...``, ``sqlite://`` (a file in
+the user's cache directory) or ``sqlite:///path``. Keys come from ``--keys`` or
+``KOASESSION_KEY``; without either, a random key per start (every session ends at a restart).
+
+The demo keeps to itself on shared servers: Redis keys start with ``koasession-demo:`` and the
+PostgreSQL table is ``koasession_demo_sessions``.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import html
 import json
+import os
 import secrets
+import socket
 import sys
+import tempfile
+import time
 from collections.abc import Sequence
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
 from .asgi import Message, Receive, Scope, Send, SessionMiddleware
+from .diagnose import format_duration
+from .envkeys import KEY_ENV, keys_from_env_or_random
+
+#: Where the demo's entries live on shared servers, apart from real applications'.
+REDIS_PREFIX = "koasession-demo:"
+SQL_TABLE = "koasession_demo_sessions"
 
 _PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>koasession demo</title>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>koasession demo</title>
 <style>
 body{{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#222}}
 pre{{background:#f4f4f4;padding:.75rem;overflow:auto}} form{{display:inline-block;margin:.25rem 0}}
@@ -26,6 +46,7 @@ button{{padding:.3rem .8rem}} .muted{{color:#666}}
 </style></head><body>
 <h1>koasession demo</h1>
 <p class="muted">Mode: <b id="mode">{mode}</b></p>
+{id_block}<p>Expires: <b id="expires">{expires}</b></p>
 <p>You have viewed this page <b id="views">{views}</b> time(s).</p>
 {user_block}
 <h2>Decoded session</h2>
@@ -80,6 +101,9 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
             await _send(send, 404, b"not found", [(b"content-type", b"text/plain")])
             return
         session["views"] = session.get("views", 0) + 1
+        # Saved now rather than at the response's start, so the page can show the id the store
+        # gave it; the middleware does not write it twice.
+        await session.save()
         user = session.get("user")
         everywhere = _EVERYWHERE if getattr(store, "owner", None) is not None else ""
         user_block = (
@@ -96,6 +120,8 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
                 f"store: {type(store).__name__}" if store is not None else "signed cookie"
             ),
             views=session["views"],
+            id_block=_id_block(session.external_key) if store is not None else "",
+            expires=html.escape(_expiry(session.max_age, store is not None)),
             user_block=user_block,
             session=html.escape(json.dumps(session.to_json(), indent=2)),
             cookie_size=_cookie_size(scope),
@@ -103,6 +129,21 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
         await _send(send, 200, page.encode(), [(b"content-type", b"text/html; charset=utf-8")])
 
     return SessionMiddleware(app, keys=keys, store=store)
+
+
+def _id_block(session_id: str | None) -> str:
+    # Shortened: the whole id is a credential, and the page may end up in a screenshot.
+    shown = "(none)" if session_id is None else session_id[:8] + "\u2026"
+    return f'<p>Session id: <code id="sid">{html.escape(shown)}</code></p>\n'
+
+
+def _expiry(max_age: float | str, in_store: bool) -> str:
+    if max_age == "session":
+        where = " (the store keeps it 1 day)" if in_store else ""
+        return "when the browser closes" + where
+    assert not isinstance(max_age, str)
+    at = datetime.fromtimestamp(time.time() + max_age, tz=timezone.utc)
+    return f"{at:%Y-%m-%d %H:%M} UTC (in {format_duration(max_age)})"
 
 
 def _cookie_size(scope: Scope) -> int:
@@ -124,25 +165,92 @@ async def _send(send: Send, status: int, body: bytes, headers: list[tuple[bytes,
     await send({"type": "http.response.body", "body": body})
 
 
+def default_sqlite_path() -> Path:
+    """The demo's SQLite file when ``--store sqlite://`` names none: in the user's cache."""
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(Path.home(), ".cache")
+    directory = Path(cache) / "koasession"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        directory = Path(tempfile.gettempdir())
+    return directory / "demo.db"
+
+
+def make_store(url: str) -> Any:
+    """The demo's store for ``url``, kept apart from other users of the same server."""
+    from .stores import store_from_url
+
+    scheme, _, rest = url.partition("://")
+    scheme = scheme.lower()
+    options: dict[str, Any] = {"owner": lambda data: data.get("user")}
+    if scheme.startswith(("redis", "rediss", "unix")):
+        options["key_prefix"] = REDIS_PREFIX
+    elif scheme in ("postgres", "postgresql"):
+        options["table"] = SQL_TABLE
+    elif scheme == "sqlite" and rest.strip("/") == "":
+        url = f"sqlite:///{default_sqlite_path()}"
+    return store_from_url(url, **options)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket, bound before uvicorn starts so a taken port is our error to report."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(128)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve the demo with uvicorn."""
+    """Serve the demo with uvicorn; returns the exit status."""
     parser = argparse.ArgumentParser(prog="koasession demo", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
-    parser.add_argument("--store", help="memory://, redis://..., postgresql://..., sqlite:///path")
+    parser.add_argument(
+        "--store", help="memory://, redis://..., postgresql://..., sqlite:// or sqlite:///path"
+    )
+    parser.add_argument(
+        "--keys",
+        action="append",
+        metavar="KEY",
+        help=f"app key, repeatable, the first signing (default: ${KEY_ENV})",
+    )
     args = parser.parse_args(argv)
     try:
         import uvicorn
     except ImportError:
-        print("the demo needs uvicorn: pip install 'koasession[demo]'", file=sys.stderr)
+        print(
+            "koasession demo: error: the demo needs uvicorn: pip install 'koasession[demo]'",
+            file=sys.stderr,
+        )
         return 1
-    store = None
-    if args.store:
-        from .stores import store_from_url
-
-        store = store_from_url(args.store, owner=lambda data: data.get("user"))
+    keys = [k for value in args.keys or () for k in value.split()]
+    if not keys:
+        keys = keys_from_env_or_random(program="koasession demo")
+    store = make_store(args.store) if args.store else None
+    app = build_app(store, keys=keys)  # refuses weak keys before anything listens
+    try:
+        sock = _listen(args.host, args.port)
+    except OSError as exc:
+        reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+        print(
+            f"koasession demo: error: cannot listen on {args.host}:{args.port}: {reason} "
+            f"(choose another with --port)",
+            file=sys.stderr,
+        )
+        return 1
     print(f"koasession demo on http://{args.host}:{args.port}/", flush=True)
-    uvicorn.run(build_app(store), host=args.host, port=args.port, log_level="warning")
+    config = uvicorn.Config(app, log_level="warning")
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    finally:
+        sock.close()
     return 0
 
 

@@ -29,9 +29,19 @@ from .ids import is_valid_id
 from .options import MIN_KEY_BYTES
 from .signing import ALGORITHMS, Signer
 
-__all__ = ["Diagnosis", "diagnose", "format_diagnosis", "keygen"]
+__all__ = ["Diagnosis", "diagnose", "format_diagnosis", "format_duration", "keygen", "look_up"]
 
 Mode = Literal["signed", "unsigned", "encrypted", "store"]
+#: How hints name the options: as keyword arguments (``encrypt=True``) or as the flags of
+#: ``koasession inspect`` (``--encrypt``).
+HintStyle = Literal["python", "cli"]
+_CLI_FLAGS = {
+    "key": "--key",
+    "store": "--store-id",
+    "encrypt": "--encrypt",
+    "algorithm": "--algorithm",
+    "signature": "--signature",
+}
 
 # Length of a keygrip signature (base64url, no padding) for each digest.
 _SIG_LENGTHS = {27: "sha1", 43: "sha256", 64: "sha384", 86: "sha512"}
@@ -68,6 +78,8 @@ class Diagnosis:
     lifetime: float | Literal["session"] | None = None
     #: Further observations (rotation, hints, lenient decoding) for humans.
     notes: list[str] = field(default_factory=list)
+    #: Whether hints spell options as keyword arguments or as command-line flags.
+    style: HintStyle = "python"
 
 
 def keygen(nbytes: int = 32) -> str:
@@ -90,6 +102,7 @@ def diagnose(
     idle_timeout: float | None = None,
     absolute_timeout: float | None = None,
     now: float | None = None,
+    style: HintStyle = "python",
 ) -> Diagnosis:
     """Check ``cookie`` as the middleware would and explain the verdict.
 
@@ -110,7 +123,7 @@ def diagnose(
         "encrypted" if encrypt else "store" if store else "signed" if signed else "unsigned"
     )
     when = time.time() if now is None else now
-    d = Diagnosis(ok=False, reason="", cookie_name=key, mode=mode)
+    d = Diagnosis(ok=False, reason="", cookie_name=key, mode=mode, style=style)
 
     value, found_sig = _extract(cookie, key, d)
     if value is None:
@@ -148,6 +161,50 @@ def diagnose(
     return d
 
 
+async def look_up(
+    d: Diagnosis,
+    store: Any,
+    *,
+    where: str = "the store",
+    idle_timeout: float | None = None,
+    absolute_timeout: float | None = None,
+    now: float | None = None,
+) -> Diagnosis:
+    """Complete a store-mode diagnosis with what ``store`` holds under its session id.
+
+    ``d`` comes from :func:`diagnose` with ``store=True``. The entry is read with the store's
+    ``get`` (nothing is written) and checked like a loaded session (``_expire``, timeouts). An
+    id whose signature failed is still looked up, so the data can be seen, but ``d`` stays
+    rejected and the data is marked unverified. ``where`` names the store in the messages.
+    """
+    if d.mode != "store" or d.value is None or not is_valid_id(d.value):
+        return d
+    data = await store.get(d.value, None, rolling=False, ctx=None)
+    if data is None:
+        if d.ok:
+            _reject(
+                d,
+                f"valid store session id, {_signed_by(d)}, but {where} has no entry under it: "
+                "expired, destroyed (logout), or kept under another key prefix or table",
+            )
+        else:
+            d.notes.append(f"{where} has no entry under this id either")
+        return d
+    d.data = data
+    if not d.ok:
+        d.verified = False
+        d.notes.append(f"{where} holds data under this id, but the cookie did not verify")
+        return d
+    d.verified = True
+    when = time.time() if now is None else now
+    if _check_metadata(data, d, when, idle_timeout, absolute_timeout):
+        d.reason = f"valid store session, {_signed_by(d)}; found in {where}"
+        if d.expires_at is not None:
+            left = d.expires_at.timestamp() - when
+            d.reason += f"; expires at {_fmt_time(d.expires_at)} (in {format_duration(left)})"
+    return d
+
+
 # -- steps ---------------------------------------------------------------------------------
 
 
@@ -176,7 +233,7 @@ def _extract(cookie: str, key: str, d: Diagnosis) -> tuple[str | None, str | Non
     jar = parse_cookie_header(lines)
     sig_name = key + ".sig"
     if key not in jar:
-        _reject(d, _no_such_cookie(key, jar))
+        _reject(d, _no_such_cookie(key, jar, d))
         return None, None
     count = sum(
         1 for line in lines for pair in line.split(";") if pair.partition("=")[0].strip() == key
@@ -189,7 +246,7 @@ def _extract(cookie: str, key: str, d: Diagnosis) -> tuple[str | None, str | Non
     return jar[key], jar.get(sig_name)
 
 
-def _no_such_cookie(key: str, jar: dict[str, str]) -> str:
+def _no_such_cookie(key: str, jar: dict[str, str], d: Diagnosis) -> str:
     if not jar:
         return f"no such cookie {key!r}: the header holds no cookies"
     names = ", ".join(repr(n) for n in jar)
@@ -201,7 +258,7 @@ def _no_such_cookie(key: str, jar: dict[str, str]) -> str:
         reason += (
             f". {others[0]!r} is koa-session's "
             + ("pre-6 default name" if others[0] == "koa:sess" else "default name")
-            + f": pass key={others[0]!r}"
+            + f": pass {_opt(d, 'key', others[0])}"
         )
         if others[0] == "koa:sess":
             reason += (
@@ -211,7 +268,8 @@ def _no_such_cookie(key: str, jar: dict[str, str]) -> str:
         return reason
     signed_names = [n for n in jar if n + ".sig" in jar]
     if signed_names:
-        reason += f"; signed cookies: {', '.join(repr(n) for n in signed_names)} (wrong key=?)"
+        listed = ", ".join(repr(n) for n in signed_names)
+        reason += f"; signed cookies: {listed} (wrong {_opt(d, 'key', None)}?)"
     return reason
 
 
@@ -224,10 +282,15 @@ def _verify_signature(
 ) -> bool:
     name = d.cookie_name
     if signature is None:
+        encrypted = _looks_encrypted(value, keys, d)
+        if encrypted:
+            _reject(d, encrypted)
+            return False
         _reject(
             d,
             f"missing signature: no {name + '.sig'!r} cookie (the middleware treats an unsigned "
-            "value as tampered); pass the whole Cookie header, or the signature separately",
+            "value as tampered); pass the whole Cookie header, or the signature with "
+            + _opt(d, "signature", "SIG"),
         )
         return False
     if not keys:
@@ -261,8 +324,8 @@ def _verify_signature(
             _reject(
                 d,
                 f"signed with {other} (by keys[{found}]) but only {accepted} is accepted: "
-                f"set algorithm={other!r}, or algorithm=[{algorithms[0]!r}, {other!r}] while "
-                "migrating",
+                f"set {_opt(d, 'algorithm', other)}, or "
+                f"{_opt(d, 'algorithm', [algorithms[0], other])} while migrating",
             )
             return False
     reason = f"signature matches none of the {count} with {accepted}"
@@ -341,7 +404,9 @@ def _open_encrypted(value: str, keys: list[str | bytes], d: Diagnosis) -> bool:
                 "payload is not a JSON object"
             )
     if codec.decode(value) is not None:
-        why += " (it decodes as a signed base64 JSON cookie: encrypt=False?)"
+        why += " (it decodes as a signed base64 JSON cookie: " + (
+            "inspect it without --encrypt)" if d.style == "cli" else "encrypt=False?)"
+        )
     _reject(d, why)
     return False
 
@@ -354,10 +419,8 @@ def _check_store_id(value: str, d: Diagnosis) -> Diagnosis:
             "(1-200 characters of A-Z a-z 0-9 . _ : + / = -)",
         )
     d.ok = True
-    d.reason = (
-        f"valid store session id, {_signed_by(d)}; the data lives in the store "
-        "(look the id up there)"
-    )
+    hint = "pass --store URL to look it up" if d.style == "cli" else "look the id up there"
+    d.reason = f"valid store session id, {_signed_by(d)}; the data lives in the store ({hint})"
     return d
 
 
@@ -405,17 +468,60 @@ _JSON_KINDS = {
 def _mode_hint(value: str, keys: list[str | bytes], d: Diagnosis) -> str:
     """A hint when the value looks like it belongs to another mode."""
     if is_valid_id(value) and "=" not in value and len(value) >= 16:
-        hint = "; it looks like a store session id: pass store=True (store mode)"
-        if keys:
-            try:
-                from .crypto import CookieCipher
-
-                if CookieCipher(keys, cookie_name=d.cookie_name).open(value) is not None:
-                    return "; it opens as an encrypted cookie: pass encrypt=True"
-            except ImportError:
-                pass
-        return hint
+        if _opens_encrypted(value, keys, d.cookie_name) is not None:
+            return f"; it opens as an encrypted cookie: pass {_opt(d, 'encrypt', True)}"
+        return f"; it looks like a store session id: pass {_opt(d, 'store', True)} (store mode)"
     return ""
+
+
+def _opens_encrypted(value: str, keys: list[str | bytes], cookie_name: str) -> int | None:
+    """The index of the key that opens ``value`` as an encrypted cookie, if any does."""
+    if not keys:
+        return None
+    try:
+        from .crypto import CookieCipher
+
+        opened = CookieCipher(keys, cookie_name=cookie_name).open(value)
+    except ImportError:
+        return None
+    return None if opened is None else opened[1]
+
+
+def _looks_encrypted(value: str, keys: list[str | bytes], d: Diagnosis) -> str | None:
+    """Why an unsigned value is an encrypted cookie (which never has a ``.sig``), if it is one."""
+    flag = _opt(d, "encrypt", True)
+    index = _opens_encrypted(value, keys, d.cookie_name)
+    if index is not None:
+        return (
+            f"no {d.cookie_name + '.sig'!r} cookie, and none is needed: this is an encrypted "
+            f"cookie (it opens with keys[{index}]): pass {flag}"
+        )
+    from . import crypto
+
+    raw = crypto._b64decode(value)
+    if (
+        raw is not None
+        and len(raw) > crypto._MIN_RAW_LENGTH
+        and raw[0] == crypto.FORMAT_VERSION
+        and codec.decode(value) is None
+    ):
+        return (
+            f"no {d.cookie_name + '.sig'!r} cookie, and the value looks encrypted (an encrypted "
+            f"token, not base64 JSON): pass {flag}, with the keys that sealed it"
+        )
+    return None
+
+
+def _opt(d: Diagnosis, option: str, value: object) -> str:
+    """``option=value`` as the reader would type it: a keyword argument or a CLI flag."""
+    if d.style == "cli":
+        flag = _CLI_FLAGS[option]
+        if value is True or value is None:
+            return flag
+        if isinstance(value, list):
+            return " ".join(f"{flag} {item}" for item in value)
+        return f"{flag} {value}"
+    return option if value is None else f"{option}={value!r}"
 
 
 def _check_metadata(
@@ -438,10 +544,8 @@ def _check_metadata(
             return False
         d.expires_at = _utc(expire / 1000)
         if expire < now_ms:
-            _reject(
-                d,
-                f"expired at {_fmt_time(d.expires_at)} ({_human(now - expire / 1000)} ago)",
-            )
+            ago = format_duration(now - expire / 1000)
+            _reject(d, f"expired at {_fmt_time(d.expires_at)} ({ago} ago)")
             return False
     for stamp_name, limit, label in (
         ("_created", absolute_timeout, "absolute"),
@@ -458,8 +562,8 @@ def _check_metadata(
             _reject(
                 d,
                 f"{label} timeout: {stamp_name} {_fmt_time(_utc(stamp / 1000))} plus "
-                f"{_human(limit)} ended at {_fmt_time(_utc(deadline))} "
-                f"({_human(now - deadline)} ago)",
+                f"{format_duration(limit)} ended at {_fmt_time(_utc(deadline))} "
+                f"({format_duration(now - deadline)} ago)",
             )
             return False
     if expire is None and d.lifetime != "session":
@@ -485,7 +589,7 @@ def _accepted_reason(d: Diagnosis, now: float) -> str:
         parts.append("'session' lifetime: the cookie lasts until the browser closes")
     elif d.expires_at is not None:
         left = d.expires_at.timestamp() - now
-        parts.append(f"expires at {_fmt_time(d.expires_at)} (in {_human(left)})")
+        parts.append(f"expires at {_fmt_time(d.expires_at)} (in {format_duration(left)})")
     return "; ".join(parts)
 
 
@@ -506,8 +610,11 @@ def _fmt_time(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _human(seconds: float) -> str:
-    """A rough duration: ``3 days``, ``5 h 2 min``, ``12 s``."""
+def format_duration(seconds: float) -> str:
+    """A rough duration for humans: ``12 s``, ``5 min``, ``2 h 30 min``, ``1 day``, ``3 days 4 h``.
+
+    The sign is ignored; the caller says "ago" or "in".
+    """
     seconds = abs(seconds)
     if seconds < 60:
         return f"{seconds:.0f} s"
@@ -515,17 +622,19 @@ def _human(seconds: float) -> str:
     if minutes < 60:
         return f"{minutes} min"
     hours, minutes = divmod(minutes, 60)
-    if hours < 48:
+    if hours < 24:
         return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    days = hours // 24
-    return f"{days} days"
+    days, hours = divmod(hours, 24)
+    text = f"{days} day" + ("s" if days != 1 else "")
+    return f"{text} {hours} h" if hours else text
 
 
 def _fmt_lifetime(lifetime: float | str) -> str:
     if lifetime == "session":
         return "'session' (browser-session cookie, no expiry inside)"
     assert not isinstance(lifetime, str)
-    return f"{lifetime:g} s ({_human(lifetime)}; koa maxAge {lifetime * 1000:.0f} ms)"
+    seconds = f"{lifetime:.0f}" if lifetime == int(lifetime) else f"{lifetime:.3f}"
+    return f"{format_duration(lifetime)} ({seconds} s; koa maxAge {lifetime * 1000:.0f} ms)"
 
 
 def format_diagnosis(d: Diagnosis) -> str:

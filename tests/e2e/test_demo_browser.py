@@ -23,7 +23,7 @@ from .conftest import DemoServer
 
 pytestmark = pytest.mark.timeout(120)
 
-KEYS = ["e2e demo key, at least thirty-two bytes long"]
+KEYS = ["S3MUq8oDFdQ6w1-pv4wmTyyO3N-_YtjpWnzVgnKxjyk"]
 DAY = 86400
 SLACK = 120  # seconds of tolerance on cookie expiry times
 
