@@ -200,8 +200,8 @@ def _litestar(setup: str, options: dict[str, Any]) -> Any:
         return await balance(of(request))
 
     @post("/spend")
-    async def post_spend(request: Request[Any, Any, Any], save: int = 0) -> None:
-        await spend(of(request), bool(save))
+    async def post_spend(request: Request[Any, Any, Any]) -> None:
+        await spend(of(request), request.query_params.get("save") == "1")
 
     @post("/login", status_code=200)
     async def post_login(request: Request[Any, Any, Any]) -> dict[str, Any]:
