@@ -30,8 +30,9 @@ class SessionMiddleware:
     (a misspelt or koa-style option name is a ``TypeError`` naming it). The
     session is ``scope[scope_key]`` (``request.session`` in Starlette and FastAPI). Cookie mode
     loads lazily; store mode loads before the app. The commit runs when the app sends
-    ``http.response.start``, so streamed responses carry the cookie and an exception that escapes
-    the app leaves nothing written.
+    ``http.response.start``, so streamed responses carry the cookie. A 5xx response is never
+    committed automatically and an exception that escapes the app leaves nothing written; a
+    ``StoreError`` from a session call in the app answers 503 like a failed load.
     """
 
     # Every option is spelled out (defaults as in SessionOptions, which a test checks) so type
