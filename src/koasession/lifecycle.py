@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -297,6 +298,14 @@ class RequestSession:
         cfg = self.cfg
         if not is_valid_id(value) or value.startswith("eyJ"):
             return False
+        raw = codec.lenient_b64decode(value)
+        if raw is not None:
+            try:
+                json.loads(raw)
+            except (ValueError, RecursionError):
+                pass  # random bytes, as an id decodes to
+            else:
+                return False  # JSON, just not an object: a malformed payload
         if cfg.signer is not None:
             return True
         if cfg.cipher is None or not cfg.keys:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,10 @@ from koasession.errors import ResponseStartedError
 from koasession.lifecycle import _is_cookie_payload
 
 from ._app import KEY, client, cookie_pairs, set_cookies, sign, signed_cookie, wrap
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")  # Starlette 1.x nudges towards httpx2
+    from starlette.testclient import TestClient
 
 
 @pytest.fixture
@@ -116,6 +121,13 @@ async def test_store_mode_cookie_at_a_cookie_mode_app(encrypt: bool) -> None:
     assert events == [("invalid", "cookie from store mode")]
 
 
+async def test_a_signed_payload_that_is_not_an_object_is_still_malformed() -> None:
+    events, on_event = recorder()
+    async with client(wrap(read_data, on_event=on_event)) as c:
+        await c.get("/", headers={"cookie": signed_cookie([1, 2])})  # type: ignore[arg-type]
+    assert events == [("invalid", "malformed payload")]
+
+
 async def test_an_unsigned_garbage_value_is_still_tampering_in_encrypted_mode() -> None:
     events, on_event = recorder()
     app = wrap(read_data, on_event=on_event, encrypt=True)
@@ -174,8 +186,6 @@ def websocket_app(**options: Any) -> tuple[SessionMiddleware, list[Any]]:
 def test_websocket_change_in_cookie_mode_is_reported_lost(
     koasession_log: list[logging.LogRecord],
 ) -> None:
-    from starlette.testclient import TestClient
-
     events, on_event = recorder()
     app, outcomes = websocket_app(on_event=on_event)
     with TestClient(app) as tc:
@@ -191,8 +201,6 @@ def test_websocket_change_in_cookie_mode_is_reported_lost(
 
 
 def test_websocket_save_in_store_mode_writes_the_store() -> None:
-    from starlette.testclient import TestClient
-
     store = MemoryStore()
     events, on_event = recorder()
     app, outcomes = websocket_app(store=store, on_event=on_event)
