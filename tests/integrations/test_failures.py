@@ -207,10 +207,13 @@ async def test_store_error_in_regenerate_under_new_session_policy(
         assert (await http.get("/balance")).json() == {"balance": 100}
 
 
-async def test_store_error_in_save_and_destroy_and_manual_commit() -> None:
+@pytest.mark.parametrize("policy", ["raise", "new_session"])
+@pytest.mark.parametrize("failure", ["down", "hang"])
+async def test_store_error_in_save_destroy_and_manual_commit(failure: str, policy: str) -> None:
     from koasession import SessionMiddleware
 
     store = FlakyStore()
+    events: list[str] = []
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         session = scope["session"]
@@ -223,16 +226,37 @@ async def test_store_error_in_save_and_destroy_and_manual_commit() -> None:
         else:
             await session.manually_commit()
         await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.body", "body": b"ok"})
 
-    mw = SessionMiddleware(app, keys=["b" * 32], store=store)
+    mw = SessionMiddleware(
+        app,
+        keys=["b" * 32],
+        store=store,
+        store_timeout=0.2,
+        on_store_error=policy,
+        on_event=lambda name, payload: events.append(name),
+    )
     async with client(mw) as http:
         assert (await http.get("/save")).status_code == 200
-        store.fail("down", "destroy", "set")
+        sid = http.cookies["koa.sess"]
+        cookie = "; ".join(f"{name}={value}" for name, value in http.cookies.items())
+        store.fail(failure, "destroy", "set")
         for path in ("/save", "/destroy", "/commit"):
-            response = await http.get(path)
-            assert response.status_code == 503, path
-            assert response.headers["retry-after"] == "5"
+            events.clear()
+            http.cookies.clear()  # every request sends the session as it was before the outage
+            response = await http.get(path, headers={"cookie": cookie})
+            assert events == ["store_error"], path
+            if policy == "raise":
+                assert response.status_code == 503, path
+                assert response.headers["retry-after"] == "5"
+                assert session_lines(response) == []
+            else:
+                assert response.status_code == 200, path
+                assert response.text == "ok"
+                # Never a cookie pointing at data that was not saved.
+                assert all("max-age=0" in line for line in session_lines(response)), path
+        store.mode = "ok"
+        assert (await store.inner.get(sid) or {}).get("n") == 1  # nothing half-written
 
 
 async def test_regenerate_of_a_new_session_sends_no_delete() -> None:
