@@ -6,7 +6,8 @@ Every app has the same routes:
 - ``POST /spend``: takes 50 off the balance, then crashes (``?save=1``: after ``await
   session.save()``);
 - ``POST /login``: ``session["user"] = "ada"`` then ``await session.regenerate()``;
-- ``POST /logout``: ``session.destroy()`` without reading the session first;
+- ``POST /logout``: ``session.destroy()`` (Litestar: ``request.clear_session()``, which never
+  reads the session);
 - ``GET /stream``: starts a streaming response, then changes the session.
 
 ``SETUPS`` lists ``(framework, setup)`` pairs: ``wrapped`` is ``SessionMiddleware(app)`` around
