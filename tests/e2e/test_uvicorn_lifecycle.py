@@ -55,6 +55,46 @@ app = SessionMiddleware(
 )
 """
 
+LOGIN_APP = """
+from fastapi import FastAPI
+from koasession import MemoryStore, SessionMiddleware
+from koasession.integrations.fastapi import SessionDep
+
+class SwitchedStore(MemoryStore):
+    down = False
+
+    async def set(self, key, *args, **kwargs):
+        if self.down:
+            raise ConnectionError("store down")
+        return await super().set(key, *args, **kwargs)
+
+    async def destroy(self, key, **kwargs):
+        if self.down:
+            raise ConnectionError("store down")
+        await super().destroy(key, **kwargs)
+
+store = SwitchedStore()
+api = FastAPI()
+
+@api.get("/")
+async def home(session: SessionDep) -> dict:
+    session["views"] = session.get("views", 0) + 1
+    return {"views": session["views"]}
+
+@api.post("/outage")
+async def outage() -> dict:
+    store.down = True
+    return {}
+
+@api.post("/login")
+async def login(session: SessionDep) -> dict:
+    session["user"] = "ada"
+    await session.regenerate()
+    return {"user": "ada"}
+
+app = SessionMiddleware(api, keys=["uvicorn lifecycle test key, 32+ bytes long"], store=store)
+"""
+
 MISCONFIGURED_APP = """
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -164,6 +204,23 @@ def test_crash_writes_nothing_in_the_redis_store(uvicorn_server: Callable[..., S
         for key in client.scan_iter(match=prefix + "*"):
             client.delete(key)
         client.close()
+
+
+def test_store_outage_in_a_login_answers_503_without_a_traceback(
+    uvicorn_server: Callable[..., Server],
+) -> None:
+    """FastAPI's own 500 page sits inside the wrapping middleware; the outage is still a 503."""
+    server = uvicorn_server(LOGIN_APP)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        assert http.get("/").json() == {"views": 1}
+        assert http.post("/outage").status_code == 200
+        login = http.post("/login")
+        assert login.status_code == 503
+        assert login.headers["retry-after"] == "5"
+        assert not login.headers.get_list("set-cookie")
+    output = server.output()
+    assert "session store_error" in output and "store down" in output
+    assert "Traceback" not in output
 
 
 def test_configuration_error_shows_in_the_server_output(

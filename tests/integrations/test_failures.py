@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import httpx
@@ -20,6 +22,8 @@ from koasession import MemoryStore
 from ._apps import SETUP_IDS, SETUPS, build
 
 pytestmark = pytest.mark.timeout(60)
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 
 class FlakyStore:
@@ -89,20 +93,50 @@ def session_lines(response: httpx.Response) -> list[str]:
     return [line for line in response.headers.get_list("set-cookie") if line.startswith("koa.sess")]
 
 
-async def stored_balance(store: FlakyStore, http: httpx.AsyncClient) -> Any:
-    data = await store.inner.get(http.cookies["koa.sess"])
-    return None if data is None else data["balance"]
-
-
 # -- §1: a crash writes nothing ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("mode", ["cookie", "store"])
+@pytest.fixture
+async def make_store() -> AsyncIterator[Callable[[str], Awaitable[Any]]]:
+    """``await make(kind)``: ``None`` (cookie mode), a MemoryStore, or a RedisStore on the real
+    server under a key prefix of its own (skipped when Redis is unreachable)."""
+    created: list[Any] = []
+
+    async def make(kind: str) -> Any:
+        if kind == "cookie":
+            return None
+        if kind == "memory":
+            return MemoryStore()
+        from koasession.stores.redis import RedisStore
+
+        store = RedisStore(REDIS_URL, key_prefix=f"kstest-fail:{secrets.token_hex(6)}:")
+        created.append(store)
+        try:
+            await store.client.ping()
+        except Exception as exc:
+            pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+        return store
+
+    yield make
+    for store in created:
+        try:
+            async for key in store.client.scan_iter(match=f"{store.key_prefix}*"):
+                await store.client.delete(key)
+        finally:
+            await store.close()
+
+
+async def stored_balance(store: Any, http: httpx.AsyncClient) -> Any:
+    data = await store.get(http.cookies["koa.sess"])
+    return None if data is None else data["balance"]
+
+
+@pytest.mark.parametrize("mode", ["cookie", "memory", "redis"])
 @pytest.mark.parametrize(("framework", "setup"), SETUPS, ids=SETUP_IDS)
 async def test_crash_writes_nothing_but_an_explicit_save(
-    framework: str, setup: str, mode: str
+    framework: str, setup: str, mode: str, make_store: Callable[[str], Awaitable[Any]]
 ) -> None:
-    store = FlakyStore() if mode == "store" else None
+    store = await make_store(mode)
     app = build(framework, setup, store=store)
     async with client(app) as http:
         assert (await http.get("/balance")).json() == {"balance": 100}
