@@ -9,7 +9,7 @@ from typing import Any, Literal
 from . import events
 from .config import SessionConfig
 from .context import SessionContext
-from .errors import StoreError
+from .errors import ConfigurationError, StoreError
 from .lifecycle import RequestSession
 from .options import EventListener, SessionOptions
 from .session import Session
@@ -30,8 +30,9 @@ class SessionMiddleware:
     (a misspelt or koa-style option name is a ``TypeError`` naming it). The
     session is ``scope[scope_key]`` (``request.session`` in Starlette and FastAPI). Cookie mode
     loads lazily; store mode loads before the app. The commit runs when the app sends
-    ``http.response.start``, so streamed responses carry the cookie and an exception that escapes
-    the app leaves nothing written.
+    ``http.response.start``, so streamed responses carry the cookie. A 5xx response is never
+    committed automatically and an exception that escapes the app leaves nothing written; a
+    ``StoreError`` from a session call in the app answers 503 like a failed load.
     """
 
     # Every option is spelled out (defaults as in SessionOptions, which a test checks) so type
@@ -78,44 +79,51 @@ class SessionMiddleware:
         allow_weak_keys: bool = False,
     ) -> None:
         self.app = app
-        self.config = SessionConfig.build(
-            keys,
-            key=key,
-            max_age=max_age,
-            auto_commit=auto_commit,
-            overwrite=overwrite,
-            http_only=http_only,
-            signed=signed,
-            rolling=rolling,
-            renew=renew,
-            secure=secure,
-            same_site=same_site,
-            partitioned=partitioned,
-            priority=priority,
-            domain=domain,
-            path=path,
-            algorithm=algorithm,
-            encode=encode,
-            decode=decode,
-            store=store,
-            context_store=context_store,
-            external_key=external_key,
-            prefix=prefix,
-            genid=genid,
-            valid=valid,
-            before_save=before_save,
-            on_event=on_event,
-            proxy=proxy,
-            scope_key=scope_key,
-            encrypt=encrypt,
-            on_oversize=on_oversize,
-            idle_timeout=idle_timeout,
-            absolute_timeout=absolute_timeout,
-            on_store_error=on_store_error,
-            store_timeout=store_timeout,
-            session_store_ttl=session_store_ttl,
-            allow_weak_keys=allow_weak_keys,
-        )
+        try:
+            self.config = SessionConfig.build(
+                keys,
+                key=key,
+                max_age=max_age,
+                auto_commit=auto_commit,
+                overwrite=overwrite,
+                http_only=http_only,
+                signed=signed,
+                rolling=rolling,
+                renew=renew,
+                secure=secure,
+                same_site=same_site,
+                partitioned=partitioned,
+                priority=priority,
+                domain=domain,
+                path=path,
+                algorithm=algorithm,
+                encode=encode,
+                decode=decode,
+                store=store,
+                context_store=context_store,
+                external_key=external_key,
+                prefix=prefix,
+                genid=genid,
+                valid=valid,
+                before_save=before_save,
+                on_event=on_event,
+                proxy=proxy,
+                scope_key=scope_key,
+                encrypt=encrypt,
+                on_oversize=on_oversize,
+                idle_timeout=idle_timeout,
+                absolute_timeout=absolute_timeout,
+                on_store_error=on_store_error,
+                store_timeout=store_timeout,
+                session_store_ttl=session_store_ttl,
+                allow_weak_keys=allow_weak_keys,
+            )
+        except ConfigurationError as exc:
+            # Starlette's add_middleware builds this inside the first lifespan or request, where
+            # a server may report only "lifespan unsupported" and then a 500 for every request:
+            # the reason must show in the start-up output.
+            events.logger.error("koasession: invalid SessionMiddleware configuration: %s", exc)
+            raise
 
     @property
     def options(self) -> SessionOptions:
@@ -140,25 +148,35 @@ class SessionMiddleware:
                     return
                 raise
         if kind == "websocket":
-            # A WebSocket can read the session; there is no response to carry a cookie.
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                await events.settle(rs.pending_events)
+            await self._websocket(rs, scope, receive, send)
             return
 
-        failed = False
+        replaced = False  # our 503 went out instead of the app's reply
+        error_response = False  # a 5xx: nothing is committed automatically
 
         async def send_with_session(message: Message) -> None:
-            nonlocal failed
-            if failed:
-                return  # the store failed at commit; a 503 went out instead of the app's reply
+            nonlocal replaced, error_response
+            if replaced:
+                return
             if message["type"] == "http.response.start":
-                if cfg.options.auto_commit and rs.touched():
+                status = message.get("status", 200)
+                if status >= 500:
+                    if status == 500 and rs.store_error_raised:
+                        # A framework turned the StoreError of a session call into its 500 page
+                        # inside us; answer the outage as a failed load or commit does.
+                        replaced = True
+                        rs.started = True
+                        await _send_unavailable(send)
+                        return
+                    # Django's rule: an error response never commits the half-done work of
+                    # the request that failed, whoever produced it.
+                    error_response = True
+                elif cfg.options.auto_commit and rs.touched():
                     try:
                         await rs.commit()
                     except StoreError:
-                        failed = True
+                        replaced = True
+                        rs.started = True
                         await _send_unavailable(send)
                         return
                 rs.started = True
@@ -168,12 +186,59 @@ class SessionMiddleware:
 
         try:
             await self.app(scope, receive, send_with_session)
+        except StoreError:
+            # From save(), regenerate(), destroy() or manually_commit() in the handler: the same
+            # outage as a failed load, so the same 503 (the store_error event is already out).
+            if replaced:
+                return
+            if rs.started:
+                raise
+            rs.started = True
+            await _send_unavailable(send)
         except Exception:
-            if rs.clear_on_error and not rs.started:
-                # koa sends the cookie-clearing header with the error response of a failed
-                # custom decode, so the next request does not fail the same way.
+            if not rs.started and (rs.clear_on_error or rs.cookie_lines or rs.extra_headers):
+                # Only explicit work is in these headers (a manual save, koa's clearing of a
+                # cookie whose custom decode failed): it goes out with the error response.
+                rs.started = True
                 await _send_error(send, 500, b"Internal Server Error", rs.response_headers())
             raise
+        else:
+            if (
+                rs.started
+                and not (replaced or error_response)
+                and cfg.options.auto_commit
+                and rs.touched()
+                and rs.unsaved_change()
+            ):
+                rs.report_lost(
+                    "changed after the response started",
+                    "the session changed after the response started (while streaming, or in a "
+                    "background task), so the change could not be sent; change it, or call "
+                    "`await session.save()`, before the response starts",
+                )
+        finally:
+            if rs.pending_events:
+                await events.settle(rs.pending_events)
+
+    async def _websocket(
+        self, rs: RequestSession, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Run a WebSocket: the session can be read; there is no response to carry a cookie."""
+        try:
+            await self.app(scope, receive, send)
+            if self.config.options.auto_commit and rs.touched() and rs.unsaved_change():
+                if self.config.options.uses_store:
+                    rs.report_lost(
+                        "websocket changes not saved",
+                        "the session changed on a WebSocket without `await session.save()`; "
+                        "WebSocket sessions are not committed automatically",
+                    )
+                else:
+                    rs.report_lost(
+                        "websocket in cookie mode",
+                        "the session changed on a WebSocket in cookie mode, where no response "
+                        "can carry the cookie; use a store to save sessions from WebSockets",
+                    )
         finally:
             if rs.pending_events:
                 await events.settle(rs.pending_events)
@@ -194,7 +259,9 @@ def _add_headers(rs: RequestSession, message: Message) -> None:
             ]
         if not any(k.lower() == b"cache-control" for k, _ in headers):
             headers.append((b"cache-control", b"private"))
-    if rs.read:
+    if rs.read or rs.cookie_lines:
+        # A response that sets or clears the session cookie (a logout that never read the
+        # session included) must not be served from a shared cache to another browser.
         _add_vary_cookie(headers)
     headers.extend(extra)
     message["headers"] = headers

@@ -25,7 +25,16 @@ def is_async_callable(fn: object) -> bool:
 class SessionConfig:
     """Validated options plus the signer, cipher and id generator built from them."""
 
-    __slots__ = ("cipher", "eager", "genid", "keys", "options", "signer", "store_timeout")
+    __slots__ = (
+        "cipher",
+        "eager",
+        "genid",
+        "keys",
+        "notices",
+        "options",
+        "signer",
+        "store_timeout",
+    )
 
     def __init__(self, options: SessionOptions, keys: list[str | bytes]) -> None:
         self.options = options
@@ -48,6 +57,8 @@ class SessionConfig:
         self.store_timeout = None if in_process else options.store_timeout
         # Cookie mode stays lazy unless a hook needs awaiting before the handler reads data.
         self.eager = options.uses_store or is_async_callable(options.valid)
+        #: What this middleware has explained once in the log (event name and reason).
+        self.notices: set[tuple[str, Any]] = set()
 
     @classmethod
     def build(cls, keys: object = None, **kwargs: Any) -> SessionConfig:

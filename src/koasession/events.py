@@ -1,7 +1,8 @@
 """Session events: delivered to ``on_event`` and logged on the ``koasession`` logger.
 
 Names: ``missed``, ``invalid``, ``expired`` (as in koa), ``tampered`` (bad or missing signature),
-``rotated`` (signed or encrypted with a key other than the first), ``store_error``.
+``rotated`` (signed or encrypted with a key other than the first), ``store_error``, ``lost`` (a
+change that could not be delivered: made after the response started, or on a WebSocket).
 A listener that raises, or whose coroutine fails, is logged and never breaks the request.
 """
 
@@ -24,14 +25,23 @@ LEVELS = {
     "invalid": logging.INFO,
     "tampered": logging.WARNING,
     "store_error": logging.ERROR,
+    "lost": logging.WARNING,
 }
 
 
 def emit(
-    listener: EventListener | None, name: str, payload: dict[str, Any]
+    listener: EventListener | None,
+    name: str,
+    payload: dict[str, Any],
+    *,
+    level: int | None = None,
 ) -> Awaitable[Any] | None:
-    """Log the event and call ``listener``; return its awaitable if it is async."""
-    level = LEVELS.get(name, logging.INFO)
+    """Log the event and call ``listener``; return its awaitable if it is async.
+
+    ``level`` overrides the event's usual log level (see :data:`LEVELS`).
+    """
+    if level is None:
+        level = LEVELS.get(name, logging.INFO)
     if logger.isEnabledFor(level):
         details = {k: v for k, v in payload.items() if k not in ("ctx", "value")}
         logger.log(level, "session %s %s", name, details)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,6 +26,7 @@ from .errors import (
 from .ids import is_valid_id
 from .options import SessionOptions
 from .session import Session, check_key
+from .signing import Signer
 
 if TYPE_CHECKING:
     from .config import SessionConfig
@@ -58,6 +61,11 @@ class RequestSession:
     removed = False
     committed = False
     started = False
+    #: The id known to exist in the store (loaded, or written by this request); only it is
+    #: ever destroyed, so regenerating a session that was never stored sends no delete.
+    stored_key: str | None = None
+    #: A StoreError from a session method reached the application (see the ASGI adapter).
+    store_error_raised = False
 
     def __init__(self, cfg: SessionConfig, scope: dict[str, Any]) -> None:
         self.cfg = cfg
@@ -119,10 +127,23 @@ class RequestSession:
         self.session._load()
         return self.session
 
-    def emit(self, name: str, key: str | None, value: Any, **extra: Any) -> None:
-        """Deliver an event with koa's ``{key, value, ctx}`` payload."""
+    def emit(
+        self, name: str, key: str | None, value: Any, *, notice: str | None = None, **extra: Any
+    ) -> None:
+        """Deliver an event with koa's ``{key, value, ctx}`` payload.
+
+        With ``notice``, the event is logged at DEBUG and ``notice`` once per middleware at the
+        event's level: a misconfiguration repeats on every request, its explanation need not.
+        """
         payload = {"key": key, "value": value, "ctx": self.ctx, **extra}
-        pending = events.emit(self.cfg.options.on_event, name, payload)
+        level = None
+        if notice is not None:
+            level = logging.DEBUG
+            once = (name, extra.get("reason"))
+            if once not in self.cfg.notices:
+                self.cfg.notices.add(once)
+                events.logger.log(events.LEVELS.get(name, logging.INFO), "%s", notice)
+        pending = events.emit(self.cfg.options.on_event, name, payload, level=level)
         if pending is not None:
             self.pending_events.append(pending)
 
@@ -142,7 +163,10 @@ class RequestSession:
         sig_name = name + ".sig"
         signature = jar.get(sig_name)
         if signature is None:
-            self.emit("tampered", None, value, reason="missing signature")
+            if self.cfg.options.uses_store and _looks_encrypted(value):
+                self.cross_mode(value, "cookie from cookie mode")
+            else:
+                self.emit("tampered", None, value, reason="missing signature")
             return None, False
         index = signer.verify(f"{name}={value}", signature)
         if index < 0:
@@ -196,6 +220,11 @@ class RequestSession:
             key = await _resolve(opts.external_key.get(self.ctx))
         else:
             key, rotated = self.read_signed_cookie(opts.key)
+            if key and _is_cookie_payload(key):
+                # Sent by this app in cookie mode before a configuration change: looking it up
+                # would only be a miss (and put session data in a store query).
+                self.cross_mode(key, "cookie from cookie mode")
+                key = None
         if key and not (isinstance(key, str) and is_valid_id(key)):
             self.emit("invalid", None, key, reason="malformed session id")
             key = None
@@ -217,7 +246,7 @@ class RequestSession:
         if data is None:
             self.emit("missed", key, data)
         elif await _resolve(self.check(data, key)):
-            self.loaded_key = key
+            self.loaded_key = self.stored_key = key
             self.accept(data, key, rotated)
             return
         await self.adopt_new()
@@ -229,7 +258,10 @@ class RequestSession:
         if cfg.cipher is not None:
             opened = cfg.cipher.open(value)
             if opened is None:
-                self.emit("tampered", None, value, reason="cannot decrypt")
+                if self._is_store_id_cookie(value):
+                    self.cross_mode(value, "cookie from store mode")
+                else:
+                    self.emit("tampered", None, value, reason="cannot decrypt")
                 return None
             if opened[1] > 0:
                 self.emit("rotated", None, opened[0], reason="encrypted with an older key")
@@ -250,9 +282,54 @@ class RequestSession:
                 self.clear_on_error = True
                 raise
         if not isinstance(data, dict):
-            self.emit("invalid", None, value, reason="malformed payload")
+            if opts.decode is None and self._is_store_id_cookie(value):
+                self.cross_mode(value, "cookie from store mode")
+            else:
+                self.emit("invalid", None, value, reason="malformed payload")
             return None
         return data
+
+    def _is_store_id_cookie(self, value: str) -> bool:
+        """Whether ``value``, which did not decode, is a session id signed by a store-mode app.
+
+        Only a verified signature tells an id from garbage: signed mode has verified it
+        already; encrypted mode (which has no ``.sig``) checks the one sent along.
+        """
+        cfg = self.cfg
+        if not is_valid_id(value) or value.startswith("eyJ"):
+            return False
+        raw = codec.lenient_b64decode(value)
+        if raw is not None:
+            try:
+                json.loads(raw)
+            except (ValueError, RecursionError):
+                pass  # random bytes, as an id decodes to
+            else:
+                return False  # JSON, just not an object: a malformed payload
+        if cfg.signer is not None:
+            return True
+        if cfg.cipher is None or not cfg.keys:
+            return False
+        name = cfg.options.key
+        signature = self.cookies.get(name + ".sig")
+        if signature is None:
+            return False
+        return Signer(cfg.keys, cfg.options.algorithms).verify(f"{name}={value}", signature) >= 0
+
+    def cross_mode(self, value: str, reason: str) -> None:
+        """Report a cookie written by this app in the other mode; a fresh session follows."""
+        mode = "store mode" if self.cfg.options.uses_store else "cookie mode"
+        self.emit(
+            "invalid",
+            None,
+            value,
+            reason=reason,
+            notice=(
+                f"a {self.cfg.options.key!r} cookie written in the other mode ({reason}) reached "
+                f"this {mode} middleware: was the configuration changed? Such cookies start "
+                "fresh sessions (event 'invalid'; logged once)"
+            ),
+        )
 
     def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
         """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
@@ -387,6 +464,30 @@ class RequestSession:
             )
         if not (save or regenerate) and not self.touched():
             return
+        if self.scope.get("type") == "websocket":
+            self._check_websocket_commit(regenerate)
+        try:
+            await self._commit(save=save, regenerate=regenerate)
+        except StoreError:
+            self.store_error_raised = True
+            raise
+
+    def _check_websocket_commit(self, regenerate: bool) -> None:
+        """Refuse a commit on a WebSocket whose result a cookie would have to carry."""
+        opts = self.opts_view
+        if not opts.uses_store:
+            raise ResponseStartedError(
+                "a WebSocket has no HTTP response to carry the session cookie: in cookie mode a "
+                "WebSocket can only read the session (use a store to save from a WebSocket)"
+            )
+        if regenerate or (self.stored_key is None and opts.external_key is None):
+            what = "regenerate()" if regenerate else "saving a session that has no stored id"
+            raise ResponseStartedError(
+                f"{what} on a WebSocket would need a new session cookie, which a WebSocket "
+                "cannot send; do it in an HTTP request"
+            )
+
+    async def _commit(self, *, save: bool, regenerate: bool) -> None:
         session = self.session
         if self._take_scope_value():
             if not self.removed:
@@ -442,6 +543,39 @@ class RequestSession:
                 return "idle"
         return ""
 
+    def unsaved_change(self) -> bool:
+        """Whether the session holds a change that no commit wrote (checked after the app)."""
+        session = self.session
+        value = self.scope.get(self.cfg.options.scope_key, session)
+        if value is None:
+            return not self.removed
+        if value is not session:
+            return True
+        data = session._data
+        if data is None:
+            return False
+        if session._removed:
+            return not self.removed
+        if session._require_save:
+            return True
+        try:
+            data_json = codec.dumps(data)
+        except (TypeError, ValueError):
+            return True
+        prev = self.prev_json
+        return data_json != ("{}" if prev is None else prev)
+
+    def report_lost(self, reason: str, explanation: str) -> None:
+        """Emit ``lost`` for a change that cannot be delivered; explain it once in the log."""
+        data = self.session._data
+        self.emit(
+            "lost",
+            self.external_key,
+            None if data is None else dict(data),
+            reason=reason,
+            notice=f"koasession: session change lost: {explanation} (event 'lost'; logged once)",
+        )
+
     def payload(self, data: dict[str, Any]) -> dict[str, Any]:
         """The data plus koa's metadata (and ours for timeouts)."""
         opts = self.opts_view
@@ -493,11 +627,14 @@ class RequestSession:
                 return  # never point the cookie at data that was not saved
         self.external_key = key
         if written is False:
-            # The entry vanished (a concurrent logout): do not resurrect it, drop the cookie.
+            # The entry vanished (a logout, or a login's regenerate(), in a concurrent request):
+            # do not resurrect it. The cookie is left alone: the browser may already hold the
+            # new login cookie under the same name, and clearing it would undo that login. The
+            # next request that sends the old id finds it missing.
+            self.stored_key = None
             self.emit("missed", key, None, reason="destroyed while this request ran")
-            if opts.external_key is None:
-                self.set_cookie(opts.key, "", expire_now=True)
             return
+        self.stored_key = key
         if opts.external_key is not None:
             await _resolve(opts.external_key.set(self.ctx, key))
         else:
@@ -517,27 +654,33 @@ class RequestSession:
     async def remove(self) -> None:
         """Destroy the store entry (if any) and expire the cookies."""
         opts = self.opts_view
-        key = self.external_key
+        key = self.stored_key
         if key and opts.uses_store:
             try:
                 await self.store_call("destroy", self.store.destroy, key, ctx=self.ctx)
             except StoreError:
                 if opts.on_store_error == "raise":
                     raise
+            else:
+                self.stored_key = None
         if opts.external_key is None:
             self.set_cookie(opts.key, "", expire_now=True)
 
     async def store_call(
         self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kw: Any
     ) -> Any:
-        """Call a store method with the configured timeout; failures become ``StoreError``."""
+        """Call a store method with the configured timeout; failures become ``StoreError``.
+
+        A ``TypeError`` passes through unchanged: it is the application's bug (an ``owner()``
+        returning a non-string, data JSON cannot hold), not an outage to answer with 503.
+        """
         timeout = self.cfg.store_timeout
         try:
             result = method(key, *args, **kw)
             if inspect.isawaitable(result):
                 result = await (asyncio.wait_for(result, timeout) if timeout else result)
             return result
-        except SessionIdCollision:
+        except (SessionIdCollision, TypeError):
             raise
         except Exception as exc:
             reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
@@ -624,6 +767,33 @@ class RequestSession:
         headers = [(b"set-cookie", line.encode("latin-1")) for _, line in self.cookie_lines]
         headers.extend(self.extra_headers)
         return headers
+
+
+#: The characters of base64url, the alphabet of encrypted cookie values.
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+def _is_cookie_payload(value: str) -> bool:
+    """Whether a session id from a cookie is in fact a cookie-mode payload (base64 JSON).
+
+    Such payloads start with ``eyJ`` (``{"``); a random id can too, so it must also decode to a
+    JSON object, which 256 random bits practically never do.
+    """
+    return value.startswith("eyJ") and codec.decode(value) is not None
+
+
+def _looks_encrypted(value: str) -> bool:
+    """Whether ``value`` has the shape of an encrypted cookie (see crypto.py, format 1).
+
+    Its first byte is the version 0x01, so base64url starts with ``A`` then one of ``Q``-``f``,
+    and it holds at least a key id, a nonce and a tag (33 bytes, 44 characters).
+    """
+    return (
+        len(value) >= 44
+        and value[0] == "A"
+        and value[1] in "QRSTUVWXYZabcdef"
+        and _B64URL.issuperset(value)
+    )
 
 
 def _ms_to_seconds(value: Any) -> float | None:

@@ -47,6 +47,9 @@ def make_app(store: Any, **options: Any) -> tuple[SessionMiddleware, list[tuple[
             session["views"] = session.get("views", 0) + 100
         elif path == "/logout":
             session.destroy()
+        elif path == "/login":
+            session["user"] = "ann"
+            await session.regenerate()
         body = b"null" if path == "/logout" else json.dumps(dict(session)).encode()
         await send(
             {
@@ -148,6 +151,41 @@ async def test_logout_during_in_flight_request_is_not_undone(harness: Harness) -
     # and its cookie must not point at it any more.
     assert set_cookies(slow).get(COOKIE, "") == ""
     assert await store.get(sid) is None
+    assert (await call(app, "/get", cookie)).json() == {}
+
+
+async def test_login_during_in_flight_request_is_not_undone(harness: Harness) -> None:
+    """A request whose session vanished (a concurrent login's regenerate()) leaves the cookie.
+
+    Clearing it by name would make the browser drop the login cookie that the login response
+    set meanwhile: the user would be logged out right after logging in.
+    """
+    store = await harness.make()
+    app, events = make_app(store)
+    first = await call(app, "/inc")
+    cookie = cookie_header(first)
+    old_sid = set_cookies(first)[COOKIE]
+
+    async def login_later() -> httpx.Response:
+        await asyncio.sleep(0.15)
+        return await call(app, "/login", cookie)
+
+    slow, login = await asyncio.gather(call(app, "/slow?t=0.4", cookie), login_later())
+    assert login.status_code == 200 and slow.status_code == 200
+    new_sid = set_cookies(login)[COOKIE]
+    assert new_sid and new_sid != old_sid
+    # The slow request saved nothing (no resurrection) and set no cookie at all.
+    assert COOKIE not in set_cookies(slow)
+    assert await store.get(old_sid) is None
+    assert ("missed", old_sid) in [(name, p["key"]) for name, p in events]
+    # A browser applies both responses in the order they arrive: the login sticks.
+    jar: dict[str, str] = {}
+    for response in (login, slow):
+        jar.update(set_cookies(response))
+    assert jar[COOKIE] == new_sid
+    after = await call(app, "/get", "; ".join(f"{k}={v}" for k, v in jar.items() if v))
+    assert after.json() == {"views": 1, "user": "ann"}
+    # The old cookie, replayed, finds its id missing and starts afresh.
     assert (await call(app, "/get", cookie)).json() == {}
 
 

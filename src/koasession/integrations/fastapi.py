@@ -13,8 +13,8 @@ dependency::
 
 ``SessionDep`` is ``Annotated[Session, Depends(session_dependency)]``. For a middleware
 installed with another ``scope_key``, build a dependency with :func:`get_session_dependency`.
-The dependency works in WebSocket endpoints too (reading only: a WebSocket has no response to
-carry a cookie).
+The dependency works in WebSocket endpoints too: reading only in cookie mode (a WebSocket has
+no response to carry a cookie); in store mode ``await session.save()`` writes the store.
 """
 
 from __future__ import annotations

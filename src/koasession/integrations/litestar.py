@@ -23,8 +23,9 @@ or in Litestar's middleware list, with :func:`session_middleware`::
 
     app = Litestar(route_handlers=[...], middleware=[session_middleware(keys=[...])])
 
-Litestar converts exceptions into responses inside the application, so an error response (a
-500 included) still commits the session as it stands.
+Litestar converts exceptions into responses inside the application. A 4xx response commits
+the session as it stands; a 5xx (Litestar's 500 for an unhandled exception included) commits
+nothing automatically, and a ``StoreError`` from a session call becomes the middleware's 503.
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ two never collide. Use :func:`current_session` inside a request or websocket han
 
 Wrapping ``app.asgi_app`` rather than the app keeps ``app`` a ``Quart`` instance, which Quart's
 CLI and test client expect. Quart sends the response start after the handler returns, so the
-session commits then; an exception is turned into an error response by Quart itself and that
-response commits the session as it stands.
+session commits then. An exception is turned into a 500 response by Quart itself; like every
+5xx, it commits nothing automatically (a ``StoreError`` from a session call becomes the
+middleware's 503).
 """
 
 from __future__ import annotations

@@ -9,8 +9,9 @@ loaded from the store for this request (``None`` when the session started fresh)
 ``key == ctx.loaded_key`` must only *update* an entry that still exists; any other key must only
 *insert* an entry that does not exist yet, raising :class:`~koasession.errors.SessionIdCollision`
 when it does. ``set`` may return ``False`` to say that nothing was written because the entry was
-gone (destroyed by a concurrent logout); the middleware then clears the cookie instead of pointing
-it at data that does not exist.
+gone (destroyed by a concurrent logout or login); the middleware then writes nothing and leaves
+the cookie alone (a concurrent login may have replaced it), and the next request that sends the
+old id finds it missing.
 """
 
 from __future__ import annotations
