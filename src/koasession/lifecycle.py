@@ -33,6 +33,7 @@ COOKIE_LINE_LIMIT = 4096
 #: Extra store lifetime beyond the cookie's, so the entry never expires before the cookie (koa).
 STORE_GRACE = 10.0
 _GENID_ATTEMPTS = 5
+_TOO_DEEP = f"nested deeper than {codec.MAX_DEPTH} levels"
 
 
 async def _resolve(value: Any) -> Any:
@@ -214,6 +215,9 @@ class RequestSession:
         if data is not None and not isinstance(data, dict):
             self.emit("invalid", key, data, reason="store returned a non-object")
             data = None
+        elif data and codec.exceeds_depth(data):
+            self.emit("invalid", key, None, reason=_TOO_DEEP)
+            data = None
         if data is None:
             self.emit("missed", key, data)
         elif await _resolve(self.check(data, key)):
@@ -251,6 +255,9 @@ class RequestSession:
                 raise
         if not isinstance(data, dict):
             self.emit("invalid", None, value, reason="malformed payload")
+            return None
+        if opts.decode is not None and codec.exceeds_depth(data):
+            self.emit("invalid", None, value, reason=_TOO_DEEP)
             return None
         return data
 
@@ -400,7 +407,7 @@ class RequestSession:
             if opts.uses_store:
                 self.external_key = await self.new_id()
                 self.loaded_key = None
-        data_json = codec.dumps(session._data)
+        data_json = _dumps_for_save(session._data)
         if save or regenerate or session._require_save:
             reason = "force"
         else:
@@ -409,7 +416,9 @@ class RequestSession:
             return
         if opts.before_save is not None:
             await _resolve(opts.before_save(self.ctx, session))
-            data_json = codec.dumps(session._data)
+            data_json = _dumps_for_save(session._data)
+        # The load side refuses deeper data: writing it would lose the session next request.
+        codec.check_save_depth(data_json)
         await self.save(session._load(), changed=reason == "changed")
         session._require_save = False
         self.prev_json = data_json
@@ -624,6 +633,15 @@ class RequestSession:
         headers = [(b"set-cookie", line.encode("latin-1")) for _, line in self.cookie_lines]
         headers.extend(self.extra_headers)
         return headers
+
+
+def _dumps_for_save(data: dict[str, Any]) -> str:
+    try:
+        return codec.dumps(data)
+    except RecursionError:
+        raise ValueError(
+            f"session data is nested too deeply to serialise; the limit is {codec.MAX_DEPTH} levels"
+        ) from None
 
 
 def _ms_to_seconds(value: Any) -> float | None:

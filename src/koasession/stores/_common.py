@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
+from ..codec import too_deep
 from ..errors import ConfigurationError
 from .base import SessionData
 
@@ -49,9 +50,16 @@ def _refuse_constant(name: str) -> Any:
 
 
 def loads(raw: str | bytes) -> SessionData | None:
-    """Parse stored JSON; anything that is not a JSON object is treated as a miss (``None``)."""
+    """Parse stored JSON; anything that is not a JSON object is treated as a miss (``None``).
+
+    Data nested deeper than the middleware's limit is a miss too, found by a linear scan before
+    the (recursive) JSON decoder runs.
+    """
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if too_deep(text):
+            return None
+        value = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None

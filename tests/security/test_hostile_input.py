@@ -1,0 +1,270 @@
+"""Hostile input from outside (issues 9 §7, 15, 16 §5): deep nesting, huge numbers, ids.
+
+Every case drives a real ASGI app through httpx. A reject is: status 200, a fresh empty session,
+an event, and no traceback; a save of data the load side would refuse raises a clear error.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from koasession import MemoryStore
+from koasession.crypto import CookieCipher
+
+from ._helpers import (
+    K1,
+    NAME,
+    Harness,
+    b64json,
+    by_name,
+    jar_from,
+    make,
+    payload,
+    read_handler,
+    set_cookies,
+    signed_pair,
+)
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
+DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+RUN_ID = secrets.token_hex(4)
+
+
+def assert_fresh(h: Harness, resp: httpx.Response, event: str = "invalid") -> None:
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"data": {}, "is_new": True}
+    assert event in h.names(), h.names()
+    assert not [c for c in set_cookies(resp) if c.name == NAME and not c.expired]
+
+
+def nested_text(levels: int) -> str:
+    """A session JSON object whose ``d`` holds ``levels`` more levels of arrays and objects."""
+    opening = "".join("[" if i % 2 else '{"x":' for i in range(levels))
+    closing = "".join("]" if i % 2 else "}" for i in reversed(range(levels)))
+    return '{"d":' + opening + "1" + closing + f',"_expire":{payload()["_expire"]}}}'
+
+
+def nested_value(levels: int) -> Any:
+    value: Any = 1
+    for i in reversed(range(levels)):
+        value = [value] if i % 2 else {"x": value}
+    return value
+
+
+# =========================================================================== deep nesting
+
+
+DEEP = [33, 500, 950, 5000]
+
+
+@pytest.mark.parametrize("levels", DEEP)
+async def test_deeply_nested_signed_payload_is_a_fresh_session(levels: int) -> None:
+    value = base64.b64encode(nested_text(levels).encode()).decode()
+    h = make()
+    resp = await h.get(signed_pair(value), raise_app_exceptions=False)
+    assert_fresh(h, resp)
+
+
+@pytest.mark.parametrize("levels", DEEP)
+async def test_deeply_nested_unsigned_payload_is_a_fresh_session(levels: int) -> None:
+    value = base64.b64encode(nested_text(levels).encode()).decode()
+    h = make(signed=False, keys=None)
+    resp = await h.get({NAME: value}, raise_app_exceptions=False)
+    assert_fresh(h, resp)
+
+
+@pytest.mark.parametrize("levels", DEEP)
+async def test_deeply_nested_encrypted_payload_is_a_fresh_session(levels: int) -> None:
+    # Sealed with the app's own key: only the nesting is wrong, the token authenticates.
+    plaintext = nested_text(levels).encode()
+    cipher = CookieCipher([K1], cookie_name=NAME)
+    token = cipher.seal({"probe": 1})
+    raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    header, nonce = raw[:5], raw[5:17]
+    sealed = cipher._ciphers[0].encrypt(nonce, plaintext, header + NAME.encode())
+    forged = base64.urlsafe_b64encode(header + nonce + sealed).rstrip(b"=").decode()
+    h = make(encrypt=True)
+    resp = await h.get({NAME: forged}, raise_app_exceptions=False)
+    assert resp.status_code == 200
+    assert resp.json() == {"data": {}, "is_new": True}
+    assert h.names()
+
+
+@pytest.mark.parametrize("levels", DEEP)
+async def test_deeply_nested_custom_decode_result_is_a_fresh_session(levels: int) -> None:
+    h = make(decode=lambda value: {"d": nested_value(levels)}, encode=lambda data: "x")
+    resp = await h.get(signed_pair("anything"), raise_app_exceptions=False)
+    assert_fresh(h, resp)
+
+
+async def test_nesting_inside_strings_does_not_count() -> None:
+    data = {"s": "[" * 100 + "{" * 100, "t": '\\"[[[[' * 20, "l": [[["]]]"]]]}
+    h = make()
+    resp = await h.get(signed_pair(b64json(payload(data))))
+    assert resp.json() == {"data": data, "is_new": False}
+
+
+async def test_nesting_at_the_limit_loads() -> None:
+    h = make()
+    text = nested_text(31)  # the top-level object plus 31 levels: exactly 32
+    resp = await h.get(signed_pair(base64.b64encode(text.encode()).decode()))
+    assert resp.json()["data"] == {"d": nested_value(31)}
+
+
+class _DeepStore:
+    """A custom store that returns whatever was planted, without any checks of its own."""
+
+    def __init__(self, data: Any) -> None:
+        self.data = data
+
+    async def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
+        return self.data
+
+    async def set(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+    async def destroy(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+@pytest.mark.parametrize("levels", DEEP)
+async def test_deeply_nested_custom_store_result_is_a_fresh_session(levels: int) -> None:
+    h = make(store=_DeepStore({"d": nested_value(levels), "_expire": payload()["_expire"]}))
+    resp = await h.get(signed_pair("some-session-id"), raise_app_exceptions=False)
+    assert resp.status_code == 200
+    assert resp.json() == {"data": {}, "is_new": True}
+    assert "invalid" in h.names()
+
+
+@pytest.fixture(params=["memory", "redis", "postgres", "sqlite"])
+async def real_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    kind = request.param
+    if kind == "memory":
+        yield MemoryStore()
+        return
+    if kind == "redis":
+        from koasession.stores.redis import RedisStore
+
+        prefix = f"kssec:{RUN_ID}:{secrets.token_hex(4)}:"
+        store: Any = RedisStore(REDIS_URL, key_prefix=prefix)
+        try:
+            await store.client.ping()
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            await store.close()
+            pytest.skip(f"Redis unreachable: {exc}")
+        yield store
+        async for key in store.client.scan_iter(match=f"{prefix}*"):
+            await store.client.delete(key)
+        await store.close()
+        return
+    if kind == "postgres":
+        from koasession.stores.postgres import PostgresStore
+
+        store = PostgresStore(DATABASE_URL, table=f"ks_sec_{RUN_ID}_{secrets.token_hex(3)}")
+        try:
+            await store.get("probe")
+        except Exception as exc:  # pragma: no cover - depends on the machine
+            await store.close()
+            pytest.skip(f"PostgreSQL unreachable: {exc}")
+        yield store
+        await store.drop_table()
+        await store.close()
+        return
+    from koasession.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "sessions.db")
+    yield store
+    await store.close()
+
+
+@pytest.mark.parametrize("levels", [33, 600])
+async def test_deeply_nested_store_entry_is_a_fresh_session(real_store: Any, levels: int) -> None:
+    # Planted directly (a compromised writer, or an older version that allowed it).
+    await real_store.set("planted-id", json.loads(nested_text(levels)), 60)
+    h = make(store=real_store)
+    resp = await h.get(signed_pair("planted-id"), raise_app_exceptions=False)
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"data": {}, "is_new": True}
+    # The store reports an unusable entry as a miss; a custom store's deep dict is "invalid".
+    assert {"missed", "invalid"} & set(h.names())
+
+
+# =========================================================================== save-side limit
+
+
+MODES = ["signed", "unsigned", "encrypted", "store"]
+
+
+def mode_options(mode: str) -> dict[str, Any]:
+    return {
+        "signed": {},
+        "unsigned": {"signed": False, "keys": None},
+        "encrypted": {"encrypt": True},
+        "store": {"store": MemoryStore()},
+    }[mode]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("levels", [32, 40, 490, 600])
+async def test_saving_data_deeper_than_the_load_limit_is_refused(mode: str, levels: int) -> None:
+    errors: list[str] = []
+
+    async def write(scope: dict[str, Any], session: Any) -> Any:
+        session["d"] = nested_value(levels)
+        try:
+            await session.save()
+        except ValueError as exc:
+            errors.append(str(exc))
+            session.clear()
+        return {}
+
+    h = make(write, **mode_options(mode))
+    resp = await h.get()
+    assert resp.status_code == 200
+    assert len(errors) == 1
+    assert f"nested {levels + 1} levels deep; the limit is 32" in errors[0]
+    assert not [c for c in set_cookies(resp) if c.name == NAME and not c.expired]
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_auto_commit_of_too_deep_data_raises_a_clear_error(mode: str) -> None:
+    async def write(scope: dict[str, Any], session: Any) -> Any:
+        session["d"] = nested_value(40)
+        return {}
+
+    h = make(write, **mode_options(mode))
+    with pytest.raises(ValueError, match="the limit is 32"):
+        await h.get()
+
+
+async def test_data_too_deep_to_serialise_at_all_raises_the_same_error() -> None:
+    async def write(scope: dict[str, Any], session: Any) -> Any:
+        session["d"] = nested_value(100_000)
+        return {}
+
+    with pytest.raises(ValueError, match="the limit is 32"):
+        await make(write).get()
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_data_at_the_limit_is_saved_and_read_back(mode: str) -> None:
+    opts = mode_options(mode)
+
+    async def write(scope: dict[str, Any], session: Any) -> Any:
+        session["d"] = nested_value(31)
+        return {}
+
+    resp = await make(write, **opts).get(https=True)
+    jar = jar_from(resp)
+    assert NAME in by_name(resp)
+    resp = await make(read_handler, **opts).get(jar, https=True)
+    assert resp.json() == {"data": {"d": nested_value(31)}, "is_new": False}
