@@ -635,7 +635,7 @@ class RequestSession:
         return headers
 
 
-def _dumps_for_save(data: dict[str, Any]) -> str:
+def _dumps_for_save(data: dict[str, Any] | None) -> str:
     try:
         return codec.dumps(data)
     except RecursionError:
