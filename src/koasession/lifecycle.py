@@ -33,6 +33,9 @@ COOKIE_LINE_LIMIT = 4096
 #: Extra store lifetime beyond the cookie's, so the entry never expires before the cookie (koa).
 STORE_GRACE = 10.0
 _GENID_ATTEMPTS = 5
+#: The latest instant a JavaScript Date can hold, in ms: no koa payload carries a larger time.
+_MAX_TIME_MS = 8.64e15
+_TIME_FIELDS = ("_expire", "_maxAge", "_created", "_accessed")
 _TOO_DEEP = f"nested deeper than {codec.MAX_DEPTH} levels"
 
 
@@ -263,12 +266,22 @@ class RequestSession:
 
     def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
         """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
+        for field in _TIME_FIELDS:
+            if field not in data:
+                continue
+            stamp = data[field]
+            if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+                if field == "_expire":
+                    self.emit("invalid", key, data, reason="_expire is not a number")
+                    return False
+                continue  # koa ignores a non-numeric _maxAge; timeouts check their own fields
+            # Also false for NaN. Unbounded integers would overflow float arithmetic later.
+            if not 0 <= stamp <= _MAX_TIME_MS:
+                self.emit("invalid", key, data, reason=f"{field} is out of range")
+                return False
         now_ms = time.time() * 1000
         if "_expire" in data:
             expire = data["_expire"]
-            if isinstance(expire, bool) or not isinstance(expire, (int, float)):
-                self.emit("invalid", key, data, reason="_expire is not a number")
-                return False
             if expire < now_ms:
                 self.emit("expired", key, data)
                 return False

@@ -268,3 +268,51 @@ async def test_data_at_the_limit_is_saved_and_read_back(mode: str) -> None:
     assert NAME in by_name(resp)
     resp = await make(read_handler, **opts).get(jar, https=True)
     assert resp.json() == {"data": {"d": nested_value(31)}, "is_new": False}
+
+
+# =========================================================================== huge numbers
+
+
+OUT_OF_RANGE = [99999999999999999999, 10**400, -1, -(10**30), 1e300, 8.64e15 + 1]
+TIME_FIELDS = ["_expire", "_maxAge", "_created", "_accessed"]
+
+
+@pytest.mark.parametrize("field", TIME_FIELDS)
+@pytest.mark.parametrize("number", OUT_OF_RANGE, ids=lambda n: str(n)[:12])
+async def test_out_of_range_metadata_is_a_fresh_session(field: str, number: Any) -> None:
+    data = payload({"user": "mallory"})
+    data[field] = number
+    value = base64.b64encode(json.dumps(data, separators=(",", ":")).encode()).decode()
+    for opts in (
+        {"renew": True},
+        {"rolling": True},
+        {"idle_timeout": 60, "absolute_timeout": 3600},
+        {},
+    ):
+        h = make(**opts)
+        resp = await h.get(signed_pair(value), raise_app_exceptions=False)
+        assert_fresh(h, resp)
+
+
+@pytest.mark.parametrize("field", TIME_FIELDS)
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf"), 10**400])
+async def test_non_finite_metadata_from_custom_decode_or_store_is_invalid(
+    field: str, number: float
+) -> None:
+    data = payload({"user": "mallory"})
+    data[field] = number
+    h = make(decode=lambda value: dict(data), encode=lambda d: "x", renew=True)
+    resp = await h.get(signed_pair("anything"), raise_app_exceptions=False)
+    assert_fresh(h, resp)
+    h = make(store=_DeepStore(dict(data)), renew=True, idle_timeout=60)
+    resp = await h.get(signed_pair("some-session-id"), raise_app_exceptions=False)
+    assert resp.status_code == 200
+    assert resp.json() == {"data": {}, "is_new": True}
+    assert "invalid" in h.names()
+
+
+async def test_largest_javascript_date_is_still_a_valid_expiry() -> None:
+    data = payload({"user": "ann"}, _expire=8_640_000_000_000_000)
+    h = make(renew=True)
+    resp = await h.get(signed_pair(b64json(data)))
+    assert resp.json() == {"data": {"user": "ann"}, "is_new": False}
