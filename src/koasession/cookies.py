@@ -11,6 +11,7 @@ Set-Cookie attributes are written in koa's order, lower-case.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -25,6 +26,20 @@ TOKEN_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - _SEPARATORS
 
 # The optional whitespace RFC 6265 allows around a cookie-pair: nothing else is stripped.
 _OWS = " \t"
+
+
+# What Node's ``cookies`` (koa) accepts in a value: header field-content without ';'. Stricter
+# than RFC 6265's cookie-octet, which would refuse the raw JSON some koa apps' encode() returns,
+# but it keeps out everything that could end the value early or split the header.
+_LOOSE_VALUE = re.compile(r"[\x20-\x3A\x3C-\x7E\x80-\xFF]*")
+
+
+def is_safe_value(value: str) -> bool:
+    """True when ``value`` cannot inject cookie attributes or headers into a Set-Cookie line.
+
+    No ``;``, no control characters (CR, LF, NUL, tab...), nothing outside Latin-1.
+    """
+    return _LOOSE_VALUE.fullmatch(value) is not None
 
 
 def is_token(name: str) -> bool:

@@ -21,7 +21,7 @@ from .errors import (
     SessionIdCollision,
     StoreError,
 )
-from .ids import is_valid_id
+from .ids import check_made_id, is_valid_id
 from .options import SessionOptions
 from .session import Session, check_key
 
@@ -200,7 +200,7 @@ class RequestSession:
             key = await _resolve(opts.external_key.get(self.ctx))
         else:
             key, rotated = self.read_signed_cookie(opts.key)
-        if key and not (isinstance(key, str) and is_valid_id(key)):
+        if key and not is_valid_id(key):
             self.emit("invalid", None, key, reason="malformed session id")
             key = None
         if not key:
@@ -360,10 +360,8 @@ class RequestSession:
 
     async def new_id(self) -> str:
         """A new session id from ``genid`` (or the default generator)."""
-        key = await _resolve(self.cfg.genid(self.ctx))
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"genid must return a non-empty string; got {key!r}")
-        return key
+        # Checked here, where it is made: it goes into Set-Cookie and the store as is.
+        return check_made_id(await _resolve(self.cfg.genid(self.ctx)), "genid")
 
     # -- committing ----------------------------------------------------------------------
     def touched(self) -> bool:
@@ -532,9 +530,17 @@ class RequestSession:
             return cfg.cipher.seal(payload)
         encode = cfg.options.encode
         try:
-            return codec.encode(payload) if encode is None else encode(payload)
+            value = codec.encode(payload) if encode is None else encode(payload)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"session data is not JSON-serialisable: {exc}") from exc
+        # Ours is base64; a custom encode's result goes into the Set-Cookie line as is.
+        if encode is not None and not (isinstance(value, str) and cookies.is_safe_value(value)):
+            shown = value[:60] if isinstance(value, str) else value
+            raise ValueError(
+                f"encode() returned {shown!r}, which would inject into the Set-Cookie line: "
+                "return text without ';' or control characters (base64 is safe)"
+            )
+        return value
 
     async def remove(self) -> None:
         """Destroy the store entry (if any) and expire the cookies."""

@@ -60,12 +60,33 @@ def build(**options: Any) -> SessionMiddleware:
         ({"idle_timeout": -1}, "idle_timeout"),
         ({"store_timeout": 0}, "store_timeout"),
         ({"encrypt": True, "store": MemoryStore()}, "encrypt=True is for cookie mode"),
+        ({"domain": "例え.jp"}, "use its IDNA (punycode) form: domain='xn--r8jz45g.jp'"),
+        ({"domain": "a b.example"}, "not a host name"),
+        ({"domain": "under_score.example"}, "not a host name"),
+        ({"path": "/€"}, "path='/%E2%82%AC' (urllib.parse.quote(path))"),
+        ({"path": "/a b"}, "path='/a%20b'"),
+        ({"path": "/tab\there"}, "cannot appear in a Set-Cookie line"),
+        ({"prefix": "sess "}, "prefix='sess ' contains ' '"),
+        ({"prefix": "sess|"}, "prefix='sess|' contains '|'"),
+        ({"prefix": "caf\u00e9:"}, "which a session id cannot"),
+        ({"prefix": 'q"'}, "which a session id cannot"),
+        ({"prefix": "p" * 158}, "ids are at most 200"),
     ],
 )
 def test_bad_configuration_fails_at_start_up(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         build(**options)
     assert message in str(info.value)
+
+
+def test_ascii_domains_paths_and_cookie_safe_prefixes_are_accepted() -> None:
+    mw = build(domain=".Example.co.uk", path="/app/v1%20x/~me", prefix="u@tenant-1:")
+    assert (mw.options.domain, mw.options.path, mw.options.prefix) == (
+        ".Example.co.uk",
+        "/app/v1%20x/~me",
+        "u@tenant-1:",
+    )
+    assert build(domain="xn--r8jz45g.jp", prefix="p" * 157).options.domain == "xn--r8jz45g.jp"
 
 
 def test_unsigned_cookies_need_no_keys() -> None:

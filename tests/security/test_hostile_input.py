@@ -316,3 +316,162 @@ async def test_largest_javascript_date_is_still_a_valid_expiry() -> None:
     h = make(renew=True)
     resp = await h.get(signed_pair(b64json(data)))
     assert resp.json() == {"data": {"user": "ann"}, "is_new": False}
+
+
+# =========================================================================== one id rule
+
+
+# Every character the id rule allows: visible ASCII but '"', ',', ';', '\' and '|'.
+ID_ALPHABET = "".join(chr(c) for c in range(0x21, 0x7F) if chr(c) not in '",;\\|')
+ODD_VALID_IDS = ["u@" + secrets.token_urlsafe(32), ID_ALPHABET, "x", "i" * 200, "{tag}*?'%"]
+HOSTILE_IDS = [
+    "abc; domain=evil.example; max-age=99999999",
+    "abc\r\nSet-Cookie: evil=1",
+    "owner|1",
+    "has space",
+    'dq"x',
+    "comma,x",
+    "back\\slash",
+    "caf\u00e9",
+    "nul\x00",
+    "i" * 201,
+]
+
+
+class RecordingStore:
+    """A custom store with no id checks of its own: whatever it is given, it keeps."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, Any] = {}
+        self.gets: list[str] = []
+
+    async def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
+        self.gets.append(key)
+        return self.entries.get(key)
+
+    async def set(self, key: str, data: Any, *args: Any, **kwargs: Any) -> None:
+        self.entries[key] = data
+
+    async def destroy(self, key: str, *args: Any, **kwargs: Any) -> None:
+        self.entries.pop(key, None)
+
+
+async def write_handler(scope: dict[str, Any], session: Any) -> Any:
+    session["n"] = session.get("n", 0) + 1
+    return {"data": dict(session), "is_new": session.is_new}
+
+
+@pytest.mark.parametrize("sid", ODD_VALID_IDS, ids=lambda s: s[:12])
+async def test_every_id_the_rule_allows_is_kept_by_every_store(real_store: Any, sid: str) -> None:
+    h = make(write_handler, store=real_store, genid=lambda ctx: sid)
+    resp = await h.get()
+    jar = jar_from(resp)
+    assert jar[NAME] == sid
+    resp = await h.get(jar)
+    assert resp.json() == {"data": {"n": 2}, "is_new": False}
+    assert "invalid" not in h.names()
+    assert await real_store.get(sid) is not None
+
+
+async def test_prefixed_ids_are_kept_in_cookie_and_store_modes(real_store: Any) -> None:
+    h = make(write_handler, store=real_store, prefix="u@")
+    jar = jar_from(await h.get())
+    assert jar[NAME].startswith("u@")
+    for n in (2, 3):
+        resp = await h.get(jar)
+        assert resp.status_code == 200
+        assert resp.json() == {"data": {"n": n}, "is_new": False}
+    assert "invalid" not in h.names()
+
+
+@pytest.mark.parametrize("sid", HOSTILE_IDS, ids=repr)
+async def test_genid_result_that_breaks_the_rule_is_refused_where_it_is_made(sid: str) -> None:
+    store = RecordingStore()
+    h = make(write_handler, store=store, genid=lambda ctx: sid)
+    with pytest.raises(ValueError, match=r"genid returned .* not a valid session id"):
+        await h.get()
+    resp = await h.get(raise_app_exceptions=False)
+    assert resp.status_code == 500
+    assert resp.headers.get_list("set-cookie") == []
+    assert store.entries == {}
+
+
+@pytest.mark.parametrize("result", [None, "", 5, b"bytes"], ids=repr)
+async def test_genid_result_that_is_not_a_string_is_refused(result: Any) -> None:
+    h = make(write_handler, store=RecordingStore(), genid=lambda ctx: result)
+    with pytest.raises(TypeError, match="genid must return a non-empty string"):
+        await h.get()
+
+
+async def test_genid_is_checked_on_regenerate_too() -> None:
+    ids = iter(["good-id", "abc; domain=evil.example"])
+
+    async def login(scope: dict[str, Any], session: Any) -> Any:
+        await session.regenerate()
+        return {}
+
+    h = make(login, store=RecordingStore(), genid=lambda ctx: next(ids))
+    with pytest.raises(ValueError, match="not a valid session id"):
+        await h.get()
+
+
+@pytest.mark.parametrize("sid", HOSTILE_IDS, ids=repr)
+async def test_validly_signed_cookie_with_a_hostile_id_never_reaches_the_store(sid: str) -> None:
+    store = RecordingStore()
+    store.entries[sid] = payload({"user": "mallory"})
+    h = make(store=store)
+    value = sid.replace(";", "").replace("\r\n", "")  # what a Cookie header can carry
+    resp = await h.get(signed_pair(value) if value == sid else {NAME: value})
+    assert resp.status_code == 200
+    assert resp.json() == {"data": {}, "is_new": True}
+    assert store.gets == []
+
+
+class HeaderKey:
+    """external_key reading the id from a request header, as koa's externalKey examples do."""
+
+    def __init__(self) -> None:
+        self.set_calls: list[str] = []
+
+    def get(self, ctx: Any) -> Any:
+        for name, value in ctx.scope["headers"]:
+            if name == b"x-session":
+                return value.decode("latin-1")
+        return None
+
+    def set(self, ctx: Any, value: str) -> None:
+        self.set_calls.append(value)
+
+
+@pytest.mark.parametrize("sid", HOSTILE_IDS[2:], ids=repr)
+async def test_external_key_result_that_breaks_the_rule_is_a_fresh_session(sid: str) -> None:
+    store = RecordingStore()
+    store.entries[sid] = payload({"user": "mallory"})
+    key = HeaderKey()
+    h = make(write_handler, store=store, external_key=key)
+    header = sid.encode("latin-1", "replace").decode("latin-1")
+    resp = await h.get(headers=[("x-session", header)])
+    assert resp.json() == {"data": {"n": 1}, "is_new": True}
+    assert "invalid" in h.names()
+    assert store.gets == []
+    assert len(key.set_calls) == 1 and key.set_calls[0] != sid
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["x; domain=evil.example", "a\r\nSet-Cookie: evil=1", "nul\x00", "tab\tx", "snow\u2603"],
+    ids=repr,
+)
+async def test_custom_encode_result_cannot_inject_into_set_cookie(value: str) -> None:
+    h = make(write_handler, encode=lambda data: value, decode=lambda v: {})
+    with pytest.raises(ValueError, match="would inject into the Set-Cookie line"):
+        await h.get()
+
+
+async def test_custom_encode_of_raw_json_is_written_as_koa_writes_it() -> None:
+    # Node's cookies module accepts quotes and commas in a value; only ';' and controls are out.
+    h = make(write_handler, encode=lambda data: json.dumps(data), decode=json.loads)
+    jar = jar_from(await h.get())
+    assert json.loads(jar[NAME])["n"] == 1
+    resp = await h.get(jar)
+    assert resp.json()["data"] == {"n": 2}
