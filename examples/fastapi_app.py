@@ -9,6 +9,7 @@ Run: ``uvicorn examples.fastapi_app:app`` (set ``KOASESSION_KEY`` to 32+ random 
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
 from fastapi import FastAPI
@@ -17,7 +18,8 @@ from pydantic import BaseModel
 from koasession import MemoryStore, SessionMiddleware
 from koasession.integrations.fastapi import SessionDep
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY, a random key per start: sessions end when the process restarts.
+KEYS = [os.environ.get("KOASESSION_KEY") or secrets.token_urlsafe(32)]
 store = MemoryStore()
 
 api = FastAPI()

@@ -10,6 +10,7 @@ Run: ``uvicorn examples.litestar_app:app`` (set ``KOASESSION_KEY`` to 32+ random
 from __future__ import annotations
 
 import os
+import secrets
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,8 @@ from litestar.params import JSONBody
 from koasession import Session
 from koasession.integrations.litestar import LitestarSessionMiddleware
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY, a random key per start: sessions end when the process restarts.
+KEYS = [os.environ.get("KOASESSION_KEY") or secrets.token_urlsafe(32)]
 
 
 @dataclass

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from typing import Any
 
 from koasession import SessionMiddleware, get_session
 from koasession.asgi import Receive, Scope, Send
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY, a random key per start: sessions end when the process restarts.
+KEYS = [os.environ.get("KOASESSION_KEY") or secrets.token_urlsafe(32)]
 
 
 async def _respond(send: Send, status: int, payload: Any) -> None:

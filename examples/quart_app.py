@@ -10,13 +10,15 @@ Run: ``hypercorn examples.quart_app:app`` or ``uvicorn examples.quart_app:app`` 
 from __future__ import annotations
 
 import os
+import secrets
 from typing import Any
 
 from quart import Quart, request
 
 from koasession.integrations.quart import current_session, install
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY, a random key per start: sessions end when the process restarts.
+KEYS = [os.environ.get("KOASESSION_KEY") or secrets.token_urlsafe(32)]
 
 app = Quart(__name__)
 middleware = install(app, keys=KEYS)

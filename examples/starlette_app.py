@@ -6,6 +6,7 @@ Run: ``uvicorn examples.starlette_app:app`` (set ``KOASESSION_KEY`` to 32+ rando
 from __future__ import annotations
 
 import os
+import secrets
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -14,7 +15,8 @@ from starlette.routing import Route
 
 from koasession import Session, SessionMiddleware
 
-KEYS = [os.environ.get("KOASESSION_KEY", "development key, not a secret: 32+ bytes")]
+# Without KOASESSION_KEY, a random key per start: sessions end when the process restarts.
+KEYS = [os.environ.get("KOASESSION_KEY") or secrets.token_urlsafe(32)]
 
 
 def session_of(request: Request) -> Session:

@@ -16,9 +16,9 @@ from koasession.codec import encode
 from koasession.diagnose import Diagnosis, diagnose, format_diagnosis, keygen
 from koasession.signing import Signer
 
-KEY = "k" * 32
-OLD = "o" * 32
-OTHER = "x" * 32
+KEY = "3AROfyg_99AeGP9xWwtXSbPFY1WDBYcUn0tfJFdmUag"
+OLD = "7t-anQHZl2BRVFGrS1rvG_Ey_H7clTMCL6KnA4Wajkc"
+OTHER = "bxOt86bv558DN4kXrqRyl9Rbn4dk30QbIrycMkHrP8E"
 NAME = "koa.sess"
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import keystrength
 from .cookies import is_token
 from .errors import ConfigurationError
 from .ids import prefix_problem
@@ -34,6 +35,10 @@ MIN_KEY_BYTES = 32
 _PLACEHOLDER_KEYS = frozenset(
     {"secret", "your secret key", "changeme", "change me", "keyboard cat", "secret key", "key"}
 )
+_KEYGEN_HINT = (
+    "`koasession keygen` (or python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+)
+_WEAK_HINT = "; allow_weak_keys=True is only for tests and keys shared with a Koa app"
 _FORBIDDEN_ATTR_CHARS = frozenset(";,\r\n\x00")
 # RFC 6265 domain-value (a host name, optional leading dot), as Node's cookies module checks it.
 _DOMAIN_VALUE = re.compile(
@@ -298,8 +303,8 @@ def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str
     if required and not key_list:
         raise ConfigurationError(
             "keys are required for signed cookies (koa: '.keys required for signed cookies'); "
-            "pass keys=[...] with a random secret of 32 bytes or more, e.g. from "
-            "`python -m koasession keygen`, or set signed=False"
+            "pass keys=[...] with a random secret of 32 bytes or more, made with "
+            f"{_KEYGEN_HINT}"
         )
     for index, key in enumerate(key_list):
         if not isinstance(key, (str, bytes)):
@@ -310,14 +315,21 @@ def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str
         if allow_weak:
             continue
         text = key if isinstance(key, str) else key.decode("latin-1")
-        if text.strip().lower() in _PLACEHOLDER_KEYS:
+        if text.strip().lower() in _PLACEHOLDER_KEYS or keystrength.is_published(text):
             raise ConfigurationError(
-                f"keys[{index}] is a well-known placeholder; generate a random key "
-                "(`python -m koasession keygen`)"
+                f"keys[{index}] is a well-known placeholder or a key printed in documentation, "
+                f"so anyone can forge sessions with it; generate a random key with {_KEYGEN_HINT}"
             )
         if len(raw) < MIN_KEY_BYTES:
             raise ConfigurationError(
                 f"keys[{index}] is {len(raw)} bytes; use at least {MIN_KEY_BYTES} random bytes "
-                "(`python -m koasession keygen`), or allow_weak_keys=True in tests"
+                f"from {_KEYGEN_HINT}{_WEAK_HINT}"
+            )
+        bits, why = keystrength.estimate_bits(text)
+        if bits < keystrength.MIN_KEY_BITS:
+            raise ConfigurationError(
+                f"keys[{index}] looks guessable ({why or 'little variety'}: about {bits:.0f} bits "
+                f"estimated, {keystrength.MIN_KEY_BITS} needed); use a random key from "
+                f"{_KEYGEN_HINT}{_WEAK_HINT}"
             )
     return key_list

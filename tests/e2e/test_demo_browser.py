@@ -23,7 +23,7 @@ from .conftest import DemoServer
 
 pytestmark = pytest.mark.timeout(120)
 
-KEYS = ["e2e demo key, at least thirty-two bytes long"]
+KEYS = ["2gEJwFb6YDyq95-KRKeSYr_O8ek_Y28OmHTSPtpiYOQ"]
 DAY = 86400
 SLACK = 120  # seconds of tolerance on cookie expiry times
 
