@@ -1141,6 +1141,12 @@ async def test_rule_secure_cookies_never_over_plain_http() -> None:
         {"max_age": 401 * 86400},
         {"max_age": 86400000},
         {"on_oversize": "ignore"},
+        {"prefix": "sess "},
+        {"prefix": "sess|"},
+        {"prefix": "a;b"},
+        {"domain": "例え.jp"},
+        {"path": "/€"},
+        {"path": "/a b"},
     ],
     ids=repr,
 )
