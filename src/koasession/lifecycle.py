@@ -198,6 +198,10 @@ class RequestSession:
         rotated = False
         if opts.external_key is not None:
             key = await _resolve(opts.external_key.get(self.ctx))
+            if key is not None and not isinstance(key, str):
+                raise TypeError(
+                    f"external_key.get must return the session id as a str, or None; got {key!r}"
+                )
         else:
             key, rotated = self.read_signed_cookie(opts.key)
         if key and not is_valid_id(key):

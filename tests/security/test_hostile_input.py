@@ -475,6 +475,17 @@ async def test_external_key_result_that_breaks_the_rule_is_a_fresh_session(sid: 
     assert len(key.set_calls) == 1 and key.set_calls[0] != sid
 
 
+@pytest.mark.parametrize("result", [5, b"bytes", ["id"]], ids=repr)
+async def test_external_key_get_returning_a_non_string_is_a_clear_error(result: Any) -> None:
+    class Broken(HeaderKey):
+        def get(self, ctx: Any) -> Any:
+            return result
+
+    h = make(write_handler, store=RecordingStore(), external_key=Broken())
+    with pytest.raises(TypeError, match=r"external_key\.get must return the session id as a str"):
+        await h.get()
+
+
 @pytest.mark.parametrize(
     "value",
     ["x; domain=evil.example", "a\r\nSet-Cookie: evil=1", "nul\x00", "tab\tx", "snow\u2603"],
