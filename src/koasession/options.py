@@ -41,12 +41,11 @@ _KEYGEN_HINT = (
 _WEAK_HINT = "; allow_weak_keys=True is only for tests and keys shared with a Koa app"
 _FORBIDDEN_ATTR_CHARS = frozenset(";,\r\n\x00")
 # RFC 6265 domain-value (a host name, optional leading dot), as Node's cookies module checks it.
-_DOMAIN_VALUE = re.compile(
-    r"\.?[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
-)
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN_VALUE = re.compile(rf"\.?{_LABEL}(?:\.{_LABEL})*")
 # RFC 6265 path-value without spaces or ',' (visible ASCII but ';' and ','), kept by quote().
 _PATH_VALUE = re.compile(r"[\x21-\x2B\x2D-\x3A\x3C-\x7E]+")
-_PATH_SAFE = "/:@!$&'()*+=~-._"
+_PATH_SAFE = "/:@!$&'()*+=~-._%"
 _SAME_SITE = ("lax", "strict", "none")
 _PRIORITY = ("low", "medium", "high")
 
