@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-KEY = "bench-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF"
+KEY = "I1cqobbcERqZlXvRYLhB82BbjJ7sjJtktOu_Skgzmw8"
 MODE = os.environ.get("BENCH_E2E", "bare")
 
 

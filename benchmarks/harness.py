@@ -19,7 +19,7 @@ Message = dict[str, Any]
 ASGIApp = Callable[[Scope, Any, Any], Awaitable[None]]
 
 #: 48 random-looking bytes; the harness never needs a secret that matters.
-KEY = "bench-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF"
+KEY = "I1cqobbcERqZlXvRYLhB82BbjJ7sjJtktOu_Skgzmw8"
 BODY = b"ok"
 SCENARIOS = ("untouched", "read", "counter")
 

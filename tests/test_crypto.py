@@ -22,9 +22,9 @@ from koasession.crypto import (
 )
 from koasession.errors import ConfigurationError
 
-KEY_NEW = "n" * 40
-KEY_OLD = "o" * 40
-KEY_GONE = "g" * 40
+KEY_NEW = "XPlnaeJlbgxVs-zkT3CVKCed3dWf_tRadD4c_754kpc"
+KEY_OLD = "b3OckKWPj2AWzPjQDv5h8LtmzBusiacm9Xnxw_Mdls8"
+KEY_GONE = "8rkWjgUXGq7zrvVGiJ-kqbEFOsUbx6hsM8ajisGC2GI"
 NAME = "koa.sess"
 DATA: dict[str, Any] = {"views": 1, "_expire": 1700000000000, "_maxAge": 86400000}
 

@@ -15,7 +15,7 @@ from koasession import ConfigurationError, MemoryStore, SessionMiddleware, testi
 from koasession.asgi import Receive, Scope, Send
 from koasession.koa import KOA_OPTION_NAMES, from_koa_options, koa_middleware
 
-KEY = "k" * 32
+KEY = "WQZwuZLIGhSE4K9srY6kAmUGgTtZ-3uxbOo1kecRSao"
 
 #: koa-session 7's documented example configuration, verbatim apart from JS syntax.
 KOA_README_CONFIG: dict[str, Any] = {

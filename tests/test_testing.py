@@ -21,8 +21,8 @@ from starlette.routing import Route
 from koasession import MemoryStore, SessionMiddleware, codec, testing
 from koasession.asgi import Receive, Scope, Send
 
-KEY = "t" * 32
-OLD_KEY = "o" * 32
+KEY = "PG09srHzA4A2oOPHBLc9zqgTP8jclCl8mQyKfXgmzeY"
+OLD_KEY = "P1PUAA5e_CxDe8BV621CBWiAKxbGcB8g1_ColJ35-to"
 
 
 async def echo(scope: Scope, receive: Receive, send: Send) -> None:

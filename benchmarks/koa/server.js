@@ -12,7 +12,7 @@ const mode = process.env.MODE || 'bare';
 const port = Number.parseInt(process.env.PORT || '3000', 10);
 
 const app = new Koa();
-app.keys = [process.env.KEY || 'bench-key-0123456789abcdefghijklmnopqrstuvwxyz-ABCDEF'];
+app.keys = [process.env.KEY || 'I1cqobbcERqZlXvRYLhB82BbjJ7sjJtktOu_Skgzmw8'];
 
 if (mode === 'session') {
   app.use(createSession({ key: 'koa.sess', maxAge: 86400000 }, app));

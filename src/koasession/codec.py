@@ -13,6 +13,7 @@ import base64
 import binascii
 import json
 import math
+import re
 from typing import Any
 
 #: Names the middleware writes into the payload; application data may use any other key.
@@ -47,30 +48,99 @@ def dumps(data: Any) -> str:
     return _encoder.encode(data)
 
 
-#: Deepest nesting a payload may have; sessions are shallow, deeper input is an attack.
+#: Deepest nesting of objects/arrays a session may have, the top-level object counting as 1.
+#: Sessions are shallow; deeper data is refused when saved and deeper input when loaded, before
+#: anything recursive (the JSON decoder, change detection, re-encoding) can run out of stack.
 MAX_DEPTH = 32
 
+# The only characters that matter to nesting: brackets, and what opens, closes or escapes strings.
+_STRUCTURE = re.compile(r'[\[\]{}"\\]')
 
-def _depth(value: Any) -> int:
-    if isinstance(value, dict):
-        return 1 + max(map(_depth, value.values()), default=0)
-    if isinstance(value, list):
-        return 1 + max(map(_depth, value), default=0)
-    return 0
+
+def nesting_depth(text: str, stop: int | None = None) -> int:
+    """The deepest bracket nesting of JSON ``text``, brackets inside strings not counted.
+
+    One linear pass over the structural characters, no recursion, whatever the input (valid JSON
+    or not). With ``stop``, returns as soon as the depth exceeds it.
+    """
+    depth = deepest = 0
+    in_string = False
+    skip = -1  # position of a character escaped by a backslash inside a string
+    for match in _STRUCTURE.finditer(text):
+        ch = match.group()
+        if in_string:
+            pos = match.start()
+            if pos == skip:
+                continue
+            if ch == "\\":
+                skip = pos + 1
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch == "{" or ch == "[":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if stop is not None and depth > stop:
+                    return depth
+        elif ch == "}" or ch == "]":
+            depth -= 1
+    return deepest
+
+
+def too_deep(text: str) -> bool:
+    """True when JSON ``text`` nests objects/arrays more than :data:`MAX_DEPTH` levels."""
+    # Fewer brackets than the limit cannot nest past it: two C-speed counts for most sessions.
+    if text.count("{") + text.count("[") <= MAX_DEPTH:
+        return False
+    return nesting_depth(text, MAX_DEPTH) > MAX_DEPTH
+
+
+def exceeds_depth(value: Any, limit: int = MAX_DEPTH) -> bool:
+    """True when ``value`` nests dicts/lists more than ``limit`` levels (iterative, no recursion).
+
+    For data that did not come through :func:`loads_object`: a custom ``decode`` result or what
+    a store returns. A self-referencing structure counts as too deep.
+    """
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        for child in children:
+            if isinstance(child, (dict, list, tuple)):
+                stack.append((child, depth + 1))
+    return False
+
+
+def check_save_depth(text: str) -> None:
+    """Raise ``ValueError`` naming the limit when the JSON ``text`` of a session is too deep.
+
+    Saving such data would write a cookie or store entry that the next request refuses.
+    """
+    if too_deep(text):
+        raise ValueError(
+            f"session data is nested {nesting_depth(text)} levels deep; the limit is {MAX_DEPTH} "
+            "(deeper data would be refused when read back)"
+        )
 
 
 def loads_object(text: str) -> dict[str, Any] | None:
     """Parse ``text`` as a JSON object; ``None`` for anything else or any error."""
+    if too_deep(text):
+        return None  # before the decoder, which recurses once per level
     try:
         value = _decoder.decode(text)
     except (ValueError, RecursionError):
         return None
-    if not isinstance(value, dict):
-        return None
-    # Counting brackets is cheap; only payloads that could be too deep get walked.
-    if text.count("{") + text.count("[") > MAX_DEPTH and _depth(value) > MAX_DEPTH:
-        return None
-    return value
+    return value if isinstance(value, dict) else None
 
 
 def to_bytes(data: Any) -> bytes:

@@ -2,11 +2,16 @@
 
 Parsing is a single split per header field, so it stays linear on any input; names are matched
 exactly and case-sensitively, and the first occurrence of a name wins (as in Node's ``cookies``).
+Only ASCII spaces and tabs around a name are dropped (RFC 6265): ``str.strip()`` would also drop
+Unicode whitespace such as ``\xa0`` or ``\x85``, so a cookie named ``"\xa0koa.sess"`` (which no
+browser treats as ``koa.sess``, and which a sibling subdomain can set even next to a ``__Host-``
+cookie) would shadow the real one.
 Set-Cookie attributes are written in koa's order, lower-case.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterable
 from typing import Any
@@ -19,6 +24,24 @@ _SEPARATORS = frozenset('()<>@,;:\\"/[]?={} \t')
 TOKEN_CHARS = frozenset(chr(c) for c in range(0x21, 0x7F)) - _SEPARATORS
 
 
+# The optional whitespace RFC 6265 allows around a cookie-pair: nothing else is stripped.
+_OWS = " \t"
+
+
+# What Node's ``cookies`` (koa) accepts in a value: header field-content without ';'. Stricter
+# than RFC 6265's cookie-octet, which would refuse the raw JSON some koa apps' encode() returns,
+# but it keeps out everything that could end the value early or split the header.
+_LOOSE_VALUE = re.compile(r"[\x20-\x3A\x3C-\x7E\x80-\xFF]*")
+
+
+def is_safe_value(value: str) -> bool:
+    """True when ``value`` cannot inject cookie attributes or headers into a Set-Cookie line.
+
+    No ``;``, no control characters (CR, LF, NUL, tab...), nothing outside Latin-1.
+    """
+    return _LOOSE_VALUE.fullmatch(value) is not None
+
+
 def is_token(name: str) -> bool:
     """True when ``name`` is a valid RFC 6265 cookie name."""
     return bool(name) and TOKEN_CHARS.issuperset(name)
@@ -28,7 +51,8 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
     """Parse one or more Cookie header fields into ``{name: value}``.
 
     HTTP/2 may deliver the header as several fields; all are read. Malformed pairs (no ``=``,
-    empty name) are skipped. Values are returned as sent, surrounding spaces removed.
+    empty name) are skipped. Names are kept exactly as sent apart from surrounding ASCII spaces
+    and tabs; values are returned as sent, surrounding spaces removed.
     """
     jar: dict[str, str] = {}
     for header in values:
@@ -36,7 +60,7 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
             name, sep, value = pair.partition("=")
             if not sep:
                 continue
-            name = name.strip()
+            name = name.strip(_OWS)
             if name and name not in jar:
                 jar[name] = value.strip()
     return jar

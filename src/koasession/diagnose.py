@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from . import codec
 from .cookies import parse_cookie_header
-from .ids import is_valid_id
+from .ids import ID_RULE, is_valid_id
 from .options import MIN_KEY_BYTES
 from .signing import ALGORITHMS, Signer
 
@@ -416,7 +416,7 @@ def _check_store_id(value: str, d: Diagnosis) -> Diagnosis:
         return _reject(
             d,
             f"signature holds but {value[:40]!r} is not a session id the middleware accepts "
-            "(1-200 characters of A-Z a-z 0-9 . _ : + / = -)",
+            f"({ID_RULE})",
         )
     d.ok = True
     hint = "pass --store URL to look it up" if d.style == "cli" else "look the id up there"

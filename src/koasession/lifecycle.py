@@ -23,7 +23,7 @@ from .errors import (
     SessionIdCollision,
     StoreError,
 )
-from .ids import is_valid_id
+from .ids import check_made_id, is_valid_id
 from .options import SessionOptions
 from .session import Session, check_key
 from .signing import Signer
@@ -36,6 +36,10 @@ COOKIE_LINE_LIMIT = 4096
 #: Extra store lifetime beyond the cookie's, so the entry never expires before the cookie (koa).
 STORE_GRACE = 10.0
 _GENID_ATTEMPTS = 5
+#: The latest instant a JavaScript Date can hold, in ms: no koa payload carries a larger time.
+_MAX_TIME_MS = 8.64e15
+_TIME_FIELDS = ("_expire", "_maxAge", "_created", "_accessed")
+_TOO_DEEP = f"nested deeper than {codec.MAX_DEPTH} levels"
 
 
 async def _resolve(value: Any) -> Any:
@@ -218,6 +222,10 @@ class RequestSession:
         rotated = False
         if opts.external_key is not None:
             key = await _resolve(opts.external_key.get(self.ctx))
+            if key is not None and not isinstance(key, str):
+                raise TypeError(
+                    f"external_key.get must return the session id as a str, or None; got {key!r}"
+                )
         else:
             key, rotated = self.read_signed_cookie(opts.key)
             if key and _is_cookie_payload(key):
@@ -225,7 +233,7 @@ class RequestSession:
                 # would only be a miss (and put session data in a store query).
                 self.cross_mode(key, "cookie from cookie mode")
                 key = None
-        if key and not (isinstance(key, str) and is_valid_id(key)):
+        if key and not is_valid_id(key):
             self.emit("invalid", None, key, reason="malformed session id")
             key = None
         if not key:
@@ -242,6 +250,9 @@ class RequestSession:
             return
         if data is not None and not isinstance(data, dict):
             self.emit("invalid", key, data, reason="store returned a non-object")
+            data = None
+        elif data and codec.exceeds_depth(data):
+            self.emit("invalid", key, None, reason=_TOO_DEEP)
             data = None
         if data is None:
             self.emit("missed", key, data)
@@ -286,6 +297,9 @@ class RequestSession:
                 self.cross_mode(value, "cookie from store mode")
             else:
                 self.emit("invalid", None, value, reason="malformed payload")
+            return None
+        if opts.decode is not None and codec.exceeds_depth(data):
+            self.emit("invalid", None, value, reason=_TOO_DEEP)
             return None
         return data
 
@@ -333,12 +347,22 @@ class RequestSession:
 
     def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
         """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
+        for field in _TIME_FIELDS:
+            if field not in data:
+                continue
+            stamp = data[field]
+            if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
+                if field == "_expire":
+                    self.emit("invalid", key, data, reason="_expire is not a number")
+                    return False
+                continue  # koa ignores a non-numeric _maxAge; timeouts check their own fields
+            # Also false for NaN. Unbounded integers would overflow float arithmetic later.
+            if not 0 <= stamp <= _MAX_TIME_MS:
+                self.emit("invalid", key, data, reason=f"{field} is out of range")
+                return False
         now_ms = time.time() * 1000
         if "_expire" in data:
             expire = data["_expire"]
-            if isinstance(expire, bool) or not isinstance(expire, (int, float)):
-                self.emit("invalid", key, data, reason="_expire is not a number")
-                return False
             if expire < now_ms:
                 self.emit("expired", key, data)
                 return False
@@ -417,10 +441,8 @@ class RequestSession:
 
     async def new_id(self) -> str:
         """A new session id from ``genid`` (or the default generator)."""
-        key = await _resolve(self.cfg.genid(self.ctx))
-        if not isinstance(key, str) or not key:
-            raise TypeError(f"genid must return a non-empty string; got {key!r}")
-        return key
+        # Checked here, where it is made: it goes into Set-Cookie and the store as is.
+        return check_made_id(await _resolve(self.cfg.genid(self.ctx)), "genid")
 
     # -- committing ----------------------------------------------------------------------
     def touched(self) -> bool:
@@ -501,7 +523,7 @@ class RequestSession:
             if opts.uses_store:
                 self.external_key = await self.new_id()
                 self.loaded_key = None
-        data_json = codec.dumps(session._data)
+        data_json = _dumps_for_save(session._data)
         if save or regenerate or session._require_save:
             reason = "force"
         else:
@@ -510,7 +532,9 @@ class RequestSession:
             return
         if opts.before_save is not None:
             await _resolve(opts.before_save(self.ctx, session))
-            data_json = codec.dumps(session._data)
+            data_json = _dumps_for_save(session._data)
+        # The load side refuses deeper data: writing it would lose the session next request.
+        codec.check_save_depth(data_json)
         await self.save(session._load(), changed=reason == "changed")
         session._require_save = False
         self.prev_json = data_json
@@ -647,9 +671,17 @@ class RequestSession:
             return cfg.cipher.seal(payload)
         encode = cfg.options.encode
         try:
-            return codec.encode(payload) if encode is None else encode(payload)
+            value = codec.encode(payload) if encode is None else encode(payload)
         except (TypeError, ValueError) as exc:
             raise TypeError(f"session data is not JSON-serialisable: {exc}") from exc
+        # Ours is base64; a custom encode's result goes into the Set-Cookie line as is.
+        if encode is not None and not (isinstance(value, str) and cookies.is_safe_value(value)):
+            shown = value[:60] if isinstance(value, str) else value
+            raise ValueError(
+                f"encode() returned {shown!r}, which would inject into the Set-Cookie line: "
+                "return text without ';' or control characters (base64 is safe)"
+            )
+        return value
 
     async def remove(self) -> None:
         """Destroy the store entry (if any) and expire the cookies."""
@@ -794,6 +826,15 @@ def _looks_encrypted(value: str) -> bool:
         and value[1] in "QRSTUVWXYZabcdef"
         and _B64URL.issuperset(value)
     )
+
+
+def _dumps_for_save(data: dict[str, Any] | None) -> str:
+    try:
+        return codec.dumps(data)
+    except RecursionError:
+        raise ValueError(
+            f"session data is nested too deeply to serialise; the limit is {codec.MAX_DEPTH} levels"
+        ) from None
 
 
 def _ms_to_seconds(value: Any) -> float | None:

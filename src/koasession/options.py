@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from . import keystrength
 from .cookies import is_token
 from .errors import ConfigurationError
+from .ids import prefix_problem
 from .signing import ALGORITHMS
 
 if TYPE_CHECKING:
@@ -31,7 +35,17 @@ MIN_KEY_BYTES = 32
 _PLACEHOLDER_KEYS = frozenset(
     {"secret", "your secret key", "changeme", "change me", "keyboard cat", "secret key", "key"}
 )
+_KEYGEN_HINT = (
+    "`koasession keygen` (or python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+)
+_WEAK_HINT = "; allow_weak_keys=True is only for tests and keys shared with a Koa app"
 _FORBIDDEN_ATTR_CHARS = frozenset(";,\r\n\x00")
+# RFC 6265 domain-value (a host name, optional leading dot), as Node's cookies module checks it.
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DOMAIN_VALUE = re.compile(rf"\.?{_LABEL}(?:\.{_LABEL})*")
+# RFC 6265 path-value without spaces or ',' (visible ASCII but ';' and ','), kept by quote().
+_PATH_VALUE = re.compile(r"[\x21-\x2B\x2D-\x3A\x3C-\x7E]+")
+_PATH_SAFE = "/:@!$&'()*+=~-._%"
 _SAME_SITE = ("lax", "strict", "none")
 _PRIORITY = ("low", "medium", "high")
 
@@ -132,6 +146,35 @@ def _check_attr(name: str, value: object) -> None:
         )
 
 
+def _check_path(path: str) -> None:
+    # Headers are Latin-1 on the wire and a browser compares the path it sends, which is
+    # percent-encoded: a raw non-ASCII path fails every response and would never match anyway.
+    if _PATH_VALUE.fullmatch(path) is None:
+        raise ConfigurationError(
+            f"path={path!r} cannot appear in a Set-Cookie line (visible ASCII only, no ';' or "
+            "','); use the percent-encoded path browsers send: "
+            f"path={urllib.parse.quote(path, safe=_PATH_SAFE)!r} (urllib.parse.quote(path))"
+        )
+
+
+def _check_domain(domain: str) -> None:
+    if _DOMAIN_VALUE.fullmatch(domain) is not None:
+        return
+    try:
+        ascii_form = domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        ascii_form = None
+    if ascii_form is not None and ascii_form != domain and _DOMAIN_VALUE.fullmatch(ascii_form):
+        raise ConfigurationError(
+            f"domain={domain!r} is not ASCII, which a Set-Cookie line cannot carry; use its "
+            f"IDNA (punycode) form: domain={ascii_form!r} ({domain!r}.encode('idna'))"
+        )
+    raise ConfigurationError(
+        f"domain={domain!r} is not a host name: use letters, digits, '-' and '.' "
+        "(e.g. domain='example.com'), IDNA (punycode) for international names"
+    )
+
+
 def _check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise ConfigurationError(f"{name} must be callable; got {value!r}")
@@ -168,8 +211,18 @@ def validate(opts: SessionOptions) -> SessionOptions:
 
     for name in ("path", "domain", "prefix", "priority", "same_site"):
         _check_attr(name, getattr(opts, name))
+    if opts.prefix:
+        problem = prefix_problem(opts.prefix)
+        if problem:
+            raise ConfigurationError(
+                f"prefix={opts.prefix!r} {problem}; use letters, digits and separators such as "
+                "':' '.' '-' '_' '@' (e.g. prefix='sess:')"
+            )
     if not opts.path or not opts.path.startswith("/"):
         raise ConfigurationError(f"path must start with '/'; got {opts.path!r}")
+    _check_path(opts.path)
+    if opts.domain is not None:
+        _check_domain(opts.domain)
     if opts.same_site is not None:
         opts.same_site = opts.same_site.lower()
         if opts.same_site not in _SAME_SITE:
@@ -249,8 +302,8 @@ def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str
     if required and not key_list:
         raise ConfigurationError(
             "keys are required for signed cookies (koa: '.keys required for signed cookies'); "
-            "pass keys=[...] with a random secret of 32 bytes or more, e.g. from "
-            "`python -m koasession keygen`, or set signed=False"
+            "pass keys=[...] with a random secret of 32 bytes or more, made with "
+            f"{_KEYGEN_HINT}"
         )
     for index, key in enumerate(key_list):
         if not isinstance(key, (str, bytes)):
@@ -261,14 +314,21 @@ def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str
         if allow_weak:
             continue
         text = key if isinstance(key, str) else key.decode("latin-1")
-        if text.strip().lower() in _PLACEHOLDER_KEYS:
+        if text.strip().lower() in _PLACEHOLDER_KEYS or keystrength.is_published(text):
             raise ConfigurationError(
-                f"keys[{index}] is a well-known placeholder; generate a random key "
-                "(`python -m koasession keygen`)"
+                f"keys[{index}] is a well-known placeholder or a key printed in documentation, "
+                f"so anyone can forge sessions with it; generate a random key with {_KEYGEN_HINT}"
             )
         if len(raw) < MIN_KEY_BYTES:
             raise ConfigurationError(
                 f"keys[{index}] is {len(raw)} bytes; use at least {MIN_KEY_BYTES} random bytes "
-                "(`python -m koasession keygen`), or allow_weak_keys=True in tests"
+                f"from {_KEYGEN_HINT}{_WEAK_HINT}"
+            )
+        bits, why = keystrength.estimate_bits(text)
+        if bits < keystrength.MIN_KEY_BITS:
+            raise ConfigurationError(
+                f"keys[{index}] looks guessable ({why or 'little variety'}: about {bits:.0f} bits "
+                f"estimated, {keystrength.MIN_KEY_BITS} needed); use a random key from "
+                f"{_KEYGEN_HINT}{_WEAK_HINT}"
             )
     return key_list

@@ -12,8 +12,8 @@ import httpx
 
 from koasession import SessionMiddleware
 
-KEY = "k" * 32
-OLD_KEY = "o" * 32
+KEY = "xZqTBffAl431XeYZcNG6xjzkB2O-ln8mGRKOPBZEH9I"
+OLD_KEY = "Jft5LuFcN5Fh6pSwk9QHmhfoW8dNDyMBQ12iqtAC75s"
 Handler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
 
 

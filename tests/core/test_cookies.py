@@ -17,6 +17,16 @@ def test_first_occurrence_wins_and_names_are_exact() -> None:
     assert jar["xkoa.sess"] == "x"
 
 
+def test_only_ascii_space_and_tab_are_stripped_from_names() -> None:
+    jar = parse_cookie_header([" \tkoa.sess\t =ok; \xa0koa.sess=nbsp; \x85koa.sess=nel"])
+    assert jar["koa.sess"] == "ok"
+    assert jar["\xa0koa.sess"] == "nbsp"
+    assert jar["\x85koa.sess"] == "nel"
+    for lead in ("\xa0", "\x85", "\x1f", "\x0b", "\x0c", "\u3000"):
+        jar = parse_cookie_header([f"{lead}koa.sess=planted; koa.sess=real"])
+        assert jar["koa.sess"] == "real", repr(lead)
+
+
 def test_malformed_pairs_are_skipped() -> None:
     assert parse_cookie_header([";;; =nameless; novalue; ok=1; =; a==b"]) == {"ok": "1", "a": "=b"}
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import inspect
+import secrets
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +13,7 @@ import pytest
 
 from koasession import ConfigurationError, MemoryStore, SessionMiddleware, SessionOptions
 
-KEY = "k" * 32
+KEY = "NHys6S2KLm3FJyxPpcSVNaqd2IN4lLDtqrWcDyrtxBY"
 
 
 async def noop(scope: Any, receive: Any, send: Any) -> None:
@@ -32,6 +34,16 @@ def build(**options: Any) -> SessionMiddleware:
         ({"keys": ["short"]}, "at least 32"),
         ({"keys": [""]}, "empty"),
         ({"keys": ["changeme"]}, "placeholder"),
+        ({"keys": ["a random secret of 32 bytes or more"]}, "printed in documentation"),
+        ({"keys": ["A Random Secret, of 32 bytes or more!"]}, "printed in documentation"),
+        ({"keys": ["changeme changeme changeme changeme!"]}, "looks guessable (repeated text"),
+        ({"keys": ["a" * 40]}, "looks guessable"),
+        ({"keys": [b"\x00" * 40]}, "looks guessable"),
+        ({"keys": ["0123456789abcdefghijklmnopqrstuvwxyz"]}, "a run of consecutive"),
+        ({"keys": ["my super secret session key for production use!"]}, "common words"),
+        ({"keys": ["correct horse battery staple correct horse"]}, "looks guessable"),
+        ({"keys": ["qwertyuiopasdfghjklzxcvbnm1234567890"]}, "looks guessable"),
+        ({"keys": [KEY, "password password password password"]}, "keys[1] looks guessable"),
         ({"keys": [KEY, 5]}, "keys[1]"),
         ({"key": "bad name"}, "not a valid cookie name"),
         ({"key": "koa;sess"}, "not a valid cookie name"),
@@ -60,12 +72,65 @@ def build(**options: Any) -> SessionMiddleware:
         ({"idle_timeout": -1}, "idle_timeout"),
         ({"store_timeout": 0}, "store_timeout"),
         ({"encrypt": True, "store": MemoryStore()}, "encrypt=True is for cookie mode"),
+        ({"domain": "例え.jp"}, "use its IDNA (punycode) form: domain='xn--r8jz45g.jp'"),
+        ({"domain": "a b.example"}, "not a host name"),
+        ({"domain": "under_score.example"}, "not a host name"),
+        ({"path": "/€"}, "path='/%E2%82%AC' (urllib.parse.quote(path))"),
+        ({"path": "/a b"}, "path='/a%20b'"),
+        ({"path": "/tab\there"}, "cannot appear in a Set-Cookie line"),
+        ({"prefix": "sess "}, "prefix='sess ' contains ' '"),
+        ({"prefix": "sess|"}, "prefix='sess|' contains '|'"),
+        ({"prefix": "caf\u00e9:"}, "which a session id cannot"),
+        ({"prefix": 'q"'}, "which a session id cannot"),
+        ({"prefix": "p" * 158}, "ids are at most 200"),
     ],
 )
 def test_bad_configuration_fails_at_start_up(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigurationError) as info:
         build(**options)
     assert message in str(info.value)
+
+
+def test_ascii_domains_paths_and_cookie_safe_prefixes_are_accepted() -> None:
+    mw = build(domain=".Example.co.uk", path="/app/v1%20x/~me", prefix="u@tenant-1:")
+    assert (mw.options.domain, mw.options.path, mw.options.prefix) == (
+        ".Example.co.uk",
+        "/app/v1%20x/~me",
+        "u@tenant-1:",
+    )
+    assert build(domain="xn--r8jz45g.jp", prefix="p" * 157).options.domain == "xn--r8jz45g.jp"
+
+
+@pytest.mark.parametrize("weak", ["a" * 40, "changeme changeme changeme changeme!", "x" * 31])
+def test_weak_key_errors_show_keygen_and_the_escape_hatch(weak: str) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        build(keys=[weak])
+    assert "koasession keygen" in str(info.value)
+    assert "allow_weak_keys=True" in str(info.value)
+    assert build(keys=[weak], allow_weak_keys=True).config.keys == [weak]
+
+
+def test_missing_keys_error_does_not_suggest_turning_signing_off() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        build(keys=None)
+    assert "koasession keygen" in str(info.value)
+    assert "signed=False" not in str(info.value)
+
+
+def test_generated_keys_always_pass() -> None:
+    from koasession.diagnose import keygen
+
+    makers = [
+        keygen,
+        lambda: keygen(48),
+        lambda: secrets.token_urlsafe(32),
+        lambda: secrets.token_hex(32),
+        lambda: secrets.token_bytes(32),
+        lambda: base64.b64encode(secrets.token_bytes(32)).decode(),
+    ]
+    for make_key in makers:
+        keys = [make_key() for _ in range(1000)]
+        assert build(keys=keys).config.keys == keys
 
 
 def test_unsigned_cookies_need_no_keys() -> None:

@@ -13,7 +13,7 @@ from koasession.integrations.fastapi import SessionDep, get_session_dependency, 
 
 from ._support import check_counter, check_login_logout, client, load_example
 
-KEY = "f" * 32
+KEY = "IIl7RT1znY9NZV9yiW_2fC5-U6cvAcx8xufPxlhXlIU"
 # Module level: FastAPI resolves string annotations in the function's globals.
 AdminSession = Annotated[Session, Depends(get_session_dependency("admin"))]
 

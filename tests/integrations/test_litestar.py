@@ -20,7 +20,7 @@ from koasession.integrations.litestar import (
 
 from ._support import check_counter, check_login_logout, client, load_example
 
-KEY = "l" * 32
+KEY = "0VKQuJGwN8wMp8rvuDZfja4u98Y1rX3aMmkjtND_5sU"
 
 
 async def test_counter() -> None:

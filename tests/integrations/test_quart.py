@@ -13,7 +13,7 @@ from koasession.integrations.quart import current_session, install
 
 from ._support import check_counter, check_login_logout, client, load_example
 
-KEY = "q" * 32
+KEY = "9mEDrTmJrjr6jaJT7RHm09dceDhtNtR9UmO-Tl71E04"
 
 
 async def test_counter() -> None:

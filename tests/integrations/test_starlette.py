@@ -15,7 +15,7 @@ from koasession import Session, SessionMiddleware, testing
 
 from ._support import check_counter, check_login_logout, client, load_example
 
-KEY = "s" * 32
+KEY = "lOQGKAumtl9ttzo8tvwlii3KvXKgoBDA8wJsNZR-XRI"
 
 
 async def test_counter() -> None:

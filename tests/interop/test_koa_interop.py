@@ -39,9 +39,9 @@ DAY_MS = 86_400_000
 DAY_S = 86_400
 
 # Strong keys (no allow_weak_keys needed) for most tests; the spec's vectors use "a" and "b".
-KEY_1 = "interop-key-1-0123456789abcdef0123456789"
-KEY_2 = "interop-key-2-0123456789abcdef0123456789"
-OLD_KEY = "interop-old-key-0123456789abcdef01234567"
+KEY_1 = "1o-tbIwRCKeWoGmppVMuZgn0ikihsJoxlhCaKb4hNjo"
+KEY_2 = "fYVco0bCR3c1G0EDdD_xF6UdBZYU_7SlKJjiAbEHTyA"
+OLD_KEY = "eVqyLNYXGqf78njz4LTjzzzaPn27Q_g7ToRoARCLuhY"
 
 # Spec test vectors (keys ['a', 'b'], cookie name koa.sess).
 VECTOR_DATA = {"message": "hello"}

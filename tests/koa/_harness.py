@@ -25,7 +25,10 @@ from koasession import SessionMiddleware
 
 #: koa's tests use ``app.keys = ['a', 'b']``; ours refuses keys under 32 bytes, so the same two
 #: keys, made long enough.
-KEYS = ["a" * 32, "b" * 32]
+KEYS = [
+    "kFSpSI4kx0wzAS81HwUnrELn96Wgmu28LkH2xdpjB3Q",
+    "zuxBaCBOF2IMses6ypEn3hCzYRrpWtdsdDSHylr8BXQ",
+]
 COOKIE_EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 #: Attribute order the spec fixes ("Wire format"); koa never writes Max-Age.
 ATTR_ORDER = [

@@ -21,9 +21,9 @@ import httpx
 
 from koasession import MemoryStore, SessionMiddleware
 
-K1 = "k1-" + "0123456789abcdefghijklmnopqrstuvwxyz"
-K2 = "k2-" + "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210"
-K3 = "k3-" + "removed-key-removed-key-removed-key!!"
+K1 = "PqKBiSXykKRNDBziDO_NPG5miIoRzr0sqDq-voNnqN0"
+K2 = "pW2JBgREX47qiW6VHrodYWS_Ih3A2e803H0GtgHfTmQ"
+K3 = "M8qwVwAhsXcmqTQEpPnJRWG8v3RxHVyganjWFz4O7K4"
 NAME = "koa.sess"
 EPOCH = "Thu, 01 Jan 1970 00:00:00 GMT"
 DAY_MS = 86400 * 1000

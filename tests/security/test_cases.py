@@ -178,7 +178,14 @@ async def test_case_07_sha256_only_refuses_sha1_signature() -> None:
         ["secret"],
         ["your secret key"],
         ["changeme"],
+        ["a random secret of 32 bytes or more"],
+        ["changeme changeme changeme changeme!"],
+        ["a" * 40],
+        ["secret-secret-secret-secret-secret-secret"],
+        ["0123456789abcdefghijklmnopqrstuvwxyz"],
+        ["the session key for my app, keep it private!"],
         [K1, "changeme"],
+        [K1, "b" * 64],
         [K1, ""],
     ],
     ids=repr,
@@ -790,6 +797,44 @@ async def test_case_24_cookie_names_match_exactly(name: str) -> None:
     assert resp.json() == {"data": {}, "is_new": True}
 
 
+# Characters str.strip() removes but RFC 6265 does not: a name carrying them is another cookie.
+UNICODE_SPACES = ["\xa0", "\x85", "\x1f", "\x0b", "\x0c", "\x1c"]
+
+
+@pytest.mark.parametrize("space", UNICODE_SPACES, ids=repr)
+async def test_case_24_planted_name_with_unicode_space_does_not_shadow_ours(space: str) -> None:
+    planted = b64json(payload({"user": "mallory"}))
+    real = b64json(payload({"user": "ann"}))
+    evil = space + NAME
+    header = (
+        f"{evil}={planted}; {evil}.sig={sign(NAME, planted)}; "
+        f"{NAME}={real}; {NAME}.sig={sign(NAME, real)}"
+    )
+    resp = await make().get(header)
+    assert resp.json() == {"data": {"user": "ann"}, "is_new": False}
+    # alone, the planted pair is not our cookie at all
+    resp = await make().get(f"{evil}={planted}; {evil}.sig={sign(NAME, planted)}")
+    assert resp.json() == {"data": {}, "is_new": True}
+
+
+@pytest.mark.parametrize("space", UNICODE_SPACES, ids=repr)
+async def test_case_24_planted_name_cannot_pose_as_a_host_prefixed_cookie(space: str) -> None:
+    # A sibling subdomain cannot set "__Host-s" itself, but it can set "\xa0__Host-s".
+    name = "__Host-s"
+    planted = b64json(payload({"user": "mallory"}))
+    real = b64json(payload({"user": "ann"}))
+    evil = space + name
+    h = make(key=name, secure=True)
+    header = (
+        f"{evil}={planted}; {evil}.sig={sign(name, planted)}; "
+        f"{name}={real}; {name}.sig={sign(name, real)}"
+    )
+    resp = await h.get(header, https=True)
+    assert resp.json() == {"data": {"user": "ann"}, "is_new": False}
+    resp = await h.get(f"{evil}={planted}; {evil}.sig={sign(name, planted)}", https=True)
+    assert resp.json() == {"data": {}, "is_new": True}
+
+
 async def test_case_25_pathological_cookie_headers_are_harmless() -> None:
     value = b64json(payload({"user": "ann"}))
     good = f"{NAME}={value}; {NAME}.sig={sign(NAME, value)}"
@@ -1096,6 +1141,12 @@ async def test_rule_secure_cookies_never_over_plain_http() -> None:
         {"max_age": 401 * 86400},
         {"max_age": 86400000},
         {"on_oversize": "ignore"},
+        {"prefix": "sess "},
+        {"prefix": "sess|"},
+        {"prefix": "a;b"},
+        {"domain": "例え.jp"},
+        {"path": "/€"},
+        {"path": "/a b"},
     ],
     ids=repr,
 )

@@ -72,3 +72,26 @@ def test_encode_decode_identity(data: dict[str, Any]) -> None:
 def test_encoding_is_cookie_safe(data: dict[str, Any]) -> None:
     encoded = codec.encode(data)
     assert all(c.isalnum() or c in "+/=" for c in encoded)
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max(map(_depth, value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max(map(_depth, value), default=0)
+    return 0
+
+
+@settings(max_examples=1000)
+@given(json_values, st.booleans())
+def test_nesting_scan_agrees_with_the_structure(value: Any, ascii_only: bool) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only)
+    assert codec.nesting_depth(text) == _depth(value)
+    assert codec.too_deep(text) == (_depth(value) > codec.MAX_DEPTH)
+
+
+@settings(max_examples=500)
+@given(st.text(alphabet=st.sampled_from(list('[]{}"\\ax,:')), max_size=200))
+def test_nesting_scan_never_raises_on_any_text(text: str) -> None:
+    assert codec.nesting_depth(text) >= 0
+    assert codec.loads_object(text) is None or isinstance(codec.loads_object(text), dict)

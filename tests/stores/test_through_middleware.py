@@ -24,7 +24,7 @@ from .conftest import Harness, PrivateRedis
 
 pytestmark = pytest.mark.timeout(90)
 
-KEYS = ["x" * 32]
+KEYS = ["A7UKOI0D6ss5xOLURUcF2DI5W2fVBzjA_qee5llpzkw"]
 COOKIE = "koa.sess"
 
 

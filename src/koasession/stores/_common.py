@@ -9,13 +9,14 @@ import hashlib
 import hmac
 import json
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
+from ..codec import too_deep
 from ..errors import ConfigurationError
+from ..ids import is_valid_id
 from .base import SessionData
 
 #: How ``set`` must write: ``insert`` only if absent, ``update`` only if present, ``upsert`` both.
@@ -24,18 +25,17 @@ WriteMode = Literal["insert", "update", "upsert"]
 #: A function of the session data returning the owner (for example the user id), or ``None``.
 OwnerFunc = Callable[[SessionData], "str | int | None"]
 
-# Ids the middleware generates are base64url/uuid-like; koa-session prefixes may add ':' or '.'.
-# Everything else (spaces, quotes, control characters, '|', '*', '?') is refused before it can
-# reach a server, so a key pattern or an owner-index key can never be forged through an id.
-_ID_RE = re.compile(r"[A-Za-z0-9._:+/=-]{1,200}")
-
 # A hash key shorter than this would make the HMAC of an id guessable by brute force.
 _MIN_HASH_KEY_BYTES = 32
 
 
 def valid_id(key: object) -> bool:
-    """Return whether ``key`` is a well-formed session id (1..200 chars of a fixed alphabet)."""
-    return isinstance(key, str) and _ID_RE.fullmatch(key) is not None
+    """Return whether ``key`` is a well-formed session id: the middleware's one id rule.
+
+    See :mod:`koasession.ids` for the rule, and why no id can collide with a store's own keys
+    (the RedisStore owner index) or carry a Redis key pattern or SQL into a query.
+    """
+    return is_valid_id(key)
 
 
 def dumps(data: SessionData) -> str:
@@ -49,9 +49,16 @@ def _refuse_constant(name: str) -> Any:
 
 
 def loads(raw: str | bytes) -> SessionData | None:
-    """Parse stored JSON; anything that is not a JSON object is treated as a miss (``None``)."""
+    """Parse stored JSON; anything that is not a JSON object is treated as a miss (``None``).
+
+    Data nested deeper than the middleware's limit is a miss too, found by a linear scan before
+    the (recursive) JSON decoder runs.
+    """
     try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if too_deep(text):
+            return None
+        value = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
