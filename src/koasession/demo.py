@@ -30,6 +30,7 @@ from urllib.parse import parse_qs
 from .asgi import Message, Receive, Scope, Send, SessionMiddleware
 from .diagnose import format_duration
 from .envkeys import KEY_ENV, keys_from_env_or_random
+from .options import validate_keys
 
 #: Where the demo's entries live on shared servers, apart from real applications'.
 REDIS_PREFIX = "koasession-demo:"
@@ -233,8 +234,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     keys = [k for value in args.keys or () for k in value.split()]
     if not keys:
         keys = keys_from_env_or_random(program="koasession demo")
+    # Refuse weak keys before anything listens, once: the command line reports the error, so the
+    # middleware's own ERROR log line (meant for lazily built stacks) would only repeat it.
+    validate_keys(keys, required=True, allow_weak=False)
     store = make_store(args.store) if args.store else None
-    app = build_app(store, keys=keys)  # refuses weak keys before anything listens
+    app = build_app(store, keys=keys)
     try:
         sock = _listen(args.host, args.port)
     except OSError as exc:
