@@ -33,9 +33,10 @@ try:
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisError
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess test
-    raise ImportError(
-        "RedisStore needs redis-py, which is not installed: pip install 'koasession[redis]'"
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ModuleNotFoundError(
+        "RedisStore needs redis-py, which is not installed: pip install 'koasession[redis]'",
+        name="redis",
     ) from exc
 
 from ..errors import ConfigurationError, SessionIdCollision, StoreError
@@ -72,10 +73,10 @@ _CLUSTER_HANDSHAKE_WORKAROUND: dict[str, Any] = (
 # alphabet (see valid_id), so no session id can ever name an index key, or the reverse.
 _OWNER_SEP = "owner|"
 
-# Owner index members are scored by the session's expiry (ms). A member is pruned this long
-# after its score, not at once, so that clock skew between application servers never drops a
-# session that another server has just extended.
-_PRUNE_GRACE_MS = 60_000
+# Owner index members are scored by the session's expiry (ms), by the writing server's clock,
+# and pruned this long after it. A server whose clock runs ahead by more could drop a session
+# at most that much before it expires anyway, which is harmless.
+_PRUNE_GRACE_MS = 1_000
 
 #: Socket read and connect timeout (seconds) used until a middleware passes its own
 #: ``store_timeout`` (see :meth:`RedisStore.use_store_timeout`).
