@@ -78,6 +78,15 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError):
         SQLiteStore(tmp_path / "x.db", purge_every=-1)
 
+    from koasession.stores.redis import RedisStore
+
+    # Refused when made, although RedisStore connects only on first use.
+    for url in ("http://127.0.0.1:6379", "redis://h/0?socket_timeout=abc"):
+        with pytest.raises(ConfigurationError):
+            RedisStore(url)
+    with pytest.raises(ConfigurationError):
+        RedisStore("unix:///tmp/redis.sock", cluster=True)
+
 
 # -- MemoryStore -------------------------------------------------------------------------------
 

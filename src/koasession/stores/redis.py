@@ -30,6 +30,7 @@ from urllib.parse import unquote, urlsplit
 
 try:
     from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+    from redis.asyncio.connection import parse_url
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -188,11 +189,15 @@ class RedisStore(StoreOptionsMixin):
         64 connections; ``socket_timeout`` and ``socket_connect_timeout`` (and the wait for a
         free pooled connection) of the middleware's ``store_timeout``, or
         :data:`DEFAULT_TIMEOUT` when no middleware said; ``health_check_interval`` of
-        :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; and ``retry``: one retry after a connection
-        error, on a fresh connection, after a short backoff, so a server restart costs no
-        request. Errors raised by the store are :class:`~koasession.errors.StoreError` naming the
-        store and its address (never a password).
+        :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; and (standalone; a cluster client keeps
+        redis-py's own retry policy) ``retry``: one retry after a connection error, on a fresh
+        connection, after a short backoff, so a server restart costs no request. Errors raised
+        by the store are :class:`~koasession.errors.StoreError` naming the store and its
+        :attr:`address` (``host:port`` or socket path), never a password.
     """
+
+    #: ``host:port`` or the socket path of the server, for messages (never credentials).
+    address: str
 
     def __init__(
         self,
@@ -233,6 +238,10 @@ class RedisStore(StoreOptionsMixin):
                     "RedisStore needs a redis://, rediss:// or unix:// URL "
                     "(redis:// or rediss:// for a cluster)"
                 )
+            try:
+                parse_url(url_or_client)  # a bad URL fails here, not at the first request
+            except ValueError as exc:
+                raise ConfigurationError(f"invalid Redis URL: {exc}") from None
             self._url = url_or_client
             self.address = _address_of_url(url_or_client)
             password = urlsplit(url_or_client).password
@@ -296,7 +305,8 @@ class RedisStore(StoreOptionsMixin):
                     if self._max_concurrency is not None
                     else contextlib.nullcontext()
                 )
-                binding = _Binding(loop, self._given or self._open_client(), limit)
+                client = self._given if self._given is not None else self._open_client()
+                binding = _Binding(loop, client, limit)
                 self._bindings[loop] = binding
             self._bound = binding
             return binding
