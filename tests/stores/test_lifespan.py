@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,11 +27,12 @@ from starlette.testclient import TestClient
 from koasession import SessionMiddleware
 from koasession.stores import MemoryStore
 
-from .conftest import RUN_ID
+from .conftest import RUN_ID, PrivateRedis
 
 pytestmark = pytest.mark.timeout(60)
 
 KEYS = ["x" * 32]
+SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
 class RecordingStore(MemoryStore):
@@ -257,3 +265,42 @@ def test_redis_store_follows_the_loop_without_lifespan(redis_url: str) -> None:
 
     for _ in range(3):
         assert asyncio.run(burst()) == [{"v": 1}] * 150
+
+
+def test_demo_with_redis_store_exits_on_sigint(private_redis: PrivateRedis) -> None:
+    import redis
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": SRC}
+    command = [sys.executable, "-m", "koasession", "demo", "--store", private_redis.url]
+    demo = subprocess.Popen(
+        [*command, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.TransportError:
+                assert demo.poll() is None, demo.communicate()[1].decode()[-2000:]
+                assert time.monotonic() < deadline, "the demo did not start"
+                time.sleep(0.1)
+        assert response.status_code == 200
+        server = redis.Redis.from_url(private_redis.url)
+        try:
+            assert server.dbsize() == 1  # the session went to the store
+        finally:
+            server.close()
+        demo.send_signal(signal.SIGINT)
+        _, stderr = demo.communicate(timeout=5)
+        assert demo.returncode == 0, stderr.decode()[-2000:]
+    finally:
+        if demo.poll() is None:
+            demo.kill()
+            demo.wait()
