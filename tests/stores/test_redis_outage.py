@@ -139,3 +139,25 @@ async def test_stale_pooled_connections_fail_no_request_after_a_restart(
 
             after = await asyncio.gather(*(client.get("/") for _ in range(64)))
             assert [r.status_code for r in after] == [200] * 64
+
+
+async def test_store_bounds_its_own_timeouts_by_the_middlewares(
+    private_redis: PrivateRedis,
+) -> None:
+    from koasession.errors import StoreError
+    from koasession.stores.redis import RedisStore
+
+    async with RedisStore(private_redis.url) as store:
+        SessionMiddleware(counter, keys=KEYS, store=store, store_timeout=0.5)
+        assert private_redis.proc is not None
+        pid = private_redis.proc.pid
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            # A direct call, with no deadline of its own: the socket timeout ends it.
+            started = time.monotonic()
+            with pytest.raises(StoreError, match="RedisStore"):
+                await store.get("some-id")
+            elapsed = time.monotonic() - started
+        finally:
+            os.kill(pid, signal.SIGCONT)
+    assert elapsed < 1.5, f"the store waited {elapsed:.2f} s"
