@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,21 @@ async def test_context_store_instances_alive_at_shutdown_are_closed(
 # -- a module-level RedisStore across event loops ----------------------------------------------
 
 
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test's own in the shared Redis; its keys are deleted afterwards."""
+    import redis
+
+    prefix = f"kstest:{RUN_ID}:lifespan:{secrets.token_hex(4)}:"
+    yield prefix
+    server = redis.Redis.from_url(redis_url)
+    try:
+        for key in server.scan_iter(match=f"{prefix}*", count=1000):
+            server.delete(key)
+    finally:
+        server.close()
+
+
 def _counter_app(store: Any) -> Any:
     async def count(request: Request) -> JSONResponse:
         request.session["n"] = request.session.get("n", 0) + 1
@@ -226,10 +242,12 @@ def _counter_app(store: Any) -> Any:
     return SessionMiddleware(Starlette(routes=[Route("/", count)]), keys=KEYS, store=store)
 
 
-def test_three_successive_test_clients_over_one_redis_store(redis_url: str) -> None:
+def test_three_successive_test_clients_over_one_redis_store(
+    redis_url: str, redis_prefix: str
+) -> None:
     from koasession.stores.redis import RedisStore
 
-    store = RedisStore(redis_url, key_prefix=f"kstest:{RUN_ID}:lifespan:")  # as at import time
+    store = RedisStore(redis_url, key_prefix=redis_prefix)  # as made at import time
     app = _counter_app(store)
     cookies: httpx.Cookies | None = None
     for block in range(3):
@@ -241,11 +259,11 @@ def test_three_successive_test_clients_over_one_redis_store(redis_url: str) -> N
             cookies = client.cookies
 
 
-def test_redis_store_follows_the_loop_without_lifespan(redis_url: str) -> None:
+def test_redis_store_follows_the_loop_without_lifespan(redis_url: str, redis_prefix: str) -> None:
     from koasession.stores.redis import RedisStore
 
-    # No lifespan, nobody closes: each asyncio.run is a new loop, the previous one closed.
-    store = RedisStore(redis_url, key_prefix=f"kstest:{RUN_ID}:loops:")
+    # No lifespan, nobody closes: each request below runs in a new loop, the previous closed.
+    store = RedisStore(redis_url, key_prefix=redis_prefix)
     app = _counter_app(store)
     cookies: httpx.Cookies | None = None
     for n in range(1, 4):
