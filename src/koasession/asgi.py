@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from datetime import timedelta
 from typing import Any, Literal
@@ -124,6 +125,7 @@ class SessionMiddleware:
             # the reason must show in the start-up output.
             events.logger.error("koasession: invalid SessionMiddleware configuration: %s", exc)
             raise
+        _offer_store_timeout(self.config)
 
     @property
     def options(self) -> SessionOptions:
@@ -133,7 +135,10 @@ class SessionMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)
+            if kind == "lifespan":
+                await self._lifespan(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
         cfg = self.config
         rs = RequestSession(cfg, scope)  # type: ignore[arg-type]
@@ -242,6 +247,99 @@ class SessionMiddleware:
         finally:
             if rs.pending_events:
                 await events.settle(rs.pending_events)
+
+    # -- lifespan ------------------------------------------------------------------------------
+
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the lifespan protocol through to the app; close the stores at shutdown.
+
+        The app sees startup and shutdown as usual and answers them itself; the stores are
+        closed once its shutdown has completed (or failed). An app that does not speak the
+        protocol (it raises or returns without answering, as a plain ASGI app does) is treated
+        as uvicorn treats it in "auto" mode: startup and shutdown are completed here.
+        """
+        seen: list[str] = []  # the lifespan messages the app received, in order
+        answered: list[str] = []  # the answers the app sent
+
+        async def app_receive() -> Message:
+            message = await receive()
+            seen.append(message["type"])
+            return message
+
+        async def app_send(message: Message) -> None:
+            kind = message["type"]
+            if kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.close()
+            answered.append(kind)
+            await send(message)
+
+        error: Exception | None = None
+        try:
+            await self.app(scope, app_receive, app_send)
+        except Exception as exc:
+            error = exc
+        if any(a.startswith("lifespan.shutdown.") for a in answered):
+            pass  # the app finished the protocol; app_send closed the stores
+        elif "lifespan.startup.failed" in answered:
+            await self.close()  # the server stops here
+        elif error is not None and "lifespan.shutdown" in seen:
+            # The app's own shutdown crashed without answering: report it, as Starlette does.
+            await self.close()
+            await send({"type": "lifespan.shutdown.failed", "message": repr(error)})
+        else:
+            if not answered:
+                events.logger.info(
+                    "the app does not handle the ASGI lifespan protocol (%r); the session "
+                    "middleware completes startup and shutdown itself",
+                    error or "it returned",
+                )
+            elif error is not None:
+                events.logger.error("the app's lifespan task failed", exc_info=error)
+            error = None
+            await self._finish_lifespan(receive, send, seen, answered)
+        if error is not None:
+            raise error
+
+    async def _finish_lifespan(
+        self, receive: Receive, send: Send, seen: list[str], answered: list[str]
+    ) -> None:
+        """Answer what the app left unanswered: startup, then shutdown after closing."""
+        if "lifespan.startup.complete" not in answered:
+            if "lifespan.startup" not in seen:
+                await receive()
+            await send({"type": "lifespan.startup.complete"})
+        if "lifespan.shutdown" not in seen:
+            while (await receive())["type"] != "lifespan.shutdown":
+                pass
+        await self.close()
+        await send({"type": "lifespan.shutdown.complete"})
+
+    async def close(self) -> None:
+        """Close the stores this middleware uses: ``store`` and the ``context_store`` instances
+        it made that are still alive, where they have a ``close()`` (sync or async).
+
+        Runs at the ASGI lifespan shutdown; call it yourself when the server does not send
+        lifespan events. A failure to close one store is logged and does not stop the others.
+        """
+        stores = [self.config.options.store, *self.config.context_store_instances()]
+        for store in stores:
+            close = getattr(store, "close", None)
+            if store is None or not callable(close):
+                continue
+            try:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                events.logger.exception("closing the session store %r failed", store)
+
+
+def _offer_store_timeout(cfg: SessionConfig) -> None:
+    """Tell the store the middleware's ``store_timeout`` if it wants to bound its own driver
+    timeouts by it (the optional ``use_store_timeout`` of :mod:`koasession.stores.base`)."""
+    hook = getattr(cfg.options.store, "use_store_timeout", None)
+    if cfg.store_timeout and callable(hook):
+        hook(cfg.store_timeout)
 
 
 def _add_headers(rs: RequestSession, message: Message) -> None:

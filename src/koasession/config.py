@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +28,7 @@ class SessionConfig:
     """Validated options plus the signer, cipher and id generator built from them."""
 
     __slots__ = (
+        "_context_stores",
         "cipher",
         "eager",
         "genid",
@@ -59,6 +62,21 @@ class SessionConfig:
         self.eager = options.uses_store or is_async_callable(options.valid)
         #: What this middleware has explained once in the log (event name and reason).
         self.notices: set[tuple[str, Any]] = set()
+        # context_store instances that can be closed, held weakly: closed at lifespan shutdown
+        # if they outlive their request.
+        self._context_stores: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def track_context_store(self, instance: object) -> None:
+        """Remember a ``context_store`` instance with a ``close()`` so shutdown can close it."""
+        if callable(getattr(instance, "close", None)):
+            # An instance that cannot be weakly referenced (__slots__ without __weakref__)
+            # is not tracked rather than kept alive past its request.
+            with contextlib.suppress(TypeError):
+                self._context_stores.add(instance)
+
+    def context_store_instances(self) -> list[Any]:
+        """The closeable ``context_store`` instances made so far that are still alive."""
+        return list(self._context_stores)
 
     @classmethod
     def build(cls, keys: object = None, **kwargs: Any) -> SessionConfig:

@@ -81,6 +81,7 @@ class RequestSession:
         self.pending_events: list[Awaitable[Any]] = []
         if cfg.options.context_store is not None:
             self.store = cfg.options.context_store(self.ctx)
+            cfg.track_context_store(self.store)
 
     # -- small accessors -----------------------------------------------------------------
     @property

@@ -18,15 +18,25 @@ from koasession import MemoryStore, SessionMiddleware, get_session
 from ._app import KEY, client, cookie_header, cookie_pairs, set_cookies, wrap
 
 
-async def test_lifespan_passes_through_untouched() -> None:
+async def test_lifespan_reaches_the_app_without_a_session() -> None:
     seen: list[str] = []
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[dict[str, Any]] = []
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(scope["type"])
-        assert "session" not in scope
+        assert "session" not in scope  # returns without answering: no lifespan support
 
-    await SessionMiddleware(app, keys=[KEY])({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await SessionMiddleware(app, keys=[KEY])({"type": "lifespan"}, receive, send)
     assert seen == ["lifespan"]
+    # The middleware completes what the app left unanswered.
+    assert sent == [{"type": "lifespan.startup.complete"}, {"type": "lifespan.shutdown.complete"}]
 
 
 async def test_streaming_response_carries_the_cookie() -> None:

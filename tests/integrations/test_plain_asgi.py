@@ -22,17 +22,23 @@ async def test_lifespan_passes_through() -> None:
     app = load_example("plain_asgi").app
     assert isinstance(app, SessionMiddleware)
     messages: list[dict[str, Any]] = []
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
 
     async def receive() -> dict[str, Any]:
-        return {"type": "lifespan.startup"}
+        return incoming.pop(0)
 
     async def send(message: Any) -> None:
         messages.append(message)
 
-    # The example ignores non-http scopes; the middleware must hand them over untouched.
+    # The example ignores non-http scopes; the middleware hands them over without a session
+    # and completes the lifespan the example does not answer.
     scope: dict[str, Any] = {"type": "lifespan"}
     await app(scope, receive, send)
     assert "session" not in scope
+    assert messages == [
+        {"type": "lifespan.startup.complete"},
+        {"type": "lifespan.shutdown.complete"},
+    ]
 
 
 async def test_get_session_outside_middleware_is_explained() -> None:

@@ -287,6 +287,8 @@ async def harness(
                 kind_ = kind_.decode() if isinstance(kind_, bytes) else kind_
                 if kind_ == "string":
                     v = await client.get(k)
+                elif kind_ == "zset":  # an owner index
+                    v = repr(sorted(await client.zrange(k, 0, -1)))
                 else:
                     v = repr(sorted(await client.smembers(k)))
                 out[k] = v.decode() if isinstance(v, bytes) else str(v)

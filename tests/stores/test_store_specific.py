@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import math
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from koasession.cli import main as cli_main
@@ -74,6 +77,15 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
         SQLiteStore(":memory:")
     with pytest.raises(ConfigurationError):
         SQLiteStore(tmp_path / "x.db", purge_every=-1)
+
+    from koasession.stores.redis import RedisStore
+
+    # Refused when made, although RedisStore connects only on first use.
+    for url in ("http://127.0.0.1:6379", "redis://h/0?socket_timeout=abc"):
+        with pytest.raises(ConfigurationError):
+            RedisStore(url)
+    with pytest.raises(ConfigurationError):
+        RedisStore("unix:///tmp/redis.sock", cluster=True)
 
 
 # -- MemoryStore -------------------------------------------------------------------------------
@@ -156,6 +168,101 @@ async def test_redis_store_accepts_a_client_and_leaves_it_open(redis_url: str) -
         assert await client.ping()  # not closed by the store
     finally:
         await client.aclose()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+async def test_redis_errors_name_the_store_and_never_the_password(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from koasession import SessionMiddleware
+    from koasession.errors import StoreError
+    from koasession.stores.redis import RedisStore
+
+    port = _free_port()  # nothing listens there
+    async with RedisStore(f"redis://:s3cret-pw@127.0.0.1:{port}/0") as store:
+        with pytest.raises(StoreError) as raised:
+            await store.get("some-id")
+        message = str(raised.value)
+        assert f"RedisStore(127.0.0.1:{port})" in message and "s3cret" not in message
+        assert "s3cret" not in repr(store)
+
+        seen: list[Any] = []
+        app = SessionMiddleware(
+            _hello, keys=["x" * 32], store=store, on_event=lambda n, p: seen.append(p)
+        )
+        transport = httpx.ASGITransport(app=app)
+        with caplog.at_level(logging.DEBUG, logger="koasession"):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                assert (await client.get("/")).status_code == 503
+        assert f"RedisStore(127.0.0.1:{port})" in str(seen[-1]["error"])
+        assert f"127.0.0.1:{port}" in caplog.text and "s3cret" not in caplog.text
+
+    async with RedisStore("unix:///nonexistent/redis.sock") as store:
+        with pytest.raises(StoreError, match=r"RedisStore\(/nonexistent/redis\.sock\)"):
+            await store.set("some-id", {}, 60)
+
+
+async def _hello(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    scope["session"]["seen"] = True
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+def test_missing_redis_py_names_the_extra() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['redis'] = None  # as if redis-py were not installed\n"
+        "import koasession.stores as stores\n"
+        "try:\n"
+        "    stores.RedisStore\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": SRC}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    assert "pip install 'koasession[redis]'" in out
+
+
+_REDIS_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, sys
+    from koasession.stores.redis import RedisStore
+
+    store = RedisStore(sys.argv[1], key_prefix=sys.argv[2])  # module level, never closed
+
+    async def main():
+        await store.set("a", {"v": 1}, 60)
+        assert await store.get("a") == {"v": 1}
+        await store.destroy("a")
+
+    asyncio.run(main())
+    asyncio.run(main())  # a second loop, as a second test or a reload would be
+    print("done")
+    """
+)
+
+
+def test_a_script_using_redis_store_exits_on_its_own(redis_url: str) -> None:
+    env = {**os.environ, "PYTHONPATH": SRC}
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", _REDIS_SCRIPT, redis_url, f"kstest:{RUN_ID}:script:"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "done"
+    assert time.monotonic() - started < 5.0
 
 
 # -- SQLiteStore across processes --------------------------------------------------------------

@@ -330,6 +330,22 @@ async def test_owner_index_skips_expired(harness: Harness) -> None:
     assert await store.destroy_owner(5) == 1
 
 
+async def test_owner_index_drops_expired_sessions_on_write(harness: Harness) -> None:
+    if harness.kind not in ("redis", "redis_cluster"):
+        pytest.skip("only Redis keeps the owner index apart from the sessions")
+    store = await harness.make(owner=_uid)
+    for i in range(40):
+        await store.set(sid(f"old{i}"), {"uid": 7}, 1, ctx=NEW)
+    await asyncio.sleep(2.2)
+    await store.set(sid("live0"), {"uid": 7}, 60, ctx=NEW)
+    await store.set(sid("live1"), {"uid": 7}, 60, ctx=NEW)
+    dump = await harness.dump(store)
+    index = [value for key, value in dump.items() if key.endswith("owner|7")]
+    # Only the two live sessions are left in the index, without list_owner having run.
+    assert len(index) == 1
+    assert "live0" in index[0] and "live1" in index[0] and "old" not in index[0]
+
+
 async def test_owner_methods_need_owner_option(harness: Harness) -> None:
     store = await harness.make()
     with pytest.raises(ConfigurationError):

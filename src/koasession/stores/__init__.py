@@ -17,7 +17,7 @@ from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 from ._common import StoredSession, valid_id
-from .base import SessionData, Store
+from .base import ClosableStore, SessionData, Store
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from .sqlite import SQLiteStore
 
 __all__ = [
+    "ClosableStore",
     "MemoryStore",
     "PostgresStore",
     "RedisStore",
@@ -39,13 +40,30 @@ __all__ = [
 
 # name -> submodule; imported on first attribute access so optional drivers stay optional.
 _LAZY = {"RedisStore": "redis", "PostgresStore": "postgres", "SQLiteStore": "sqlite"}
+# submodule -> (driver module, its distribution name, the extra that installs it)
+_DRIVERS = {
+    "redis": ("redis", "redis-py", "redis"),
+    "postgres": ("asyncpg", "asyncpg", "postgres"),
+    "sqlite": ("aiosqlite", "aiosqlite", "sqlite"),
+}
 
 
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
+    try:
+        loaded = import_module(f".{module}", __name__)
+    except ModuleNotFoundError as exc:
+        driver, dist, extra = _DRIVERS[module]
+        missing = (exc.name or "").partition(".")[0]
+        if missing != driver or "koasession[" in str(exc):
+            raise  # another module is missing, or the store module already said what to do
+        raise ModuleNotFoundError(
+            f"{name} needs {dist}, which is not installed: pip install 'koasession[{extra}]'",
+            name=driver,
+        ) from exc
+    value = getattr(loaded, name)
     globals()[name] = value  # cache: later lookups skip __getattr__
     return value
 

@@ -12,6 +12,19 @@ when it does. ``set`` may return ``False`` to say that nothing was written becau
 gone (destroyed by a concurrent logout or login); the middleware then writes nothing and leaves
 the cookie alone (a concurrent login may have replaced it), and the next request that sends the
 old id finds it missing.
+
+Two optional methods (see :class:`ClosableStore`):
+
+- ``close()`` (plain or coroutine) releases what the store opened: connections, threads, files.
+  The middleware calls it at the ASGI lifespan shutdown, after the app's own shutdown, for
+  ``store`` and for the ``context_store`` instances it made that are still alive. Without a
+  lifespan (a script, a server that does not send it) call ``await store.close()`` yourself.
+  Nothing a store starts may keep the process alive, closed or not. The bundled stores open
+  their connections again if used after ``close()``.
+- ``use_store_timeout(seconds)`` is called once by each middleware the store is given to, with
+  that middleware's ``store_timeout`` (when it has one), so the store can bound its driver's own
+  connect and read timeouts by it: a request that gives up on the store then also frees the
+  connection in time. Timeouts configured on the store explicitly should win.
 """
 
 from __future__ import annotations
@@ -48,3 +61,11 @@ class Store(Protocol):
 
     def destroy(self, key: str, *, ctx: SessionContext) -> Awaitable[None] | None:
         """Remove the entry saved under ``key``; a missing entry is not an error."""
+
+
+@runtime_checkable
+class ClosableStore(Store, Protocol):
+    """A :class:`Store` that holds resources and releases them in :meth:`close`."""
+
+    def close(self) -> Awaitable[None] | None:
+        """Release connections, threads and files; the middleware calls it at shutdown."""

@@ -8,6 +8,11 @@ service using this store can share sessions: key = the session id as the middlew
 Writes are single atomic commands, which is what makes "no resurrection" hold even across many
 application servers: an insert is ``SET NX`` (fails if the id exists) and an update of a loaded
 session is ``SET XX`` (fails if a logout deleted it meanwhile).
+
+Connections belong to an event loop, so a store made from a URL opens its client lazily, inside
+the running loop, and keeps one client per loop: a store created at import time works under
+successive test clients, per-test loops and server reloads. Every command the store sends is
+safe to repeat, which is why one retry on a fresh connection is enabled for all of them.
 """
 
 from __future__ import annotations
@@ -16,12 +21,27 @@ import asyncio
 import contextlib
 import inspect
 import math
+import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import unquote, urlsplit
 
-from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+try:
+    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+    from redis.asyncio.connection import parse_url
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisError
+except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
+    raise ModuleNotFoundError(
+        "RedisStore needs redis-py, which is not installed: pip install 'koasession[redis]'",
+        name="redis",
+    ) from exc
 
-from ..errors import ConfigurationError, SessionIdCollision
+from ..errors import ConfigurationError, SessionIdCollision, StoreError
 from ._common import (
     LoadedKeyContext,
     OwnerFunc,
@@ -38,6 +58,12 @@ from .base import SessionData
 
 __all__ = ["RedisStore"]
 
+# See RedisStore._run.
+_DETACH_ON_CANCEL = sys.version_info < (3, 12)
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
+
 # redis-py's asyncio cluster client (seen with 8.1) can fail a burst of commands on fresh
 # connections with "'NoneType' object has no attribute 'writelines'" while sending the
 # CLIENT SETINFO handshake; skipping that purely informational handshake avoids the race.
@@ -52,6 +78,18 @@ _CLUSTER_HANDSHAKE_WORKAROUND: dict[str, Any] = (
 # alphabet (see valid_id), so no session id can ever name an index key, or the reverse.
 _OWNER_SEP = "owner|"
 
+# Owner index members are scored by the session's expiry (ms), by the writing server's clock,
+# and pruned this long after it. A server whose clock runs ahead by more could drop a session
+# at most that much before it expires anyway, which is harmless.
+_PRUNE_GRACE_MS = 1_000
+
+#: Socket read and connect timeout (seconds) used until a middleware passes its own
+#: ``store_timeout`` (see :meth:`RedisStore.use_store_timeout`).
+DEFAULT_TIMEOUT = 5.0
+
+#: Seconds a pooled connection may sit idle before it is checked with a PING on next use.
+DEFAULT_HEALTH_CHECK_INTERVAL = 5.0
+
 
 def _text(value: object) -> str | None:
     if value is None:
@@ -61,24 +99,105 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
+async def _get(r: Redis | RedisCluster, rkey: str) -> Any:
+    return await r.get(rkey)
+
+
+def _forget(task: asyncio.Future[Any]) -> None:
+    # Retrieve the outcome of an operation nobody waits for any more, so asyncio does not
+    # report it as "never retrieved".
+    if not task.cancelled():
+        task.exception()
+
+
+def _default_retry() -> Retry:
+    # One retry, on a connection error only, after at most 0.1 s: a connection that went stale
+    # (server restarted, idle connection dropped) is replaced at once, while a server that is
+    # really down fails fast. A timeout is not retried: the deadline is the caller's.
+    return Retry(
+        ExponentialWithJitterBackoff(cap=0.1, base=0.02),
+        retries=1,
+        supported_errors=(RedisConnectionError,),
+    )
+
+
+def _address_of_url(url: str) -> str:
+    """``host:port`` or the socket path of a Redis URL, never its credentials."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return unquote(parts.path) or "(no path)"
+    host = parts.hostname or "localhost"
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port or 6379
+    except ValueError:
+        port = 6379
+    return f"{host}:{port}"
+
+
+def _address_of_client(client: Redis | RedisCluster) -> str:
+    """Best-effort ``host:port`` (or socket path) of a client given to the store."""
+    if isinstance(client, RedisCluster):
+        node = client.get_default_node()
+        return f"{node.host}:{node.port}" if node is not None else "a Redis Cluster"
+    kwargs = getattr(client.connection_pool, "connection_kwargs", {})
+    if kwargs.get("path"):
+        return str(kwargs["path"])
+    return f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+
+class _Binding:
+    """The client and the concurrency limit a store uses inside one event loop."""
+
+    __slots__ = ("client", "limit", "loop")
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop | None,
+        client: Any,
+        limit: asyncio.Semaphore | contextlib.nullcontext[None],
+    ) -> None:
+        self.loop = loop
+        self.client = client
+        self.limit = limit
+
+
+# A binding to no loop: asyncio.get_running_loop() never returns None, so the hot path's single
+# identity check always misses it.
+_UNBOUND = _Binding(None, None, contextlib.nullcontext())
+
+
 class RedisStore(StoreOptionsMixin):
     """Session store on Redis (or Valkey), standalone or cluster.
 
     :param url_or_client: a ``redis://``/``rediss://``/``unix://`` URL, or a ready
         ``redis.asyncio.Redis`` / ``redis.asyncio.RedisCluster`` client (with or without
-        ``decode_responses``). A client passed in is not closed by :meth:`close`.
+        ``decode_responses``). With a URL the store opens its connections lazily, in the event
+        loop that uses them, one client per loop. A client passed in is used as is (so it must
+        be used in the loop it belongs to) and is not closed by :meth:`close`.
     :param key_prefix: prepended to every key, to namespace sessions in a shared database.
     :param cluster: with a URL, connect with ``RedisCluster.from_url``.
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) as the key instead of the id, so a dump
         of the database cannot be replayed as cookies (this gives up koa-redis compatibility).
     :param owner: a function of the session data returning its owner (e.g. the user id);
-        maintains a set per owner for :meth:`destroy_owner` and :meth:`list_owner`.
-    :param max_concurrency: at most this many store operations in flight at once (others
-        wait); ``None`` for no limit.
-    :param client_options: passed to the connection pool when a URL is given (by default a
-        blocking pool of at most 64 connections that waits up to 10 s for a free one), or to
-        ``RedisCluster.from_url``.
+        maintains an index per owner for :meth:`destroy_owner` and :meth:`list_owner`.
+    :param max_concurrency: at most this many store operations in flight at once per event
+        loop (others wait); ``None`` for no limit.
+    :param client_options: passed to the connection pool when a URL is given, or to
+        ``RedisCluster.from_url``. Unless given here, the store sets: a blocking pool of at most
+        64 connections; ``socket_timeout`` and ``socket_connect_timeout`` (and the wait for a
+        free pooled connection) of the middleware's ``store_timeout``, or
+        :data:`DEFAULT_TIMEOUT` when no middleware said; ``health_check_interval`` of
+        :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; and (standalone; a cluster client keeps
+        redis-py's own retry policy) ``retry``: one retry after a connection error, on a fresh
+        connection, after a short backoff, so a server restart costs no request. Errors raised
+        by the store are :class:`~koasession.errors.StoreError` naming the store and its
+        :attr:`address` (``host:port`` or socket path), never a password.
     """
+
+    #: ``host:port`` or the socket path of the server, for messages (never credentials).
+    address: str
 
     def __init__(
         self,
@@ -102,33 +221,124 @@ class RedisStore(StoreOptionsMixin):
         # Bounds the operations in flight. redis-py's cluster client has no blocking pool:
         # past max_connections per node it fails ("MaxConnectionsError") instead of waiting,
         # so a burst of requests on one session would turn into errors.
-        self._limit: asyncio.Semaphore | contextlib.nullcontext[None] = (
-            asyncio.Semaphore(max_concurrency)
-            if max_concurrency is not None
-            else contextlib.nullcontext()
-        )
+        self._max_concurrency = max_concurrency
         if not isinstance(key_prefix, str):
             raise ConfigurationError("key_prefix must be a string")
         self.key_prefix = key_prefix
-        self._owns_client = isinstance(url_or_client, str)
-        self.client: Redis | RedisCluster
+        self._url: str | None = None
+        self._given: Redis | RedisCluster | None = None
+        self._cluster = cluster
+        self._client_options = client_options
+        self._timeout = DEFAULT_TIMEOUT
+        self._secrets: tuple[str, ...] = ()
         if isinstance(url_or_client, str):
-            if cluster:
-                cluster_options = {**_CLUSTER_HANDSHAKE_WORKAROUND, **client_options}
-                self.client = RedisCluster.from_url(url_or_client, **cluster_options)
-            else:
-                # A blocking pool: a burst of concurrent requests waits for a connection
-                # instead of failing with "Too many connections".
-                options: dict[str, Any] = {"max_connections": 64, "timeout": 10}
-                options.update(client_options)
-                pool = BlockingConnectionPool.from_url(url_or_client, **options)
-                self.client = Redis.from_pool(pool)
+            scheme = url_or_client.partition("://")[0].lower()
+            if scheme not in ("redis", "rediss", "unix") or (cluster and scheme == "unix"):
+                raise ConfigurationError(
+                    "RedisStore needs a redis://, rediss:// or unix:// URL "
+                    "(redis:// or rediss:// for a cluster)"
+                )
+            try:
+                parse_url(url_or_client)  # a bad URL fails here, not at the first request
+            except ValueError as exc:
+                raise ConfigurationError(f"invalid Redis URL: {exc}") from None
+            self._url = url_or_client
+            self.address = _address_of_url(url_or_client)
+            password = urlsplit(url_or_client).password
+            options_password = client_options.get("password")
+            self._secrets = tuple(
+                s
+                for s in (password, unquote(password or ""), options_password)
+                if isinstance(s, str) and s
+            )
         elif isinstance(url_or_client, (Redis, RedisCluster)):
             if client_options or cluster:
                 raise ConfigurationError("client options are only used with a URL")
-            self.client = url_or_client
+            self._given = url_or_client
+            self.address = _address_of_client(url_or_client)
         else:
             raise ConfigurationError("RedisStore needs a redis URL or a redis.asyncio client")
+        # The binding of the loop in use, and those of other loops that are still open.
+        self._bound = _UNBOUND
+        self._bindings: dict[asyncio.AbstractEventLoop, _Binding] = {}
+        self._bindings_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        kind = "cluster " if self._cluster else ""
+        return f"RedisStore({kind}{self.address})"
+
+    def use_store_timeout(self, timeout: float) -> None:
+        """Bound socket reads, connects and the wait for a pooled connection by ``timeout``.
+
+        The middleware calls this with its ``store_timeout`` (see :mod:`.base`), so a request
+        that gives up on the store also frees its connection in time. Timeouts given as client
+        options win; clients already open keep theirs.
+        """
+        if timeout > 0:
+            self._timeout = min(self._timeout, float(timeout))
+
+    # -- per-loop clients ----------------------------------------------------------------------
+
+    @property
+    def client(self) -> Redis | RedisCluster:
+        """The redis-py client of the running event loop (opened on first use)."""
+        return self._binding().client  # type: ignore[no-any-return]
+
+    def _binding(self) -> _Binding:
+        loop = asyncio.get_running_loop()
+        bound = self._bound
+        if bound.loop is loop:
+            return bound
+        return self._bind(loop)
+
+    def _bind(self, loop: asyncio.AbstractEventLoop) -> _Binding:
+        with self._bindings_lock:
+            for old in [k for k in self._bindings if k.is_closed()]:
+                # Its connections cannot be closed politely any more: awaiting on a closed
+                # loop is impossible. Dropping the client lets the garbage collector close
+                # the sockets.
+                del self._bindings[old]
+            binding = self._bindings.get(loop)
+            if binding is None:
+                limit: asyncio.Semaphore | contextlib.nullcontext[None] = (
+                    asyncio.Semaphore(self._max_concurrency)
+                    if self._max_concurrency is not None
+                    else contextlib.nullcontext()
+                )
+                client = self._given if self._given is not None else self._open_client()
+                binding = _Binding(loop, client, limit)
+                self._bindings[loop] = binding
+            self._bound = binding
+            return binding
+
+    def _open_client(self) -> Redis | RedisCluster:
+        assert self._url is not None
+        timeouts: dict[str, Any] = {
+            "socket_timeout": self._timeout,
+            "socket_connect_timeout": self._timeout,
+            "health_check_interval": DEFAULT_HEALTH_CHECK_INTERVAL,
+        }
+        if self._cluster:
+            options = {**_CLUSTER_HANDSHAKE_WORKAROUND, **timeouts, **self._client_options}
+            return RedisCluster.from_url(self._url, **options)
+        # A blocking pool: a burst of concurrent requests waits for a connection instead of
+        # failing with "Too many connections" (but no longer than a store call may last).
+        options = {
+            "max_connections": 64,
+            "timeout": self._timeout,
+            "retry": _default_retry(),
+            **timeouts,
+            **self._client_options,
+        }
+        pool = BlockingConnectionPool.from_url(self._url, **options)
+        return Redis.from_pool(pool)
+
+    def _error(self, exc: BaseException) -> StoreError:
+        """A :class:`StoreError` naming this store and its address, with no secret in it."""
+        message = str(exc) or type(exc).__name__
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return StoreError(f"{self!r}: {message}")
 
     # -- keys ----------------------------------------------------------------------------------
 
@@ -160,8 +370,8 @@ class RedisStore(StoreOptionsMixin):
         for an invalid id)."""
         if not valid_id(key):
             return None
-        async with self._limit:
-            return await self._get(key)
+        raw = await self._run(_get, self._key(key))
+        return None if raw is None else loads(raw)
 
     async def set(
         self,
@@ -182,14 +392,13 @@ class RedisStore(StoreOptionsMixin):
         if not valid_id(key):
             raise ValueError("invalid session id")
         raw = dumps(data)
-        async with self._limit:
-            return await self._set(key, data, raw, max_age, write_mode(key, ctx))
+        return await self._run(self._set, key, data, raw, max_age, write_mode(key, ctx))
 
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the entry saved under ``key``; a missing or invalid id is not an error."""
-        if valid_id(key):
-            async with self._limit:
-                await self._destroy(key)
+        if not valid_id(key):
+            return
+        await self._run(self._destroy, key)
 
     async def destroy_owner(self, owner_id: str | int) -> int:
         """Remove every session of ``owner_id`` ("log out everywhere"); return how many.
@@ -198,33 +407,72 @@ class RedisStore(StoreOptionsMixin):
         an update (``SET XX``) and finds nothing.
         """
         self._require_owner()
-        async with self._limit:
-            return await self._destroy_owner(str(owner_id))
+        return await self._run(self._destroy_owner, str(owner_id))
 
     async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
         """List the live sessions of ``owner_id``; ``key`` is the stored key minus the prefix."""
         self._require_owner()
-        async with self._limit:
-            return await self._list_owner(str(owner_id))
+        return await self._run(self._list_owner, str(owner_id))
 
     # -- implementation ------------------------------------------------------------------------
 
-    async def _get(self, key: str) -> SessionData | None:
-        raw = await self.client.get(self._key(key))
-        return None if raw is None else loads(raw)
+    async def _run(
+        self,
+        operation: Callable[Concatenate[Redis | RedisCluster, _P], Awaitable[_T]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        """Run ``operation`` with this loop's client, within the concurrency limit.
+
+        Before Python 3.12 the operation runs in a task of its own, so that a caller that gives
+        up (the middleware's ``store_timeout``) is released at once rather than when the
+        operation has unwound: there, ``asyncio.wait_for`` (which redis-py puts around socket
+        writes) can lose a cancellation, and the operation then reads on until its socket
+        timeout. Python 3.12 rewrote ``wait_for`` on ``asyncio.timeout``; the direct call is
+        cheaper.
+        """
+        bound = self._binding()
+        if not _DETACH_ON_CANCEL:
+            return await self._guarded(bound, operation, *args, **kwargs)
+        task = asyncio.ensure_future(self._guarded(bound, operation, *args, **kwargs))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            task.add_done_callback(_forget)
+            raise
+
+    async def _guarded(
+        self,
+        bound: _Binding,
+        operation: Callable[Concatenate[Redis | RedisCluster, _P], Awaitable[_T]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        try:
+            async with bound.limit:
+                return await operation(bound.client, *args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from exc
 
     async def _set(
-        self, key: str, data: SessionData, raw: str, max_age: float | None, mode: WriteMode
+        self,
+        r: Redis | RedisCluster,
+        key: str,
+        data: SessionData,
+        raw: str,
+        max_age: float | None,
+        mode: WriteMode,
     ) -> bool:
         owner = self._owner_of(data)
         rkey = self._key(key)
         ttl = self._ttl(max_age)
         if owner is not None:
             # Index first: the index may briefly name a key that is not there (harmless, pruned
-            # by list_owner), but never misses a live session that destroy_owner must find.
-            await self._index_add(owner, rkey, ttl)
+            # later), but never misses a live session that destroy_owner must find.
+            await self._index_add(r, owner, rkey, ttl)
         track_old = self._owner is not None and mode != "insert"
-        result = await self.client.set(
+        result = await r.set(
             rkey,
             raw,
             ex=ttl,
@@ -233,15 +481,16 @@ class RedisStore(StoreOptionsMixin):
             get=track_old,
         )
         if mode == "insert":
-            if not result and _text(await self.client.get(rkey)) == raw:
-                # redis-py retries a command after a connection error (Redis Cluster clients
-                # do so often under bursts); when the first attempt had reached the server,
-                # the retried SET NX finds our own value. Same random id and same data
-                # (which carries a millisecond _expire) means it is our write, not a collision.
+            if not result and _text(await r.get(rkey)) == raw:
+                # A command is retried after a connection error (see _default_retry; Redis
+                # Cluster clients do so often under bursts); when the first attempt had reached
+                # the server, the retried SET NX finds our own value. Same random id and same
+                # data (which carries a millisecond _expire) means it is our write, not a
+                # collision.
                 result = True
             if not result:
                 if owner is not None:
-                    await self._index_remove_if_absent(owner, rkey)
+                    await self._index_remove_if_absent(r, owner, rkey)
                 raise SessionIdCollision("session id already exists")
             return True
         if track_old:
@@ -249,83 +498,114 @@ class RedisStore(StoreOptionsMixin):
             previous = _text(result)
             if previous is None and mode == "update":
                 if owner is not None:
-                    await self._index_remove_if_absent(owner, rkey)
+                    await self._index_remove_if_absent(r, owner, rkey)
                 return False
             old_owner = self._owner_of(loads(previous)) if previous is not None else None
             if old_owner is not None and old_owner != owner:
-                await self.client.srem(self._owner_key(old_owner), rkey)
+                await r.zrem(self._owner_key(old_owner), rkey)
             return True
         # SET XX without GET: None when the key was gone.
         return mode != "update" or bool(result)
 
-    async def _destroy(self, key: str) -> None:
+    async def _destroy(self, r: Redis | RedisCluster, key: str) -> None:
         rkey = self._key(key)
         if self._owner is None:
-            await self.client.delete(rkey)
+            await r.delete(rkey)
             return
-        previous = _text(await self.client.getdel(rkey))
+        previous = _text(await r.getdel(rkey))
         old_owner = self._owner_of(loads(previous)) if previous is not None else None
         if old_owner is not None:
-            await self.client.srem(self._owner_key(old_owner), rkey)
+            await r.zrem(self._owner_key(old_owner), rkey)
 
     # -- owner index ---------------------------------------------------------------------------
 
-    async def _index_add(self, owner: str, rkey: str, ttl: int | None) -> None:
+    async def _index_add(
+        self, r: Redis | RedisCluster, owner: str, rkey: str, ttl: int | None
+    ) -> None:
+        # A sorted set scored by expiry (ms): each write drops the members that expired, so the
+        # index stays about as large as the owner's live sessions without a separate sweep.
         okey = self._owner_key(owner)
-        await self.client.sadd(okey, rkey)
+        now_ms = int(time.time() * 1000)
+        pipe = r.pipeline(transaction=False)
+        pipe.zadd(okey, {rkey: math.inf if ttl is None else now_ms + ttl * 1000})
+        pipe.zremrangebyscore(okey, "-inf", f"({now_ms - _PRUNE_GRACE_MS}")
         if ttl is None:
-            await self.client.persist(okey)
+            pipe.persist(okey)
         else:
-            # The set must outlive its longest session: NX gives a fresh set a TTL, GT only
+            # The index must outlive its longest session: NX gives a fresh index a TTL, GT only
             # ever extends it (Redis/Valkey >= 7.0).
-            await self.client.expire(okey, ttl, nx=True)
-            await self.client.expire(okey, ttl, gt=True)
+            pipe.expire(okey, ttl, nx=True)
+            pipe.expire(okey, ttl, gt=True)
+        await pipe.execute()
 
-    async def _index_remove_if_absent(self, owner: str, rkey: str) -> None:
-        if not await self.client.exists(rkey):
-            await self.client.srem(self._owner_key(owner), rkey)
+    async def _index_remove_if_absent(self, r: Redis | RedisCluster, owner: str, rkey: str) -> None:
+        if not await r.exists(rkey):
+            await r.zrem(self._owner_key(owner), rkey)
 
-    async def _destroy_owner(self, owner_id: str) -> int:
+    async def _destroy_owner(self, r: Redis | RedisCluster, owner_id: str) -> int:
         okey = self._owner_key(owner_id)
-        members = [m for m in map(_text, await self.client.smembers(okey)) if m]
+        members = [m for m in map(_text, await r.zrange(okey, 0, -1)) if m]
         removed = 0
         for rkey in members:
             # One key per command: keys of different sessions live in different cluster slots.
-            removed += int(await self.client.delete(rkey))
+            removed += int(await r.delete(rkey))
         if members:
-            # SREM only what was seen, so a session inserted meanwhile stays indexed.
-            await self.client.srem(okey, *members)
+            # ZREM only what was seen, so a session inserted meanwhile stays indexed.
+            await r.zrem(okey, *members)
         return removed
 
-    async def _list_owner(self, owner: str) -> list[StoredSession]:
+    async def _list_owner(self, r: Redis | RedisCluster, owner: str) -> list[StoredSession]:
         okey = self._owner_key(owner)
-        members = sorted(m for m in map(_text, await self.client.smembers(okey)) if m)
+        members = sorted(m for m in map(_text, await r.zrange(okey, 0, -1)) if m)
         result = []
         stale = []
         now = time.time()
         for rkey in members:
-            raw = await self.client.get(rkey)
+            raw = await r.get(rkey)
             data = None if raw is None else loads(raw)
             if data is None or self._owner_of(data) != owner:
                 stale.append(rkey)
                 continue
-            pttl = int(await self.client.pttl(rkey))
+            pttl = int(await r.pttl(rkey))
             expires = now + pttl / 1000 if pttl >= 0 else None
             result.append(StoredSession(rkey[len(self.key_prefix) :], data, expires))
         for rkey in stale:
             # Re-check: the session may have been (re)written since we read it.
-            raw = await self.client.get(rkey)
+            raw = await r.get(rkey)
             if raw is None or self._owner_of(loads(raw)) != owner:
-                await self.client.srem(okey, rkey)
+                await r.zrem(okey, rkey)
         return result
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def ping(self) -> bool:
         """Return whether the server answers (for health checks)."""
-        return bool(await self.client.ping())
+        try:
+            return bool(await self.client.ping())
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from exc
 
     async def close(self) -> None:
-        """Close the client if this store created it from a URL."""
-        if self._owns_client:
-            await self.client.aclose()
+        """Close the connections this store opened; a later call opens new ones.
+
+        The client of the running loop is closed properly; clients of loops that are still
+        running elsewhere are closed in their own loop; those of loops already closed are
+        dropped. A client passed in is left open (its owner closes it).
+        """
+        try:
+            current: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        with self._bindings_lock:
+            bindings = list(self._bindings.values())
+            self._bindings.clear()
+            self._bound = _UNBOUND
+        if self._given is not None:
+            return
+        for binding in bindings:
+            loop = binding.loop
+            assert loop is not None
+            if loop is current:
+                await binding.client.aclose()
+            elif loop.is_running() and not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(binding.client.aclose(), loop)
