@@ -11,12 +11,18 @@ Expiry uses the application servers' wall clock (``time.time()``), stored as Uni
 
 from __future__ import annotations
 
-import asyncio
 import os
+import threading
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-import aiosqlite
+try:
+    import aiosqlite
+except ImportError as exc:  # exercised by a test that hides aiosqlite
+    from ._sql import missing_driver
+
+    raise missing_driver("SQLiteStore", "aiosqlite", "sqlite") from exc
 
 from ..errors import ConfigurationError, SessionIdCollision
 from ._common import (
@@ -30,16 +36,56 @@ from ._common import (
     valid_id,
     write_mode,
 )
-from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name
+from ._sql import DEFAULT_TABLE, AutoPurge, PerLoop, check_table, index_name, store_error
 from .base import SessionData
 
 __all__ = ["SQLiteStore"]
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
+_R = TypeVar("_R")
+
+
+def _daemonize(conn: aiosqlite.Connection) -> None:
+    """Make the connection's worker thread a daemon before it starts.
+
+    aiosqlite runs each connection in a non-daemon thread, which keeps the interpreter alive
+    after the last line of a script (and after Ctrl-C on a server) until someone closes the
+    connection. Python joins non-daemon threads before ``atexit`` handlers run, so closing at
+    exit cannot help; a daemon thread can. An abandoned write is rolled back by SQLite's
+    journal, so nothing is corrupted.
+    """
+    # aiosqlite < 0.21 made the connection itself the thread; later versions hold one.
+    thread = getattr(conn, "_thread", conn)
+    if isinstance(thread, threading.Thread) and not thread.is_alive():
+        thread.daemon = True
+
+
+def _stop(conn: aiosqlite.Connection) -> None:
+    # The connection's event loop is gone: ask its worker thread to close it and exit,
+    # without awaiting anything.
+    stop = getattr(conn, "stop", None)
+    if callable(stop):
+        stop()
+
+
+async def _keep_open(conn: aiosqlite.Connection) -> None:
+    """A connection given by the application is closed by the application."""
+
+
+def _keep_open_sync(conn: aiosqlite.Connection) -> None:
+    """A connection given by the application is closed by the application."""
+
 
 class SQLiteStore(StoreOptionsMixin):
     """Session store in a SQLite database file.
+
+    The store opens its connection lazily, inside the running event loop, and keeps one per
+    loop, so a store made at import time works under successive test clients and
+    pytest-asyncio's per-test loops. Its worker threads are daemons: a script or a server that
+    forgets to close the store still exits. ``await store.close()`` (or ``async with store``)
+    closes every connection; the next call opens a new one. Failures raise
+    :class:`~koasession.errors.StoreError` naming the store and its file.
 
     :param path: the database file (created when missing), or an open ``aiosqlite.Connection``
         (used as is and not closed by :meth:`close`; it should be in autocommit mode,
@@ -75,46 +121,59 @@ class SQLiteStore(StoreOptionsMixin):
             raise ConfigurationError("busy_timeout must be >= 0 seconds")
         self._busy_ms = int(busy_timeout * 1000)
         self._purge = AutoPurge(purge_every, purge_limit)
+        self._conns: PerLoop[aiosqlite.Connection]
         if isinstance(path, aiosqlite.Connection):
             self.path: str | None = None
-            self._conn: aiosqlite.Connection | None = path
-            self._owns_conn = False
+            given = path
+
+            async def use_given() -> aiosqlite.Connection:
+                await self._setup(given, owned=False)
+                return given
+
+            self._conns = PerLoop(use_given, _keep_open, _keep_open_sync)
         elif isinstance(path, (str, os.PathLike)):
             self.path = os.fspath(path)
             if self.path in ("", ":memory:"):
                 # Each connection would get its own private database: not a session store.
                 raise ConfigurationError("SQLiteStore needs a file path, not ':memory:'")
-            self._conn = None
-            self._owns_conn = True
+            self._conns = PerLoop(self._connect, _close, _stop)
         else:
             raise ConfigurationError("SQLiteStore needs a file path or an aiosqlite.Connection")
-        self._ready = False
-        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        where = "an aiosqlite connection" if self.path is None else repr(os.path.abspath(self.path))
+        return f"SQLiteStore({where}, table={self.table!r})"
 
     # -- setup ---------------------------------------------------------------------------------
 
+    async def _connect(self) -> aiosqlite.Connection:
+        assert self.path is not None
+        # isolation_level=None: autocommit, so each statement is its own transaction and
+        # concurrent coroutines sharing the connection never share a transaction.
+        conn = aiosqlite.connect(self.path, isolation_level=None)
+        _daemonize(conn)
+        await conn
+        try:
+            await self._setup(conn, owned=True)
+        except BaseException:
+            await conn.close()
+            raise
+        return conn
+
+    async def _setup(self, conn: aiosqlite.Connection, *, owned: bool) -> None:
+        # busy_timeout first: switching to WAL needs a lock another process may hold.
+        await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if owned:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable in WAL mode except for the last commits on power loss, an
+            # acceptable trade for sessions.
+            await conn.execute("PRAGMA synchronous = NORMAL")
+        if self._create_table:
+            await self._create(conn)
+
     async def _db(self) -> aiosqlite.Connection:
-        if self._ready and self._conn is not None:
-            return self._conn
-        async with self._lock:
-            if self._conn is None:
-                assert self.path is not None
-                # isolation_level=None: autocommit, so each statement is its own transaction
-                # and concurrent coroutines sharing the connection never share a transaction.
-                self._conn = await aiosqlite.connect(self.path, isolation_level=None)
-            if not self._ready:
-                conn = self._conn
-                # busy_timeout first: switching to WAL needs a lock another process may hold.
-                await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-                if self._owns_conn:
-                    await conn.execute("PRAGMA journal_mode = WAL")
-                    # NORMAL is durable in WAL mode except for the last commits on power loss,
-                    # an acceptable trade for sessions.
-                    await conn.execute("PRAGMA synchronous = NORMAL")
-                if self._create_table:
-                    await self._create(conn)
-                self._ready = True
-        return self._conn
+        """The running loop's connection, opened (and the table created) on first use."""
+        return await self._conns.get()
 
     async def _create(self, conn: aiosqlite.Connection) -> None:
         t = self._table
@@ -134,11 +193,32 @@ class SQLiteStore(StoreOptionsMixin):
             f" ON {t} (owner) WHERE owner IS NOT NULL"
         )
 
-    async def _execute(self, sql: str, *params: Any) -> int:
+    async def _run(
+        self, operation: str, query: Callable[[aiosqlite.Connection], Awaitable[_R]]
+    ) -> _R:
+        """Run ``query(connection)``; a failure becomes a ``StoreError`` naming the file."""
+        try:
+            return await query(await self._db())
+        except Exception as exc:
+            raise store_error(repr(self), operation, exc, ()) from exc
+
+    async def _execute(self, operation: str, sql: str, *params: Any) -> int:
         """Run one statement; return the number of rows it changed."""
-        conn = await self._db()
-        async with conn.execute(sql, params) as cursor:
-            return cursor.rowcount
+
+        async def query(conn: aiosqlite.Connection) -> int:
+            async with conn.execute(sql, params) as cursor:
+                return cursor.rowcount
+
+        return await self._run(operation, query)
+
+    async def _fetch(self, operation: str, sql: str, *params: Any) -> list[Any]:
+        """Run one query; return its rows."""
+
+        async def query(conn: aiosqlite.Connection) -> list[Any]:
+            async with conn.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+
+        return await self._run(operation, query)
 
     # -- Store protocol ------------------------------------------------------------------------
 
@@ -154,13 +234,13 @@ class SQLiteStore(StoreOptionsMixin):
         invalid id never reaches the database)."""
         if not valid_id(key):
             return None
-        conn = await self._db()
-        async with conn.execute(
+        rows = await self._fetch(
+            "get",
             f"SELECT data FROM {self._table} WHERE id = ? AND {_LIVE}",
-            (self._stored_key(key), time.time()),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else loads(row[0])
+            self._stored_key(key),
+            time.time(),
+        )
+        return loads(rows[0][0]) if rows else None
 
     async def set(
         self,
@@ -191,6 +271,7 @@ class SQLiteStore(StoreOptionsMixin):
         mode = write_mode(key, ctx)
         if mode == "update":
             count = await self._execute(
+                "set",
                 f"UPDATE {t} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND {_LIVE}",
                 raw,
                 expires,
@@ -209,7 +290,7 @@ class SQLiteStore(StoreOptionsMixin):
                 # An insert may take over an expired row, never a live one.
                 sql += f" WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ?"
                 params += (now,)
-            count = await self._execute(sql, *params)
+            count = await self._execute("set", sql, *params)
         written = count > 0
         if not written and mode == "insert":
             raise SessionIdCollision("session id already exists")
@@ -220,7 +301,9 @@ class SQLiteStore(StoreOptionsMixin):
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the row saved under ``key``; a missing or invalid id is not an error."""
         if valid_id(key):
-            await self._execute(f"DELETE FROM {self._table} WHERE id = ?", self._stored_key(key))
+            await self._execute(
+                "destroy", f"DELETE FROM {self._table} WHERE id = ?", self._stored_key(key)
+            )
 
     # -- owner index ---------------------------------------------------------------------------
 
@@ -231,21 +314,24 @@ class SQLiteStore(StoreOptionsMixin):
         owner = str(owner_id)
         # Two statements instead of DELETE ... RETURNING, which needs SQLite 3.35.
         live = await self._execute(
-            f"DELETE FROM {self._table} WHERE owner = ? AND {_LIVE}", owner, time.time()
+            "destroy_owner",
+            f"DELETE FROM {self._table} WHERE owner = ? AND {_LIVE}",
+            owner,
+            time.time(),
         )
-        await self._execute(f"DELETE FROM {self._table} WHERE owner = ?", owner)
+        await self._execute("destroy_owner", f"DELETE FROM {self._table} WHERE owner = ?", owner)
         return live
 
     async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
         """List the live sessions of ``owner_id``."""
         self._require_owner()
-        conn = await self._db()
-        async with conn.execute(
+        rows = await self._fetch(
+            "list_owner",
             f"SELECT id, data, expires_at FROM {self._table}"
             f" WHERE owner = ? AND {_LIVE} ORDER BY id",
-            (str(owner_id), time.time()),
-        ) as cursor:
-            rows = await cursor.fetchall()
+            str(owner_id),
+            time.time(),
+        )
         result = []
         for skey, raw, expires in rows:
             data = loads(raw)
@@ -259,6 +345,7 @@ class SQLiteStore(StoreOptionsMixin):
         t = self._table
         now = time.time()
         return await self._execute(
+            "purge_expired",
             f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= ? LIMIT ?)",
             now,
             limit,
@@ -268,13 +355,17 @@ class SQLiteStore(StoreOptionsMixin):
         """Delete expired rows (at most ``limit`` when given); return how many were deleted."""
         if limit is not None:
             return await self._purge_batch(limit)
-        return await self._execute(f"DELETE FROM {self._table} WHERE expires_at <= ?", time.time())
+        return await self._execute(
+            "purge_expired", f"DELETE FROM {self._table} WHERE expires_at <= ?", time.time()
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the connection if this store opened it."""
-        if self._owns_conn and self._conn is not None:
-            conn, self._conn = self._conn, None
-            self._ready = False
-            await conn.close()
+        """Close the connections this store opened (a connection given to it is left open).
+        The store stays usable: the next call opens a new connection."""
+        await self._conns.close()
+
+
+async def _close(conn: aiosqlite.Connection) -> None:
+    await conn.close()
