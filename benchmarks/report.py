@@ -8,6 +8,8 @@ from typing import Any
 
 from configs import COUNTERPARTS
 from harness import Measurement
+from memory_capacity import CAPTION as CAPACITY_CAPTION
+from memory_capacity import markdown as capacity_table
 
 from e2e import LoadResult
 
@@ -24,6 +26,7 @@ class Data:
     notes: list[str]
     env: dict[str, str]
     stack: str
+    capacity: list[dict[str, Any]] | None = None
     bare: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -282,6 +285,15 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
     if mem.get("starsessions") is not None:
         lines.append(f"| starsessions InMemoryStore (bytes values) | {mem['starsessions']:.0f} |")
     lines.append("")
+    if data.capacity:
+        lines += [
+            "## MemoryStore inserts at capacity",
+            "",
+            CAPACITY_CAPTION,
+            "",
+            capacity_table(data.capacity),
+            "",
+        ]
     if data.profiles:
         lines += [
             "## Profile of the hot path",
