@@ -11,6 +11,7 @@ Expiry uses the application servers' wall clock (``time.time()``), stored as Uni
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -36,7 +37,7 @@ from ._common import (
     valid_id,
     write_mode,
 )
-from ._sql import DEFAULT_TABLE, AutoPurge, PerLoop, check_table, index_name, store_error
+from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name, store_error
 from .base import SessionData
 
 __all__ = ["SQLiteStore"]
@@ -44,6 +45,12 @@ __all__ = ["SQLiteStore"]
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
 _R = TypeVar("_R")
+
+
+def _worker(conn: aiosqlite.Connection) -> threading.Thread | None:
+    # aiosqlite < 0.21 made the connection itself the worker thread; later versions hold one.
+    thread = getattr(conn, "_thread", conn)
+    return thread if isinstance(thread, threading.Thread) else None
 
 
 def _daemonize(conn: aiosqlite.Connection) -> None:
@@ -55,37 +62,31 @@ def _daemonize(conn: aiosqlite.Connection) -> None:
     exit cannot help; a daemon thread can. An abandoned write is rolled back by SQLite's
     journal, so nothing is corrupted.
     """
-    # aiosqlite < 0.21 made the connection itself the thread; later versions hold one.
-    thread = getattr(conn, "_thread", conn)
-    if isinstance(thread, threading.Thread) and not thread.is_alive():
+    thread = _worker(conn)
+    if thread is not None and not thread.is_alive():
         thread.daemon = True
 
 
-def _stop(conn: aiosqlite.Connection) -> None:
-    # The connection's event loop is gone: ask its worker thread to close it and exit,
-    # without awaiting anything.
-    stop = getattr(conn, "stop", None)
-    if callable(stop):
-        stop()
+def _usable(conn: aiosqlite.Connection) -> bool:
+    """Whether the connection's worker thread still runs.
 
-
-async def _keep_open(conn: aiosqlite.Connection) -> None:
-    """A connection given by the application is closed by the application."""
-
-
-def _keep_open_sync(conn: aiosqlite.Connection) -> None:
-    """A connection given by the application is closed by the application."""
+    aiosqlite hands each result to the loop that asked for it; when that loop was closed
+    with a call in flight, the worker thread dies, and every later call would wait forever.
+    """
+    thread = _worker(conn)
+    return thread is None or thread.is_alive()
 
 
 class SQLiteStore(StoreOptionsMixin):
     """Session store in a SQLite database file.
 
-    The store opens its connection lazily, inside the running event loop, and keeps one per
-    loop, so a store made at import time works under successive test clients and
-    pytest-asyncio's per-test loops. Its worker threads are daemons: a script or a server that
-    forgets to close the store still exits. ``await store.close()`` (or ``async with store``)
-    closes every connection; the next call opens a new one. Failures raise
-    :class:`~koasession.errors.StoreError` naming the store and its file.
+    The store opens its connection lazily, on first use. aiosqlite answers each call in the
+    event loop that made it, so one connection serves successive loops (test clients,
+    pytest-asyncio's per-test loops); a connection whose worker died with a closed loop is
+    replaced. The worker thread is a daemon: a script or a server that forgets to close the
+    store still exits. ``await store.close()`` (or ``async with store``) closes the connection;
+    the next call opens a new one. Failures raise :class:`~koasession.errors.StoreError`
+    naming the store and its file.
 
     :param path: the database file (created when missing), or an open ``aiosqlite.Connection``
         (used as is and not closed by :meth:`close`; it should be in autocommit mode,
@@ -121,24 +122,24 @@ class SQLiteStore(StoreOptionsMixin):
             raise ConfigurationError("busy_timeout must be >= 0 seconds")
         self._busy_ms = int(busy_timeout * 1000)
         self._purge = AutoPurge(purge_every, purge_limit)
-        self._conns: PerLoop[aiosqlite.Connection]
         if isinstance(path, aiosqlite.Connection):
             self.path: str | None = None
-            given = path
-
-            async def use_given() -> aiosqlite.Connection:
-                await self._setup(given, owned=False)
-                return given
-
-            self._conns = PerLoop(use_given, _keep_open, _keep_open_sync)
+            self._conn: aiosqlite.Connection | None = path
+            self._owns_conn = False
         elif isinstance(path, (str, os.PathLike)):
             self.path = os.fspath(path)
             if self.path in ("", ":memory:"):
                 # Each connection would get its own private database: not a session store.
                 raise ConfigurationError("SQLiteStore needs a file path, not ':memory:'")
-            self._conns = PerLoop(self._connect, _close, _stop)
+            self._conn = None
+            self._owns_conn = True
         else:
             raise ConfigurationError("SQLiteStore needs a file path or an aiosqlite.Connection")
+        self._ready = False  # the connection in _conn has been set up
+        # asyncio locks belong to one loop: a new one for each loop (the loop is kept so that
+        # a new loop can never pass for the old one).
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
+        self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
         where = "an aiosqlite connection" if self.path is None else repr(os.path.abspath(self.path))
@@ -146,34 +147,42 @@ class SQLiteStore(StoreOptionsMixin):
 
     # -- setup ---------------------------------------------------------------------------------
 
-    async def _connect(self) -> aiosqlite.Connection:
-        assert self.path is not None
-        # isolation_level=None: autocommit, so each statement is its own transaction and
-        # concurrent coroutines sharing the connection never share a transaction.
-        conn = aiosqlite.connect(self.path, isolation_level=None)
-        _daemonize(conn)
-        await conn
-        try:
-            await self._setup(conn, owned=True)
-        except BaseException:
-            await conn.close()
-            raise
+    async def _db(self) -> aiosqlite.Connection:
+        """The connection, opened (and the table created) on first use."""
+        conn = self._conn
+        if self._ready and conn is not None and _usable(conn):
+            return conn
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:
+            self._lock_loop, self._lock = loop, asyncio.Lock()
+        async with self._lock:
+            conn = self._conn
+            if conn is not None and self._owns_conn and not _usable(conn):
+                conn = self._conn = None  # its thread is gone; the sqlite3 handle goes with GC
+                self._ready = False
+            if conn is None:
+                assert self.path is not None
+                # isolation_level=None: autocommit, so each statement is its own transaction
+                # and concurrent coroutines sharing the connection never share a transaction.
+                conn = aiosqlite.connect(self.path, isolation_level=None)
+                _daemonize(conn)
+                await conn
+                self._conn = conn
+            if not self._ready:
+                await self._setup(conn)
+                self._ready = True
         return conn
 
-    async def _setup(self, conn: aiosqlite.Connection, *, owned: bool) -> None:
+    async def _setup(self, conn: aiosqlite.Connection) -> None:
         # busy_timeout first: switching to WAL needs a lock another process may hold.
         await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        if owned:
+        if self._owns_conn:
             await conn.execute("PRAGMA journal_mode = WAL")
             # NORMAL is durable in WAL mode except for the last commits on power loss, an
             # acceptable trade for sessions.
             await conn.execute("PRAGMA synchronous = NORMAL")
         if self._create_table:
             await self._create(conn)
-
-    async def _db(self) -> aiosqlite.Connection:
-        """The running loop's connection, opened (and the table created) on first use."""
-        return await self._conns.get()
 
     async def _create(self, conn: aiosqlite.Connection) -> None:
         t = self._table
@@ -362,10 +371,10 @@ class SQLiteStore(StoreOptionsMixin):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the connections this store opened (a connection given to it is left open).
-        The store stays usable: the next call opens a new connection."""
-        await self._conns.close()
-
-
-async def _close(conn: aiosqlite.Connection) -> None:
-    await conn.close()
+        """Close the connection if this store opened it (a connection given to it is left
+        open). The store stays usable: the next call opens a new connection."""
+        if self._owns_conn and self._conn is not None:
+            conn, self._conn = self._conn, None
+            self._ready = False
+            if _usable(conn):
+                await conn.close()
