@@ -181,3 +181,21 @@ def test_encrypt_without_cryptography_names_the_extra(monkeypatch: pytest.Monkey
 
     with pytest.raises(ImportError, match=r"pip install 'koasession\[crypto\]'"):
         SessionMiddleware(app, keys=KEYS, encrypt=True, allow_weak_keys=True)
+
+
+@pytest.mark.parametrize(
+    ("dsn", "address"),
+    [
+        ("postgresql://u:p%40ss@h1:5433,h2/db", "h1:5433,h2:5432/db"),
+        ("postgresql:///db?host=/run/postgresql", "/run/postgresql:5432/db"),
+        ("postgresql://[::1]/db", "[::1]:5432/db"),
+        ("postgres://u@localhost", "localhost:5432"),
+        ("postgresql://u:pw-one@host/db?password=pw-two&port=6000", "host:6000/db"),
+    ],
+)
+def test_postgres_store_describes_its_server(dsn: str, address: str) -> None:
+    from koasession.stores.postgres import PostgresStore
+
+    described = repr(PostgresStore(dsn))
+    assert f"PostgresStore({address}," in described
+    assert "p@ss" not in described and "p%40ss" not in described and "pw-" not in described

@@ -92,10 +92,13 @@ def describe_dsn(dsn: str) -> tuple[str, tuple[str, ...]]:
     port = params.get("port", "5432")
     parts = []
     for host in hosts.split(","):
-        if host.startswith("/") or host.rsplit("]", 1)[-1].count(":") or host.count(":") > 1:
-            parts.append(host)  # a socket directory, or a host that already names its port
+        bracketed = host.startswith("[")
+        if (bracketed and "]:" in host) or (not bracketed and host.count(":") == 1):
+            parts.append(host)  # it names its port
+        elif host.count(":") > 1 and not bracketed:
+            parts.append(f"[{host}]:{port}")
         else:
-            parts.append(f"{host}:{port}")
+            parts.append(f"{host}:{port}")  # a name, an address or a socket directory
     dbname = unquote(path) or params.get("dbname", "")
     address = ",".join(parts) + (f"/{dbname}" if dbname else "")
     return address, tuple(s for s in secrets if s)
