@@ -11,10 +11,12 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Iterator
@@ -26,7 +28,7 @@ import pytest
 
 from koasession import SessionMiddleware
 
-from .conftest import RUN_ID
+from .conftest import DATABASE_URL, RUN_ID, unavailable
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -220,3 +222,51 @@ def test_demo_exits_on_sigint(kind: str, tmp_path: Path, request: pytest.Fixture
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+# -- pytest-asyncio: a new event loop for every test -------------------------------------------
+
+_MODULE_STORES: dict[str, Any] = {}
+
+
+def _module_store(kind: str) -> Any:
+    """One store per kind for the whole module, made outside any event loop."""
+    if kind not in _MODULE_STORES:
+        from koasession.stores.postgres import PostgresStore
+        from koasession.stores.sqlite import SQLiteStore
+
+        if kind == "postgres":
+            _MODULE_STORES[kind] = PostgresStore(DATABASE_URL, table=f"ks_module_{RUN_ID}")
+        else:
+            _MODULE_STORES[kind] = SQLiteStore(Path(tempfile.mkdtemp()) / "module.db")
+    return _MODULE_STORES[kind]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _drop_module_stores() -> Iterator[None]:
+    yield
+    store = _MODULE_STORES.pop("postgres", None)
+    if store is not None:
+
+        async def drop() -> None:
+            await store.drop_table()
+            await store.close()
+
+        asyncio.run(drop())
+    sqlite = _MODULE_STORES.pop("sqlite", None)
+    if sqlite is not None:
+        asyncio.run(sqlite.close())
+        shutil.rmtree(Path(sqlite.path).parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+@pytest.mark.parametrize("round_", [1, 2, 3])
+async def test_module_level_store_in_per_test_event_loops(
+    kind: str, round_: int, postgres_available: str | None
+) -> None:
+    if kind == "postgres" and postgres_available:
+        unavailable(postgres_available)
+    store = _module_store(kind)
+    key = f"per-test-{round_}"
+    assert await store.set(key, {"round": round_}, 60) is True
+    assert await store.get(key) == {"round": round_}
