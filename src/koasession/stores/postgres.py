@@ -133,6 +133,8 @@ class PostgresStore(StoreOptionsMixin):
     :param command_timeout: seconds one statement may take before it is cancelled.
     :param pool_options: passed to ``asyncpg.create_pool`` when a DSN is given (they override
         the defaults ``min_size=1, max_size=10`` and the timeouts above).
+
+    ``address`` is the server as error messages name it (``host:port/dbname``, no password).
     """
 
     def __init__(
