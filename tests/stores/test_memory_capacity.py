@@ -150,3 +150,26 @@ async def test_random_operations_match_the_documented_policy(clock: Clock, seed:
         assert len(store) <= capacity
     expire_model()
     assert {k for k in keys if await store.get(k) is not None} == set(model)
+
+
+async def test_long_runs_at_capacity_keep_eviction_and_expiry_exact(clock: Clock) -> None:
+    """Thousands of evictions leave skipped items in the expiry queue until it is rebuilt;
+    before and after, the policy holds."""
+    store = MemoryStore(max_entries=10)
+    for i in range(5000):
+        await store.set(f"s{i}", {"i": i}, 600, ctx=Ctx())
+        clock.now += 0.001
+    assert len(store) == 10
+    assert await present(store, *(f"s{i}" for i in range(4985, 5000))) == {
+        f"s{i}" for i in range(4990, 5000)
+    }
+    await store.set("s4995", {"short": True}, 1, ctx=Ctx("s4995"))  # shortened lifetime
+    clock.now += 2
+    await store.set("new", {}, 600, ctx=Ctx())
+    # The expired session made room; every live one stayed.
+    assert await store.get("s4995") is None
+    live = {f"s{i}" for i in range(4990, 5000)} - {"s4995"}
+    assert await present(store, *live, "new") == live | {"new"}
+    clock.now += 600
+    assert await store.purge_expired() == 10
+    assert len(store) == 0

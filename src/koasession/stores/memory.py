@@ -9,6 +9,7 @@ between worker processes. Use :class:`~koasession.stores.redis.RedisStore`,
 from __future__ import annotations
 
 import heapq
+import math
 import time
 from collections import OrderedDict
 
@@ -31,22 +32,33 @@ __all__ = ["MemoryStore"]
 # How many due expiry-queue items a write processes, so that expired entries are reclaimed
 # steadily without a long pause on any one request.
 _EXPIRE_PER_WRITE = 8
+_NOT_QUEUED = math.inf
 # The expiry queue is rebuilt when it holds more than twice the entries plus this many items
 # (items left behind by destroyed and evicted entries), so its size stays O(entries).
 _QUEUE_SLACK = 1024
 
 
 class _Entry:
-    """One stored session. ``queued`` is the deadline of its item in the expiry queue (at most
-    ``deadline``, so nothing expires unseen), ``None`` when it has none."""
+    """One stored session, which is also its own item in the expiry queue.
 
-    __slots__ = ("deadline", "owner", "queued", "raw")
+    The queue is a heap ordered by ``queued``: the deadline the entry had when it was queued.
+    It must not change while the entry is queued, and it is never after ``deadline``, so
+    nothing expires unseen. A later deadline (a rolling session) is picked up when the entry
+    comes up in the queue; an earlier one needs a fresh entry object, and the old one stays in
+    the queue, emptied, to be skipped.
+    """
 
-    def __init__(self, raw: str, deadline: float | None, owner: str | None) -> None:
+    __slots__ = ("deadline", "owner", "queued", "raw", "skey")
+
+    def __init__(self, skey: str, raw: str, owner: str | None) -> None:
+        self.skey = skey
         self.raw = raw  # JSON text: keeping text, not the dict, makes every get return a copy
-        self.deadline = deadline  # time.monotonic() deadline; None = no expiry
+        self.deadline: float | None = None  # time.monotonic() deadline; None = no expiry
         self.owner = owner
-        self.queued: float | None = None
+        self.queued = _NOT_QUEUED
+
+    def __lt__(self, other: _Entry) -> bool:
+        return self.queued < other.queued
 
 
 class MemoryStore(StoreOptionsMixin):
@@ -93,9 +105,9 @@ class MemoryStore(StoreOptionsMixin):
         # Order = recency of use (move_to_end on every read and write): the front is the least
         # recently used entry, evicted first when the store is full.
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        # A heap of (deadline, stored key). An item is current while it matches its entry's
-        # ``queued``; items of dropped entries and superseded items are skipped when popped.
-        self._expiry: list[tuple[float, str]] = []
+        # A heap of entries by the deadline they were queued with (see _Entry). A popped entry
+        # that is no longer the one stored under its key was dropped or replaced: skipped.
+        self._expiry: list[_Entry] = []
         self._owners: dict[str, set[str]] = {}
 
     # -- internals -----------------------------------------------------------------------------
@@ -109,12 +121,12 @@ class MemoryStore(StoreOptionsMixin):
             return None
         return entry
 
-    def _drop(self, skey: str) -> _Entry | None:
-        # Its expiry item, if any, stays in the heap and is skipped when it comes up.
+    def _drop(self, skey: str) -> None:
         entry = self._entries.pop(skey, None)
-        if entry is not None and entry.owner is not None:
-            self._unindex(entry.owner, skey)
-        return entry
+        if entry is not None:
+            entry.raw = ""  # it may wait in the expiry queue for a while: without the data
+            if entry.owner is not None:
+                self._unindex(entry.owner, skey)
 
     def _unindex(self, owner: str, skey: str) -> None:
         members = self._owners.get(owner)
@@ -123,33 +135,40 @@ class MemoryStore(StoreOptionsMixin):
             if not members:
                 del self._owners[owner]
 
-    def _schedule(self, skey: str, entry: _Entry, deadline: float | None) -> None:
-        """Set the entry's deadline, queueing an item unless an earlier one is queued (that
-        one is re-queued at the real deadline when it comes up: one item per entry)."""
+    def _set_deadline(self, entry: _Entry, deadline: float | None) -> None:
+        """Give the stored ``entry`` a new deadline and make sure the queue will see it."""
         entry.deadline = deadline
-        if deadline is not None and (entry.queued is None or deadline < entry.queued):
-            heapq.heappush(self._expiry, (deadline, skey))
-            entry.queued = deadline
+        if deadline is None or deadline >= entry.queued:
+            return  # no expiry, or queued no later than the deadline: seen in time
+        if entry.queued < _NOT_QUEUED:
+            # Queued for a later deadline, and a heap item cannot move: store a fresh copy
+            # and leave the old one in the queue, to be skipped.
+            fresh = _Entry(entry.skey, entry.raw, entry.owner)
+            fresh.deadline = deadline
+            entry.raw = ""
+            self._entries[entry.skey] = fresh  # an OrderedDict keeps the key's position
+            entry = fresh
+        entry.queued = deadline
+        heapq.heappush(self._expiry, entry)
 
     def _pop_due(self, now: float) -> bool:
-        """Process the first queue item (due by ``now``); return whether it dropped an entry."""
-        due, skey = heapq.heappop(self._expiry)
-        entry = self._entries.get(skey)
-        if entry is None or entry.queued != due:
-            return False  # the entry is gone, or this item was superseded by an earlier one
-        entry.queued = None
+        """Process the first queued entry (due by ``now``); return whether it was dropped."""
+        entry = heapq.heappop(self._expiry)
+        if self._entries.get(entry.skey) is not entry:
+            return False  # dropped or replaced since it was queued
+        entry.queued = _NOT_QUEUED
         if entry.deadline is not None and entry.deadline <= now:
-            self._drop(skey)
+            self._drop(entry.skey)
             return True
-        self._schedule(skey, entry, entry.deadline)  # extended since: queue the real deadline
+        self._set_deadline(entry, entry.deadline)  # extended since: queue the real deadline
         return False
 
     def _expire(self, now: float, limit: int | None) -> int:
-        """Drop entries that are due, processing at most ``limit`` queue items (no limit: all
-        of them); return how many entries were dropped."""
+        """Drop entries that are due, processing at most ``limit`` queued entries (no limit:
+        all of them); return how many were dropped."""
         dropped = 0
         expiry = self._expiry
-        while expiry and expiry[0][0] <= now and (limit is None or limit > 0):
+        while expiry and expiry[0].queued <= now and (limit is None or limit > 0):
             dropped += self._pop_due(now)
             if limit is not None:
                 limit -= 1
@@ -159,20 +178,22 @@ class MemoryStore(StoreOptionsMixin):
         entries = self._entries
         expiry = self._expiry
         while len(entries) >= self.max_entries:
-            if expiry and expiry[0][0] <= now:
+            if expiry and expiry[0].queued <= now:
                 self._pop_due(now)  # an expired entry goes before any live one
             else:
                 self._drop(next(iter(entries)))
 
     def _compact(self) -> None:
-        """Rebuild the expiry queue from the entries when skipped items dominate it."""
+        """Rebuild the expiry queue from the entries when skipped ones dominate it."""
         if len(self._expiry) <= 2 * len(self._entries) + _QUEUE_SLACK:
             return
         queue = []
-        for skey, entry in self._entries.items():
-            entry.queued = entry.deadline
-            if entry.deadline is not None:
-                queue.append((entry.deadline, skey))
+        for entry in self._entries.values():
+            if entry.deadline is None:
+                entry.queued = _NOT_QUEUED
+            else:
+                entry.queued = entry.deadline
+                queue.append(entry)
         heapq.heapify(queue)
         self._expiry = queue
 
@@ -230,7 +251,7 @@ class MemoryStore(StoreOptionsMixin):
         if entry is None:
             self._expire(now, _EXPIRE_PER_WRITE)
             self._make_room(now)
-            entry = self._entries[skey] = _Entry(raw, None, owner)
+            entry = self._entries[skey] = _Entry(skey, raw, owner)
             if owner is not None:
                 self._owners.setdefault(owner, set()).add(skey)
         else:
@@ -242,7 +263,7 @@ class MemoryStore(StoreOptionsMixin):
                     self._owners.setdefault(owner, set()).add(skey)
                 entry.owner = owner
             self._entries.move_to_end(skey)
-        self._schedule(skey, entry, deadline)
+        self._set_deadline(entry, deadline)
         self._compact()
         return True
 
