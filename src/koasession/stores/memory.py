@@ -32,6 +32,7 @@ __all__ = ["MemoryStore"]
 # How many due expiry-queue items a write processes, so that expired entries are reclaimed
 # steadily without a long pause on any one request.
 _EXPIRE_PER_WRITE = 8
+# The ``queued`` value of an entry that is not in the expiry queue (no deadline).
 _NOT_QUEUED = math.inf
 # The expiry queue is rebuilt when it holds more than twice the entries plus this many items
 # (items left behind by destroyed and evicted entries), so its size stays O(entries).
