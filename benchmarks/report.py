@@ -9,6 +9,8 @@ from typing import Any
 
 from configs import COUNTERPARTS
 from harness import Measurement
+from memory_capacity import CAPTION as CAPACITY_CAPTION
+from memory_capacity import markdown as capacity_table
 
 from e2e import LoadResult
 
@@ -35,6 +37,7 @@ class Data:
     notes: list[str]
     env: dict[str, str]
     stack: str
+    capacity: list[dict[str, Any]] | None = None
     bare: float = field(init=False)
 
     def __post_init__(self) -> None:
@@ -293,6 +296,15 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
     if mem.get("starsessions") is not None:
         lines.append(f"| starsessions InMemoryStore (bytes values) | {mem['starsessions']:.0f} |")
     lines.append("")
+    if data.capacity:
+        lines += [
+            "## MemoryStore inserts at capacity",
+            "",
+            CAPACITY_CAPTION,
+            "",
+            capacity_table(data.capacity),
+            "",
+        ]
     if data.profiles:
         lines += [
             "## Profile of the hot path",

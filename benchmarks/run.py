@@ -25,6 +25,7 @@ sys.path.insert(0, str(HERE))
 import configs  # noqa: E402
 import harness  # noqa: E402
 import memory  # noqa: E402
+import memory_capacity  # noqa: E402
 import profiling  # noqa: E402
 import report  # noqa: E402
 
@@ -106,6 +107,10 @@ def main() -> int:
 
     log("MemoryStore memory per session (tracemalloc)")
     mem = memory.measure(5_000 if args.quick else 20_000)
+    log("MemoryStore inserts at capacity")
+    capacity = memory_capacity.measure(
+        memory_capacity.SIZES[:2] if args.quick else memory_capacity.SIZES
+    )
 
     profiles: dict[str, str] = {}
     if not args.no_profile:
@@ -139,6 +144,7 @@ def main() -> int:
         notes=notes,
         env=env,
         stack=e2e.server_stack(),
+        capacity=capacity,
     )
     targets = report.check_targets(data)
     print()

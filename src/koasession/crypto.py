@@ -111,7 +111,7 @@ _INFO_KID = b"koasession/v1/key-id"
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 _INSTALL_HINT = (
-    "encrypt=True needs the 'cryptography' package; install it with "
+    "encrypt=True needs the 'cryptography' package, an optional dependency of koasession: "
     "pip install 'koasession[crypto]'"
 )
 

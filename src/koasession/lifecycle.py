@@ -702,7 +702,12 @@ class RequestSession:
     async def store_call(
         self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kw: Any
     ) -> Any:
-        """Call a store method with the configured timeout; failures become ``StoreError``.
+        """Call a store method within ``store_timeout``; failures become ``StoreError``.
+
+        The call runs as its own task and the request stops waiting for it at the timeout: a
+        driver's clean-up of a cancelled operation (asyncpg cancels a query over a new
+        connection, which a stalled server never answers) happens in the background instead of
+        holding the response.
 
         A ``TypeError`` passes through unchanged: it is the application's bug (an ``owner()``
         returning a non-string, data JSON cannot hold), not an outage to answer with 503.
@@ -711,14 +716,34 @@ class RequestSession:
         try:
             result = method(key, *args, **kw)
             if inspect.isawaitable(result):
-                result = await (asyncio.wait_for(result, timeout) if timeout else result)
+                if not timeout:
+                    return await result
+                task = asyncio.ensure_future(result)
+                finished = False
+                try:
+                    await asyncio.wait((task,), timeout=timeout)
+                    finished = task.done()
+                finally:
+                    if not finished:  # timed out, or the request itself was cancelled
+                        task.cancel()
+                        # Nobody awaits the task any more: retrieve its outcome so that a
+                        # late failure is not logged as "exception never retrieved".
+                        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+                if not finished:
+                    raise asyncio.TimeoutError()
+                return task.result()
             return result
         except (SessionIdCollision, TypeError):
             raise
         except Exception as exc:
-            reason = "timed out" if isinstance(exc, asyncio.TimeoutError) else repr(exc)
+            if isinstance(exc, StoreError):
+                where, reason = "", str(exc)  # the bundled stores' errors name the store
+            else:
+                where = f" {self.store!r}"
+                is_timeout = isinstance(exc, asyncio.TimeoutError)
+                reason = f"timed out after {timeout} s" if is_timeout else repr(exc)
             self.emit("store_error", key, None, operation=operation, error=exc)
-            raise StoreError(f"session store {operation}({key!r}) failed: {reason}") from exc
+            raise StoreError(f"session store{where} {operation}({key!r}) failed: {reason}") from exc
 
     # -- cookies -------------------------------------------------------------------------
     def reissue_signature(self) -> None:

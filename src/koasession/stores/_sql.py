@@ -1,12 +1,15 @@
-"""Pieces shared by the SQL stores: table-name checks and the automatic bounded purge."""
+"""Pieces shared by the SQL stores: table-name checks, the automatic bounded purge, one
+connection or pool per event loop, and error messages that name the store."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, StoreError
 
 logger = logging.getLogger("koasession")
 
@@ -34,6 +37,32 @@ def check_table(name: str, *, allow_schema: bool) -> tuple[str, str]:
 def index_name(table: str, suffix: str) -> str:
     """An index name derived from the table, within PostgreSQL's 63-byte identifier limit."""
     return f'"{(table[: 63 - len(suffix) - 1])}_{suffix}"'
+
+
+def missing_driver(store: str, package: str, extra: str) -> ImportError:
+    """The error for a store whose optional driver is not installed: it names the extra."""
+    return ImportError(
+        f"{store} needs the {package!r} package, an optional dependency of koasession: "
+        f"pip install 'koasession[{extra}]'"
+    )
+
+
+def store_error(
+    where: str, operation: str, exc: BaseException, secrets: tuple[str, ...]
+) -> StoreError:
+    """A :class:`StoreError` naming the store and its address (``where``) and the cause.
+
+    Anything in ``secrets`` (a password from the DSN) is masked, even if a driver echoed it.
+    """
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
+        reason = "timed out"
+    else:
+        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    message = f"{where}: {operation} failed: {reason}"
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return StoreError(message)
 
 
 class AutoPurge:
@@ -66,3 +95,91 @@ class AutoPurge:
             # The session itself was saved; a failed housekeeping pass must not fail the
             # request. The next pass retries.
             logger.warning("koasession: automatic purge of expired sessions failed", exc_info=True)
+
+
+# -- one connection or pool per event loop -----------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+class _Slot(Generic[_T]):
+    """What one event loop holds: its resource (once opened) and the lock that opens it."""
+
+    __slots__ = ("lock", "loop", "value")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.value: _T | None = None
+        self.lock = asyncio.Lock()
+
+
+class PerLoop(Generic[_T]):
+    """Opens a resource lazily in the running event loop, one per loop.
+
+    Sockets, futures and locks belong to the loop that created them, so a store used from a
+    second loop (successive ``TestClient`` blocks, pytest-asyncio's per-test loops) would talk
+    through a dead loop. Each loop gets its own resource instead, detected by loop identity (one
+    pointer comparison on the hot path). A resource whose loop has been closed is discarded
+    without awaiting anything, since awaiting on a closed loop is impossible.
+
+    :param open: opens the resource in the running loop.
+    :param close: releases the running loop's resource (awaited by :meth:`close`).
+    :param discard: best-effort, synchronous release of a resource whose loop is gone.
+    """
+
+    def __init__(
+        self,
+        open: Callable[[], Awaitable[_T]],
+        close: Callable[[_T], Awaitable[None]],
+        discard: Callable[[_T], None],
+    ) -> None:
+        self._open = open
+        self._close = close
+        self._discard = discard
+        self._slots: dict[asyncio.AbstractEventLoop, _Slot[_T]] = {}
+        self._current: _Slot[_T] | None = None
+
+    async def get(self) -> _T:
+        """The running loop's resource, opened on first use."""
+        slot = self._current
+        if slot is not None and slot.value is not None and slot.loop is asyncio.get_running_loop():
+            return slot.value
+        slot = self._slot()
+        async with slot.lock:
+            if slot.value is None:
+                slot.value = await self._open()
+            return slot.value
+
+    def lock(self) -> asyncio.Lock:
+        """The running loop's lock, for one-time set-up that must not run twice at once."""
+        return self._slot().lock
+
+    def _slot(self) -> _Slot[_T]:
+        loop = asyncio.get_running_loop()
+        slot = self._slots.get(loop)
+        if slot is None:
+            self._prune()
+            slot = self._slots[loop] = _Slot(loop)
+        self._current = slot
+        return slot
+
+    def _prune(self) -> None:
+        for loop in [loop for loop in self._slots if loop.is_closed()]:
+            value = self._slots.pop(loop).value
+            if value is not None:
+                self._discard(value)
+
+    async def close(self) -> None:
+        """Release every loop's resource: the running loop's is closed properly, the others
+        (closed loops, or loops of other threads) discarded. Later calls open afresh."""
+        slots, self._slots, self._current = self._slots, {}, None
+        running = asyncio.get_running_loop()
+        for loop, slot in slots.items():
+            if slot.value is None:
+                continue
+            if loop is running:
+                await self._close(slot.value)
+            elif loop.is_closed():
+                self._discard(slot.value)
+            else:
+                loop.call_soon_threadsafe(self._discard, slot.value)

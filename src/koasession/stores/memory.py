@@ -8,9 +8,10 @@ between worker processes. Use :class:`~koasession.stores.redis.RedisStore`,
 
 from __future__ import annotations
 
+import heapq
+import math
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 from ..errors import ConfigurationError, SessionIdCollision
 from ._common import (
@@ -28,16 +29,37 @@ from .base import SessionData
 
 __all__ = ["MemoryStore"]
 
-# How many of the oldest entries a write inspects for expiry, so that expired entries are
-# reclaimed steadily without an O(n) sweep on the request path.
-_SWEEP_PER_WRITE = 8
+# How many due expiry-queue items a write processes, so that expired entries are reclaimed
+# steadily without a long pause on any one request.
+_EXPIRE_PER_WRITE = 8
+# The ``queued`` value of an entry that is not in the expiry queue (no deadline).
+_NOT_QUEUED = math.inf
+# The expiry queue is rebuilt when it holds more than twice the entries plus this many items
+# (items left behind by destroyed and evicted entries), so its size stays O(entries).
+_QUEUE_SLACK = 1024
 
 
-@dataclass
 class _Entry:
-    raw: str  # JSON text: keeping text, not the dict, makes every get return a fresh copy
-    deadline: float | None  # time.monotonic() deadline; None = no expiry
-    owner: str | None
+    """One stored session, which is also its own item in the expiry queue.
+
+    The queue is a heap ordered by ``queued``: the deadline the entry had when it was queued.
+    It must not change while the entry is queued, and it is never after ``deadline``, so
+    nothing expires unseen. A later deadline (a rolling session) is picked up when the entry
+    comes up in the queue; an earlier one needs a fresh entry object, and the old one stays in
+    the queue, emptied, to be skipped.
+    """
+
+    __slots__ = ("deadline", "owner", "queued", "raw", "skey")
+
+    def __init__(self, skey: str, raw: str, owner: str | None) -> None:
+        self.skey = skey
+        self.raw = raw  # JSON text: keeping text, not the dict, makes every get return a copy
+        self.deadline: float | None = None  # time.monotonic() deadline; None = no expiry
+        self.owner = owner
+        self.queued = _NOT_QUEUED
+
+    def __lt__(self, other: _Entry) -> bool:
+        return self.queued < other.queued
 
 
 class MemoryStore(StoreOptionsMixin):
@@ -47,14 +69,21 @@ class MemoryStore(StoreOptionsMixin):
       wall-clock jumps do not expire or revive sessions). ``session_ttl`` is the lifetime used
       when ``set`` is called with ``max_age=None`` (direct calls; the middleware always passes a
       finite lifetime).
-    - At most ``max_entries`` live entries: a write that would exceed the bound first drops
-      expired entries, then the least recently written one.
+    - **Eviction.** At most ``max_entries`` entries are held. A write of a new session into a
+      full store first drops an expired entry if there is one, otherwise the *least recently
+      used* session: the one whose last read or write is oldest. Evicting a live session logs
+      its user out (their next request starts a fresh session), so size ``max_entries`` above
+      the number of sessions alive at once; anyone can create sessions, so a flood of new
+      sessions pushes out idle ones first. Every operation costs O(log n) amortised: expiry
+      uses a queue ordered by deadline, recency an ordered dict.
     - Data is copied in and out through JSON, so callers never alias stored data.
     - Writes from the middleware follow the ``ctx.loaded_key`` contract (see
       :mod:`koasession.stores.base`): no resurrection after a destroy, and
       :class:`~koasession.errors.SessionIdCollision` on an insert of an existing id.
     - ``hash_ids=True`` keeps HMAC-SHA256(``hash_key``, id) instead of the id; ``owner`` maintains
       a per-owner index for :meth:`destroy_owner` and :meth:`list_owner`.
+    - Nothing is bound to an event loop, and :meth:`close` keeps the data: one store can serve
+      successive apps (test clients, reloads) in one process.
     """
 
     #: Tells the middleware that calls never wait on I/O, so no timeout wrapper is needed.
@@ -74,9 +103,12 @@ class MemoryStore(StoreOptionsMixin):
         self._init_common(hash_ids=hash_ids, hash_key=hash_key, owner=owner)
         self.max_entries = max_entries
         self.session_ttl = ttl_seconds(session_ttl)
-        # Insertion order = last-write order (move_to_end on every write): the front is the
-        # least recently written entry, evicted first when the store is full.
+        # Order = recency of use (move_to_end on every read and write): the front is the least
+        # recently used entry, evicted first when the store is full.
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        # A heap of entries by the deadline they were queued with (see _Entry). A popped entry
+        # that is no longer the one stored under its key was dropped or replaced: skipped.
+        self._expiry: list[_Entry] = []
         self._owners: dict[str, set[str]] = {}
 
     # -- internals -----------------------------------------------------------------------------
@@ -90,34 +122,81 @@ class MemoryStore(StoreOptionsMixin):
             return None
         return entry
 
-    def _drop(self, skey: str) -> _Entry | None:
+    def _drop(self, skey: str) -> None:
         entry = self._entries.pop(skey, None)
-        if entry is not None and entry.owner is not None:
-            members = self._owners.get(entry.owner)
-            if members is not None:
-                members.discard(skey)
-                if not members:
-                    del self._owners[entry.owner]
-        return entry
+        if entry is not None:
+            entry.raw = ""  # it may wait in the expiry queue for a while: without the data
+            if entry.owner is not None:
+                self._unindex(entry.owner, skey)
 
-    def _sweep(self, now: float, limit: int | None) -> int:
-        """Drop expired entries among the oldest ``limit`` (all when ``None``)."""
-        expired = []
-        for i, (skey, entry) in enumerate(self._entries.items()):
-            if limit is not None and i >= limit:
-                break
-            if entry.deadline is not None and entry.deadline <= now:
-                expired.append(skey)
-        for skey in expired:
-            self._drop(skey)
-        return len(expired)
+    def _unindex(self, owner: str, skey: str) -> None:
+        members = self._owners.get(owner)
+        if members is not None:
+            members.discard(skey)
+            if not members:
+                del self._owners[owner]
+
+    def _set_deadline(self, entry: _Entry, deadline: float | None) -> None:
+        """Give the stored ``entry`` a new deadline and make sure the queue will see it."""
+        entry.deadline = deadline
+        if deadline is None or deadline >= entry.queued:
+            return  # no expiry, or queued no later than the deadline: seen in time
+        if entry.queued < _NOT_QUEUED:
+            # Queued for a later deadline, and a heap item cannot move: store a fresh copy
+            # and leave the old one in the queue, to be skipped.
+            fresh = _Entry(entry.skey, entry.raw, entry.owner)
+            fresh.deadline = deadline
+            entry.raw = ""
+            self._entries[entry.skey] = fresh  # an OrderedDict keeps the key's position
+            entry = fresh
+        entry.queued = deadline
+        heapq.heappush(self._expiry, entry)
+
+    def _pop_due(self, now: float) -> bool:
+        """Process the first queued entry (due by ``now``); return whether it was dropped."""
+        entry = heapq.heappop(self._expiry)
+        if self._entries.get(entry.skey) is not entry:
+            return False  # dropped or replaced since it was queued
+        entry.queued = _NOT_QUEUED
+        if entry.deadline is not None and entry.deadline <= now:
+            self._drop(entry.skey)
+            return True
+        self._set_deadline(entry, entry.deadline)  # extended since: queue the real deadline
+        return False
+
+    def _expire(self, now: float, limit: int | None) -> int:
+        """Drop entries that are due, processing at most ``limit`` queued entries (no limit:
+        all of them); return how many were dropped."""
+        dropped = 0
+        expiry = self._expiry
+        while expiry and expiry[0].queued <= now and (limit is None or limit > 0):
+            dropped += self._pop_due(now)
+            if limit is not None:
+                limit -= 1
+        return dropped
 
     def _make_room(self, now: float) -> None:
-        if len(self._entries) < self.max_entries:
+        entries = self._entries
+        expiry = self._expiry
+        while len(entries) >= self.max_entries:
+            if expiry and expiry[0].queued <= now:
+                self._pop_due(now)  # an expired entry goes before any live one
+            else:
+                self._drop(next(iter(entries)))
+
+    def _compact(self) -> None:
+        """Rebuild the expiry queue from the entries when skipped ones dominate it."""
+        if len(self._expiry) <= 2 * len(self._entries) + _QUEUE_SLACK:
             return
-        self._sweep(now, None)
-        while len(self._entries) >= self.max_entries:
-            self._drop(next(iter(self._entries)))
+        queue = []
+        for entry in self._entries.values():
+            if entry.deadline is None:
+                entry.queued = _NOT_QUEUED
+            else:
+                entry.queued = entry.deadline
+                queue.append(entry)
+        heapq.heapify(queue)
+        self._expiry = queue
 
     # -- Store protocol ------------------------------------------------------------------------
 
@@ -132,8 +211,12 @@ class MemoryStore(StoreOptionsMixin):
         """Return a copy of the data under ``key``; ``None`` if missing, expired or invalid."""
         if not valid_id(key):
             return None
-        entry = self._live(self._stored_key(key), time.monotonic())
-        return None if entry is None else loads(entry.raw)
+        skey = self._stored_key(key)
+        entry = self._live(skey, time.monotonic())
+        if entry is None:
+            return None
+        self._entries.move_to_end(skey)  # recently used: evicted last
+        return loads(entry.raw)
 
     async def set(
         self,
@@ -164,14 +247,25 @@ class MemoryStore(StoreOptionsMixin):
         if mode == "update" and existing is None:
             return False
         ttl = ttl_seconds(max_age) if max_age is not None else self.session_ttl
-        if existing is not None:
-            self._drop(skey)
-        else:
-            self._sweep(now, _SWEEP_PER_WRITE)
+        deadline = None if ttl is None else now + ttl
+        entry = existing
+        if entry is None:
+            self._expire(now, _EXPIRE_PER_WRITE)
             self._make_room(now)
-        self._entries[skey] = _Entry(raw, None if ttl is None else now + ttl, owner)
-        if owner is not None:
-            self._owners.setdefault(owner, set()).add(skey)
+            entry = self._entries[skey] = _Entry(skey, raw, owner)
+            if owner is not None:
+                self._owners.setdefault(owner, set()).add(skey)
+        else:
+            entry.raw = raw
+            if owner != entry.owner:
+                if entry.owner is not None:
+                    self._unindex(entry.owner, skey)
+                if owner is not None:
+                    self._owners.setdefault(owner, set()).add(skey)
+                entry.owner = owner
+            self._entries.move_to_end(skey)
+        self._set_deadline(entry, deadline)
+        self._compact()
         return True
 
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
@@ -208,13 +302,12 @@ class MemoryStore(StoreOptionsMixin):
 
     async def purge_expired(self) -> int:
         """Drop every expired entry now; return how many were dropped."""
-        return self._sweep(time.monotonic(), None)
+        return self._expire(time.monotonic(), None)
 
     def __len__(self) -> int:
         """The number of entries held, including expired ones not yet reclaimed."""
         return len(self._entries)
 
     async def close(self) -> None:
-        """Drop every entry (nothing else to release)."""
-        self._entries.clear()
-        self._owners.clear()
+        """Nothing to release. The data stays, so that a store shared by successive apps in
+        one process (test clients, a server's lifespan) keeps its sessions."""

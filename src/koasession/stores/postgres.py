@@ -12,10 +12,18 @@ deleted it), an insert is ``INSERT ... ON CONFLICT`` that only takes over an *ex
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, unquote
 
-import asyncpg  # type: ignore[import-untyped]
+try:
+    import asyncpg  # type: ignore[import-untyped]
+except ImportError as exc:  # exercised by a test that hides asyncpg
+    from ._sql import missing_driver
+
+    raise missing_driver("PostgresStore", "asyncpg", "postgres") from exc
 
 from ..errors import ConfigurationError, SessionIdCollision
 from ._common import (
@@ -29,7 +37,7 @@ from ._common import (
     valid_id,
     write_mode,
 )
-from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name
+from ._sql import DEFAULT_TABLE, AutoPurge, PerLoop, check_table, index_name, store_error
 from .base import SessionData
 
 __all__ = ["PostgresStore"]
@@ -37,6 +45,22 @@ __all__ = ["PostgresStore"]
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 # NULL seconds give a NULL expires_at: no expiry.
 _EXPIRES = "now() + $3::float8 * interval '1 second'"
+
+_R = TypeVar("_R")
+
+# Errors of a connection that died under us (server restarted, socket reset): the pool
+# replaces such a connection, so a retry on a fresh one usually succeeds. Timeouts are not
+# among them: retrying would only double the wait.
+_BROKEN = (
+    OSError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+def _broken(exc: BaseException) -> bool:
+    return isinstance(exc, _BROKEN) and not isinstance(exc, (TimeoutError, asyncio.TimeoutError))
 
 
 def _rowcount(status: str) -> int:
@@ -47,11 +71,56 @@ def _rowcount(status: str) -> int:
         return 0
 
 
+def describe_dsn(dsn: str) -> tuple[str, tuple[str, ...]]:
+    """Return (``host:port/dbname`` of a ``postgresql://`` DSN, the passwords it contains).
+
+    The address names the server in error messages; the passwords are what must never appear
+    in them.
+    """
+    _, _, rest = dsn.partition("://")
+    rest, _, query = rest.partition("?")
+    netloc, _, path = rest.partition("/")
+    userinfo, _, hosts = netloc.rpartition("@")
+    params = dict(parse_qsl(query))
+    secrets = []
+    if ":" in userinfo:
+        password = userinfo.split(":", 1)[1]
+        secrets += [password, unquote(password)]
+    if params.get("password"):
+        secrets.append(params["password"])
+    hosts = unquote(hosts) or params.get("host", "localhost")
+    port = params.get("port", "5432")
+    parts = []
+    for host in hosts.split(","):
+        bracketed = host.startswith("[")
+        if (bracketed and "]:" in host) or (not bracketed and host.count(":") == 1):
+            parts.append(host)  # it names its port
+        elif host.count(":") > 1 and not bracketed:
+            parts.append(f"[{host}]:{port}")
+        else:
+            parts.append(f"{host}:{port}")  # a name, an address or a socket directory
+    dbname = unquote(path) or params.get("dbname", "")
+    address = ",".join(parts) + (f"/{dbname}" if dbname else "")
+    return address, tuple(s for s in secrets if s)
+
+
 class PostgresStore(StoreOptionsMixin):
     """Session store on PostgreSQL.
 
-    :param dsn_or_pool: a ``postgresql://`` DSN (the store then owns a pool created on first
-        use) or an ``asyncpg.Pool`` (not closed by :meth:`close`).
+    The store connects lazily, inside the running event loop, and keeps one pool per loop: a
+    store made at import time works under successive test clients, pytest-asyncio's per-test
+    loops and server reloads. Nothing it starts keeps the process alive; ``await store.close()``
+    (or ``async with store``) closes its pools, and the next call opens a new one.
+
+    Every call is bounded: connecting by ``connect_timeout``, waiting for a pooled connection
+    by ``connect_timeout``, and each statement by ``command_timeout``. A read that fails
+    because its pooled connection died (the server restarted) is retried once on a fresh
+    connection, and the pool then replaces its other connections. Failures raise
+    :class:`~koasession.errors.StoreError` naming the store and its address, never a password.
+
+    :param dsn_or_pool: a ``postgresql://`` DSN (the store then owns its pools) or an
+        ``asyncpg.Pool`` (used as is, only in the loop that created it; not closed by
+        :meth:`close`).
     :param table: table name, optionally ``schema.table``.
     :param create_table: create the table and indexes when missing (on first use, under an
         advisory lock so that several servers starting together do not race).
@@ -60,7 +129,12 @@ class PostgresStore(StoreOptionsMixin):
         column for :meth:`destroy_owner` and :meth:`list_owner`.
     :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
         (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
-    :param pool_options: passed to ``asyncpg.create_pool`` when a DSN is given.
+    :param connect_timeout: seconds to open a connection or wait for a free pooled one.
+    :param command_timeout: seconds one statement may take before it is cancelled.
+    :param pool_options: passed to ``asyncpg.create_pool`` when a DSN is given (they override
+        the defaults ``min_size=1, max_size=10`` and the timeouts above).
+
+    ``address`` is the server as error messages name it (``host:port/dbname``, no password).
     """
 
     def __init__(
@@ -74,6 +148,8 @@ class PostgresStore(StoreOptionsMixin):
         owner: OwnerFunc | None = None,
         purge_every: int = 1000,
         purge_limit: int = 1000,
+        connect_timeout: float = 5.0,
+        command_timeout: float = 5.0,
         pool_options: dict[str, Any] | None = None,
     ) -> None:
         self._init_common(hash_ids=hash_ids, hash_key=hash_key, owner=owner)
@@ -82,59 +158,124 @@ class PostgresStore(StoreOptionsMixin):
         self._bare = bare
         self._create_table = create_table
         self._purge = AutoPurge(purge_every, purge_limit)
+        for name, value in (
+            ("connect_timeout", connect_timeout),
+            ("command_timeout", command_timeout),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        self._connect_timeout = float(connect_timeout)
+        self._command_timeout = float(command_timeout)
+        self._pool_options = dict(pool_options or {})
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
-            self._pool: Any = None
+            self.address, self._secrets = describe_dsn(dsn_or_pool)
+            self._pools: PerLoop[Any] = PerLoop(self._open_pool, self._close_pool, _terminate)
         elif isinstance(dsn_or_pool, asyncpg.Pool):
             if pool_options:
                 raise ConfigurationError("pool_options are only used with a DSN")
             self._dsn = None
-            self._pool = dsn_or_pool
+            self.address, self._secrets = "an asyncpg pool", ()
+            pool = dsn_or_pool
+
+            async def given() -> Any:
+                return pool
+
+            self._pools = PerLoop(given, _leave_open, _leave_open_sync)
         else:
             raise ConfigurationError("PostgresStore needs a DSN string or an asyncpg.Pool")
-        self._pool_options = dict(pool_options or {})
         self._ready = False
-        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.address}, table={self.table!r})"
 
     # -- setup ---------------------------------------------------------------------------------
 
+    async def _open_pool(self) -> Any:
+        options: dict[str, Any] = {
+            "min_size": 1,
+            "max_size": 10,
+            "timeout": self._connect_timeout,
+            "command_timeout": self._command_timeout,
+        }
+        options.update(self._pool_options)
+        return await asyncpg.create_pool(self._dsn, **options)
+
+    async def _close_pool(self, pool: Any) -> None:
+        try:
+            # close() waits for every connection to be released: bounded, since one may be
+            # stuck on a server that stopped answering.
+            await asyncio.wait_for(pool.close(), self._command_timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            pool.terminate()
+
     async def _get_pool(self) -> Any:
+        """The running loop's pool, opened (and the table created) on first use."""
+        pool = await self._pools.get()
         if self._ready:
-            return self._pool
-        async with self._lock:
-            if self._pool is None:
-                options: dict[str, Any] = {"min_size": 1, "max_size": 10}
-                options.update(self._pool_options)
-                self._pool = await asyncpg.create_pool(self._dsn, **options)
-            if self._create_table and not self._ready:
-                await self._create(self._pool)
-            self._ready = True
-        return self._pool
+            return pool
+        async with self._pools.lock():
+            if not self._ready:
+                if self._create_table:
+                    await self._create(pool)
+                self._ready = True
+        return pool
 
     async def _create(self, pool: Any) -> None:
         t = self._table
         lock_id = int.from_bytes(
             hashlib.sha256(f"koasession:{self.table}".encode()).digest()[:8], "big", signed=True
         )
-        async with pool.acquire() as conn, conn.transaction():
+        timeout = self._command_timeout
+        async with pool.acquire(timeout=self._connect_timeout) as conn, conn.transaction():
             # CREATE ... IF NOT EXISTS is not safe against itself in PostgreSQL (two servers
             # can both try and one fails on the catalog); the advisory lock serialises them.
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id)
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_id, timeout=timeout)
             await conn.execute(
                 f"CREATE TABLE IF NOT EXISTS {t} ("
                 " id text PRIMARY KEY,"
                 " data text NOT NULL,"
                 " expires_at timestamptz,"
-                " owner text)"
+                " owner text)",
+                timeout=timeout,
             )
             await conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {index_name(self._bare, 'expires_at_idx')}"
-                f" ON {t} (expires_at)"
+                f" ON {t} (expires_at)",
+                timeout=timeout,
             )
             await conn.execute(
                 f"CREATE INDEX IF NOT EXISTS {index_name(self._bare, 'owner_idx')}"
-                f" ON {t} (owner) WHERE owner IS NOT NULL"
+                f" ON {t} (owner) WHERE owner IS NOT NULL",
+                timeout=timeout,
             )
+
+    async def _run(
+        self, operation: str, query: Callable[[Any], Awaitable[_R]], *, retry: bool = False
+    ) -> _R:
+        """Run ``query(connection)`` on a pooled connection, bounded by the store's timeouts.
+
+        ``retry``: the query is idempotent, so a connection that turns out to be dead is
+        replaced and the query run once more.
+        """
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            pool = None
+            try:
+                pool = await self._get_pool()
+                async with pool.acquire(timeout=self._connect_timeout) as conn:
+                    return await query(conn)
+            except Exception as exc:
+                if not _broken(exc):
+                    raise store_error(repr(self), operation, exc, self._secrets) from exc
+                if pool is not None:
+                    # One dead connection means the server went away: its siblings are dead
+                    # too, and should be replaced on their next use rather than fail one
+                    # request each.
+                    await pool.expire_connections()
+                if attempt + 1 == attempts:
+                    raise store_error(repr(self), operation, exc, self._secrets) from exc
+        raise AssertionError("unreachable")
 
     # -- Store protocol ------------------------------------------------------------------------
 
@@ -150,10 +291,13 @@ class PostgresStore(StoreOptionsMixin):
         invalid id never reaches the server)."""
         if not valid_id(key):
             return None
-        pool = await self._get_pool()
-        raw = await pool.fetchval(
-            f"SELECT data FROM {self._table} WHERE id = $1 AND {_LIVE}", self._stored_key(key)
-        )
+        sql = f"SELECT data FROM {self._table} WHERE id = $1 AND {_LIVE}"
+        skey = self._stored_key(key)
+
+        async def query(conn: Any) -> Any:
+            return await conn.fetchval(sql, skey, timeout=self._command_timeout)
+
+        raw = await self._run("get", query, retry=True)
         return None if raw is None else loads(raw)
 
     async def set(
@@ -178,26 +322,30 @@ class PostgresStore(StoreOptionsMixin):
         args = (self._stored_key(key), dumps(data), ttl_seconds(max_age), self._owner_of(data))
         t = self._table
         mode = write_mode(key, ctx)
-        pool = await self._get_pool()
         if mode == "update":
-            status = await pool.execute(
+            sql = (
                 f"UPDATE {t} SET data = $2, expires_at = {_EXPIRES}, owner = $4"
-                f" WHERE id = $1 AND {_LIVE}",
-                *args,
+                f" WHERE id = $1 AND {_LIVE}"
             )
         else:
             # An insert may take over an expired row (it is gone as far as anyone can see),
             # never a live one.
             guard = " WHERE s.expires_at IS NOT NULL AND s.expires_at <= now()"
-            status = await pool.execute(
+            sql = (
                 f"INSERT INTO {t} AS s (id, data, expires_at, owner)"
                 f" VALUES ($1, $2, {_EXPIRES}, $4)"
                 " ON CONFLICT (id) DO UPDATE SET data = EXCLUDED.data,"
                 " expires_at = EXCLUDED.expires_at, owner = EXCLUDED.owner"
-                + (guard if mode == "insert" else ""),
-                *args,
+                + (guard if mode == "insert" else "")
             )
-        written = _rowcount(status) > 0
+
+        async def query(conn: Any) -> str:
+            status: str = await conn.execute(sql, *args, timeout=self._command_timeout)
+            return status
+
+        # Not retried: had the first attempt committed before its connection died, a retried
+        # insert would report a collision with itself.
+        written = _rowcount(await self._run("set", query)) > 0
         if not written and mode == "insert":
             raise SessionIdCollision("session id already exists")
         if written:
@@ -208,8 +356,27 @@ class PostgresStore(StoreOptionsMixin):
         """Remove the row saved under ``key``; a missing or invalid id is not an error."""
         if not valid_id(key):
             return
-        pool = await self._get_pool()
-        await pool.execute(f"DELETE FROM {self._table} WHERE id = $1", self._stored_key(key))
+        await self._execute(
+            "destroy", f"DELETE FROM {self._table} WHERE id = $1", self._stored_key(key)
+        )
+
+    async def _execute(self, operation: str, sql: str, *args: Any) -> str:
+        """Run one idempotent statement (retried once on a dead connection); its status."""
+
+        async def query(conn: Any) -> str:
+            status: str = await conn.execute(sql, *args, timeout=self._command_timeout)
+            return status
+
+        return await self._run(operation, query, retry=True)
+
+    async def _fetch(self, operation: str, sql: str, *args: Any) -> list[Any]:
+        """Fetch the rows of one query (not retried: it may write)."""
+
+        async def query(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(sql, *args, timeout=self._command_timeout)
+            return rows
+
+        return await self._run(operation, query)
 
     # -- owner index ---------------------------------------------------------------------------
 
@@ -217,23 +384,28 @@ class PostgresStore(StoreOptionsMixin):
         """Remove every session of ``owner_id`` ("log out everywhere"); return how many were
         live. In-flight requests of these sessions cannot bring them back."""
         self._require_owner()
-        pool = await self._get_pool()
-        rows = await pool.fetch(
-            f"DELETE FROM {self._table} WHERE owner = $1 RETURNING {_LIVE} AS live", str(owner_id)
+        rows = await self._fetch(
+            "destroy_owner",
+            f"DELETE FROM {self._table} WHERE owner = $1 RETURNING {_LIVE} AS live",
+            str(owner_id),
         )
         return sum(1 for row in rows if row["live"])
 
     async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
         """List the live sessions of ``owner_id``."""
         self._require_owner()
-        pool = await self._get_pool()
-        rows = await pool.fetch(
+        sql = (
             f"SELECT id, data, extract(epoch FROM expires_at)::float8 AS expires"
-            f" FROM {self._table} WHERE owner = $1 AND {_LIVE} ORDER BY id",
-            str(owner_id),
+            f" FROM {self._table} WHERE owner = $1 AND {_LIVE} ORDER BY id"
         )
+        owner = str(owner_id)
+
+        async def query(conn: Any) -> list[Any]:
+            rows: list[Any] = await conn.fetch(sql, owner, timeout=self._command_timeout)
+            return rows
+
         result = []
-        for row in rows:
+        for row in await self._run("list_owner", query, retry=True):
             data = loads(row["data"])
             if data is not None:
                 result.append(StoredSession(row["id"], data, row["expires"]))
@@ -242,11 +414,11 @@ class PostgresStore(StoreOptionsMixin):
     # -- housekeeping --------------------------------------------------------------------------
 
     async def _purge_batch(self, limit: int) -> int:
-        pool = await self._get_pool()
         t = self._table
         # SKIP LOCKED: concurrent purgers (one per server) split the work instead of queueing.
         # The outer expiry check guards against a row revived between the two scans.
-        status = await pool.execute(
+        status = await self._execute(
+            "purge_expired",
             f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t}"
             f" WHERE expires_at <= now() LIMIT $1 FOR UPDATE SKIP LOCKED)"
             f" AND expires_at <= now()",
@@ -258,21 +430,34 @@ class PostgresStore(StoreOptionsMixin):
         """Delete expired rows (at most ``limit`` when given); return how many were deleted."""
         if limit is not None:
             return await self._purge_batch(limit)
-        pool = await self._get_pool()
-        status = await pool.execute(f"DELETE FROM {self._table} WHERE expires_at <= now()")
+        status = await self._execute(
+            "purge_expired", f"DELETE FROM {self._table} WHERE expires_at <= now()"
+        )
         return _rowcount(status)
 
     async def drop_table(self) -> None:
         """Drop the table (tests and uninstall); the next call recreates it."""
-        pool = await self._get_pool()
-        await pool.execute(f"DROP TABLE IF EXISTS {self._table}")
+        await self._execute("drop_table", f"DROP TABLE IF EXISTS {self._table}")
         self._ready = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the pool if this store created it from a DSN."""
-        if self._dsn is not None and self._pool is not None:
-            pool, self._pool = self._pool, None
-            self._ready = False
-            await pool.close()
+        """Close the pools this store opened (a pool given to it is left open). The store stays
+        usable: the next call opens a new pool."""
+        await self._pools.close()
+
+
+def _terminate(pool: Any) -> None:
+    # The pool's loop is closed, so nothing can be awaited: abort its connections. On a closed
+    # loop even that fails part-way; the sockets are then closed when garbage-collected.
+    with contextlib.suppress(RuntimeError):
+        pool.terminate()
+
+
+async def _leave_open(pool: Any) -> None:
+    """A pool given by the application is closed by the application."""
+
+
+def _leave_open_sync(pool: Any) -> None:
+    """A pool given by the application is closed by the application."""

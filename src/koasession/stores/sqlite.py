@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-import aiosqlite
+try:
+    import aiosqlite
+except ImportError as exc:  # exercised by a test that hides aiosqlite
+    from ._sql import missing_driver
+
+    raise missing_driver("SQLiteStore", "aiosqlite", "sqlite") from exc
 
 from ..errors import ConfigurationError, SessionIdCollision
 from ._common import (
@@ -30,16 +37,56 @@ from ._common import (
     valid_id,
     write_mode,
 )
-from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name
+from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name, store_error
 from .base import SessionData
 
 __all__ = ["SQLiteStore"]
 
 _LIVE = "(expires_at IS NULL OR expires_at > ?)"
 
+_R = TypeVar("_R")
+
+
+def _worker(conn: aiosqlite.Connection) -> threading.Thread | None:
+    # aiosqlite < 0.21 made the connection itself the worker thread; later versions hold one.
+    thread = getattr(conn, "_thread", conn)
+    return thread if isinstance(thread, threading.Thread) else None
+
+
+def _daemonize(conn: aiosqlite.Connection) -> None:
+    """Make the connection's worker thread a daemon before it starts.
+
+    aiosqlite runs each connection in a non-daemon thread, which keeps the interpreter alive
+    after the last line of a script (and after Ctrl-C on a server) until someone closes the
+    connection. Python joins non-daemon threads before ``atexit`` handlers run, so closing at
+    exit cannot help; a daemon thread can. An abandoned write is rolled back by SQLite's
+    journal, so nothing is corrupted.
+    """
+    thread = _worker(conn)
+    if thread is not None and not thread.is_alive():
+        thread.daemon = True
+
+
+def _usable(conn: aiosqlite.Connection) -> bool:
+    """Whether the connection's worker thread still runs.
+
+    aiosqlite hands each result to the loop that asked for it; when that loop was closed
+    with a call in flight, the worker thread dies, and every later call would wait forever.
+    """
+    thread = _worker(conn)
+    return thread is None or thread.is_alive()
+
 
 class SQLiteStore(StoreOptionsMixin):
     """Session store in a SQLite database file.
+
+    The store opens its connection lazily, on first use. aiosqlite answers each call in the
+    event loop that made it, so one connection serves successive loops (test clients,
+    pytest-asyncio's per-test loops); a connection whose worker died with a closed loop is
+    replaced. The worker thread is a daemon: a script or a server that forgets to close the
+    store still exits. ``await store.close()`` (or ``async with store``) closes the connection;
+    the next call opens a new one. Failures raise :class:`~koasession.errors.StoreError`
+    naming the store and its file.
 
     :param path: the database file (created when missing), or an open ``aiosqlite.Connection``
         (used as is and not closed by :meth:`close`; it should be in autocommit mode,
@@ -88,33 +135,54 @@ class SQLiteStore(StoreOptionsMixin):
             self._owns_conn = True
         else:
             raise ConfigurationError("SQLiteStore needs a file path or an aiosqlite.Connection")
-        self._ready = False
+        self._ready = False  # the connection in _conn has been set up
+        # asyncio locks belong to one loop: a new one for each loop (the loop is kept so that
+        # a new loop can never pass for the old one).
+        self._lock_loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        where = "an aiosqlite connection" if self.path is None else repr(os.path.abspath(self.path))
+        return f"SQLiteStore({where}, table={self.table!r})"
 
     # -- setup ---------------------------------------------------------------------------------
 
     async def _db(self) -> aiosqlite.Connection:
-        if self._ready and self._conn is not None:
-            return self._conn
+        """The connection, opened (and the table created) on first use."""
+        conn = self._conn
+        if self._ready and conn is not None and _usable(conn):
+            return conn
+        loop = asyncio.get_running_loop()
+        if self._lock_loop is not loop:
+            self._lock_loop, self._lock = loop, asyncio.Lock()
         async with self._lock:
-            if self._conn is None:
+            conn = self._conn
+            if conn is not None and self._owns_conn and not _usable(conn):
+                conn = self._conn = None  # its thread is gone; the sqlite3 handle goes with GC
+                self._ready = False
+            if conn is None:
                 assert self.path is not None
                 # isolation_level=None: autocommit, so each statement is its own transaction
                 # and concurrent coroutines sharing the connection never share a transaction.
-                self._conn = await aiosqlite.connect(self.path, isolation_level=None)
+                conn = aiosqlite.connect(self.path, isolation_level=None)
+                _daemonize(conn)
+                await conn
+                self._conn = conn
             if not self._ready:
-                conn = self._conn
-                # busy_timeout first: switching to WAL needs a lock another process may hold.
-                await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-                if self._owns_conn:
-                    await conn.execute("PRAGMA journal_mode = WAL")
-                    # NORMAL is durable in WAL mode except for the last commits on power loss,
-                    # an acceptable trade for sessions.
-                    await conn.execute("PRAGMA synchronous = NORMAL")
-                if self._create_table:
-                    await self._create(conn)
+                await self._setup(conn)
                 self._ready = True
-        return self._conn
+        return conn
+
+    async def _setup(self, conn: aiosqlite.Connection) -> None:
+        # busy_timeout first: switching to WAL needs a lock another process may hold.
+        await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+        if self._owns_conn:
+            await conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL is durable in WAL mode except for the last commits on power loss, an
+            # acceptable trade for sessions.
+            await conn.execute("PRAGMA synchronous = NORMAL")
+        if self._create_table:
+            await self._create(conn)
 
     async def _create(self, conn: aiosqlite.Connection) -> None:
         t = self._table
@@ -134,11 +202,32 @@ class SQLiteStore(StoreOptionsMixin):
             f" ON {t} (owner) WHERE owner IS NOT NULL"
         )
 
-    async def _execute(self, sql: str, *params: Any) -> int:
+    async def _run(
+        self, operation: str, query: Callable[[aiosqlite.Connection], Awaitable[_R]]
+    ) -> _R:
+        """Run ``query(connection)``; a failure becomes a ``StoreError`` naming the file."""
+        try:
+            return await query(await self._db())
+        except Exception as exc:
+            raise store_error(repr(self), operation, exc, ()) from exc
+
+    async def _execute(self, operation: str, sql: str, *params: Any) -> int:
         """Run one statement; return the number of rows it changed."""
-        conn = await self._db()
-        async with conn.execute(sql, params) as cursor:
-            return cursor.rowcount
+
+        async def query(conn: aiosqlite.Connection) -> int:
+            async with conn.execute(sql, params) as cursor:
+                return cursor.rowcount
+
+        return await self._run(operation, query)
+
+    async def _fetch(self, operation: str, sql: str, *params: Any) -> list[Any]:
+        """Run one query; return its rows."""
+
+        async def query(conn: aiosqlite.Connection) -> list[Any]:
+            async with conn.execute(sql, params) as cursor:
+                return list(await cursor.fetchall())
+
+        return await self._run(operation, query)
 
     # -- Store protocol ------------------------------------------------------------------------
 
@@ -154,13 +243,13 @@ class SQLiteStore(StoreOptionsMixin):
         invalid id never reaches the database)."""
         if not valid_id(key):
             return None
-        conn = await self._db()
-        async with conn.execute(
+        rows = await self._fetch(
+            "get",
             f"SELECT data FROM {self._table} WHERE id = ? AND {_LIVE}",
-            (self._stored_key(key), time.time()),
-        ) as cursor:
-            row = await cursor.fetchone()
-        return None if row is None else loads(row[0])
+            self._stored_key(key),
+            time.time(),
+        )
+        return loads(rows[0][0]) if rows else None
 
     async def set(
         self,
@@ -191,6 +280,7 @@ class SQLiteStore(StoreOptionsMixin):
         mode = write_mode(key, ctx)
         if mode == "update":
             count = await self._execute(
+                "set",
                 f"UPDATE {t} SET data = ?, expires_at = ?, owner = ? WHERE id = ? AND {_LIVE}",
                 raw,
                 expires,
@@ -209,7 +299,7 @@ class SQLiteStore(StoreOptionsMixin):
                 # An insert may take over an expired row, never a live one.
                 sql += f" WHERE {t}.expires_at IS NOT NULL AND {t}.expires_at <= ?"
                 params += (now,)
-            count = await self._execute(sql, *params)
+            count = await self._execute("set", sql, *params)
         written = count > 0
         if not written and mode == "insert":
             raise SessionIdCollision("session id already exists")
@@ -220,7 +310,9 @@ class SQLiteStore(StoreOptionsMixin):
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the row saved under ``key``; a missing or invalid id is not an error."""
         if valid_id(key):
-            await self._execute(f"DELETE FROM {self._table} WHERE id = ?", self._stored_key(key))
+            await self._execute(
+                "destroy", f"DELETE FROM {self._table} WHERE id = ?", self._stored_key(key)
+            )
 
     # -- owner index ---------------------------------------------------------------------------
 
@@ -231,21 +323,24 @@ class SQLiteStore(StoreOptionsMixin):
         owner = str(owner_id)
         # Two statements instead of DELETE ... RETURNING, which needs SQLite 3.35.
         live = await self._execute(
-            f"DELETE FROM {self._table} WHERE owner = ? AND {_LIVE}", owner, time.time()
+            "destroy_owner",
+            f"DELETE FROM {self._table} WHERE owner = ? AND {_LIVE}",
+            owner,
+            time.time(),
         )
-        await self._execute(f"DELETE FROM {self._table} WHERE owner = ?", owner)
+        await self._execute("destroy_owner", f"DELETE FROM {self._table} WHERE owner = ?", owner)
         return live
 
     async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
         """List the live sessions of ``owner_id``."""
         self._require_owner()
-        conn = await self._db()
-        async with conn.execute(
+        rows = await self._fetch(
+            "list_owner",
             f"SELECT id, data, expires_at FROM {self._table}"
             f" WHERE owner = ? AND {_LIVE} ORDER BY id",
-            (str(owner_id), time.time()),
-        ) as cursor:
-            rows = await cursor.fetchall()
+            str(owner_id),
+            time.time(),
+        )
         result = []
         for skey, raw, expires in rows:
             data = loads(raw)
@@ -259,6 +354,7 @@ class SQLiteStore(StoreOptionsMixin):
         t = self._table
         now = time.time()
         return await self._execute(
+            "purge_expired",
             f"DELETE FROM {t} WHERE id IN (SELECT id FROM {t} WHERE expires_at <= ? LIMIT ?)",
             now,
             limit,
@@ -268,13 +364,17 @@ class SQLiteStore(StoreOptionsMixin):
         """Delete expired rows (at most ``limit`` when given); return how many were deleted."""
         if limit is not None:
             return await self._purge_batch(limit)
-        return await self._execute(f"DELETE FROM {self._table} WHERE expires_at <= ?", time.time())
+        return await self._execute(
+            "purge_expired", f"DELETE FROM {self._table} WHERE expires_at <= ?", time.time()
+        )
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def close(self) -> None:
-        """Close the connection if this store opened it."""
+        """Close the connection if this store opened it (a connection given to it is left
+        open). The store stays usable: the next call opens a new connection."""
         if self._owns_conn and self._conn is not None:
             conn, self._conn = self._conn, None
             self._ready = False
-            await conn.close()
+            if _usable(conn):
+                await conn.close()
