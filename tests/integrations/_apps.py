@@ -29,7 +29,7 @@ from koasession import Session, SessionMiddleware
 # Module level: FastAPI and Litestar resolve string annotations in the functions' globals.
 from koasession.integrations.fastapi import SessionDep
 
-KEY = "b" * 32
+KEY = "_IHtOhi8zgmibpkO7zPZzGA8VWyuifgZLVqCy3WYh_0"
 
 SETUPS = [
     ("plain", "wrapped"),

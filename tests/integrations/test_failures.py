@@ -170,7 +170,7 @@ async def test_a_5xx_the_app_answers_itself_commits_nothing(mode: str) -> None:
 
     from koasession import SessionMiddleware
 
-    async with client(SessionMiddleware(app, keys=["b" * 32], store=store)) as http:
+    async with client(SessionMiddleware(app, keys=["x-evbtGuHKDhmuOSXTar6nlNzfjBTrKb0kS9vN_p1KY"], store=store)) as http:
         response = await http.get("/maintenance")
         assert response.status_code == 503
         assert session_lines(response) == []
@@ -264,7 +264,7 @@ async def test_store_error_in_save_destroy_and_manual_commit(failure: str, polic
 
     mw = SessionMiddleware(
         app,
-        keys=["b" * 32],
+        keys=["x-evbtGuHKDhmuOSXTar6nlNzfjBTrKb0kS9vN_p1KY"],
         store=store,
         store_timeout=0.2,
         on_store_error=policy,

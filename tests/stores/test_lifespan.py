@@ -32,7 +32,7 @@ from .conftest import RUN_ID, PrivateRedis
 
 pytestmark = pytest.mark.timeout(60)
 
-KEYS = ["x" * 32]
+KEYS = ["fEUiDYlyIMgm3Rq--HvPZkn9tWE820p8y_1bGXGK3v4"]
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
 
@@ -317,7 +317,10 @@ def test_demo_with_redis_store_exits_on_sigint(private_redis: PrivateRedis) -> N
             server.close()
         demo.send_signal(signal.SIGINT)
         _, stderr = demo.communicate(timeout=5)
-        assert demo.returncode == 0, stderr.decode()[-2000:]
+        # 130: the command line's status for an interrupted command (uvicorn re-raises the
+        # signal once it has shut down); what matters is a prompt exit with no traceback.
+        assert demo.returncode in (0, 130), stderr.decode()[-2000:]
+        assert b"Traceback" not in stderr
     finally:
         if demo.poll() is None:
             demo.kill()

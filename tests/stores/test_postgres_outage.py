@@ -27,7 +27,7 @@ __all__ = ["private_postgres"]  # the fixture, imported for pytest
 
 pytestmark = pytest.mark.timeout(120)
 
-KEYS = ["p" * 32 + "-outage-test-key-0123456789"]
+KEYS = ["u7Y0Whw_qHcciocmRzcFMV97BJ0N1qTa5Lq1peuETlU"]
 COOKIE = "koa.sess"
 POOL_SIZE = 10
 STORE_TIMEOUT = 1.0

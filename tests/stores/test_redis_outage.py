@@ -21,7 +21,7 @@ from .conftest import PrivateRedis
 
 pytestmark = pytest.mark.timeout(90)
 
-KEYS = ["x" * 32]
+KEYS = ["tsa0Tv6lXhtc-yUygN3NWHPP5mQE1S9RoUrTRqKrW_M"]
 
 
 async def counter(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -18,7 +18,7 @@ import pytest
 from koasession import SessionMiddleware
 from koasession.errors import StoreError
 
-KEYS = ["e" * 32 + "-errors-test-key-0123456789"]
+KEYS = ["_j2NUFsFTErjzFMRp6IthS3HGx_lg2BF1p7EoTISSS8"]
 PASSWORD = "s3cr3t-Pa55word"
 
 

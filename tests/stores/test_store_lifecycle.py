@@ -33,7 +33,7 @@ from .conftest import DATABASE_URL, RUN_ID, unavailable
 pytestmark = pytest.mark.timeout(120)
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
-KEYS = ["k" * 32 + "-lifecycle-test-key-0123456789"]
+KEYS = ["C-bWnhOFnTTIieFKiJeWfMZAQ8TTtERVA7VgYs_qYxM"]
 STORE_KINDS = ["memory", "sqlite", "postgres"]
 _tables = itertools.count()
 
