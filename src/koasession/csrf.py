@@ -136,7 +136,8 @@ class CSRFMiddleware:
     ) -> None:
         self.app = app
         self.field_name = field_name
-        self.header_name = header_name.lower().encode("latin-1")
+        self.header_name = header_name
+        self._header_key = header_name.lower().encode("latin-1")
         paths = list(exempt_paths)
         self.exempt_exact = frozenset(p for p in paths if not p.endswith("*"))
         self.exempt_prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))
@@ -146,7 +147,9 @@ class CSRFMiddleware:
         self.scope_key = scope_key
 
     def _exempt(self, path: str) -> bool:
-        return path in self.exempt_exact or path.startswith(self.exempt_prefixes or ("\0",))
+        return path in self.exempt_exact or (
+            bool(self.exempt_prefixes) and path.startswith(self.exempt_prefixes)
+        )
 
     async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if (
@@ -170,7 +173,7 @@ class CSRFMiddleware:
             if refused is not None:
                 await _forbidden(send, refused)
                 return
-        token: str | None = headers.get(self.header_name, b"").decode("latin-1") or None
+        token: str | None = headers.get(self._header_key, b"").decode("latin-1") or None
         replay: list[_Message] = []
         if token is None:
             token, replay, disconnected = await self._token_from_body(headers, receive)
@@ -180,7 +183,7 @@ class CSRFMiddleware:
             if token is None:
                 reason = (
                     f"CSRF token missing: send it in the {self.field_name!r} form field or the "
-                    f"{self.header_name.decode()!r} header (from koasession.csrf_token(session))"
+                    f"{self.header_name!r} header (from koasession.csrf_token(session))"
                 )
             elif _secret(session) is None:
                 reason = (

@@ -183,6 +183,7 @@ async def test_cross_site_post_without_token_is_refused_and_changes_nothing(
         assert tokenless.status_code == 403
         assert "CSRF token missing" in tokenless.text
         assert "'csrf_token' form field" in tokenless.text
+        assert "'X-CSRF-Token' header" in tokenless.text
         assert tokenless.headers.get_list("set-cookie") == []
 
         assert dict(http.cookies) == before
