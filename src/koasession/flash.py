@@ -83,8 +83,8 @@ def pop_flashes(session: MutableMapping[str, Any], *, key: str = FLASH_KEY) -> l
 
 def _as_object(value: Any) -> dict[str, Any]:
     """What koa-flash may have stored, as a fresh dict of category to message(s)."""
-    if value is None:
-        return {}
+    if not value:
+        return {}  # koa-flash reads a falsy value (null, false, 0, "") as no flash too
     if isinstance(value, dict):
         return dict(value)
     # A list of messages or one bare value (ctx.flash = 'Saved'): no category was given.

@@ -104,6 +104,8 @@ async def test_stored_as_koa_flash_object_of_categories(app: Any) -> None:
         ({"form": {"name": "too long"}}, [["form", {"name": "too long"}]]),
         ({}, []),
         (None, []),
+        ("", []),
+        (False, []),
     ],
 )
 async def test_any_value_koa_flash_may_hold_is_read(
