@@ -1,7 +1,8 @@
 """koasession: koa-session for Python ASGI apps.
 
 Signed (or encrypted) cookie sessions by default, server-side stores with only the id in the
-cookie, koa's hooks, events, rolling and renewing lifetimes, and ``regenerate()``.
+cookie, koa's hooks, events, rolling and renewing lifetimes, and ``regenerate()``; flash messages
+that koa-flash reads, and CSRF tokens tied to the session.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import Any
 
 from .asgi import SessionMiddleware
 from .context import SessionContext
+from .csrf import CSRFMiddleware, csrf_token, verify_csrf
 from .envkeys import keys_from_env, keys_from_env_or_random
 from .errors import (
     ConfigurationError,
@@ -19,13 +21,16 @@ from .errors import (
     SessionIdCollision,
     StoreError,
 )
+from .flash import Flash, flash, peek_flashes, pop_flashes
 from .options import SessionOptions
 from .session import Session
 from .stores.memory import MemoryStore
 
 __all__ = [
+    "CSRFMiddleware",
     "ConfigurationError",
     "CookieTooLargeError",
+    "Flash",
     "InsecureConnectionError",
     "MemoryStore",
     "Session",
@@ -35,9 +40,14 @@ __all__ = [
     "SessionMiddleware",
     "SessionOptions",
     "StoreError",
+    "csrf_token",
+    "flash",
     "get_session",
     "keys_from_env",
     "keys_from_env_or_random",
+    "peek_flashes",
+    "pop_flashes",
+    "verify_csrf",
 ]
 __version__ = "0.1.0"
 

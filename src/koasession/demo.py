@@ -1,5 +1,8 @@
 """The demo app behind ``make demo``: a views counter, log in and out, the session shown.
 
+Its forms carry a CSRF token (``CSRFMiddleware`` refuses a POST without it) and a login leaves a
+flash message for the next page.
+
 Run ``koasession demo [--store URL] [--port 3000] [--keys KEY]``. Cookie mode needs no server;
 ``--store`` takes ``memory://``, ``redis://...``, ``postgresql://...``, ``sqlite://`` (a file in
 the user's cache directory) or ``sqlite:///path``. Keys come from ``--keys`` or
@@ -28,8 +31,10 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from .asgi import Message, Receive, Scope, Send, SessionMiddleware
+from .csrf import CSRF_SESSION_KEY, CSRFMiddleware, csrf_token
 from .diagnose import format_duration
 from .envkeys import KEY_ENV, keys_from_env_or_random
+from .flash import flash, pop_flashes
 from .options import validate_keys
 
 #: Where the demo's entries live on shared servers, apart from real applications'.
@@ -44,29 +49,33 @@ _PAGE = """<!doctype html>
 body{{font-family:system-ui,sans-serif;max-width:44rem;margin:2rem auto;padding:0 1rem;color:#222}}
 pre{{background:#f4f4f4;padding:.75rem;overflow:auto}} form{{display:inline-block;margin:.25rem 0}}
 button{{padding:.3rem .8rem}} .muted{{color:#666}}
+.flash{{padding:.5rem .75rem;background:#e8f5e9;border-left:4px solid #43a047}}
 </style></head><body>
 <h1>koasession demo</h1>
-<p class="muted">Mode: <b id="mode">{mode}</b></p>
+{flashes}<p class="muted">Mode: <b id="mode">{mode}</b></p>
 {id_block}<p>Expires: <b id="expires">{expires}</b></p>
 <p>You have viewed this page <b id="views">{views}</b> time(s).</p>
 {user_block}
 <h2>Decoded session</h2>
 <pre id="session">{session}</pre>
+<p class="muted">Not shown: the CSRF secret ({csrf_key!r}) the forms' tokens are made from.</p>
 <p>Session cookie size: <b id="cookie-size">{cookie_size}</b> bytes
 <span class="muted">(as your browser sent it on this request)</span></p>
 </body></html>
 """
 
-_LOGIN = """<form method="post" action="/login">
+_CSRF_INPUT = '<input type="hidden" name="csrf_token" value="{token}">'
+
+_LOGIN = """<form method="post" action="/login">{csrf}
 <label>Name <input name="user" id="user" required maxlength="64"></label>
 <label><input type="checkbox" name="remember" id="remember" value="1"> Remember me (30 days)</label>
 <button id="login">Log in</button></form>"""
 
 _LOGGED_IN = """<p>Logged in as <b id="who">{user}</b>{remember}.</p>
-<form method="post" action="/logout"><button id="logout">Log out</button></form>
+<form method="post" action="/logout">{csrf}<button id="logout">Log out</button></form>
 {everywhere}"""
 
-_EVERYWHERE = """<form method="post" action="/logout-everywhere">
+_EVERYWHERE = """<form method="post" action="/logout-everywhere">{csrf}
 <button id="logout-everywhere">Log out everywhere</button></form>"""
 
 REMEMBER_ME = 30 * 86400
@@ -85,6 +94,7 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
             form = await _read_form(receive)
             if path == "/login" and form.get("user"):
                 session["user"] = form["user"][:64]
+                flash(session, f"Welcome, {session['user']}!", "success")
                 if form.get("remember"):
                     session.max_age = REMEMBER_ME
                     session["remember"] = True
@@ -102,20 +112,32 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
             await _send(send, 404, b"not found", [(b"content-type", b"text/plain")])
             return
         session["views"] = session.get("views", 0) + 1
-        # Saved now rather than at the response's start, so the page can show the id the store
-        # gave it; the middleware does not write it twice.
-        await session.save()
+        shown_flashes = "".join(
+            f'<p class="flash" id="flash-{html.escape(f.category)}">'
+            f"{html.escape(str(f.message))}</p>\n"
+            for f in pop_flashes(session)
+        )
         user = session.get("user")
-        everywhere = _EVERYWHERE if getattr(store, "owner", None) is not None else ""
+        # Tokens are made before the save below, so a new session's CSRF secret is saved too.
         user_block = (
             _LOGGED_IN.format(
                 user=html.escape(user),
                 remember=" (remembered)" if session.get("remember") else "",
-                everywhere=everywhere,
+                csrf=_csrf_input(session),
+                everywhere=(
+                    _EVERYWHERE.format(csrf=_csrf_input(session))
+                    if getattr(store, "owner", None) is not None
+                    else ""
+                ),
             )
             if user
-            else _LOGIN
+            else _LOGIN.format(csrf=_csrf_input(session))
         )
+        # Saved now rather than at the response's start, so the page can show the id the store
+        # gave it; the middleware does not write it twice.
+        await session.save()
+        # The secret stays out of the page: tokens are masked so no body repeats it (BREACH).
+        shown = {k: v for k, v in session.to_json().items() if k != CSRF_SESSION_KEY}
         page = _PAGE.format(
             mode=html.escape(
                 f"store: {type(store).__name__}" if store is not None else "signed cookie"
@@ -124,12 +146,18 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
             id_block=_id_block(session.external_key) if store is not None else "",
             expires=html.escape(_expiry(session.max_age, store is not None)),
             user_block=user_block,
-            session=html.escape(json.dumps(session.to_json(), indent=2)),
+            session=html.escape(json.dumps(shown, indent=2)),
+            csrf_key=CSRF_SESSION_KEY,
+            flashes=shown_flashes,
             cookie_size=_cookie_size(scope),
         )
         await _send(send, 200, page.encode(), [(b"content-type", b"text/html; charset=utf-8")])
 
-    return SessionMiddleware(app, keys=keys, store=store)
+    return SessionMiddleware(CSRFMiddleware(app), keys=keys, store=store)
+
+
+def _csrf_input(session: Any) -> str:
+    return _CSRF_INPUT.format(token=csrf_token(session))
 
 
 def _id_block(session_id: str | None) -> str:

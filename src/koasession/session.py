@@ -11,6 +11,7 @@ from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .codec import META_KEYS
+from .csrf import CSRF_SESSION_KEY
 from .options import SessionOptions, normalize_max_age
 
 if TYPE_CHECKING:
@@ -134,7 +135,12 @@ class Session(MutableMapping[str, Any]):
         await self._rs.commit(save=True)
 
     async def regenerate(self) -> None:
-        """Remove the old session and save the same data under a new id (after login)."""
+        """Remove the old session and save the same data under a new id (after login).
+
+        The CSRF secret (:mod:`koasession.csrf`) is not carried over: the new session makes a new
+        one on its next ``csrf_token()``, so tokens from before a login stop working.
+        """
+        self._load().pop(CSRF_SESSION_KEY, None)
         await self._rs.commit(regenerate=True)
 
     async def manually_commit(self) -> None:

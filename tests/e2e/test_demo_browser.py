@@ -79,6 +79,8 @@ def log_in(page: Any, user: str, *, remember: bool) -> None:
     page.locator("#who").wait_for()
     page.wait_for_load_state()
     assert page.inner_text("#who") == user
+    # The form's hidden CSRF token got the POST through; the login's flash shows once.
+    assert page.inner_text("#flash-success") == f"Welcome, {user}!"
 
 
 def test_cookie_mode(

@@ -99,6 +99,13 @@ def shown(response: httpx.Response, element: str) -> str:
     return match.group(1)
 
 
+def csrf_field(response: httpx.Response) -> str:
+    """The CSRF token of the page's first form."""
+    match = re.search(r'name="csrf_token" value="([^"]+)"', response.text)
+    assert match, response.text[:500]
+    return match.group(1)
+
+
 def test_keys_make_cookies_survive_a_restart(run_demo: Any) -> None:
     demo = run_demo("--keys", KEY)
     with httpx.Client(base_url=demo.url) as client:
@@ -144,7 +151,7 @@ def test_store_mode_shows_short_id_and_expiry(run_demo: Any) -> None:
         sid = client.cookies["koa.sess"]
         assert shown(page, "sid") == sid[:8] + "\u2026" and sid[8:] not in page.text
         assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC \(in 1 day\)", shown(page, "expires"))
-        client.post("/login", data={"user": "ann", "remember": "1"})
+        client.post("/login", data={"user": "ann", "remember": "1", "csrf_token": csrf_field(page)})
         page = client.get("/")
         new_sid = client.cookies["koa.sess"]
         assert new_sid != sid and shown(page, "sid") == new_sid[:8] + "\u2026"
@@ -219,3 +226,32 @@ def test_weak_key_is_refused_before_listening(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("koasession demo: error: keys[0]")
     assert "Traceback" not in done.stderr
+
+
+def test_forms_need_their_csrf_token_and_a_login_flashes(run_demo: Any) -> None:
+    demo = run_demo("--store", "memory://", "--keys", KEY)
+    with httpx.Client(base_url=demo.url) as client:
+        page = client.get("/")
+        forged = client.post(
+            "/login", data={"user": "mallory"}, headers={"origin": "https://evil.example"}
+        )
+        assert forged.status_code == 403 and "is not trusted" in forged.text
+        tokenless = client.post("/login", data={"user": "mallory"})
+        assert tokenless.status_code == 403 and "CSRF token missing" in tokenless.text
+        assert 'id="who"' not in client.get("/").text
+
+        before_login = csrf_field(page)
+        login = client.post("/login", data={"user": "ann", "csrf_token": before_login})
+        assert login.status_code == 303
+        page = client.get("/")
+        assert shown(page, "who") == "ann"
+        assert shown(page, "flash-success") == "Welcome, ann!"
+        assert "_csrf" not in shown(page, "session")  # the secret never appears in a page
+        assert 'class="flash"' not in client.get("/").text  # shown once
+
+        # The login rotated the token: the one from before it no longer logs out.
+        stale = client.post("/logout", data={"csrf_token": before_login})
+        assert stale.status_code == 403
+        logout = client.post("/logout", data={"csrf_token": csrf_field(page)})
+        assert logout.status_code == 303
+        assert 'id="who"' not in client.get("/").text

@@ -50,7 +50,7 @@ def _node_modules_ready() -> bool:
     lock = KOA_APP_DIR / "package-lock.json"
     if not installed.is_file():
         return False
-    needed = ("koa", "koa-session", "koa-redis", "keygrip")
+    needed = ("koa", "koa-session", "koa-redis", "keygrip", "koa-flash")
     if not all((KOA_APP_DIR / "node_modules" / name / "package.json").is_file() for name in needed):
         return False
     # A lockfile newer than the install means the pinned versions changed: reinstall.

@@ -20,6 +20,9 @@
 //   GET /setjson?data=JSON merge a JSON object into the session (typed values, order kept)
 //   GET /get               {"session": ctx.session.toJSON() | null, "isNew", "maxAge", "externalKey"}
 //   GET /clear             ctx.session = null
+//   GET /flash/set?data=JSON  ctx.flash = the JSON value (koa-flash, mounted under /flash/ only)
+//   GET /flash/get         {"flash": ctx.flash, "session": ctx.session.toJSON()}
+//   GET /flash/redirect    a 302 that neither reads nor sets the flash (koa-flash keeps it)
 //
 // Test hook: a request header `x-fake-now: <ms since epoch>` pins Date.now() while the request
 // (and koa-session's commit) runs, so `_expire` and `expires=` are reproducible.
@@ -29,6 +32,7 @@
 const Koa = require('koa');
 const Keygrip = require('keygrip');
 const sessionModule = require('koa-session');
+const koaFlash = require('koa-flash');
 
 const createSession = sessionModule.createSession || sessionModule.default || sessionModule;
 
@@ -104,6 +108,34 @@ app.use(async (ctx, next) => {
 
 app.use(createSession(sessionOptions, app));
 
+// koa-flash 1.0.0 is a Koa 1 generator middleware (`function *(next)`, `this` is the context),
+// which Koa 2+ refuses. Run it the way Koa 1 did: drive the generator, awaiting what it yields,
+// with downstream as a generator that yields the promise of next().
+function fromGenerator(middleware) {
+  return async (ctx, next) => {
+    const downstream = (function* () {
+      return yield next();
+    })();
+    const gen = middleware.call(ctx, downstream);
+    let step = gen.next();
+    while (!step.done) {
+      let result;
+      try {
+        result = await step.value;
+      } catch (err) {
+        step = gen.throw(err);
+        continue;
+      }
+      step = gen.next(result);
+    }
+    return step.value;
+  };
+}
+
+// Only under /flash/, so the other routes keep plain koa-session behaviour.
+const flash = fromGenerator(koaFlash());
+app.use((ctx, next) => (ctx.path.startsWith('/flash/') ? flash(ctx, next) : next()));
+
 function describe(ctx) {
   const sess = ctx.session;
   if (!sess) return { session: null, isNew: null, maxAge: null, externalKey: null };
@@ -138,6 +170,16 @@ app.use(async (ctx) => {
     case '/clear':
       ctx.session = null;
       ctx.body = { session: null };
+      return;
+    case '/flash/set':
+      ctx.flash = JSON.parse(ctx.query.data || 'null');
+      ctx.body = describe(ctx);
+      return;
+    case '/flash/get':
+      ctx.body = { flash: ctx.flash, session: ctx.session.toJSON() };
+      return;
+    case '/flash/redirect':
+      ctx.redirect('/get');
       return;
     default:
       ctx.status = 404;

@@ -1,0 +1,334 @@
+"""CSRF tokens tied to the session, and an opt-in ASGI middleware that checks them.
+
+The session holds one random secret under :data:`CSRF_SESSION_KEY` (``"_csrf"``), made on the
+first :func:`csrf_token` call. ``Session.regenerate()`` drops it, so the session a login
+creates gets a new one, as Django and Rails rotate theirs at login: a token an attacker learnt
+(or planted) before the login is worthless after it.
+
+Every :func:`csrf_token` call returns a different string: the secret XOR a fresh random mask,
+with the mask in front (Django's approach). A page that reflects attacker-chosen text next to
+the token then never repeats the same bytes across responses, which is what BREACH-style
+compression attacks need. :func:`verify_csrf` removes the mask and compares in constant time.
+The unmasked secret is never accepted and never needs to leave the server (in cookie mode it
+is inside the signed cookie, which scripts cannot read with ``http_only``).
+
+:class:`CSRFMiddleware` goes inside :class:`~koasession.SessionMiddleware` and refuses unsafe
+requests (POST, PUT, PATCH, DELETE) without a valid token in the ``X-CSRF-Token`` header or the
+``csrf_token`` field of a form (urlencoded or multipart), and, when the browser names the page
+it comes from (``Origin``, or ``Referer`` over https), from an origin it does not trust.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import re
+import secrets
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+from urllib.parse import unquote_plus, urlsplit
+
+__all__ = ["CSRF_SESSION_KEY", "CSRFMiddleware", "csrf_token", "verify_csrf"]
+
+_Scope = MutableMapping[str, Any]
+_Message = MutableMapping[str, Any]
+_Receive = Callable[[], Awaitable[_Message]]
+_Send = Callable[[_Message], Awaitable[None]]
+_App = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+
+#: The session key of the CSRF secret: not one of the metadata names (``codec.META_KEYS``), so
+#: it is ordinary session data, and dropped by ``Session.regenerate()``. Leave it alone.
+CSRF_SESSION_KEY = "_csrf"
+
+_SECRET_BYTES = 32
+_SECRET_LENGTH = 43  # base64url of 32 bytes, unpadded
+_TOKEN_LENGTH = 86  # base64url of mask + masked secret, 64 bytes, unpadded
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes | None:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _secret(session: MutableMapping[str, Any]) -> bytes | None:
+    stored = session.get(CSRF_SESSION_KEY)
+    if not isinstance(stored, str) or len(stored) != _SECRET_LENGTH:
+        return None
+    raw = _unb64(stored)
+    return raw if raw is not None and len(raw) == _SECRET_BYTES else None
+
+
+def csrf_token(session: MutableMapping[str, Any]) -> str:
+    """A token for a form or a script to send back; different on every call, all valid.
+
+    The first call in a session creates its secret, which changes the session (it is saved with
+    the response). Put the token in a hidden ``csrf_token`` field or an ``X-CSRF-Token`` header.
+    """
+    secret = _secret(session)
+    if secret is None:
+        secret = secrets.token_bytes(_SECRET_BYTES)
+        session[CSRF_SESSION_KEY] = _b64(secret)
+    mask = secrets.token_bytes(_SECRET_BYTES)
+    return _b64(mask + bytes(m ^ s for m, s in zip(mask, secret, strict=True)))
+
+
+def verify_csrf(session: MutableMapping[str, Any], token: str | bytes | None) -> bool:
+    """Whether ``token`` came from :func:`csrf_token` for this session (constant time).
+
+    False when the session has no secret yet; never creates one.
+    """
+    secret = _secret(session)
+    if secret is None or token is None:
+        return False
+    if isinstance(token, bytes):
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+    if len(token) != _TOKEN_LENGTH:
+        return False
+    raw = _unb64(token)
+    if raw is None or len(raw) != 2 * _SECRET_BYTES:
+        return False
+    mask, masked = raw[:_SECRET_BYTES], raw[_SECRET_BYTES:]
+    return hmac.compare_digest(bytes(m ^ c for m, c in zip(mask, masked, strict=True)), secret)
+
+
+class CSRFMiddleware:
+    """Refuse unsafe requests that do not carry the session's CSRF token (403, plain text).
+
+    Place it inside ``SessionMiddleware``: ``SessionMiddleware(CSRFMiddleware(app), keys=...)``.
+
+    - ``field_name``: the form field read from ``application/x-www-form-urlencoded`` and
+      ``multipart/form-data`` bodies. The body is read only as far as the field (at most
+      ``max_body_size`` bytes; put the hidden input first in big upload forms) and replayed to
+      the app unchanged.
+    - ``header_name``: the header checked first (scripts: ``fetch(url, {headers: ...})``).
+    - ``exempt_paths``: paths not checked (webhooks that authenticate otherwise); an entry
+      ending in ``*`` is a prefix (``"/hooks/*"``).
+    - ``trusted_origins``: origins (``"https://admin.example.com"``) allowed besides the
+      request's own. When a browser sends ``Origin`` it must be one of them; over https a
+      request without ``Origin`` must have a ``Referer`` from one of them (Django's rule).
+      ``check_origin=False`` turns this off. Behind a TLS-terminating proxy, let the server
+      see the real scheme (uvicorn ``--proxy-headers``) or list the public origin here.
+    - ``scope_key``: the session's scope key, as given to ``SessionMiddleware``.
+    """
+
+    def __init__(
+        self,
+        app: _App,
+        *,
+        field_name: str = "csrf_token",
+        header_name: str = "X-CSRF-Token",
+        exempt_paths: Iterable[str] = (),
+        trusted_origins: Iterable[str] = (),
+        check_origin: bool = True,
+        max_body_size: int = 1_048_576,
+        scope_key: str = "session",
+    ) -> None:
+        self.app = app
+        self.field_name = field_name
+        self.header_name = header_name
+        self._header_key = header_name.lower().encode("latin-1")
+        paths = list(exempt_paths)
+        self.exempt_exact = frozenset(p for p in paths if not p.endswith("*"))
+        self.exempt_prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))
+        self.trusted_origins = frozenset(_origin_of(o) or o.lower() for o in trusted_origins)
+        self.check_origin = check_origin
+        self.max_body_size = max_body_size
+        self.scope_key = scope_key
+
+    def _exempt(self, path: str) -> bool:
+        return path in self.exempt_exact or (
+            bool(self.exempt_prefixes) and path.startswith(self.exempt_prefixes)
+        )
+
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] in _SAFE_METHODS
+            or self._exempt(scope.get("path", ""))
+        ):
+            await self.app(scope, receive, send)
+            return
+        session = scope.get(self.scope_key)
+        if session is None:
+            raise LookupError(
+                f"CSRFMiddleware found no session under scope[{self.scope_key!r}]: put it "
+                "inside SessionMiddleware (SessionMiddleware(CSRFMiddleware(app), ...))"
+            )
+        headers: dict[bytes, bytes] = {}
+        for name, value in scope.get("headers") or ():
+            headers.setdefault(name.lower(), value)
+        if self.check_origin:
+            refused = self._origin_problem(scope, headers)
+            if refused is not None:
+                await _forbidden(send, refused)
+                return
+        token: str | None = headers.get(self._header_key, b"").decode("latin-1") or None
+        replay: list[_Message] = []
+        if token is None:
+            token, replay, disconnected = await self._token_from_body(headers, receive)
+            if disconnected:
+                return
+        if not verify_csrf(session, token):
+            if token is None:
+                reason = (
+                    f"CSRF token missing: send it in the {self.field_name!r} form field or the "
+                    f"{self.header_name!r} header (from koasession.csrf_token(session))"
+                )
+            elif _secret(session) is None:
+                reason = (
+                    "CSRF token incorrect: this session has no CSRF token (no session cookie, "
+                    "or the session expired): reload the page and try again"
+                )
+            else:
+                reason = "CSRF token incorrect: reload the page and try again"
+            await _forbidden(send, reason)
+            return
+        await self.app(scope, _replaying(replay, receive) if replay else receive, send)
+
+    def _origin_problem(self, scope: _Scope, headers: dict[bytes, bytes]) -> str | None:
+        """Why the request's Origin (or, over https, Referer) is refused; None if it is not."""
+        own = _own_origin(scope, headers)
+        origin = headers.get(b"origin")
+        if origin is not None:
+            sent = origin.decode("latin-1").strip()
+            normal = _origin_of(sent)
+            if normal is not None and (normal == own or normal in self.trusted_origins):
+                return None
+            return f"CSRF check failed: origin {sent!r} is not trusted"
+        if scope.get("scheme") != "https":
+            return None  # plain http: a Referer proves little and privacy settings drop it
+        referer = headers.get(b"referer")
+        if referer is None:
+            return "CSRF check failed: an https request without Origin must send a Referer"
+        normal = _origin_of(referer.decode("latin-1").strip())
+        if normal is not None and (normal == own or normal in self.trusted_origins):
+            return None
+        return "CSRF check failed: the Referer is not a trusted origin"
+
+    async def _token_from_body(
+        self, headers: dict[bytes, bytes], receive: _Receive
+    ) -> tuple[str | None, list[_Message], bool]:
+        """Read the body up to the token field: (token, messages read, client disconnected)."""
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        media, _, params = content_type.partition(";")
+        media = media.strip().lower()
+        boundary: bytes | None = None
+        if media == "multipart/form-data":
+            match = re.search(r'boundary="?([^";]+)"?', params, re.IGNORECASE)
+            if match is None:
+                return None, [], False
+            boundary = match.group(1).encode("latin-1")
+        elif media != "application/x-www-form-urlencoded":
+            return None, [], False
+        messages: list[_Message] = []
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None, messages, True
+            messages.append(message)
+            body += message.get("body", b"")
+            complete = not message.get("more_body", False)
+            if boundary is None:
+                found = self._find_urlencoded(body, complete)
+            else:
+                found = self._find_multipart(body, complete, boundary)
+            if found is not False:
+                return (found if isinstance(found, str) else None), messages, False
+            if complete or len(body) >= self.max_body_size:
+                return None, messages, False
+
+    def _find_urlencoded(self, body: bytes, complete: bool) -> str | bool | None:
+        """The field's value; None when the complete body lacks it; False: read on."""
+        pairs = body.split(b"&")
+        if not complete:
+            pairs.pop()  # possibly cut short
+        for pair in pairs:
+            name, _, value = pair.partition(b"=")
+            if unquote_plus(name.decode("latin-1")) == self.field_name:
+                return unquote_plus(value.decode("latin-1"))
+        return None if complete else False
+
+    def _find_multipart(self, body: bytes, complete: bool, boundary: bytes) -> str | bool | None:
+        """The field's value from a multipart body; None when absent; False: read on."""
+        delimiter = b"--" + boundary
+        parts = body.split(delimiter)
+        for part in parts[1:-1] if not complete else parts[1:]:
+            head, sep, content = part.partition(b"\r\n\r\n")
+            if not sep:
+                continue
+            disposition = re.search(
+                rb"(?im)^content-disposition:\s*form-data(.*)$", head.lstrip(b"\r\n")
+            )
+            if disposition is None:
+                continue
+            attrs = disposition.group(1)
+            name = re.search(rb';\s*name="([^"]*)"', attrs)
+            if name is None or b"filename=" in attrs.lower():
+                continue
+            if name.group(1).decode("latin-1") == self.field_name:
+                return content.removesuffix(b"\r\n").decode("latin-1")
+        return None if complete else False
+
+
+def _replaying(messages: list[_Message], receive: _Receive) -> _Receive:
+    """A ``receive`` that hands out the already-read messages, then the rest of the request."""
+    pending = list(messages)
+
+    async def replay() -> _Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replay
+
+
+def _origin_of(url: str) -> str | None:
+    """``scheme://host[:port]`` of a URL, lowercase, default ports dropped; None if unusable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if scheme not in ("http", "https") or not host:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    default = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
+
+
+def _own_origin(scope: _Scope, headers: dict[bytes, bytes]) -> str | None:
+    """The origin the request was sent to, from its scheme and ``Host`` header."""
+    host = headers.get(b"host")
+    if host is None:
+        return None
+    return _origin_of(f"{scope.get('scheme', 'http')}://{host.decode('latin-1').strip()}")
+
+
+async def _forbidden(send: _Send, reason: str) -> None:
+    body = (reason + "\n").encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 403,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
