@@ -194,7 +194,10 @@ async def test_redis_errors_name_the_store_and_never_the_password(
 
         seen: list[Any] = []
         app = SessionMiddleware(
-            _hello, keys=["GatSckFWtJRLFJaLLWvMjU61q_9X6RIiF2g_EN2VBsc"], store=store, on_event=lambda n, p: seen.append(p)
+            _hello,
+            keys=["GatSckFWtJRLFJaLLWvMjU61q_9X6RIiF2g_EN2VBsc"],
+            store=store,
+            on_event=lambda n, p: seen.append(p),
         )
         transport = httpx.ASGITransport(app=app)
         with caplog.at_level(logging.DEBUG, logger="koasession"):
