@@ -39,18 +39,20 @@ Typed sessions and logins, through Litestar's dependency injection:
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from litestar.config.app import AppConfig
 from litestar.di import Provide
+from litestar.enums import ScopeType
 from litestar.exceptions import NotAuthorizedException, WebSocketException
 from litestar.middleware import DefineMiddleware
 from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
 from litestar.plugins import InitPlugin
 from litestar.serialization import decode_json, encode_json
 from litestar.types import Empty
+from litestar.types import Scope as LitestarScope
 from litestar.utils.scope import get_serializer_from_scope
 
 from ..asgi import ASGIApp, Receive, Scope, Send, SessionMiddleware
@@ -236,8 +238,9 @@ def typed_session(
 
     binding = TypedBinding(model, key)
 
-    async def dependency(scope: Any) -> AsyncGenerator[Any, None]:
-        session = _lookup(scope, scope_key)
+    # Litestar injects its reserved ``scope`` kwarg by name; the annotation must be its Scope.
+    async def dependency(scope: LitestarScope) -> AsyncGenerator[Any, None]:
+        session = _lookup(cast("Mapping[str, Any]", scope), scope_key)
         loaded = binding.load(session)
         yield loaded.model
         # Litestar runs this after the handler returned and before the response is sent; it is
@@ -284,12 +287,12 @@ class LoginRequired(InitPlugin):
         self.scope_key = scope_key
         self.scheme_name = scheme_name or scheme_name_for(cookie)
 
-        def logged_in(scope: Any) -> Any:
-            session = _lookup(scope, scope_key)
+        def logged_in(scope: LitestarScope) -> Any:
+            session = _lookup(cast("Mapping[str, Any]", scope), scope_key)
             check_cookie_name(session, cookie)
             value = logged_in_value(session, key)
             if value is None:
-                if scope["type"] == "websocket":
+                if scope["type"] == ScopeType.WEBSOCKET:
                     raise WebSocketException(detail=NOT_LOGGED_IN, code=1008)
                 raise NotAuthorizedException(detail=NOT_LOGGED_IN)
             return value
@@ -316,11 +319,12 @@ class LoginRequired(InitPlugin):
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
         """Add the session cookie's security scheme to the app's OpenAPI components."""
-        openapi = app_config.openapi_config
-        if openapi is not None:
+        if app_config.openapi_config is not None:
+            # A copy with a new list: the config may be Litestar's shared default or reused by
+            # another app.
+            openapi = copy.copy(app_config.openapi_config)
             current = openapi.components
             merged = [*current] if isinstance(current, list) else [current]
-            app_config.openapi_config = dataclasses.replace(
-                openapi, components=[*merged, self.components]
-            )
+            openapi.components = [*merged, self.components]
+            app_config.openapi_config = openapi
         return app_config
