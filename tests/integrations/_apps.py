@@ -29,7 +29,7 @@ from koasession import Session, SessionMiddleware
 # Module level: FastAPI and Litestar resolve string annotations in the functions' globals.
 from koasession.integrations.fastapi import SessionDep
 
-KEY = "b" * 32
+KEY = "nR7vKq2XwE9tLm4ZcY0uHb6JsP3fGd8AiTo5Ve1WxQk"
 
 SETUPS = [
     ("plain", "wrapped"),

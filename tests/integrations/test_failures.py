@@ -19,7 +19,7 @@ import pytest
 
 from koasession import MemoryStore
 
-from ._apps import SETUP_IDS, SETUPS, build
+from ._apps import KEY, SETUP_IDS, SETUPS, build
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -170,7 +170,7 @@ async def test_a_5xx_the_app_answers_itself_commits_nothing(mode: str) -> None:
 
     from koasession import SessionMiddleware
 
-    async with client(SessionMiddleware(app, keys=["b" * 32], store=store)) as http:
+    async with client(SessionMiddleware(app, keys=[KEY], store=store)) as http:
         response = await http.get("/maintenance")
         assert response.status_code == 503
         assert session_lines(response) == []
@@ -264,7 +264,7 @@ async def test_store_error_in_save_destroy_and_manual_commit(failure: str, polic
 
     mw = SessionMiddleware(
         app,
-        keys=["b" * 32],
+        keys=[KEY],
         store=store,
         store_timeout=0.2,
         on_store_error=policy,

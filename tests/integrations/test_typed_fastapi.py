@@ -22,7 +22,7 @@ from koasession.integrations.fastapi import (
     typed_session,
 )
 
-from ._support import client, set_cookie_lines
+from ._support import client, load_example, set_cookie_lines
 
 KEY = "q3Vx8LwN1cZ7tR0pYe5KuB9mHs2JdA6fGi4oWn-XbEk"
 
@@ -315,3 +315,20 @@ def test_logged_in_closes_a_websocket_without_a_login() -> None:
         testing.set_session(http, app, {"user_id": 5})
         with http.websocket_connect("/ws") as socket:
             assert socket.receive_json() == {"user_id": 5}
+
+
+async def test_example_cart_and_me() -> None:
+    example = load_example("fastapi_app")
+    app = example.app
+    async with client(app) as http:
+        assert (await http.get("/me")).status_code == 401
+        cart = await http.post("/cart", json={"name": "tea"})
+        assert cart.json() == {"cart_items": ["tea"]}
+        await http.post("/login", json={"user": "ada"})  # regenerate() keeps the cart
+        await http.post("/cart", json={"name": "cake"})
+        me = await http.get("/me")
+        assert me.json() == {"user": "ada", "cart": ["tea", "cake"]}
+        schema = (await http.get("/openapi.json")).json()
+    assert schema["paths"]["/me"]["get"]["security"] == [{"koa.sess": []}]
+    assert schema["components"]["securitySchemes"]["koa.sess"]["in"] == "cookie"
+    assert len(example.store) == 1

@@ -26,7 +26,7 @@ from koasession.integrations.litestar import (
     typed_session,
 )
 
-from ._support import client, set_cookie_lines
+from ._support import client, load_example, set_cookie_lines
 
 KEY = "Zt4pQ9wXc2Lr7Hn0VbK5sMe8JfYa3Ud6GiTo1Ny-RqE"
 
@@ -285,3 +285,18 @@ except ImportError:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["401", "fastapi", "needs", "pydantic"]
+
+
+async def test_example_cart_and_me() -> None:
+    app = load_example("litestar_app").app
+    async with client(app) as http:
+        assert (await http.get("/me")).status_code == 401
+        cart = await http.post("/cart", json={"name": "tea"})
+        assert cart.json() == {"cart_items": ["tea"]}
+        await http.post("/login", json={"user": "ada"})  # set_session() replaces the data
+        await http.post("/cart", json={"name": "cake"})
+        me = await http.get("/me")
+        assert me.json() == {"user": "ada", "cart": ["cake"]}
+        schema = (await http.get("/schema/openapi.json")).json()
+    assert schema["paths"]["/me"]["get"]["security"] == [{"koa.sess": []}]
+    assert schema["components"]["securitySchemes"]["koa.sess"]["in"] == "cookie"

@@ -141,22 +141,26 @@ def typed_session(
     return depends
 
 
+class _TypedSessionAlias:
+    """``cart: TypedSession[Cart]`` in a path operation: the session as a ``Cart``.
+
+    The same as ``Annotated[Cart, typed_session(Cart)]``: the model's fields are top-level
+    session keys; changes are written back when the handler returns.
+    """
+
+    __slots__ = ()
+
+    def __class_getitem__(cls, model: type[BaseModel]) -> Any:
+        return Annotated[model, typed_session(model)]
+
+
 if TYPE_CHECKING:
-    #: ``cart: TypedSession[Cart]``: the session validated as a ``Cart``, written back.
+    # Type checkers see ``TypedSession[Cart]`` as ``Cart``; at run time it is the Annotated
+    # dependency built by ``_TypedSessionAlias``.
     TypedSession = Annotated[M, "koasession typed session"]
 else:
-
-    class TypedSession:
-        """``cart: TypedSession[Cart]`` in a path operation: the session as a ``Cart``.
-
-        The same as ``Annotated[Cart, typed_session(Cart)]``: the model's fields are top-level
-        session keys; changes are written back when the handler returns.
-        """
-
-        __slots__ = ()
-
-        def __class_getitem__(cls, model: type[BaseModel]) -> Any:
-            return Annotated[model, typed_session(model)]
+    TypedSession = _TypedSessionAlias
+"""``cart: TypedSession[Cart]``: the session validated as a ``Cart``, written back."""
 
 
 def login_required(
