@@ -188,8 +188,9 @@ def login_required(
     )
 
     # A default, not Annotated[...]: string annotations (``from __future__``) are resolved in
-    # the module's globals, where the local ``scheme`` is not.
-    def dependency(
+    # the module's globals, where the local ``scheme`` is not. Async so that FastAPI runs it
+    # inline rather than in its thread pool.
+    async def dependency(
         connection: HTTPConnection,
         _cookie: str | None = Security(scheme),
     ) -> Any:
