@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import pytest
 from fastapi import Depends, FastAPI, HTTPException, WebSocket
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from koasession import MemoryStore, SessionMiddleware, testing
 from koasession.integrations.fastapi import (
@@ -37,7 +37,16 @@ class Visit(BaseModel):
     tags: tuple[str, ...] = ()
 
 
+class StrictVisit(BaseModel):
+    model_config = ConfigDict(strict=True)
+
+    first_seen: datetime | None = None
+
+
 # Module level: FastAPI resolves string annotations in the functions' globals.
+AdminCart = Annotated[Cart, typed_session(Cart, scope_key="admin")]
+admin_login = login_required("admin", cookie="admin.sess", scope_key="admin")
+AdminLogin = Annotated[str, Depends(admin_login)]
 NamedCart = Annotated[Cart, typed_session(Cart, key="cart")]
 UserName = Annotated[str, Depends(login_required("name"))]
 ShopLogin = Annotated[int, Depends(login_required(cookie="shop!sess"))]
@@ -332,3 +341,43 @@ async def test_example_cart_and_me() -> None:
     assert schema["paths"]["/me"]["get"]["security"] == [{"koa.sess": []}]
     assert schema["components"]["securitySchemes"]["koa.sess"]["in"] == "cookie"
     assert len(example.store) == 1
+
+
+async def test_strict_models_read_the_stored_json(options: dict[str, Any]) -> None:
+    api = FastAPI()
+
+    @api.get("/visit")
+    async def visit(v: TypedSession[StrictVisit]) -> dict[str, Any]:
+        assert v.first_seen is not None
+        return {"year": v.first_seen.year}
+
+    app = SessionMiddleware(api, **options)
+    async with client(app) as http:
+        await testing.aset_session(http, app, {"first_seen": "2023-02-03T04:05:06Z"})
+        response = await http.get("/visit")
+    assert response.json() == {"year": 2023}
+    assert not response.headers.get_list("set-cookie")  # valid as stored: nothing to repair
+
+
+async def test_second_middleware_by_scope_key() -> None:
+    api = FastAPI()
+
+    @api.post("/admin/{item}")
+    async def admin(item: str, cart: AdminCart, who: AdminLogin) -> dict[str, Any]:
+        cart.items.append(f"{who}:{item}")
+        return {"items": cart.items}
+
+    inner = SessionMiddleware(api, keys=[KEY], key="admin.sess", scope_key="admin")
+    app = SessionMiddleware(inner, keys=[KEY], store=MemoryStore())
+    async with client(app) as http:
+        assert (await http.post("/admin/x")).status_code == 401
+        testing.set_session(http, app, {"admin": "root"}, scope_key="admin")
+        response = await http.post("/admin/x")
+        assert response.json() == {"items": ["root:x"]}
+        schema = (await http.get("/openapi.json")).json()
+    assert testing.read_session(response, app, scope_key="admin") == {
+        "admin": "root",
+        "items": ["root:x"],
+        "coupon": None,
+    }
+    assert schema["paths"]["/admin/{item}"]["post"]["security"] == [{"admin.sess": []}]
