@@ -1,7 +1,10 @@
-"""FastAPI with koasession in store mode: ``SessionDep`` is a typed ready-made dependency.
+"""FastAPI with koasession in store mode: ``SessionDep``, ``TypedSession`` and a login check.
 
 The session data lives in a server-side store (an in-memory one here; use RedisStore,
 PostgresStore or SQLiteStore in production) and the cookie holds only a signed id.
+``TypedSession[Cart]`` reads the session as a pydantic model and writes its changes back;
+``CurrentUser`` answers 401 without a login, and ``/docs`` shows the session cookie as the
+security scheme of ``/me``.
 
 Run: ``uvicorn examples.fastapi_app:app`` (set ``KOASESSION_KEY``, e.g. to the output of
 ``koasession keygen``).
@@ -9,13 +12,13 @@ Run: ``uvicorn examples.fastapi_app:app`` (set ``KOASESSION_KEY``, e.g. to the o
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from pydantic import BaseModel
 
 from koasession import MemoryStore, SessionMiddleware, keys_from_env_or_random
-from koasession.integrations.fastapi import SessionDep
+from koasession.integrations.fastapi import SessionDep, TypedSession, login_required
 
 # Without KOASESSION_KEY: a random key per start and a warning (sessions end at restart).
 KEYS = keys_from_env_or_random(program=__name__)
@@ -29,6 +32,22 @@ class Login(BaseModel):
 
     user: str
     remember: bool = False
+
+
+class Item(BaseModel):
+    """An item to put in the cart."""
+
+    name: str
+
+
+class Cart(BaseModel):
+    """The cart, kept in the session's ``cart_items`` key (every field has a default)."""
+
+    cart_items: list[str] = []
+
+
+#: ``session["user"]``, or a 401 ``{"detail": "Not logged in"}``.
+CurrentUser = Annotated[str, Depends(login_required("user"))]
 
 
 @api.get("/")
@@ -53,6 +72,19 @@ async def logout(session: SessionDep) -> dict[str, Any]:
     """Log out: the store entry is destroyed and the cookies expire."""
     session.destroy()
     return {"user": None}
+
+
+@api.post("/cart")
+async def add_to_cart(item: Item, cart: TypedSession[Cart]) -> Cart:
+    """Add an item; the changed model is written back to the session after the handler."""
+    cart.cart_items.append(item.name)
+    return cart
+
+
+@api.get("/me")
+async def me(user: CurrentUser, cart: TypedSession[Cart]) -> dict[str, Any]:
+    """The logged-in user and their cart; 401 without a login."""
+    return {"user": user, "cart": cart.cart_items}
 
 
 # ``api.add_middleware(SessionMiddleware, keys=KEYS, store=store)`` does the same and

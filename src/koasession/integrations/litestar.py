@@ -26,22 +26,49 @@ or in Litestar's middleware list, with :func:`session_middleware`::
 Litestar converts exceptions into responses inside the application. A 4xx response commits
 the session as it stands; a 5xx (Litestar's 500 for an unhandled exception included) commits
 nothing automatically, and a ``StoreError`` from a session call becomes the middleware's 503.
+
+Typed sessions and logins, through Litestar's dependency injection:
+
+- ``dependencies={"cart": typed_session(Cart)}`` gives the handler's ``cart: Cart`` parameter a
+  pydantic model validated from the session; its changes are written back when the handler
+  returns. Needs pydantic (the ``[pydantic]`` extra); nothing else here does.
+- :class:`LoginRequired` provides ``session["user_id"]`` or answers 401 ``{"status_code": 401,
+  "detail": "Not logged in"}``. As a plugin it declares the session cookie as an OpenAPI
+  ``apiKey`` security scheme; ``security=login.security`` marks the protected routes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from typing import Any, cast
+import copy
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
+from litestar.config.app import AppConfig
+from litestar.di import Provide
+from litestar.enums import ScopeType
+from litestar.exceptions import NotAuthorizedException, WebSocketException
 from litestar.middleware import DefineMiddleware
+from litestar.openapi.spec import Components, SecurityRequirement, SecurityScheme
+from litestar.plugins import InitPlugin
 from litestar.serialization import decode_json, encode_json
 from litestar.types import Empty
+from litestar.types import Scope as LitestarScope
 from litestar.utils.scope import get_serializer_from_scope
 
 from ..asgi import ASGIApp, Receive, Scope, Send, SessionMiddleware
 from ..session import Session, check_key
+from ._login import NOT_LOGGED_IN, check_cookie_name, logged_in_value, scheme_name_for
 
-__all__ = ["LitestarSessionMiddleware", "session_middleware", "to_koa_value"]
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+__all__ = [
+    "LitestarSessionMiddleware",
+    "LoginRequired",
+    "session_middleware",
+    "to_koa_value",
+    "typed_session",
+]
 
 
 def _serializer(scope: Mapping[str, Any] | None) -> Callable[[Any], Any] | None:
@@ -180,3 +207,124 @@ def session_middleware(
 
 async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma: no cover
     raise RuntimeError("placeholder app used only to validate options")
+
+
+def _lookup(scope: Mapping[str, Any], scope_key: str) -> Session:
+    value = scope.get(scope_key)
+    if not isinstance(value, Session):
+        raise RuntimeError(
+            f"no koasession Session under scope[{scope_key!r}]: wrap the app in "
+            "LitestarSessionMiddleware (or add session_middleware(...))"
+            + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
+        )
+    return value
+
+
+def typed_session(
+    model: type[BaseModel], *, key: str | None = None, scope_key: str = "session"
+) -> Provide:
+    """A Litestar dependency giving the session as a pydantic ``model``, written back.
+
+    Use it under the handler parameter's name: ``dependencies={"cart": typed_session(Cart)}``
+    and ``async def add(cart: Cart)``. ``key=None`` (the default) maps the model's fields onto
+    the top-level session keys and leaves other keys alone; ``key="cart"`` keeps the model in
+    ``session["cart"]``. Every field needs a default (a new session has no data): a
+    ``TypeError`` here says which does not. Data that fails validation falls back to the
+    defaults field by field and the repair is written back. Changes are written when the handler
+    returns (before the response is sent; not when it raises), and only if the model's JSON
+    changed. Needs pydantic (``pip install 'koasession[pydantic]'``).
+    """
+    from ._typed import TypedBinding  # pydantic is imported only by those who use it
+
+    binding = TypedBinding(model, key)
+
+    # Litestar injects its reserved ``scope`` kwarg by name; the annotation must be its Scope.
+    async def dependency(scope: LitestarScope) -> AsyncGenerator[Any, None]:
+        session = _lookup(cast("Mapping[str, Any]", scope), scope_key)
+        loaded = binding.load(session)
+        yield loaded.model
+        # Litestar runs this after the handler returned and before the response is sent; it is
+        # not reached when the handler raises, so half-made changes are dropped.
+        binding.write_back(session, loaded)
+
+    dependency.__name__ = f"typed_session_{model.__name__}"
+    return Provide(dependency)
+
+
+class LoginRequired(InitPlugin):
+    """Login-required dependency and OpenAPI declaration of the session cookie, for Litestar.
+
+    ::
+
+        login = LoginRequired()  # session["user_id"], cookie "koa.sess"
+
+        @get("/me", dependencies={"user_id": login.dependency}, security=login.security)
+        async def me(user_id: int) -> dict[str, int]: ...
+
+        app = LitestarSessionMiddleware(Litestar([me], plugins=[login]), keys=...)
+
+    :attr:`dependency` gives ``session[key]``, or answers 401 (Litestar's ``{"status_code": 401,
+    "detail": "Not logged in"}``, no ``WWW-Authenticate``) when it is missing or ``None``; on a
+    WebSocket it closes the connection with code 1008. As a plugin it adds the session cookie
+    ``cookie`` (the middleware's ``key`` option) to the OpenAPI components as an ``apiKey`` in
+    ``cookie`` named ``scheme_name`` (by default the cookie name); :attr:`security` goes in the
+    protected handlers' (or their router's) ``security=``. A ``cookie`` that is not the
+    middleware's is a ``RuntimeError`` at the first request, since the docs would be wrong.
+    """
+
+    __slots__ = ("cookie", "dependency", "key", "scheme_name", "scope_key")
+
+    def __init__(
+        self,
+        key: str = "user_id",
+        *,
+        cookie: str = "koa.sess",
+        scope_key: str = "session",
+        scheme_name: str | None = None,
+    ) -> None:
+        self.key = key
+        self.cookie = cookie
+        self.scope_key = scope_key
+        self.scheme_name = scheme_name or scheme_name_for(cookie)
+
+        def logged_in(scope: LitestarScope) -> Any:
+            session = _lookup(cast("Mapping[str, Any]", scope), scope_key)
+            check_cookie_name(session, cookie)
+            value = logged_in_value(session, key)
+            if value is None:
+                if scope["type"] == ScopeType.WEBSOCKET:
+                    raise WebSocketException(detail=NOT_LOGGED_IN, code=1008)
+                raise NotAuthorizedException(detail=NOT_LOGGED_IN)
+            return value
+
+        logged_in.__name__ = f"login_required_{key}"
+        #: The ``Provide`` to put under the handler parameter's name in ``dependencies=``.
+        self.dependency = Provide(logged_in, sync_to_thread=False)
+
+    @property
+    def security(self) -> list[SecurityRequirement]:
+        """The ``security=`` of protected handlers: the session cookie scheme, no scopes."""
+        return [{self.scheme_name: []}]
+
+    @property
+    def components(self) -> Components:
+        """The OpenAPI components declaring the session cookie (the plugin adds them)."""
+        scheme = SecurityScheme(
+            type="apiKey",
+            name=self.cookie,
+            security_scheme_in="cookie",
+            description="The session cookie set by koasession; log in to get one.",
+        )
+        return Components(security_schemes={self.scheme_name: scheme})
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        """Add the session cookie's security scheme to the app's OpenAPI components."""
+        if app_config.openapi_config is not None:
+            # A copy with a new list: the config may be Litestar's shared default or reused by
+            # another app.
+            openapi = copy.copy(app_config.openapi_config)
+            current = openapi.components
+            merged = [*current] if isinstance(current, list) else [current]
+            openapi.components = [*merged, self.components]
+            app_config.openapi_config = openapi
+        return app_config
