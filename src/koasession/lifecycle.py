@@ -23,7 +23,8 @@ from .errors import (
 )
 from .ids import is_valid_id
 from .options import SessionOptions
-from .session import Session, check_key
+from .session import RequestOptions, Session, check_key
+from .signing import Signer
 
 if TYPE_CHECKING:
     from .config import SessionConfig
@@ -44,14 +45,19 @@ class RequestSession:
 
     # Class-level defaults: a request that never touches its session assigns only what
     # __init__ does, which keeps the untouched hot path cheap.
-    _opts: SessionOptions | None = None
+    _opts: RequestOptions | None = None
     _cookies: dict[str, str] | None = None
     _ctx: SessionContext | None = None
+    _signer: Signer | None = None
     external_key: str | None = None
     loaded_key: str | None = None
     loaded_expire: float | None = None
     loaded_created: float | None = None
     loaded_accessed: float | None = None
+    # koa's ``_maxAge`` as loaded, and the lifetime in seconds it became: written back as is
+    # while the lifetime is unchanged, so a re-save keeps koa's exact milliseconds.
+    loaded_max_age_ms: float | None = None
+    loaded_max_age: float | None = None
     prev_json: str | None = None
     read = False
     clear_on_error = False
@@ -72,11 +78,28 @@ class RequestSession:
 
     # -- small accessors -----------------------------------------------------------------
     @property
-    def opts(self) -> SessionOptions:
+    def opts(self) -> RequestOptions:
         """This request's own copy of the options, made on first use."""
         if self._opts is None:
-            self._opts = self.cfg.options.copy()
+            self._opts = RequestOptions.of(self.cfg)
         return self._opts
+
+    @property
+    def signer(self) -> Signer | None:
+        """The signer for this request's cookies; ``None`` when they are not signed.
+
+        ``session.options.signed`` may differ from the configuration (koa honours it per
+        request); a signer the configuration did not build is made on first use.
+        """
+        cfg = self.cfg
+        opts = self._opts
+        if opts is None or opts.signed == cfg.options.signed:
+            return cfg.signer
+        if not opts.signed:
+            return None
+        if self._signer is None:
+            self._signer = Signer(cfg.keys, cfg.options.algorithms)
+        return self._signer
 
     @property
     def opts_view(self) -> SessionOptions:
@@ -136,7 +159,7 @@ class RequestSession:
         value = jar.get(name)
         if value is None:
             return None, False
-        signer = self.cfg.signer
+        signer = self.signer
         if signer is None:
             return value, False
         sig_name = name + ".sig"
@@ -212,7 +235,8 @@ class RequestSession:
             await self.adopt_new()
             return
         if data is not None and not isinstance(data, dict):
-            self.emit("invalid", key, data, reason="store returned a non-object")
+            if not _js_falsy(data):
+                self.emit("invalid", key, data, reason="store returned a non-object")
             data = None
         if data is None:
             self.emit("missed", key, data)
@@ -237,22 +261,32 @@ class RequestSession:
                 self.session._require_save = True
             return opened[0]
         data: Any
-        if opts.decode is None:
+        decode = self.opts_view.decode
+        if decode is None:
             data = codec.decode(value)
+            if data is None:
+                try:
+                    data = codec.decode_value(value)
+                except ValueError:
+                    data = _UNDECODABLE
         else:
             try:
-                data = opts.decode(value)
+                data = decode(value)
             except ValueError:
-                data = None  # koa: a SyntaxError from decode means "start a new session"
+                data = _UNDECODABLE  # koa: a SyntaxError from decode means "start a new session"
             except Exception:
                 # koa: any other decode error clears the cookie so the next request recovers.
                 self.set_cookie(opts.key, "", expire_now=True)
                 self.clear_on_error = True
                 raise
-        if not isinstance(data, dict):
+        if isinstance(data, dict):
+            return data
+        if data is not _UNDECODABLE and _js_falsy(data):
+            # koa's valid() reports a falsy payload (null, 0, false, "") as missed.
+            self.emit("missed", None, data, reason="empty payload")
+        else:
             self.emit("invalid", None, value, reason="malformed payload")
-            return None
-        return data
+        return None
 
     def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
         """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
@@ -326,12 +360,15 @@ class RequestSession:
             seconds: float | Literal["session"] | None = (
                 "session" if max_age == "session" else _ms_to_seconds(max_age)
             )
+            if isinstance(seconds, float) and seconds == max_age / 1000:  # not capped
+                self.loaded_max_age_ms = max_age
+                self.loaded_max_age = seconds
             if seconds is not None and seconds != self.opts_view.max_age:
-                self.opts.max_age = seconds
+                self.opts.override(max_age=seconds)
         session._data = body
         session._is_new = False
         self.external_key = key
-        self.prev_json = codec.dumps(body)
+        self.prev_json = codec.snapshot(body)
 
     async def adopt_new(self) -> None:
         """Start a fresh session with a new id (store mode)."""
@@ -400,7 +437,7 @@ class RequestSession:
             if opts.uses_store:
                 self.external_key = await self.new_id()
                 self.loaded_key = None
-        data_json = codec.dumps(session._data)
+        data_json = codec.snapshot(session._data)
         if save or regenerate or session._require_save:
             reason = "force"
         else:
@@ -409,8 +446,11 @@ class RequestSession:
             return
         if opts.before_save is not None:
             await _resolve(opts.before_save(self.ctx, session))
-            data_json = codec.dumps(session._data)
-        await self.save(session._load(), changed=reason == "changed")
+            data_json = codec.snapshot(session._data)
+        # koa's stores see ``changed`` on the write that carries a change; a forced save is
+        # that write too when the data differs from what was loaded (koa writes twice then).
+        changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
+        await self.save(session._load(), changed=changed)
         session._require_save = False
         self.prev_json = data_json
         self.committed = True
@@ -450,7 +490,7 @@ class RequestSession:
         if opts.max_age == "session":
             out["_session"] = True
         else:
-            max_age_ms = int(opts.max_age * 1000)
+            max_age_ms = self.max_age_ms(opts.max_age)
             out["_expire"] = now_ms + max_age_ms
             out["_maxAge"] = max_age_ms
         if opts.absolute_timeout is not None:
@@ -458,6 +498,18 @@ class RequestSession:
         if opts.idle_timeout is not None:
             out["_accessed"] = now_ms
         return out
+
+    def max_age_ms(self, max_age: float) -> float:
+        """koa's ``maxAge`` in milliseconds for a lifetime of ``max_age`` seconds.
+
+        The lifetime loaded from a cookie or store entry is written back exactly as it was read;
+        any other is rounded to the nearest millisecond (``int()`` would lose one for a few
+        percent of lifetimes, e.g. 1024.003 s).
+        """
+        loaded = self.loaded_max_age_ms
+        if loaded is not None and max_age == self.loaded_max_age:
+            return loaded
+        return round(max_age * 1000)
 
     async def save(self, data: dict[str, Any], *, changed: bool) -> None:
         """Write the session: to the store then the id cookie, or into the cookie itself."""
@@ -508,11 +560,13 @@ class RequestSession:
         cfg = self.cfg
         if cfg.cipher is not None:
             return cfg.cipher.seal(payload)
-        encode = cfg.options.encode
+        encode = self.opts_view.encode
+        if encode is None:
+            return codec.encode(payload)
         try:
-            return codec.encode(payload) if encode is None else encode(payload)
+            return encode(payload)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"session data is not JSON-serialisable: {exc}") from exc
+            raise TypeError(f"the encode option could not serialise the session: {exc}") from exc
 
     async def remove(self) -> None:
         """Destroy the store entry (if any) and expire the cookies."""
@@ -581,7 +635,11 @@ class RequestSession:
             expires = max_age = None
         else:
             assert not isinstance(opts.max_age, str)
-            expires, max_age = time.time() + opts.max_age, int(opts.max_age)
+            # Whole milliseconds, as koa adds maxAge to Date.now(): a float sum of seconds can
+            # land just below a second boundary and name the wrong second in ``expires``.
+            lifetime_ms = self.max_age_ms(opts.max_age)
+            expires = (int(time.time() * 1000) + lifetime_ms) / 1000
+            max_age = int(lifetime_ms // 1000)
         attrs = cookies.attributes(
             path=opts.path,
             expires=expires,
@@ -596,8 +654,9 @@ class RequestSession:
         lines = []
         if not only_signature:
             lines.append((name, f"{name}={value}; {attrs}"))
-        if sign and self.cfg.signer is not None:
-            signature = self.cfg.signer.sign(f"{name}={value}")
+        signer = self.signer if sign else None
+        if signer is not None:
+            signature = signer.sign(f"{name}={value}")
             lines.append((name + ".sig", f"{name}.sig={signature}; {attrs}"))
         for cookie_name, line in lines:
             if len(line) > COOKIE_LINE_LIMIT and not self.oversize(cookie_name, line):
@@ -624,6 +683,17 @@ class RequestSession:
         headers = [(b"set-cookie", line.encode("latin-1")) for _, line in self.cookie_lines]
         headers.extend(self.extra_headers)
         return headers
+
+
+#: What a cookie holds when it cannot be decoded at all (as opposed to decoding to ``null``).
+_UNDECODABLE = object()
+
+
+def _js_falsy(value: Any) -> bool:
+    """JavaScript's falsiness for a JSON value: ``null``, ``false``, ``0`` and ``""``."""
+    if value is None or value is False or value == "":
+        return True
+    return type(value) in (int, float) and value == 0
 
 
 def _ms_to_seconds(value: Any) -> float | None:
