@@ -28,7 +28,9 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
     """Parse one or more Cookie header fields into ``{name: value}``.
 
     HTTP/2 may deliver the header as several fields; all are read. Malformed pairs (no ``=``,
-    empty name) are skipped. Values are returned as sent, surrounding spaces removed.
+    empty name) are skipped. Values are returned with surrounding spaces removed and one pair of
+    surrounding double quotes removed (RFC 6265's quoted cookie-value, which Node's ``cookies``
+    also unquotes before verifying: a signature covers the unquoted value).
     """
     jar: dict[str, str] = {}
     for header in values:
@@ -38,7 +40,10 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
                 continue
             name = name.strip()
             if name and name not in jar:
-                jar[name] = value.strip()
+                value = value.strip()
+                if value[:1] == '"' and value[-1:] == '"' and len(value) > 1:
+                    value = value[1:-1]
+                jar[name] = value
     return jar
 
 

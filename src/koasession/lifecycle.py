@@ -357,12 +357,13 @@ class RequestSession:
             else:
                 body[name] = value
         if max_age is not None:
-            seconds: float | Literal["session"] | None = (
-                "session" if max_age == "session" else _ms_to_seconds(max_age)
-            )
-            if isinstance(seconds, float) and seconds == max_age / 1000:  # not capped
-                self.loaded_max_age_ms = max_age
-                self.loaded_max_age = seconds
+            seconds: float | Literal["session"] | None = "session"
+            if max_age != "session":
+                loaded_ms: Any = max_age
+                seconds = _ms_to_seconds(loaded_ms)
+                if seconds is not None and seconds == loaded_ms / 1000:  # not capped
+                    self.loaded_max_age_ms = loaded_ms
+                    self.loaded_max_age = seconds
             if seconds is not None and seconds != self.opts_view.max_age:
                 self.opts.override(max_age=seconds)
         session._data = body
