@@ -1,7 +1,9 @@
 """The cookie payload codec: compact JSON in standard base64, as koa-session writes it.
 
-Encoding matches ``Buffer.from(JSON.stringify(data)).toString('base64')`` byte for byte on the
-data web apps keep in sessions (strings, integers, booleans, lists, objects). Decoding is as
+Encoding matches ``Buffer.from(JSON.stringify(data)).toString('base64')`` byte for byte, and
+:func:`dumps` is the package's one JSON policy, for cookies and stores alike, always (not only
+with koa's algorithm): see its docstring for the rules and the one deliberate difference
+(integers beyond 2**53 keep their exact digits). Decoding is as
 lenient as Node's base64 reader (url-safe alphabet, missing padding, stray characters) so cookies
 minted by koa-session are read, but it is strict about what comes out: only a JSON object of
 finite numbers is a session, and every failure is reported as ``None``, never an exception.

@@ -447,3 +447,26 @@ def test_dumps_equals_json_stringify_on_random_data(koa_app_dir: Path) -> None:
     ours = [codec.dumps(json.loads(text)) for text in texts]
     mismatches = [(t, o, j) for t, o, j in zip(texts, ours, theirs, strict=True) if o != j]
     assert mismatches == []
+
+
+async def test_per_request_signed_true_signs_and_needs_keys() -> None:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        session.options.signed = True
+        session["x"] = 1
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    for keys, status in (([KEY], 204), ([], None)):
+        middleware = SessionMiddleware(app, keys=keys, signed=False)
+        transport = httpx.ASGITransport(app=middleware)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            if status is None:
+                with pytest.raises(ConfigurationError, match="signed=True needs keys"):
+                    await client.get("/")
+                continue
+            response = await client.get("/")
+        lines = response.headers.get_list("set-cookie")
+        value = value_of(lines)
+        sig = keygrip_sign(KEY, f"koa.sess={value}", "sha256")
+        assert value_of(lines, "koa.sess.sig") == sig
