@@ -182,14 +182,12 @@ def _offending_path(value: Any, path: str, seen: tuple[int, ...] = ()) -> str:
     return path
 
 
-def _c_encode(data: Any) -> str:
-    try:
-        return _encoder.encode(data)
-    except (TypeError, ValueError, RecursionError) as exc:
-        path = _offending_path(data, "session")
-        where = "session data" if path == "session" else path
-        error = TypeError if isinstance(exc, TypeError) else ValueError
-        raise error(f"{where} cannot be stored as JSON: {exc}") from exc
+def _named_error(data: Any, exc: Exception) -> Exception:
+    """The json module's error, saying where in the session the offending value is."""
+    path = _offending_path(data, "session")
+    where = "session data" if path == "session" else path
+    error = TypeError if isinstance(exc, TypeError) else ValueError
+    return error(f"{where} cannot be stored as JSON: {exc}")
 
 
 def _needs_js_pass(text: str) -> bool:
@@ -211,7 +209,10 @@ def snapshot(data: Any) -> str:
 
     It is the C encoder's output, not the wire form (:func:`dumps`), and raises the same errors.
     """
-    return _c_encode(data)
+    try:
+        return _encoder.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _named_error(data, exc) from exc
 
 
 def dumps(data: Any) -> str:
@@ -247,12 +248,19 @@ def dumps(data: Any) -> str:
 
 
 def _js_text(data: Any) -> str:
-    text = _c_encode(data)
+    try:
+        text: str = _encoder.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _named_error(data, exc) from exc
     if _needs_js_pass(text):
-        parts: list[str] = []
-        _js_parts(data, parts)
-        text = "".join(parts)
+        text = _js_pass(data)
     return text
+
+
+def _js_pass(data: Any) -> str:
+    parts: list[str] = []
+    _js_parts(data, parts)
+    return "".join(parts)
 
 
 #: Deepest nesting a payload may have; sessions are shallow, deeper input is an attack.
@@ -283,7 +291,18 @@ def loads_object(text: str) -> dict[str, Any] | None:
 
 def to_bytes(data: Any) -> bytes:
     """:func:`dumps` as UTF-8 bytes (``Buffer.from(JSON.stringify(data))``)."""
-    text = _js_text(data)
+    try:
+        text: str = _encoder.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _named_error(data, exc) from exc
+    # _needs_js_pass, inlined on the hot path of every cookie write
+    if (
+        ("." in text and (".0," in text or ".0}" in text or ".0]" in text))
+        or "e+" in text
+        or "e-" in text
+        or _DIGIT_KEY_REVERSED.search(text[::-1]) is not None
+    ):
+        text = _js_pass(data)
     try:
         return text.encode()
     except UnicodeEncodeError:

@@ -91,9 +91,11 @@ class RequestSession:
         ``session.options.signed`` may differ from the configuration (koa honours it per
         request); a signer the configuration did not build is made on first use.
         """
-        cfg = self.cfg
         opts = self._opts
-        if opts is None or opts.signed == cfg.options.signed:
+        if opts is None:
+            return self.cfg.signer
+        cfg = self.cfg
+        if opts.signed == cfg.options.signed:
             return cfg.signer
         if not opts.signed:
             return None
@@ -159,7 +161,7 @@ class RequestSession:
         value = jar.get(name)
         if value is None:
             return None, False
-        signer = self.signer
+        signer = self.cfg.signer if self._opts is None else self.signer
         if signer is None:
             return value, False
         sig_name = name + ".sig"
@@ -261,7 +263,7 @@ class RequestSession:
                 self.session._require_save = True
             return opened[0]
         data: Any
-        decode = self.opts_view.decode
+        decode = (self._opts or opts).decode
         if decode is None:
             data = codec.decode(value)
             if data is None:
@@ -361,7 +363,13 @@ class RequestSession:
             if max_age != "session":
                 loaded_ms: Any = max_age
                 seconds = _ms_to_seconds(loaded_ms)
-                if seconds is not None and seconds == loaded_ms / 1000:  # not capped
+                # Remember koa's exact milliseconds where rounding the lifetime would not give
+                # them back: another lifetime than configured, or a fractional one.
+                if (
+                    seconds is not None
+                    and (seconds != self.opts_view.max_age or type(loaded_ms) is float)
+                    and seconds == loaded_ms / 1000  # not capped
+                ):
                     self.loaded_max_age_ms = loaded_ms
                     self.loaded_max_age = seconds
             if seconds is not None and seconds != self.opts_view.max_age:
@@ -491,7 +499,12 @@ class RequestSession:
         if opts.max_age == "session":
             out["_session"] = True
         else:
-            max_age_ms = self.max_age_ms(opts.max_age)
+            max_age = opts.max_age
+            max_age_ms = (
+                round(max_age * 1000)
+                if self.loaded_max_age_ms is None
+                else self.max_age_ms(max_age)
+            )
             out["_expire"] = now_ms + max_age_ms
             out["_maxAge"] = max_age_ms
         if opts.absolute_timeout is not None:
@@ -561,7 +574,7 @@ class RequestSession:
         cfg = self.cfg
         if cfg.cipher is not None:
             return cfg.cipher.seal(payload)
-        encode = self.opts_view.encode
+        encode = (self._opts or cfg.options).encode
         if encode is None:
             return codec.encode(payload)
         try:
@@ -638,9 +651,13 @@ class RequestSession:
             assert not isinstance(opts.max_age, str)
             # Whole milliseconds, as koa adds maxAge to Date.now(): a float sum of seconds can
             # land just below a second boundary and name the wrong second in ``expires``.
-            lifetime_ms = self.max_age_ms(opts.max_age)
+            lifetime_ms = (
+                round(opts.max_age * 1000)
+                if self.loaded_max_age_ms is None
+                else self.max_age_ms(opts.max_age)
+            )
             expires = (int(time.time() * 1000) + lifetime_ms) / 1000
-            max_age = int(lifetime_ms // 1000)
+            max_age = int(opts.max_age)
         attrs = cookies.attributes(
             path=opts.path,
             expires=expires,
@@ -655,7 +672,7 @@ class RequestSession:
         lines = []
         if not only_signature:
             lines.append((name, f"{name}={value}; {attrs}"))
-        signer = self.signer if sign else None
+        signer = (self.cfg.signer if self._opts is None else self.signer) if sign else None
         if signer is not None:
             signature = signer.sign(f"{name}={value}")
             lines.append((name + ".sig", f"{name}.sig={signature}; {attrs}"))
