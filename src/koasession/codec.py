@@ -314,6 +314,33 @@ def encode(data: dict[str, Any]) -> str:
     return base64.b64encode(to_bytes(data)).decode("ascii")
 
 
+def encode_payload(data: dict[str, Any], data_text: str, metadata: dict[str, Any]) -> str:
+    """:func:`encode` of ``{**data, **metadata}``, given ``data_text == snapshot(data)``.
+
+    A cookie write has just serialised the data to see whether it changed; appending the
+    metadata to that text saves serialising everything a second time (the C encoder's fixed
+    cost is about a microsecond). ``metadata`` holds the package's own names (never array
+    indices, never keys of ``data``) with finite numbers or ``True`` as values.
+    """
+    text = _js_pass(data) if _needs_js_pass(data_text) else data_text
+    if metadata:
+        fields = []
+        for key, value in metadata.items():
+            if value is True:
+                fields.append(f'"{key}":true')
+            elif type(value) is int:
+                fields.append(f'"{key}":{value}')
+            else:
+                fields.append(f'"{key}":{js_number(value)}')
+        joined = ",".join(fields)
+        text = "{" + joined + "}" if text == "{}" else text[:-1] + "," + joined + "}"
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:
+        raw = _SURROGATE.sub(_fix_surrogate, text).encode()
+    return base64.b64encode(raw).decode("ascii")
+
+
 def lenient_b64decode(value: str) -> bytes | None:
     """Decode base64 the way Node's ``Buffer.from(s, 'base64')`` does, or return ``None``.
 

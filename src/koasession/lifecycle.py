@@ -459,7 +459,7 @@ class RequestSession:
         # koa's stores see ``changed`` on the write that carries a change; a forced save is
         # that write too when the data differs from what was loaded (koa writes twice then).
         changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
-        await self.save(session._load(), changed=changed)
+        await self.save(session._load(), changed=changed, data_json=data_json)
         session._require_save = False
         self.prev_json = data_json
         self.committed = True
@@ -493,9 +493,15 @@ class RequestSession:
 
     def payload(self, data: dict[str, Any]) -> dict[str, Any]:
         """The data plus koa's metadata (and ours for timeouts)."""
+        out = dict(data)
+        out.update(self.metadata())
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours for the timeouts."""
         opts = self.opts_view
         now_ms = int(time.time() * 1000)
-        out = dict(data)
+        out: dict[str, Any] = {}
         if opts.max_age == "session":
             out["_session"] = True
         else:
@@ -525,13 +531,23 @@ class RequestSession:
             return loaded
         return round(max_age * 1000)
 
-    async def save(self, data: dict[str, Any], *, changed: bool) -> None:
-        """Write the session: to the store then the id cookie, or into the cookie itself."""
+    async def save(
+        self, data: dict[str, Any], *, changed: bool, data_json: str | None = None
+    ) -> None:
+        """Write the session: to the store then the id cookie, or into the cookie itself.
+
+        ``data_json`` is ``codec.snapshot(data)`` when the caller has it: the default cookie
+        encoding then appends the metadata to it instead of serialising the data again.
+        """
         opts = self.opts_view
-        payload = self.payload(data)
         if not opts.uses_store:
-            self.set_cookie(opts.key, self.encode(payload))
+            if data_json is not None and self.cfg.cipher is None and opts.encode is None:
+                value = codec.encode_payload(data, data_json, self.metadata())
+            else:
+                value = self.encode(self.payload(data))
+            self.set_cookie(opts.key, value)
             return
+        payload = self.payload(data)
         ttl = opts.session_store_ttl if opts.max_age == "session" else opts.max_age + STORE_GRACE
         assert not isinstance(ttl, str)
         key = self.external_key or await self.new_id()

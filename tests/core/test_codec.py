@@ -232,3 +232,22 @@ def test_decode_value_returns_non_object_payloads(text: str) -> None:
 def test_decode_value_raises_when_nothing_decodes(value: str) -> None:
     with pytest.raises(ValueError):
         codec.decode_value(value)
+
+
+@given(
+    st.dictionaries(st.text() | _tricky_text, _json_data, max_size=6),
+    st.sampled_from(
+        [
+            {},
+            {"_session": True},
+            {"_expire": 1_700_000_086_400, "_maxAge": 86_400_000},
+            {"_expire": 1_700_000_001_024.5, "_maxAge": 1024.5, "_created": 1, "_accessed": 2},
+        ]
+    ),
+)
+def test_encode_payload_equals_encode_of_the_whole_payload(
+    data: dict[str, object], metadata: dict[str, object]
+) -> None:
+    data = {k: v for k, v in data.items() if k not in codec.META_KEYS}
+    expected = codec.encode({**data, **metadata})
+    assert codec.encode_payload(data, codec.snapshot(data), metadata) == expected
