@@ -236,12 +236,10 @@ class RequestSession:
                 raise
             await self.adopt_new()
             return
-        if data is not None and not isinstance(data, dict):
-            if not _js_falsy(data):
-                self.emit("invalid", key, data, reason="store returned a non-object")
-            data = None
-        if data is None:
-            self.emit("missed", key, data)
+        if data is None or (not isinstance(data, dict) and _js_falsy(data)):
+            self.emit("missed", key, data)  # koa: any falsy value from the store
+        elif not isinstance(data, dict):
+            self.emit("invalid", key, data, reason="store returned a non-object")
         elif await _resolve(self.check(data, key)):
             self.loaded_key = key
             self.accept(data, key, rotated)
@@ -547,6 +545,8 @@ class RequestSession:
                 value = self.encode(self.payload(data))
             self.set_cookie(opts.key, value)
             return
+        if data_json is None:
+            codec.snapshot(data)  # data JSON cannot hold is the app's error, not the store's
         payload = self.payload(data)
         ttl = opts.session_store_ttl if opts.max_age == "session" else opts.max_age + STORE_GRACE
         assert not isinstance(ttl, str)

@@ -470,3 +470,28 @@ async def test_per_request_signed_true_signs_and_needs_keys() -> None:
         value = value_of(lines)
         sig = keygrip_sign(KEY, f"koa.sess={value}", "sha256")
         assert value_of(lines, "koa.sess.sig") == sig
+
+
+@pytest.mark.parametrize(
+    ("stored", "events"), [(0, ["missed"]), ("", ["missed"]), (42, ["invalid"])]
+)
+async def test_store_values_that_are_not_objects(stored: Any, events: list[str]) -> None:
+    """koa reports a falsy store value as missed; a truthy non-object is our invalid."""
+    seen: list[tuple[str, Any]] = []
+
+    class Odd(RecordingStore):
+        def get(self, key: str, max_age: Any, *, rolling: bool, ctx: Any) -> Any:
+            return stored
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = SessionMiddleware(
+        app, keys=[KEY], store=Odd(), on_event=lambda n, p: seen.append((n, p["value"]))
+    )
+    transport = httpx.ASGITransport(app=middleware)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        cookie = f"koa.sess=abc; koa.sess.sig={keygrip_sign(KEY, 'koa.sess=abc', 'sha256')}"
+        await client.get("/", headers={"cookie": cookie})
+    assert seen == [(name, stored) for name in events]
