@@ -41,7 +41,7 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
             name = name.strip()
             if name and name not in jar:
                 value = value.strip()
-                if value[:1] == '"' and value[-1:] == '"' and len(value) > 1:
+                if value and value[0] == '"' and value[-1] == '"' and len(value) > 1:
                     value = value[1:-1]
                 jar[name] = value
     return jar

@@ -365,7 +365,10 @@ class RequestSession:
                 # them back: another lifetime than configured, or a fractional one.
                 if (
                     seconds is not None
-                    and (seconds != self.opts_view.max_age or type(loaded_ms) is float)
+                    and (
+                        seconds != (self._opts or self.cfg.options).max_age
+                        or type(loaded_ms) is float
+                    )
                     and seconds == loaded_ms / 1000  # not capped
                 ):
                     self.loaded_max_age_ms = loaded_ms
