@@ -324,21 +324,22 @@ def encode_payload(data: dict[str, Any], data_text: str, metadata: dict[str, Any
     """
     text = _js_pass(data) if _needs_js_pass(data_text) else data_text
     if metadata:
-        fields = []
-        for key, value in metadata.items():
-            if value is True:
-                fields.append(f'"{key}":true')
-            elif type(value) is int:
-                fields.append(f'"{key}":{value}')
-            else:
-                fields.append(f'"{key}":{js_number(value)}')
-        joined = ",".join(fields)
+        joined = ",".join(
+            [
+                f'"{key}":{value}' if type(value) is int else f'"{key}":{_scalar(value)}'
+                for key, value in metadata.items()
+            ]
+        )
         text = "{" + joined + "}" if text == "{}" else text[:-1] + "," + joined + "}"
     try:
         raw = text.encode()
     except UnicodeEncodeError:
         raw = _SURROGATE.sub(_fix_surrogate, text).encode()
     return base64.b64encode(raw).decode("ascii")
+
+
+def _scalar(value: Any) -> str:
+    return "true" if value is True else js_number(value)
 
 
 def lenient_b64decode(value: str) -> bytes | None:

@@ -34,6 +34,7 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
     """
     jar: dict[str, str] = {}
     for header in values:
+        quoted = '"' in header  # one scan per field keeps unquoted headers on the short path
         for pair in header.split(";"):
             name, sep, value = pair.partition("=")
             if not sep:
@@ -41,7 +42,7 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
             name = name.strip()
             if name and name not in jar:
                 value = value.strip()
-                if value and value[0] == '"' and value[-1] == '"' and len(value) > 1:
+                if quoted and len(value) > 1 and value[0] == '"' == value[-1]:
                     value = value[1:-1]
                 jar[name] = value
     return jar

@@ -361,20 +361,11 @@ class RequestSession:
             if max_age != "session":
                 loaded_ms: Any = max_age
                 seconds = _ms_to_seconds(loaded_ms)
-                # Remember koa's exact milliseconds where rounding the lifetime would not give
-                # them back: another lifetime than configured, or a fractional one.
-                if (
-                    seconds is not None
-                    and (
-                        seconds != (self._opts or self.cfg.options).max_age
-                        or type(loaded_ms) is float
-                    )
-                    and seconds == loaded_ms / 1000  # not capped
-                ):
-                    self.loaded_max_age_ms = loaded_ms
-                    self.loaded_max_age = seconds
-            if seconds is not None and seconds != self.opts_view.max_age:
+            if seconds is not None and seconds != (self._opts or self.cfg.options).max_age:
                 self.opts.override(max_age=seconds)
+                self.remember_max_age(max_age, seconds)
+            elif type(max_age) is float:
+                self.remember_max_age(max_age, seconds)
         session._data = body
         session._is_new = False
         self.external_key = key
@@ -519,6 +510,12 @@ class RequestSession:
         if opts.idle_timeout is not None:
             out["_accessed"] = now_ms
         return out
+
+    def remember_max_age(self, loaded_ms: Any, seconds: Any) -> None:
+        """Keep koa's exact ``_maxAge`` where rounding the lifetime would not give it back."""
+        if isinstance(seconds, float) and seconds == loaded_ms / 1000:  # not capped
+            self.loaded_max_age_ms = loaded_ms
+            self.loaded_max_age = seconds
 
     def max_age_ms(self, max_age: float) -> float:
         """koa's ``maxAge`` in milliseconds for a lifetime of ``max_age`` seconds.
