@@ -50,6 +50,7 @@ _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan
 _DIGIT_KEY_REVERSED = re.compile(r':"[0-9]')
 _SURROGATE = re.compile(r"([\ud800-\udbff][\udc00-\udfff])|[\ud800-\udfff]")
 _ARRAY_INDEX_LIMIT = 2**32 - 1  # ECMAScript: an array index is below 2**32 - 1
+_DIGITS = frozenset("0123456789")
 
 
 def _fix_surrogate(match: re.Match[str]) -> str:
@@ -68,11 +69,16 @@ def js_number(value: float) -> str:
     ``0`` for ``-0.0``). One deliberate exception: an integral value from 2**53 up to 1e21 is
     written with its exact digits, as Python ints are (JavaScript parses both to the same double).
     """
-    if value.is_integer() and -1e21 < value < 1e21:
-        # Exact digits: the same text as JavaScript below 2**53; above, JavaScript pads the
-        # shortest digits with zeros, which Python would read back as a different int.
-        return int.__repr__(int(value))
-    text = repr(value)
+    if value.is_integer():
+        if -1e21 < value < 1e21:
+            # Exact digits: the same text as JavaScript below 2**53; above, JavaScript pads the
+            # shortest digits with zeros, which Python would read back as a different int.
+            return int.__repr__(int(value))
+    elif abs(value) >= 1e-4:
+        # A non-integral double is below 2**53, so repr has no exponent from here up: the same
+        # text as JavaScript's.
+        return float.__repr__(value)
+    text = float.__repr__(value)
     sign = ""
     if text[0] == "-":
         sign, text = "-", text[1:]
@@ -138,11 +144,12 @@ def _js_parts(value: Any, out: list[str]) -> None:
             raise ValueError(f"out of range float values are not JSON compliant: {value!r}")
         out.append(js_number(value))
     elif isinstance(value, dict):
-        items = [(_key_text(k), v) for k, v in value.items()]
-        indices = [item for item in items if _is_array_index(item[0])]
+        items = [(k if type(k) is str else _key_text(k), v) for k, v in value.items()]
+        indices = [item for item in items if item[0][:1] in _DIGITS and _is_array_index(item[0])]
         if indices:
             indices.sort(key=lambda item: int(item[0]))
-            items = indices + [item for item in items if not _is_array_index(item[0])]
+            index_keys = {key for key, _ in indices}
+            items = indices + [item for item in items if item[0] not in index_keys]
         out.append("{")
         for position, (key, item) in enumerate(items):
             if position:
