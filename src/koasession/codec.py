@@ -1,7 +1,9 @@
 """The cookie payload codec: compact JSON in standard base64, as koa-session writes it.
 
-Encoding matches ``Buffer.from(JSON.stringify(data)).toString('base64')`` byte for byte on the
-data web apps keep in sessions (strings, integers, booleans, lists, objects). Decoding is as
+Encoding matches ``Buffer.from(JSON.stringify(data)).toString('base64')`` byte for byte, and
+:func:`dumps` is the package's one JSON policy, for cookies and stores alike, always (not only
+with koa's algorithm): see its docstring for the rules and the one deliberate difference
+(integers beyond 2**53 keep their exact digits). Decoding is as
 lenient as Node's base64 reader (url-safe alphabet, missing padding, stray characters) so cookies
 minted by koa-session are read, but it is strict about what comes out: only a JSON object of
 finite numbers is a session, and every failure is reported as ``None``, never an exception.
@@ -14,6 +16,8 @@ import binascii
 import json
 import math
 import re
+from collections.abc import Callable, Iterable
+from json.encoder import encode_basestring
 from typing import Any
 
 #: Names the middleware writes into the payload; application data may use any other key.
@@ -35,17 +39,235 @@ def _finite_float(text: str) -> float:
     return value
 
 
+# The C string quoter of the json module (ensure_ascii=False): escapes exactly as JSON.stringify.
+_encode_string: Callable[[str], str] = encode_basestring
 _decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-_ascii_encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False)
+
+# A key ending in a digit is the only way ``<digit>":`` can occur in the C encoder's output (a
+# quote inside a string is always escaped), so this finds every key that may be an array index.
+# It runs on the reversed text, where the pattern starts with a literal that re finds quickly.
+_DIGIT_KEY_REVERSED = re.compile(r':"[0-9]')
+_SURROGATE = re.compile(r"([\ud800-\udbff][\udc00-\udfff])|[\ud800-\udfff]")
+_ARRAY_INDEX_LIMIT = 2**32 - 1  # ECMAScript: an array index is below 2**32 - 1
+_DIGITS = frozenset("0123456789")
+
+
+def _fix_surrogate(match: re.Match[str]) -> str:
+    pair = match.group(1)
+    if pair is not None:
+        # Two halves that JavaScript would read as one character: write that character.
+        return chr(0x10000 + ((ord(pair[0]) - 0xD800) << 10) + ord(pair[1]) - 0xDC00)
+    return f"\\u{ord(match.group()):04x}"
+
+
+def js_number(value: float) -> str:
+    """Format a finite float as JavaScript's ``Number.prototype.toString`` does.
+
+    Both languages print the shortest digits that read back as the same double; only the layout
+    differs (``1`` for ``1.0``, ``1e-7`` for ``1e-07``, ``100000000000000000000`` for ``1e+20``,
+    ``0`` for ``-0.0``). One deliberate exception: an integral value from 2**53 up to 1e21 is
+    written with its exact digits, as Python ints are (JavaScript parses both to the same double).
+    """
+    if value.is_integer():
+        if -1e21 < value < 1e21:
+            # Exact digits: the same text as JavaScript below 2**53; above, JavaScript pads the
+            # shortest digits with zeros, which Python would read back as a different int.
+            return int.__repr__(int(value))
+    elif abs(value) >= 1e-4:
+        # A non-integral double is below 2**53, so repr has no exponent from here up: the same
+        # text as JavaScript's.
+        return float.__repr__(value)
+    text = float.__repr__(value)
+    sign = ""
+    if text[0] == "-":
+        sign, text = "-", text[1:]
+    mantissa, _, exponent = text.partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = whole + fraction
+    # value = 0.<digits> * 10**point, JavaScript's (s, k, n) notation
+    point = len(whole) + (int(exponent) if exponent else 0)
+    stripped = digits.lstrip("0")
+    point -= len(digits) - len(stripped)
+    digits = stripped.rstrip("0")
+    count = len(digits)
+    if count <= point <= 21:
+        return sign + digits + "0" * (point - count)
+    if 0 < point <= 21:
+        return f"{sign}{digits[:point]}.{digits[point:]}"
+    if -6 < point <= 0:
+        return f"{sign}0.{'0' * -point}{digits}"
+    power = point - 1
+    head = digits if count == 1 else f"{digits[0]}.{digits[1:]}"
+    return f"{sign}{head}e{'+' if power >= 0 else '-'}{abs(power)}"
+
+
+def _is_array_index(key: str) -> bool:
+    return (
+        key.isascii()
+        and key.isdigit()
+        and (key == "0" or key[0] != "0")
+        and int(key) < _ARRAY_INDEX_LIMIT
+    )
+
+
+def _key_text(key: object) -> str:
+    # The same key coercions as the json module (which already accepted the data).
+    if isinstance(key, str):
+        return key
+    if key is True:
+        return "true"
+    if key is False:
+        return "false"
+    if key is None:
+        return "null"
+    if isinstance(key, int):
+        return int.__repr__(key)
+    if isinstance(key, float):
+        return js_number(key)
+    raise TypeError(f"keys must be str, int, float, bool or None, not {type(key).__name__}")
+
+
+def _js_parts(value: Any, out: list[str]) -> None:
+    if isinstance(value, str):
+        out.append(_encode_string(value))
+    elif value is None:
+        out.append("null")
+    elif value is True:
+        out.append("true")
+    elif value is False:
+        out.append("false")
+    elif isinstance(value, int):
+        out.append(int.__repr__(value))
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"out of range float values are not JSON compliant: {value!r}")
+        out.append(js_number(value))
+    elif isinstance(value, dict):
+        items = [(k if type(k) is str else _key_text(k), v) for k, v in value.items()]
+        indices = [item for item in items if item[0][:1] in _DIGITS and _is_array_index(item[0])]
+        if indices:
+            indices.sort(key=lambda item: int(item[0]))
+            index_keys = {key for key, _ in indices}
+            items = indices + [item for item in items if item[0] not in index_keys]
+        out.append("{")
+        for position, (key, item) in enumerate(items):
+            if position:
+                out.append(",")
+            out.append(_encode_string(key))
+            out.append(":")
+            _js_parts(item, out)
+        out.append("}")
+    elif isinstance(value, (list, tuple)):
+        out.append("[")
+        for position, item in enumerate(value):
+            if position:
+                out.append(",")
+            _js_parts(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _offending_path(value: Any, path: str, seen: tuple[int, ...] = ()) -> str:
+    """Where in ``value`` the first value the json module refuses is, for error messages."""
+    children: Iterable[tuple[str, Any]] = ()
+    if isinstance(value, dict):
+        children = ((f"{path}[{k!r}]", v) for k, v in value.items())
+    elif isinstance(value, (list, tuple)):
+        children = ((f"{path}[{i}]", v) for i, v in enumerate(value))
+    seen = (*seen, id(value))
+    if len(seen) > 64:
+        return path
+    for child_path, child in children:
+        if id(child) in seen:
+            return child_path  # the reference that closes a cycle
+        try:
+            _encoder.encode(child)
+        except (TypeError, ValueError, RecursionError):
+            return _offending_path(child, child_path, seen)
+    return path
+
+
+def _named_error(data: Any, exc: Exception) -> Exception:
+    """The json module's error, saying where in the session the offending value is."""
+    path = _offending_path(data, "session")
+    where = "session data" if path == "session" else path
+    error = TypeError if isinstance(exc, TypeError) else ValueError
+    return error(f"{where} cannot be stored as JSON: {exc}")
+
+
+def _needs_js_pass(text: str) -> bool:
+    """Whether the C encoder's ``text`` may differ from ``JSON.stringify``'s (a superset test).
+
+    Only two things differ: a float whose repr is not JavaScript's (integral ones end in ``.0``,
+    others with an exponent contain ``e+`` or ``e-``), and a key that is an array index. Plain
+    substring tests come first because they cost a fraction of a regular-expression scan.
+    """
+    if "." in text and (".0," in text or ".0}" in text or ".0]" in text):
+        return True
+    if "e+" in text or "e-" in text:
+        return True
+    return _DIGIT_KEY_REVERSED.search(text[::-1]) is not None
+
+
+def snapshot(data: Any) -> str:
+    """A cheap serialisation for change detection: equal data gives equal text.
+
+    It is the C encoder's output, not the wire form (:func:`dumps`), and raises the same errors.
+    """
+    try:
+        return _encoder.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _named_error(data, exc) from exc
 
 
 def dumps(data: Any) -> str:
-    """Serialise ``data`` as compact JSON, the way ``JSON.stringify`` does.
+    """Serialise ``data`` as compact JSON, byte for byte what ``JSON.stringify`` writes.
 
-    Raises ``TypeError`` or ``ValueError`` for data JSON cannot represent.
+    This is the one JSON policy of the package (cookies and every bundled store), whatever the
+    signing algorithm, so a Koa app sharing cookies or a store reads exactly what it would have
+    written itself:
+
+    - keys that are array indices (``"0"``, ``"10"``; canonical integers below 2**32 - 1) come
+      first in ascending numeric order, then the other keys in insertion order, at every depth;
+    - floats are written as JavaScript writes numbers (``1`` not ``1.0``, ``1e-7``, ``1e+21``,
+      ``0`` for ``-0.0``), so an integral float reads back as an ``int``;
+    - text is UTF-8 (non-BMP characters raw), and only lone surrogates are escaped (``\\ud800``);
+    - integers (ints, and integral floats below 1e21) are written with their exact digits, also
+      beyond 2**53 where JavaScript would print the double's shortest digits padded with zeros
+      (JavaScript parses both to the same double; Python reads back an equal number);
+    - NaN and infinities are refused (``JSON.stringify`` would silently write ``null``).
+
+    The common case (no floats, no keys ending in a digit, no surrogates) is the C encoder's
+    output after a few substring tests; only data that needs it takes the exact, slower pass.
+
+    Raises ``TypeError`` or ``ValueError`` for data JSON cannot represent, naming where the
+    offending value is (``session['cart'][2] cannot be stored as JSON: ...``).
     """
-    return _encoder.encode(data)
+    text = _js_text(data)
+    if not text.isascii():
+        try:
+            text.encode()
+        except UnicodeEncodeError:
+            text = _SURROGATE.sub(_fix_surrogate, text)
+    return text
+
+
+def _js_text(data: Any) -> str:
+    try:
+        text: str = _encoder.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _named_error(data, exc) from exc
+    if _needs_js_pass(text):
+        text = _js_pass(data)
+    return text
+
+
+def _js_pass(data: Any) -> str:
+    parts: list[str] = []
+    _js_parts(data, parts)
+    return "".join(parts)
 
 
 #: Deepest nesting of objects/arrays a session may have, the top-level object counting as 1.
@@ -144,18 +366,56 @@ def loads_object(text: str) -> dict[str, Any] | None:
 
 
 def to_bytes(data: Any) -> bytes:
-    """Compact JSON of ``data`` as UTF-8 bytes."""
-    text = _encoder.encode(data)
+    """:func:`dumps` as UTF-8 bytes (``Buffer.from(JSON.stringify(data))``)."""
+    try:
+        text: str = _encoder.encode(data)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise _named_error(data, exc) from exc
+    # _needs_js_pass, inlined on the hot path of every cookie write
+    if (
+        ("." in text and (".0," in text or ".0}" in text or ".0]" in text))
+        or "e+" in text
+        or "e-" in text
+        or _DIGIT_KEY_REVERSED.search(text[::-1]) is not None
+    ):
+        text = _js_pass(data)
     try:
         return text.encode()
     except UnicodeEncodeError:
-        # A lone surrogate cannot be UTF-8; JSON.stringify escapes it as \\udXXX, so do we.
-        return _ascii_encoder.encode(data).encode()
+        return _SURROGATE.sub(_fix_surrogate, text).encode()
 
 
 def encode(data: dict[str, Any]) -> str:
     """Encode a session payload as koa-session does: base64 of compact JSON."""
     return base64.b64encode(to_bytes(data)).decode("ascii")
+
+
+def encode_payload(data: dict[str, Any], data_text: str, metadata: dict[str, Any]) -> str:
+    """:func:`encode` of ``{**data, **metadata}``, given ``data_text == snapshot(data)``.
+
+    A cookie write has just serialised the data to see whether it changed; appending the
+    metadata to that text saves serialising everything a second time (the C encoder's fixed
+    cost is about a microsecond). ``metadata`` holds the package's own names (never array
+    indices, never keys of ``data``) with finite numbers or ``True`` as values.
+    """
+    text = _js_pass(data) if _needs_js_pass(data_text) else data_text
+    if metadata:
+        joined = ",".join(
+            [
+                f'"{key}":{value}' if type(value) is int else f'"{key}":{_scalar(value)}'
+                for key, value in metadata.items()
+            ]
+        )
+        text = "{" + joined + "}" if text == "{}" else text[:-1] + "," + joined + "}"
+    try:
+        raw = text.encode()
+    except UnicodeEncodeError:
+        raw = _SURROGATE.sub(_fix_surrogate, text).encode()
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _scalar(value: Any) -> str:
+    return "true" if value is True else js_number(value)
 
 
 def lenient_b64decode(value: str) -> bytes | None:
@@ -193,3 +453,21 @@ def decode(value: str) -> dict[str, Any] | None:
     except UnicodeDecodeError:
         return None
     return loads_object(text)
+
+
+def decode_value(value: str) -> Any:
+    """The JSON value inside a cookie value, whatever its type (``null``, ``0``, a list...).
+
+    For telling a payload that decodes to a non-object (koa reports a falsy one as ``missed``)
+    from one that does not decode at all: raises ``ValueError`` then.
+    """
+    raw = lenient_b64decode(value)
+    if raw is None:
+        raise ValueError("not base64")
+    try:
+        text = raw.decode()
+        if too_deep(text):
+            raise ValueError(f"nested more than {MAX_DEPTH} levels")
+        return _decoder.decode(text)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(str(exc)) from exc

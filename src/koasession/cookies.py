@@ -52,17 +52,23 @@ def parse_cookie_header(values: Iterable[str]) -> dict[str, str]:
 
     HTTP/2 may deliver the header as several fields; all are read. Malformed pairs (no ``=``,
     empty name) are skipped. Names are kept exactly as sent apart from surrounding ASCII spaces
-    and tabs; values are returned as sent, surrounding spaces removed.
+    and tabs. Values are returned with surrounding spaces removed and one pair of surrounding
+    double quotes removed (RFC 6265's quoted cookie-value, which Node's ``cookies`` also unquotes
+    before verifying: a signature covers the unquoted value).
     """
     jar: dict[str, str] = {}
     for header in values:
+        quoted = '"' in header  # one scan per field keeps unquoted headers on the short path
         for pair in header.split(";"):
             name, sep, value = pair.partition("=")
             if not sep:
                 continue
             name = name.strip(_OWS)
             if name and name not in jar:
-                jar[name] = value.strip()
+                value = value.strip()
+                if quoted and len(value) > 1 and value[0] == '"' == value[-1]:
+                    value = value[1:-1]
+                jar[name] = value
     return jar
 
 

@@ -25,7 +25,7 @@ from .errors import (
 )
 from .ids import check_made_id, is_valid_id
 from .options import SessionOptions
-from .session import Session, check_key
+from .session import RequestOptions, Session, check_key
 from .signing import Signer
 
 if TYPE_CHECKING:
@@ -51,14 +51,19 @@ class RequestSession:
 
     # Class-level defaults: a request that never touches its session assigns only what
     # __init__ does, which keeps the untouched hot path cheap.
-    _opts: SessionOptions | None = None
+    _opts: RequestOptions | None = None
     _cookies: dict[str, str] | None = None
     _ctx: SessionContext | None = None
+    _signer: Signer | None = None
     external_key: str | None = None
     loaded_key: str | None = None
     loaded_expire: float | None = None
     loaded_created: float | None = None
     loaded_accessed: float | None = None
+    # koa's ``_maxAge`` as loaded, and the lifetime in seconds it became: written back as is
+    # while the lifetime is unchanged, so a re-save keeps koa's exact milliseconds.
+    loaded_max_age_ms: float | None = None
+    loaded_max_age: float | None = None
     prev_json: str | None = None
     read = False
     clear_on_error = False
@@ -85,11 +90,30 @@ class RequestSession:
 
     # -- small accessors -----------------------------------------------------------------
     @property
-    def opts(self) -> SessionOptions:
+    def opts(self) -> RequestOptions:
         """This request's own copy of the options, made on first use."""
         if self._opts is None:
-            self._opts = self.cfg.options.copy()
+            self._opts = RequestOptions.of(self.cfg)
         return self._opts
+
+    @property
+    def signer(self) -> Signer | None:
+        """The signer for this request's cookies; ``None`` when they are not signed.
+
+        ``session.options.signed`` may differ from the configuration (koa honours it per
+        request); a signer the configuration did not build is made on first use.
+        """
+        opts = self._opts
+        if opts is None:
+            return self.cfg.signer
+        cfg = self.cfg
+        if opts.signed == cfg.options.signed:
+            return cfg.signer
+        if not opts.signed:
+            return None
+        if self._signer is None:
+            self._signer = Signer(cfg.keys, cfg.options.algorithms)
+        return self._signer
 
     @property
     def opts_view(self) -> SessionOptions:
@@ -162,7 +186,7 @@ class RequestSession:
         value = jar.get(name)
         if value is None:
             return None, False
-        signer = self.cfg.signer
+        signer = self.cfg.signer if self._opts is None else self.signer
         if signer is None:
             return value, False
         sig_name = name + ".sig"
@@ -249,14 +273,12 @@ class RequestSession:
                 raise
             await self.adopt_new()
             return
-        if data is not None and not isinstance(data, dict):
+        if data is None or (not isinstance(data, dict) and _js_falsy(data)):
+            self.emit("missed", key, data)  # koa: any falsy value from the store
+        elif not isinstance(data, dict):
             self.emit("invalid", key, data, reason="store returned a non-object")
-            data = None
         elif data and codec.exceeds_depth(data):
             self.emit("invalid", key, None, reason=_TOO_DEEP)
-            data = None
-        if data is None:
-            self.emit("missed", key, data)
         elif await _resolve(self.check(data, key)):
             self.loaded_key = self.stored_key = key
             self.accept(data, key, rotated)
@@ -281,28 +303,37 @@ class RequestSession:
                 self.session._require_save = True
             return opened[0]
         data: Any
-        if opts.decode is None:
+        decode = (self._opts or opts).decode
+        if decode is None:
             data = codec.decode(value)
+            if data is None:
+                try:
+                    data = codec.decode_value(value)
+                except ValueError:
+                    data = _UNDECODABLE
         else:
             try:
-                data = opts.decode(value)
+                data = decode(value)
             except ValueError:
-                data = None  # koa: a SyntaxError from decode means "start a new session"
+                data = _UNDECODABLE  # koa: a SyntaxError from decode means "start a new session"
             except Exception:
                 # koa: any other decode error clears the cookie so the next request recovers.
                 self.set_cookie(opts.key, "", expire_now=True)
                 self.clear_on_error = True
                 raise
-        if not isinstance(data, dict):
-            if opts.decode is None and self._is_store_id_cookie(value):
-                self.cross_mode(value, "cookie from store mode")
-            else:
-                self.emit("invalid", None, value, reason="malformed payload")
-            return None
-        if opts.decode is not None and codec.exceeds_depth(data):
-            self.emit("invalid", None, value, reason=_TOO_DEEP)
-            return None
-        return data
+        if isinstance(data, dict):
+            if decode is not None and codec.exceeds_depth(data):
+                self.emit("invalid", None, value, reason=_TOO_DEEP)
+                return None
+            return data
+        if data is not _UNDECODABLE and _js_falsy(data):
+            # koa's valid() reports a falsy payload (null, 0, false, "") as missed.
+            self.emit("missed", None, data, reason="empty payload")
+        elif decode is None and self._is_store_id_cookie(value):
+            self.cross_mode(value, "cookie from store mode")
+        else:
+            self.emit("invalid", None, value, reason="malformed payload")
+        return None
 
     def _is_store_id_cookie(self, value: str) -> bool:
         """Whether ``value``, which did not decode, is a session id signed by a store-mode app.
@@ -425,15 +456,19 @@ class RequestSession:
             else:
                 body[name] = value
         if max_age is not None:
-            seconds: float | Literal["session"] | None = (
-                "session" if max_age == "session" else _ms_to_seconds(max_age)
-            )
-            if seconds is not None and seconds != self.opts_view.max_age:
-                self.opts.max_age = seconds
+            seconds: float | Literal["session"] | None = "session"
+            if max_age != "session":
+                loaded_ms: Any = max_age
+                seconds = _ms_to_seconds(loaded_ms)
+            if seconds is not None and seconds != (self._opts or self.cfg.options).max_age:
+                self.opts.override(max_age=seconds)
+                self.remember_max_age(max_age, seconds)
+            elif type(max_age) is float:
+                self.remember_max_age(max_age, seconds)
         session._data = body
         session._is_new = False
         self.external_key = key
-        self.prev_json = codec.dumps(body)
+        self.prev_json = codec.snapshot(body)
 
     async def adopt_new(self) -> None:
         """Start a fresh session with a new id (store mode)."""
@@ -524,7 +559,7 @@ class RequestSession:
             if opts.uses_store:
                 self.external_key = await self.new_id()
                 self.loaded_key = None
-        data_json = _dumps_for_save(session._data)
+        data_json = codec.snapshot(session._data)
         if save or regenerate or session._require_save:
             reason = "force"
         else:
@@ -533,10 +568,13 @@ class RequestSession:
             return
         if opts.before_save is not None:
             await _resolve(opts.before_save(self.ctx, session))
-            data_json = _dumps_for_save(session._data)
+            data_json = codec.snapshot(session._data)
         # The load side refuses deeper data: writing it would lose the session next request.
         codec.check_save_depth(data_json)
-        await self.save(session._load(), changed=reason == "changed")
+        # koa's stores see ``changed`` on the write that carries a change; a forced save is
+        # that write too when the data differs from what was loaded (koa writes twice then).
+        changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
+        await self.save(session._load(), changed=changed, data_json=data_json)
         session._require_save = False
         self.prev_json = data_json
         self.committed = True
@@ -603,13 +641,24 @@ class RequestSession:
 
     def payload(self, data: dict[str, Any]) -> dict[str, Any]:
         """The data plus koa's metadata (and ours for timeouts)."""
+        out = dict(data)
+        out.update(self.metadata())
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours for the timeouts."""
         opts = self.opts_view
         now_ms = int(time.time() * 1000)
-        out = dict(data)
+        out: dict[str, Any] = {}
         if opts.max_age == "session":
             out["_session"] = True
         else:
-            max_age_ms = int(opts.max_age * 1000)
+            max_age = opts.max_age
+            max_age_ms = (
+                round(max_age * 1000)
+                if self.loaded_max_age_ms is None
+                else self.max_age_ms(max_age)
+            )
             out["_expire"] = now_ms + max_age_ms
             out["_maxAge"] = max_age_ms
         if opts.absolute_timeout is not None:
@@ -618,13 +667,43 @@ class RequestSession:
             out["_accessed"] = now_ms
         return out
 
-    async def save(self, data: dict[str, Any], *, changed: bool) -> None:
-        """Write the session: to the store then the id cookie, or into the cookie itself."""
+    def remember_max_age(self, loaded_ms: Any, seconds: Any) -> None:
+        """Keep koa's exact ``_maxAge`` where rounding the lifetime would not give it back."""
+        if isinstance(seconds, float) and seconds == loaded_ms / 1000:  # not capped
+            self.loaded_max_age_ms = loaded_ms
+            self.loaded_max_age = seconds
+
+    def max_age_ms(self, max_age: float) -> float:
+        """koa's ``maxAge`` in milliseconds for a lifetime of ``max_age`` seconds.
+
+        The lifetime loaded from a cookie or store entry is written back exactly as it was read;
+        any other is rounded to the nearest millisecond (``int()`` would lose one for a few
+        percent of lifetimes, e.g. 1024.003 s).
+        """
+        loaded = self.loaded_max_age_ms
+        if loaded is not None and max_age == self.loaded_max_age:
+            return loaded
+        return round(max_age * 1000)
+
+    async def save(
+        self, data: dict[str, Any], *, changed: bool, data_json: str | None = None
+    ) -> None:
+        """Write the session: to the store then the id cookie, or into the cookie itself.
+
+        ``data_json`` is ``codec.snapshot(data)`` when the caller has it: the default cookie
+        encoding then appends the metadata to it instead of serialising the data again.
+        """
         opts = self.opts_view
-        payload = self.payload(data)
         if not opts.uses_store:
-            self.set_cookie(opts.key, self.encode(payload))
+            if data_json is not None and self.cfg.cipher is None and opts.encode is None:
+                value = codec.encode_payload(data, data_json, self.metadata())
+            else:
+                value = self.encode(self.payload(data))
+            self.set_cookie(opts.key, value)
             return
+        if data_json is None:
+            codec.snapshot(data)  # data JSON cannot hold is the app's error, not the store's
+        payload = self.payload(data)
         ttl = opts.session_store_ttl if opts.max_age == "session" else opts.max_age + STORE_GRACE
         assert not isinstance(ttl, str)
         key = self.external_key or await self.new_id()
@@ -670,13 +749,15 @@ class RequestSession:
         cfg = self.cfg
         if cfg.cipher is not None:
             return cfg.cipher.seal(payload)
-        encode = cfg.options.encode
+        encode = (self._opts or cfg.options).encode
+        if encode is None:
+            return codec.encode(payload)
         try:
-            value = codec.encode(payload) if encode is None else encode(payload)
+            value = encode(payload)
         except (TypeError, ValueError) as exc:
-            raise TypeError(f"session data is not JSON-serialisable: {exc}") from exc
+            raise TypeError(f"the encode option could not serialise the session: {exc}") from exc
         # Ours is base64; a custom encode's result goes into the Set-Cookie line as is.
-        if encode is not None and not (isinstance(value, str) and cookies.is_safe_value(value)):
+        if not (isinstance(value, str) and cookies.is_safe_value(value)):
             shown = value[:60] if isinstance(value, str) else value
             raise ValueError(
                 f"encode() returned {shown!r}, which would inject into the Set-Cookie line: "
@@ -782,7 +863,15 @@ class RequestSession:
             expires = max_age = None
         else:
             assert not isinstance(opts.max_age, str)
-            expires, max_age = time.time() + opts.max_age, int(opts.max_age)
+            # Whole milliseconds, as koa adds maxAge to Date.now(): a float sum of seconds can
+            # land just below a second boundary and name the wrong second in ``expires``.
+            lifetime_ms = (
+                round(opts.max_age * 1000)
+                if self.loaded_max_age_ms is None
+                else self.max_age_ms(opts.max_age)
+            )
+            expires = (int(time.time() * 1000) + lifetime_ms) / 1000
+            max_age = int(opts.max_age)
         attrs = cookies.attributes(
             path=opts.path,
             expires=expires,
@@ -797,8 +886,9 @@ class RequestSession:
         lines = []
         if not only_signature:
             lines.append((name, f"{name}={value}; {attrs}"))
-        if sign and self.cfg.signer is not None:
-            signature = self.cfg.signer.sign(f"{name}={value}")
+        signer = (self.cfg.signer if self._opts is None else self.signer) if sign else None
+        if signer is not None:
+            signature = signer.sign(f"{name}={value}")
             lines.append((name + ".sig", f"{name}.sig={signature}; {attrs}"))
         for cookie_name, line in lines:
             if len(line) > COOKIE_LINE_LIMIT and not self.oversize(cookie_name, line):
@@ -854,13 +944,15 @@ def _looks_encrypted(value: str) -> bool:
     )
 
 
-def _dumps_for_save(data: dict[str, Any] | None) -> str:
-    try:
-        return codec.dumps(data)
-    except RecursionError:
-        raise ValueError(
-            f"session data is nested too deeply to serialise; the limit is {codec.MAX_DEPTH} levels"
-        ) from None
+#: What a cookie holds when it cannot be decoded at all (as opposed to decoding to ``null``).
+_UNDECODABLE = object()
+
+
+def _js_falsy(value: Any) -> bool:
+    """JavaScript's falsiness for a JSON value: ``null``, ``false``, ``0`` and ``""``."""
+    if value is None or value is False or value == "":
+        return True
+    return type(value) in (int, float) and value == 0
 
 
 def _ms_to_seconds(value: Any) -> float | None:

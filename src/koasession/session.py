@@ -7,15 +7,95 @@ commit compares serialised data rather than watching assignments.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .codec import META_KEYS
 from .csrf import CSRF_SESSION_KEY
-from .options import SessionOptions, normalize_max_age
+from .errors import ConfigurationError
+from .options import SessionOptions, normalize_max_age, validate
 
 if TYPE_CHECKING:
+    from .config import SessionConfig
     from .lifecycle import RequestSession
+
+#: Options one request may change through ``session.options`` (koa's ``ctx.sessionOptions``):
+#: everything that shapes how this request's session is written. ``signed`` and ``decode`` also
+#: apply to reading when set before the session is first used (cookie mode loads lazily).
+PER_REQUEST_OPTIONS = frozenset(
+    {
+        "max_age",
+        "rolling",
+        "renew",
+        "overwrite",
+        "http_only",
+        "secure",
+        "same_site",
+        "partitioned",
+        "priority",
+        "domain",
+        "path",
+        "signed",
+        "encode",
+        "decode",
+        "before_save",
+        "session_store_ttl",
+    }
+)
+_OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
+_BOOL_OPTIONS = ("rolling", "renew", "overwrite", "http_only", "signed", "partitioned")
+
+
+class RequestOptions(SessionOptions):
+    """One request's copy of the options: ``session.options``, koa's ``ctx.sessionOptions``.
+
+    The options in :data:`PER_REQUEST_OPTIONS` may be set, are checked like the middleware's
+    own, and apply to this request only. Setting any other option raises
+    :class:`~koasession.errors.ConfigurationError` naming it: the middleware reads those once
+    for every request (or before the application runs), so a change would be silently ignored.
+    """
+
+    _has_keys: bool
+
+    @classmethod
+    def of(cls, cfg: SessionConfig) -> RequestOptions:
+        """A copy of ``cfg``'s options for one request."""
+        copy = object.__new__(cls)
+        copy.__dict__.update(cfg.options.__dict__)
+        copy.__dict__["_has_keys"] = bool(cfg.keys)
+        return copy
+
+    def copy(self) -> SessionOptions:
+        """A plain (unrestricted) :class:`SessionOptions` with this request's values."""
+        return SessionOptions(**{name: getattr(self, name) for name in _OPTION_NAMES})
+
+    def override(self, **changes: Any) -> None:
+        """Set options without the checks, for values the middleware derived itself."""
+        self.__dict__.update(changes)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name not in PER_REQUEST_OPTIONS:
+            if name in _OPTION_NAMES:
+                raise ConfigurationError(
+                    f"{name} cannot change per request: the middleware reads it once, not per "
+                    "request; set it on SessionMiddleware (per-request options: "
+                    f"{', '.join(sorted(PER_REQUEST_OPTIONS))})"
+                )
+            raise AttributeError(f"session.options has no option {name!r}")
+        if name in _BOOL_OPTIONS and not isinstance(value, bool):
+            raise ConfigurationError(f"{name} must be True or False; got {value!r}")
+        if name in ("signed", "encode", "decode") and self.encrypt:
+            raise ConfigurationError(f"{name} has no effect with encrypt=True")
+        if name == "signed" and value and not self._has_keys:
+            raise ConfigurationError(
+                "signed=True needs keys=[...] on SessionMiddleware (koa: '.keys required for "
+                "signed cookies')"
+            )
+        candidate = self.copy()
+        setattr(candidate, name, value)
+        validate(candidate)
+        self.__dict__[name] = getattr(candidate, name)
 
 
 def check_key(key: object) -> str:
@@ -118,8 +198,13 @@ class Session(MutableMapping[str, Any]):
         return self._rs.external_key
 
     @property
-    def options(self) -> SessionOptions:
-        """This request's copy of the options; changes apply to this request only."""
+    def options(self) -> RequestOptions:
+        """This request's copy of the options (koa's ``ctx.sessionOptions``).
+
+        Options that shape this request's save (:data:`PER_REQUEST_OPTIONS`: lifetime,
+        rolling/renew, cookie attributes, ``signed``, ``encode``/``decode``, ``before_save``) may
+        be set and apply to this request only; setting any other raises ``ConfigurationError``.
+        """
         return self._rs.opts
 
     def destroy(self) -> None:

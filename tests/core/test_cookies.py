@@ -31,8 +31,17 @@ def test_malformed_pairs_are_skipped() -> None:
     assert parse_cookie_header([";;; =nameless; novalue; ok=1; =; a==b"]) == {"ok": "1", "a": "=b"}
 
 
-def test_values_are_kept_as_sent() -> None:
-    assert parse_cookie_header(['q="quoted"; b=a%20b']) == {"q": '"quoted"', "b": "a%20b"}
+def test_values_are_kept_as_sent_but_one_pair_of_quotes() -> None:
+    # RFC 6265 cookie-value: DQUOTE *cookie-octet DQUOTE; Node's cookies module unquotes too.
+    header = 'q="quoted"; b=a%20b; half="x; two=""y""; lone="; empty=""'
+    assert parse_cookie_header([header]) == {
+        "q": "quoted",
+        "b": "a%20b",
+        "half": '"x',
+        "two": '"y"',
+        "lone": '"',
+        "empty": "",
+    }
 
 
 def test_serialize_writes_koa_attribute_order() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from typing import Any
 
@@ -18,6 +19,7 @@ from ._app import (
     cookie_pairs,
     decode_value,
     set_cookies,
+    sign,
     signed_cookie,
     wrap,
 )
@@ -245,3 +247,26 @@ async def test_12_max_age_agrees_with_expires() -> None:
     parsed = time.mktime(time.strptime(expires, "%a, %d %b %Y %H:%M:%S GMT")) - time.timezone
     assert abs(parsed - (time.time() + 120)) < 3
     assert "max-age=120;" in line
+
+
+async def test_11_a_truthy_non_object_payload_is_invalid_a_falsy_one_missed() -> None:
+    events: list[tuple[str, Any]] = []
+    app = wrap(lambda s: dict(s["session"]), on_event=lambda n, p: events.append((n, p["value"])))
+    async with client(app) as c:
+        for text in ("42", "null", "[1]", '""'):
+            value = base64.b64encode(text.encode()).decode()
+            cookie = f"koa.sess={value}; koa.sess.sig={sign('koa.sess', value)}"
+            assert (await c.get("/", headers={"cookie": cookie})).json() == {}
+    assert [name for name, _ in events] == ["invalid", "missed", "invalid", "missed"]
+    assert [value for name, value in events if name == "missed"] == [None, ""]
+
+
+async def test_13_integers_beyond_two_to_the_53_keep_their_exact_digits() -> None:
+    def handler(scope: dict[str, Any]) -> Any:
+        scope["session"]["id"] = 2**60 + 1
+        return None
+
+    async with client(wrap(handler)) as c:
+        response = await c.get("/")
+    raw = base64.b64decode(cookie_pairs(response)["koa.sess"])
+    assert raw.startswith(b'{"id":1152921504606846977,')  # JavaScript: 1152921504606847000

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
-from ..codec import too_deep
+from .. import codec
 from ..errors import ConfigurationError
 from ..ids import is_valid_id
 from .base import SessionData
@@ -39,8 +39,10 @@ def valid_id(key: object) -> bool:
 
 
 def dumps(data: SessionData) -> str:
-    """Serialise like JavaScript's ``JSON.stringify``: compact, UTF-8, no NaN/Infinity."""
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Serialise exactly as ``JSON.stringify`` does (the package's one JSON policy,
+    :func:`koasession.codec.dumps`): a Koa app sharing the store reads what it would write, and
+    a lone surrogate is escaped rather than failing the store's UTF-8 encoding."""
+    return codec.dumps(data)
 
 
 def _refuse_constant(name: str) -> Any:
@@ -56,7 +58,7 @@ def loads(raw: str | bytes) -> SessionData | None:
     """
     try:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        if too_deep(text):
+        if codec.too_deep(text):
             return None
         value = json.loads(text, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError, RecursionError):
