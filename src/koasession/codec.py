@@ -191,6 +191,11 @@ def _offending_path(value: Any, path: str, seen: tuple[int, ...] = ()) -> str:
 
 def _named_error(data: Any, exc: Exception) -> Exception:
     """The json module's error, saying where in the session the offending value is."""
+    if isinstance(exc, RecursionError):
+        # Far past MAX_DEPTH: name the limit, as check_save_depth does for shallower excess.
+        return ValueError(
+            f"session data is nested too deeply to serialise; the limit is {MAX_DEPTH} levels"
+        )
     path = _offending_path(data, "session")
     where = "session data" if path == "session" else path
     error = TypeError if isinstance(exc, TypeError) else ValueError

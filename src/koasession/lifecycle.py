@@ -622,7 +622,7 @@ class RequestSession:
         if session._require_save:
             return True
         try:
-            data_json = codec.dumps(data)
+            data_json = codec.snapshot(data)  # the same text as prev_json, for comparison
         except (TypeError, ValueError):
             return True
         prev = self.prev_json

@@ -24,7 +24,7 @@ from koasession import ConfigurationError, SessionMiddleware, codec
 
 from .test_koa_interop import frozen_clock, keygrip_sign, py_store_side, without_max_age
 
-KEY = "parity-key-0123456789abcdef0123456789abcd"
+KEY = "YV10DrBOu60KXeVuxFYvqaH5N9DIKxhwYcl9rWyFTwE"
 NOW = 1_700_000_000_997  # ms; + 1024003 lands exactly on a second boundary
 DAY_MS = 86_400_000
 

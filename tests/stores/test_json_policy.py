@@ -17,7 +17,7 @@ from .conftest import Harness
 
 pytestmark = pytest.mark.timeout(90)
 
-KEYS = ["x" * 32]
+KEYS = ["7Ed4WqJxFir995_ZnADWJgXSVgFAIsf_SdC_Sh1F894"]
 
 #: Data whose JSON differs between Python's json module and JSON.stringify in every way that
 #: matters: index-like keys (ordered first), an integral float, an exponent, a lone surrogate.
