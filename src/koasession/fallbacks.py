@@ -383,6 +383,11 @@ class FlaskReader:
             return _REFUSED if any(item is _REFUSED for item in items) else items
         if not isinstance(value, dict):
             return value
+        if len(value) == 1 and isinstance(value.get(" di"), dict) and len(value[" di"]) == 1:
+            # An escaped dict: its one key looks like a tag but is the app's own key, which
+            # Flask suffixed with "__"; only its value is decoded.
+            ((escaped, item),) = value[" di"].items()
+            return {escaped[:-2]: self._untag(item)}
         scanned = {key: self._untag(item) for key, item in value.items()}
         if any(item is _REFUSED for item in scanned.values()):
             return _REFUSED
@@ -394,9 +399,6 @@ class FlaskReader:
         return self._from_tag(key, inner)
 
     def _from_tag(self, key: str, inner: Any) -> Any:
-        if key == " di" and isinstance(inner, dict) and len(inner) == 1:
-            ((escaped, item),) = inner.items()
-            return {escaped[:-2]: item}  # Flask appends "__" to the escaped key
         if key == " t" and isinstance(inner, list):
             return inner  # a tuple; JSON has only lists
         if key == " m" and isinstance(inner, str):
