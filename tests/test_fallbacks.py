@@ -197,6 +197,24 @@ def test_flask_cookie_is_read() -> None:
     assert FlaskReader(SECRET)({"session": value}) == FallbackResult(DATA, ("session",), "flask")
 
 
+def test_flask_permanent_flag_is_not_session_data() -> None:
+    app = Flask(__name__)
+    app.secret_key = SECRET
+
+    @app.route("/")
+    def login() -> str:
+        flask_session.permanent = True
+        flask_session["user"] = "ada"
+        return ""
+
+    client = app.test_client()
+    client.get("/")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    result = FlaskReader(SECRET)({"session": cookie.value})
+    assert result is not None and result.data == {"user": "ada"}
+
+
 def test_flask_compressed_cookie_is_read() -> None:
     data = {"notes": ["the same words again"] * 60}
     value = _flask_cookie(data)

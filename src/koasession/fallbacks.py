@@ -313,7 +313,7 @@ class FlaskReader:
     - ``"tagged"``: :class:`koasession.serializers.TaggedSerializer`'s JSON-safe form, for an app
       that runs the middleware with that serializer.
 
-    An unknown tag is always refused.
+    An unknown tag is always refused. Flask's ``_permanent`` flag is dropped from the data.
     """
 
     __slots__ = ("_verifier", "cookie_name", "rich_values")
@@ -369,6 +369,7 @@ class FlaskReader:
             return None
         if untagged is _REFUSED or not isinstance(untagged, dict):
             return None
+        untagged.pop("_permanent", None)  # Flask's own flag for session.permanent, not app data
         if self.rich_values == "tagged":
             try:
                 untagged = TaggedSerializer().to_json_safe(untagged)
