@@ -82,7 +82,7 @@ class FallbackResult:
 
 
 #: The type of a migration reader.
-FallbackReader = Callable[[Mapping[str, str]], "FallbackResult | None"]
+FallbackReader = Callable[[Mapping[str, str]], FallbackResult | None]
 
 
 def read_fallback(
