@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask import session as flask_session
+from hypothesis import given
+from hypothesis import strategies as st
 from markupsafe import Markup
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -403,3 +405,56 @@ def test_readers_need_a_secret() -> None:
         FlaskReader([])
     with pytest.raises(ValueError):
         FlaskReader(SECRET, rich_values="loose")  # type: ignore[arg-type]
+
+
+_cookie_text = st.text(max_size=60) | st.from_regex(r"[A-Za-z0-9_.=~-]{0,80}", fullmatch=True)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["session", "koa.sess", "koa.sess.sig", "koa.sess.1"]), _cookie_text
+    )
+)
+def test_readers_never_raise_on_arbitrary_cookies(jar: dict[str, str]) -> None:
+    readers = [
+        StarletteReader(SECRET),
+        StarsessionsReader(SECRET),
+        FlaskReader(SECRET, rich_values="text"),
+        KoaCookieReader([KEY]),
+    ]
+    for reader in readers:
+        assert reader(jar) is None
+
+
+_json_like = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from([" t", " di", " b", " u", " d", " m", "a", " di__"]),
+            children,
+            max_size=2,
+        )
+    ),
+    max_leaves=8,
+)
+
+
+@given(st.binary(max_size=64) | _json_like.map(lambda v: json.dumps(v).encode()), st.booleans())
+def test_validly_signed_garbage_never_raises(body: bytes, compress: bool) -> None:
+    import zlib
+
+    import itsdangerous
+
+    starlette = itsdangerous.TimestampSigner(SECRET).sign(base64.b64encode(body)).decode()
+    assert StarletteReader(SECRET)({"session": starlette}) is None or body.startswith(b"{")
+    assert StarsessionsReader(SECRET)({"session": starlette}) is None or body.startswith(b"{")
+    raw = zlib.compress(body) if compress else body
+    payload = ("." if compress else "") + base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+    flask_signer = itsdangerous.TimestampSigner(
+        SECRET, salt="cookie-session", key_derivation="hmac"
+    )
+    flask = flask_signer.sign(payload).decode()
+    for mode in ("refuse", "text", "tagged"):
+        result = FlaskReader(SECRET, rich_values=mode)({"session": flask})  # type: ignore[arg-type]
+        assert result is None or json.loads(json.dumps(result.data)) == result.data
