@@ -458,3 +458,10 @@ def test_validly_signed_garbage_never_raises(body: bytes, compress: bool) -> Non
     for mode in ("refuse", "text", "tagged"):
         result = FlaskReader(SECRET, rich_values=mode)({"session": flask})  # type: ignore[arg-type]
         assert result is None or json.loads(json.dumps(result.data)) == result.data
+
+
+def test_signature_spellings_outside_the_alphabet_are_refused() -> None:
+    value = _starlette_cookie(DATA)
+    assert StarletteReader(SECRET)({"session": value + "!"}) is None
+    assert StarletteReader(SECRET)({"session": value + "="}) is None
+    assert StarletteReader(SECRET)({"session": value + "A"}) is None

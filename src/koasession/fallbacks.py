@@ -63,6 +63,9 @@ __all__ = [
     "read_fallback",
 ]
 
+#: Longest old cookie value considered (a request header rarely exceeds 8 KiB in all).
+_MAX_COOKIE = 16 * 1024
+
 #: Cap on a decompressed Flask payload (its cookie is itself under 4 KiB).
 _MAX_INFLATED = 1 << 20
 
@@ -129,8 +132,12 @@ def _derive(secret: bytes, salt: bytes, derivation: str) -> bytes:
     raise ValueError(f"unknown key derivation {derivation!r}")
 
 
+_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
 def _b64url_decode(text: str) -> bytes | None:
-    if not text.isascii():
+    # Strict alphabet: the decoder would skip stray characters, giving one value many spellings.
+    if not _B64URL.issuperset(text) or len(text) % 4 == 1:
         return None
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
@@ -152,7 +159,7 @@ class _TimestampVerifier:
     def unsign(self, value: str, now: float | None = None) -> str | None:
         """The payload of a valid, unexpired ``value``; ``None`` otherwise."""
         signed, dot, signature = value.rpartition(".")
-        if not dot or not value.isascii():
+        if not dot or not value.isascii() or len(value) > _MAX_COOKIE:
             return None
         expected = _b64url_decode(signature)
         if expected is None:
