@@ -1,6 +1,6 @@
 """The shared store suite: every guarantee of issue 3, run against every store.
 
-Each test runs for memory, redis, postgres, sqlite (and redis_cluster when a local cluster can
+Each test runs for memory, redis, postgres, sqlite, mysql (and redis_cluster when a local cluster can
 be started). Calls with ``ctx=Ctx(loaded_key=...)`` play the middleware's part: the id loaded
 for the request decides between update-only and insert-only (see koasession.stores.base).
 """
@@ -358,7 +358,7 @@ async def test_owner_methods_need_owner_option(harness: Harness) -> None:
 
 
 async def test_purge_expired(harness: Harness) -> None:
-    if harness.kind not in ("postgres", "sqlite", "memory"):
+    if harness.kind not in ("postgres", "sqlite", "mysql", "memory"):
         pytest.skip("Redis expires entries itself")
     store = await harness.make(**({} if harness.kind == "memory" else {"purge_every": 0}))
     for i in range(5):
