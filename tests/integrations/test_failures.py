@@ -170,7 +170,9 @@ async def test_a_5xx_the_app_answers_itself_commits_nothing(mode: str) -> None:
 
     from koasession import SessionMiddleware
 
-    async with client(SessionMiddleware(app, keys=["x-evbtGuHKDhmuOSXTar6nlNzfjBTrKb0kS9vN_p1KY"], store=store)) as http:
+    async with client(
+        SessionMiddleware(app, keys=["x-evbtGuHKDhmuOSXTar6nlNzfjBTrKb0kS9vN_p1KY"], store=store)
+    ) as http:
         response = await http.get("/maintenance")
         assert response.status_code == 503
         assert session_lines(response) == []

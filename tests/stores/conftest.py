@@ -2,8 +2,9 @@
 
 Services come from ``REDIS_URL`` (default redis://127.0.0.1:6379), ``DATABASE_URL`` (default
 postgresql://postgres@127.0.0.1:5432/test) and ``MYSQL_URL`` (default
-mysql://root@127.0.0.1:3306/test, a MariaDB or MySQL server). Outside CI an unreachable server skips the tests
-that need it, with the reason; with ``CI=true`` it fails them, since CI must prove every store.
+mysql://root@127.0.0.1:3306/test, a MariaDB or MySQL server). Outside CI an unreachable server
+skips the tests that need it, with the reason; with ``CI=true`` it fails them, since CI must
+prove every store.
 
 Every test gets its own Redis key prefix / PostgreSQL or MySQL table / SQLite file, derived from a
 per-run random id, so parallel runs and reruns never see each other's data.

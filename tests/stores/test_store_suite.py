@@ -1,8 +1,9 @@
 """The shared store suite: every guarantee of issue 3, run against every store.
 
-Each test runs for memory, redis, postgres, sqlite, mysql (and redis_cluster when a local cluster can
-be started). Calls with ``ctx=Ctx(loaded_key=...)`` play the middleware's part: the id loaded
-for the request decides between update-only and insert-only (see koasession.stores.base).
+Each test runs for memory, redis, postgres, sqlite, mysql (and redis_cluster when a local
+cluster can be started). Calls with ``ctx=Ctx(loaded_key=...)`` play the middleware's part: the
+id loaded for the request decides between update-only and insert-only (see
+koasession.stores.base).
 """
 
 from __future__ import annotations

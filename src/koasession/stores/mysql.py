@@ -452,7 +452,12 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
 
 
 def _terminate(pool: Any) -> None:
-    # The pool's loop is closed, so nothing can be awaited: drop its connections. On a closed
-    # loop even that fails part-way; the sockets are then closed when garbage-collected.
-    with contextlib.suppress(RuntimeError):
-        pool.terminate()
+    if not pool._loop.is_closed():
+        pool.terminate()  # a live loop of another thread (called in that loop)
+        return
+    # Nothing can run on a closed loop (Pool.terminate would schedule a task there): close the
+    # connections directly. Even that fails part-way on a closed loop; the sockets are then
+    # closed when garbage-collected.
+    for conn in [*pool._free, *pool._used]:
+        with contextlib.suppress(RuntimeError):
+            conn.close()
