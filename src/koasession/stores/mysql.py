@@ -254,7 +254,7 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
 
         async def query(conn: Any) -> int:
             async with conn.cursor() as cur:
-                await self._bounded(cur.execute(sql, args))
+                await self._bounded(cur.execute(sql, args or None))
                 count: int = cur.rowcount
                 return count
 
@@ -265,7 +265,7 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
 
         async def query(conn: Any) -> list[Any]:
             async with conn.cursor() as cur:
-                await self._bounded(cur.execute(sql, args))
+                await self._bounded(cur.execute(sql, args or None))
                 return list(await self._bounded(cur.fetchall()))
 
         return await self._run(operation, query, retry=True)
