@@ -374,17 +374,19 @@ def test_cli_purge_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert not missing.exists()
 
 
-def test_cli_purge_postgres(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from koasession.stores.postgres import PostgresStore
-
+@pytest.mark.parametrize("server", ["database_url", "mysql_url"], ids=["postgres", "mysql"])
+def test_cli_purge_sql_server(
+    server: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database_url = str(request.getfixturevalue(server))  # skips when the server is down
     table = f"ks_cli_{RUN_ID}"
 
     async def seed() -> None:
-        async with PostgresStore(database_url, table=table, purge_every=0) as store:
+        async with store_from_url(database_url, table=table, purge_every=0) as store:
             await _seed(store, 3, 1)
 
     async def drop() -> None:
-        async with PostgresStore(database_url, table=table) as store:
+        async with store_from_url(database_url, table=table) as store:
             await store.drop_table()
 
     asyncio.run(seed())

@@ -366,9 +366,12 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
                 return
             except Exception as exc:
                 cause = exc.__cause__
-                if not isinstance(cause, asyncmy.errors.IntegrityError):
+                duplicate = isinstance(cause, asyncmy.errors.IntegrityError) and (
+                    _error_code(cause) == _DUPLICATE_KEY
+                )
+                if not duplicate:
                     raise
-                if _error_code(cause) != _DUPLICATE_KEY or attempt:
+                if attempt:
                     raise SessionIdCollision("session id already exists") from None
             # The id exists: gone as far as anyone can see if it expired, so it may be reused.
             # Only an expired row is deleted; a concurrent insert of the same id then makes
