@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     purge = sub.add_parser(
         "purge",
         help="delete expired sessions from a SQL store",
-        description="Delete expired sessions from a PostgreSQL or SQLite store.",
+        description="Delete expired sessions from a PostgreSQL, MySQL or SQLite store.",
     )
     purge.add_argument(
         "--store",
