@@ -161,6 +161,21 @@ async def test_a_stalled_mysql_server_times_out_with_the_store_named(silent_port
     assert len(errors) == 1
     await store.close()
 
+    # The middleware lent the store its store_timeout: direct calls are bounded by it too...
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="timed out"):
+        await store.get("some-id")
+    assert time.monotonic() - started < 1.5
+    await store.close()
+    # ...unless the store was given its own timeout, which wins.
+    slow = MySQLStore(f"mysql://koa@127.0.0.1:{silent_port}/db", connect_timeout=1.5)
+    app_over(slow, on_store_error="raise", store_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="timed out"):
+        await slow.get("some-id")
+    assert time.monotonic() - started >= 1.4
+    await slow.close()
+
     # Without the middleware, the store's own connect timeout bounds the call.
     quick = MySQLStore(f"mysql://koa@127.0.0.1:{silent_port}/db", connect_timeout=0.3)
     started = time.monotonic()

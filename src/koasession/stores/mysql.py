@@ -54,6 +54,7 @@ _EXPIRES = f"{_NOW} + INTERVAL %s MICROSECOND"
 # Unix seconds of a UTC DATETIME, independent of the connection's time zone.
 _EPOCH = "TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', expires_at) / 1000000"
 
+_DEFAULT_TIMEOUT = 5.0
 _DUPLICATE_KEY = 1062
 # Client-side codes of a connection that died under us: "server has gone away", "lost
 # connection during query", "lost connection at handshake".
@@ -133,9 +134,10 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
         :meth:`list_owner`.
     :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
         (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
-    :param connect_timeout: seconds to open a connection or wait for a free pooled one.
+    :param connect_timeout: seconds to open a connection or wait for a free pooled one
+        (default 5, or the middleware's ``store_timeout`` when shorter).
     :param command_timeout: seconds one statement may take before it is abandoned (its
-        connection is then closed, never reused half-read).
+        connection is then closed, never reused half-read); default as ``connect_timeout``.
     :param pool_options: passed to ``asyncmy.create_pool`` (they override the defaults
         ``minsize=1, maxsize=10``; ``client_flag`` is combined with the flag the store needs).
 
@@ -153,8 +155,8 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
         owner: OwnerFunc | None = None,
         purge_every: int = 1000,
         purge_limit: int = 1000,
-        connect_timeout: float = 5.0,
-        command_timeout: float = 5.0,
+        connect_timeout: float | None = None,
+        command_timeout: float | None = None,
         pool_options: dict[str, Any] | None = None,
     ) -> None:
         self._init_common(hash_ids=hash_ids, hash_key=hash_key, owner=owner)
@@ -163,9 +165,15 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
         self._purge = AutoPurge(purge_every, purge_limit)
         self._init_pooled(
             create_table=create_table,
-            connect_timeout=connect_timeout,
-            command_timeout=command_timeout,
+            connect_timeout=_DEFAULT_TIMEOUT if connect_timeout is None else connect_timeout,
+            command_timeout=_DEFAULT_TIMEOUT if command_timeout is None else command_timeout,
         )
+        # Timeouts given here win over the middleware's store_timeout (use_store_timeout).
+        self._adjustable = {
+            name
+            for name, value in (("connect", connect_timeout), ("command", command_timeout))
+            if value is None
+        }
         if not isinstance(url, str):
             raise ConfigurationError("MySQLStore needs a mysql:// URL")
         self._connect_args, self.address, self._secrets = describe_url(url)
@@ -175,6 +183,20 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
     def __repr__(self) -> str:
         return f"MySQLStore({self.address}, table={self.table!r})"
 
+    def use_store_timeout(self, timeout: float) -> None:
+        """Bound the connect and statement timeouts by ``timeout``, unless they were given.
+
+        The middleware calls this with its ``store_timeout`` (see :mod:`.base`), so that a
+        call it gives up on also gives up its connection in time. It applies to pools already
+        open as well.
+        """
+        if not timeout > 0:
+            return
+        if "connect" in self._adjustable:
+            self._connect_timeout = min(self._connect_timeout, float(timeout))
+        if "command" in self._adjustable:
+            self._command_timeout = min(self._command_timeout, float(timeout))
+
     # -- setup ---------------------------------------------------------------------------------
 
     async def _open_pool(self) -> Any:
@@ -183,7 +205,9 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
             "maxsize": 10,
             # asyncmy's own connect timeout counts whole seconds; the wait_for below is exact.
             "connect_timeout": max(1, round(self._connect_timeout)),
-            "read_timeout": self._command_timeout,
+            # No driver read_timeout: its expiry looks like a lost connection (2013) and would
+            # be retried. Statements are bounded by asyncio instead, which closes the
+            # connection of a cancelled statement.
             # Every statement is its own transaction, as in the other SQL stores.
             "autocommit": True,
             **self._connect_args,
