@@ -8,7 +8,7 @@ Subcommands:
   from ``KOASESSION_KEY`` (whitespace-separated), which keeps them out of shell history.
 - ``koasession keygen``: print a strong random key.
 - ``koasession purge --store URL``: delete expired sessions from a SQL store
-  (``postgresql://...`` or ``sqlite:///path``), for a cron job or a deploy hook.
+  (``postgresql://...``, ``mysql://...`` or ``sqlite:///path``), for a cron job or a deploy hook.
 """
 
 from __future__ import annotations
@@ -121,14 +121,14 @@ async def _look_up(result: Diagnosis, url: str, args: argparse.Namespace) -> Dia
 
     options: dict[str, Any] = {}
     scheme = url.partition("://")[0].lower()
-    is_sql = scheme.startswith(("postgres", "sqlite"))
+    is_sql = scheme.startswith(("postgres", "sqlite", "mysql", "mariadb"))
     if args.prefix is not None:
         if is_sql:
             raise ValueError("--prefix is for redis:// stores; SQL stores take --table")
         options["key_prefix"] = args.prefix
     if args.table is not None:
         if not is_sql:
-            raise ValueError("--table is for postgresql:// and sqlite:// stores")
+            raise ValueError("--table is for postgresql://, mysql:// and sqlite:// stores")
         options["table"] = args.table
     if scheme == "sqlite":
         path = url.partition("://")[2]
@@ -172,13 +172,13 @@ def build_parser() -> argparse.ArgumentParser:
     purge = sub.add_parser(
         "purge",
         help="delete expired sessions from a SQL store",
-        description="Delete expired sessions from a PostgreSQL or SQLite store.",
+        description="Delete expired sessions from a PostgreSQL, MySQL or SQLite store.",
     )
     purge.add_argument(
         "--store",
         required=True,
         metavar="URL",
-        help="postgresql://user@host/db or sqlite:///path/to/sessions.db",
+        help="postgresql://user@host/db, mysql://user@host/db or sqlite:///path/to/sessions.db",
     )
     purge.add_argument("--table", help="table name (default: koasession_sessions)")
     purge.add_argument(
@@ -198,8 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--store",
         metavar="URL",
-        help="memory://, redis://..., postgresql://..., sqlite:// (a file in the user cache) "
-        "or sqlite:///path",
+        help="memory://, redis://..., postgresql://..., mysql://..., "
+        "sqlite:// (a file in the user cache) or sqlite:///path",
     )
     demo.add_argument(
         "--keys",
@@ -246,8 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument(
         "--store",
         metavar="URL",
-        help="look the store id up in this store (redis://, postgresql://, sqlite:///path); "
-        "implies --store-id",
+        help="look the store id up in this store (redis://, postgresql://, mysql://, "
+        "sqlite:///path); implies --store-id",
     )
     inspect.add_argument("--prefix", help="RedisStore key_prefix the app uses")
     inspect.add_argument("--table", help="SQL store table the app uses")

@@ -4,12 +4,13 @@ Its forms carry a CSRF token (``CSRFMiddleware`` refuses a POST without it) and 
 flash message for the next page.
 
 Run ``koasession demo [--store URL] [--port 3000] [--keys KEY]``. Cookie mode needs no server;
-``--store`` takes ``memory://``, ``redis://...``, ``postgresql://...``, ``sqlite://`` (a file in
-the user's cache directory) or ``sqlite:///path``. Keys come from ``--keys`` or
-``KOASESSION_KEY``; without either, a random key per start (every session ends at a restart).
+``--store`` takes ``memory://``, ``redis://...``, ``postgresql://...``, ``mysql://...``,
+``sqlite://`` (a file in the user's cache directory) or ``sqlite:///path``. Keys come from
+``--keys`` or ``KOASESSION_KEY``; without either, a random key per start (every session ends
+at a restart).
 
 The demo keeps to itself on shared servers: Redis keys start with ``koasession-demo:`` and the
-PostgreSQL table is ``koasession_demo_sessions``.
+PostgreSQL or MySQL table is ``koasession_demo_sessions``.
 """
 
 from __future__ import annotations
@@ -214,7 +215,7 @@ def make_store(url: str) -> Any:
     options: dict[str, Any] = {"owner": lambda data: data.get("user")}
     if scheme.startswith(("redis", "rediss", "unix")):
         options["key_prefix"] = REDIS_PREFIX
-    elif scheme in ("postgres", "postgresql"):
+    elif scheme in ("postgres", "postgresql", "mysql", "mariadb"):
         options["table"] = SQL_TABLE
     elif scheme == "sqlite" and rest.strip("/") == "":
         url = f"sqlite:///{default_sqlite_path()}"
@@ -242,7 +243,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=3000)
     parser.add_argument(
-        "--store", help="memory://, redis://..., postgresql://..., sqlite:// or sqlite:///path"
+        "--store",
+        help="memory://, redis://..., postgresql://..., mysql://..., sqlite:// or sqlite:///path",
     )
     parser.add_argument(
         "--keys",

@@ -1,10 +1,12 @@
 """Fixtures for the shared store suite: one ``harness`` per store kind, on real servers.
 
-Services come from ``REDIS_URL`` (default redis://127.0.0.1:6379) and ``DATABASE_URL`` (default
-postgresql://postgres@127.0.0.1:5432/test). Outside CI an unreachable server skips the tests
-that need it, with the reason; with ``CI=true`` it fails them, since CI must prove every store.
+Services come from ``REDIS_URL`` (default redis://127.0.0.1:6379), ``DATABASE_URL`` (default
+postgresql://postgres@127.0.0.1:5432/test) and ``MYSQL_URL`` (default
+mysql://root@127.0.0.1:3306/test, a MariaDB or MySQL server). Outside CI an unreachable server
+skips the tests that need it, with the reason; with ``CI=true`` it fails them, since CI must
+prove every store.
 
-Every test gets its own Redis key prefix / PostgreSQL table / SQLite file, derived from a
+Every test gets its own Redis key prefix / PostgreSQL or MySQL table / SQLite file, derived from a
 per-run random id, so parallel runs and reruns never see each other's data.
 """
 
@@ -27,13 +29,14 @@ import pytest
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 RUN_ID = secrets.token_hex(4)
 _counter = itertools.count()
 
 HASH_KEY = "k" * 32
-STORE_KINDS = ["memory", "redis", "postgres", "sqlite", "redis_cluster"]
-SQL_KINDS = {"postgres", "sqlite"}
+STORE_KINDS = ["memory", "redis", "postgres", "sqlite", "mysql", "redis_cluster"]
+SQL_KINDS = {"postgres", "sqlite", "mysql"}
 
 
 def unavailable(reason: str) -> None:
@@ -75,6 +78,32 @@ def postgres_available() -> str | None:
     except Exception as exc:
         return f"PostgreSQL unreachable at {DATABASE_URL}: {exc}"
     return None
+
+
+@pytest.fixture(scope="session")
+def mysql_available() -> str | None:
+    """``None`` when MySQL/MariaDB accepts a connection, else the reason it does not."""
+    from koasession.stores.mysql import describe_url
+
+    async def probe() -> None:
+        import asyncmy
+
+        args, _, _ = describe_url(MYSQL_URL)
+        conn = await asyncmy.connect(**args, connect_timeout=3)
+        conn.close()
+
+    try:
+        asyncio.run(probe())
+    except Exception as exc:
+        return f"MySQL/MariaDB unreachable at {MYSQL_URL}: {exc}"
+    return None
+
+
+@pytest.fixture
+def mysql_url(mysql_available: str | None) -> str:
+    if mysql_available:
+        unavailable(mysql_available)
+    return MYSQL_URL
 
 
 @pytest.fixture
@@ -234,6 +263,7 @@ async def harness(
     tmp_path: Path,
     redis_available: str | None,
     postgres_available: str | None,
+    mysql_available: str | None,
     redis_cluster: LocalCluster,
 ) -> AsyncIterator[Harness]:
     """A :class:`Harness` for each store kind; closes (and drops) what the test created."""
@@ -325,6 +355,35 @@ async def harness(
             pool = await store._get_pool()
             rows = await pool.fetch(f'SELECT id, data, owner FROM "{store.table}"')
             return {r["id"]: f"{r['data']} owner={r['owner']}" for r in rows}
+
+        def forbid(store: Any) -> None:
+            store._get_pool = _aboom
+
+        yield Harness(kind, make, dump, forbid)
+        for store in created:
+            store.__dict__.pop("_get_pool", None)
+        if created:
+            await created[0].drop_table()
+        for store in created:
+            await store.close()
+        return
+
+    elif kind == "mysql":
+        if mysql_available:
+            unavailable(mysql_available)
+        from koasession.stores.mysql import MySQLStore
+
+        table = f"ks_test_{RUN_ID}_{n}"
+
+        async def make(**opts: Any) -> Any:
+            opts.setdefault("table", table)
+            store = MySQLStore(MYSQL_URL, **opts)
+            created.append(store)
+            return store
+
+        async def dump(store: Any) -> dict[str, str]:
+            rows = await store._fetch("dump", f"SELECT id, data, owner FROM `{store.table}`")
+            return {r[0]: f"{r[1]} owner={r[2]}" for r in rows}
 
         def forbid(store: Any) -> None:
             store._get_pool = _aboom

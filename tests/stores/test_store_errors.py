@@ -123,6 +123,88 @@ async def test_a_stalled_server_times_out_with_the_store_named(silent_port: int)
     await quick.close()
 
 
+@pytest.mark.parametrize(
+    "url",
+    ["mysql://koa:{pw}@127.0.0.1:{port}/sessions", "mariadb://koa:{pw}@127.0.0.1:{port}/sessions"],
+)
+async def test_mysql_errors_name_the_server_not_the_password(
+    url: str, closed_port: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from koasession.stores.mysql import MySQLStore
+
+    store = MySQLStore(url.format(pw=PASSWORD, port=closed_port), connect_timeout=2)
+    address = f"127.0.0.1:{closed_port}/sessions"
+    assert address in repr(store) and PASSWORD not in repr(store)
+    with pytest.raises(StoreError) as raised:
+        await store.get("some-id")
+    message = str(raised.value)
+    assert "MySQLStore" in message and address in message and "get" in message
+    assert PASSWORD not in message
+
+    app, errors = app_over(store, on_store_error="raise")
+    with caplog.at_level(logging.DEBUG):
+        response, _ = await get(app)
+    assert response.status_code == 503
+    assert [address in str(e) for e in errors] == [True]
+    assert PASSWORD not in caplog.text and PASSWORD not in str(errors)
+    await store.close()
+
+
+async def test_a_stalled_mysql_server_times_out_with_the_store_named(silent_port: int) -> None:
+    from koasession.stores.mysql import MySQLStore
+
+    store = MySQLStore(f"mysql://koa:{PASSWORD}@127.0.0.1:{silent_port}/db")
+    app, errors = app_over(store, on_store_error="raise", store_timeout=0.5)
+    response, took = await get(app)
+    assert response.status_code == 503
+    assert took < 1.5  # store_timeout, not the store's 5 s connect timeout
+    assert len(errors) == 1
+    await store.close()
+
+    # The middleware lent the store its store_timeout: direct calls are bounded by it too...
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="timed out"):
+        await store.get("some-id")
+    assert time.monotonic() - started < 1.5
+    await store.close()
+    # ...unless the store was given its own timeout, which wins.
+    slow = MySQLStore(f"mysql://koa@127.0.0.1:{silent_port}/db", connect_timeout=1.5)
+    app_over(slow, on_store_error="raise", store_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="timed out"):
+        await slow.get("some-id")
+    assert time.monotonic() - started >= 1.4
+    await slow.close()
+
+    # Without the middleware, the store's own connect timeout bounds the call.
+    quick = MySQLStore(f"mysql://koa@127.0.0.1:{silent_port}/db", connect_timeout=0.3)
+    started = time.monotonic()
+    with pytest.raises(StoreError, match=rf"127\.0\.0\.1:{silent_port}/db.*timed out"):
+        await quick.get("some-id")
+    assert time.monotonic() - started < 2
+    await quick.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "address"),
+    [
+        ("mysql://u:p%40ss@db.example:3307/app", "db.example:3307/app"),
+        ("mariadb://u@[::1]/app", "[::1]:3306/app"),
+        (
+            "mysql://u:pw-one@localhost/app?unix_socket=/run/mysqld/mysqld.sock",
+            "/run/mysqld/mysqld.sock/app",
+        ),
+        ("mysql://u@host", "host:3306"),
+    ],
+)
+def test_mysql_store_describes_its_server(url: str, address: str) -> None:
+    from koasession.stores.mysql import MySQLStore
+
+    described = repr(MySQLStore(url))
+    assert f"MySQLStore({address}," in described
+    assert "p@ss" not in described and "p%40ss" not in described and "pw-" not in described
+
+
 async def test_sqlite_errors_name_the_file(tmp_path: Path) -> None:
     from koasession.stores.sqlite import SQLiteStore
 
@@ -146,9 +228,13 @@ def _hide(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
         monkeypatch.setitem(sys.modules, name, None)
     import koasession.stores
 
-    for name in ("koasession.stores.postgres", "koasession.stores.sqlite"):
+    for name in (
+        "koasession.stores.postgres",
+        "koasession.stores.sqlite",
+        "koasession.stores.mysql",
+    ):
         monkeypatch.delitem(sys.modules, name, raising=False)
-    for attr in ("PostgresStore", "SQLiteStore"):
+    for attr in ("PostgresStore", "SQLiteStore", "MySQLStore"):
         # The package caches the classes it imported lazily; vars() avoids importing them.
         monkeypatch.delitem(vars(koasession.stores), attr, raising=False)
 
@@ -158,6 +244,7 @@ def _hide(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
     [
         ("asyncpg", "koasession.stores.postgres", "postgresql://u@h/db", "postgres"),
         ("aiosqlite", "koasession.stores.sqlite", "sqlite:///x.db", "sqlite"),
+        ("asyncmy", "koasession.stores.mysql", "mysql://u@h/db", "mysql"),
     ],
 )
 def test_a_missing_driver_names_the_extra(

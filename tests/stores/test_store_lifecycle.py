@@ -28,13 +28,14 @@ import pytest
 
 from koasession import SessionMiddleware
 
-from .conftest import DATABASE_URL, RUN_ID, unavailable
+from .conftest import DATABASE_URL, MYSQL_URL, RUN_ID, unavailable
 
 pytestmark = pytest.mark.timeout(120)
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 KEYS = ["C-bWnhOFnTTIieFKiJeWfMZAQ8TTtERVA7VgYs_qYxM"]
-STORE_KINDS = ["memory", "sqlite", "postgres"]
+STORE_KINDS = ["memory", "sqlite", "postgres", "mysql"]
+SERVER_KINDS = {"postgres": "database_url", "mysql": "mysql_url"}
 _tables = itertools.count()
 
 
@@ -49,13 +50,13 @@ def store_url(
     elif kind == "sqlite":
         yield f"sqlite:///{tmp_path}/lifecycle.db", {}
     else:
-        url = str(request.getfixturevalue("database_url"))  # skips when PostgreSQL is down
+        url = str(request.getfixturevalue(SERVER_KINDS[kind]))  # skips when the server is down
         table = f"ks_life_{RUN_ID}_{next(_tables)}"
         yield url, {"table": table}
-        from koasession.stores.postgres import PostgresStore
+        from koasession.stores import store_from_url
 
         async def drop() -> None:
-            async with PostgresStore(url, table=table) as store:
+            async with store_from_url(url, table=table) as store:
                 await store.drop_table()
 
         asyncio.run(drop())
@@ -193,12 +194,12 @@ def _wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30
     pytest.fail("the demo did not start serving")
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgres", "memory"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql", "memory"])
 def test_demo_exits_on_sigint(kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if kind == "sqlite":
         url = f"sqlite:///{tmp_path}/demo.db"
-    elif kind == "postgres":
-        url = str(request.getfixturevalue("database_url"))
+    elif kind in SERVER_KINDS:
+        url = str(request.getfixturevalue(SERVER_KINDS[kind]))
     else:
         url = "memory://"
     port = _free_port()
@@ -232,11 +233,14 @@ _MODULE_STORES: dict[str, Any] = {}
 def _module_store(kind: str) -> Any:
     """One store per kind for the whole module, made outside any event loop."""
     if kind not in _MODULE_STORES:
+        from koasession.stores.mysql import MySQLStore
         from koasession.stores.postgres import PostgresStore
         from koasession.stores.sqlite import SQLiteStore
 
         if kind == "postgres":
             _MODULE_STORES[kind] = PostgresStore(DATABASE_URL, table=f"ks_module_{RUN_ID}")
+        elif kind == "mysql":
+            _MODULE_STORES[kind] = MySQLStore(MYSQL_URL, table=f"ks_module_{RUN_ID}")
         else:
             _MODULE_STORES[kind] = SQLiteStore(Path(tempfile.mkdtemp()) / "module.db")
     return _MODULE_STORES[kind]
@@ -245,27 +249,29 @@ def _module_store(kind: str) -> Any:
 @pytest.fixture(scope="module", autouse=True)
 def _drop_module_stores() -> Iterator[None]:
     yield
-    store = _MODULE_STORES.pop("postgres", None)
-    if store is not None:
-
-        async def drop() -> None:
-            await store.drop_table()
-            await store.close()
-
-        asyncio.run(drop())
+    for kind in SERVER_KINDS:
+        store = _MODULE_STORES.pop(kind, None)
+        if store is not None:
+            asyncio.run(_drop_and_close(store))
     sqlite = _MODULE_STORES.pop("sqlite", None)
     if sqlite is not None:
         asyncio.run(sqlite.close())
         shutil.rmtree(Path(sqlite.path).parent, ignore_errors=True)
 
 
-@pytest.mark.parametrize("kind", ["postgres", "sqlite"])
+async def _drop_and_close(store: Any) -> None:
+    await store.drop_table()
+    await store.close()
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql", "sqlite"])
 @pytest.mark.parametrize("round_", [1, 2, 3])
 async def test_module_level_store_in_per_test_event_loops(
-    kind: str, round_: int, postgres_available: str | None
+    kind: str, round_: int, postgres_available: str | None, mysql_available: str | None
 ) -> None:
-    if kind == "postgres" and postgres_available:
-        unavailable(postgres_available)
+    reason = {"postgres": postgres_available, "mysql": mysql_available}.get(kind)
+    if reason:
+        unavailable(reason)
     store = _module_store(kind)
     key = f"per-test-{round_}"
     assert await store.set(key, {"round": round_}, 60) is True

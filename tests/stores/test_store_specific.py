@@ -38,8 +38,9 @@ class Ctx:
 def test_optional_drivers_are_imported_lazily() -> None:
     code = (
         "import sys, koasession.stores as s\n"
-        "assert not any(m in sys.modules for m in ('redis', 'asyncpg', 'aiosqlite')), "
-        "sorted(m for m in sys.modules if m in ('redis', 'asyncpg', 'aiosqlite'))\n"
+        "drivers = ('redis', 'asyncpg', 'aiosqlite', 'asyncmy')\n"
+        "assert not any(m in sys.modules for m in drivers), "
+        "sorted(m for m in sys.modules if m in drivers)\n"
         "assert s.SQLiteStore.__name__ == 'SQLiteStore' and 'aiosqlite' in sys.modules\n"
     )
     env = {**os.environ, "PYTHONPATH": SRC}
@@ -47,11 +48,14 @@ def test_optional_drivers_are_imported_lazily() -> None:
 
 
 def test_store_from_url(tmp_path: Path) -> None:
+    from koasession.stores.mysql import MySQLStore
     from koasession.stores.postgres import PostgresStore
     from koasession.stores.redis import RedisStore
     from koasession.stores.sqlite import SQLiteStore
 
     assert isinstance(store_from_url("memory://"), MemoryStore)
+    for url in ("mysql://u@h/db", "MariaDB://u@h/db"):
+        assert isinstance(store_from_url(url, table="t"), MySQLStore)
     assert isinstance(store_from_url("redis://127.0.0.1:1/0"), RedisStore)
     assert isinstance(store_from_url("postgresql://u@h/db", table="t"), PostgresStore)
     sqlite = store_from_url(f"sqlite:///{tmp_path}/s.db")
@@ -73,6 +77,14 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
             PostgresStore(DATABASE_URL, table=table)
     with pytest.raises(ConfigurationError):
         SQLiteStore(tmp_path / "x.db", table="main.t")
+    from koasession.stores.mysql import MySQLStore
+
+    for table in ("x`; DROP TABLE y; --", "a b", "a.b.c"):
+        with pytest.raises(ConfigurationError):
+            MySQLStore("mysql://u@h/db", table=table)
+    for bad_url in ("mysql://u@h/db?sslmode=x", "mysql://u@h:notaport/db"):
+        with pytest.raises(ConfigurationError):
+            MySQLStore(bad_url)
     with pytest.raises(ConfigurationError):
         SQLiteStore(":memory:")
     with pytest.raises(ConfigurationError):
@@ -362,17 +374,19 @@ def test_cli_purge_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert not missing.exists()
 
 
-def test_cli_purge_postgres(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    from koasession.stores.postgres import PostgresStore
-
+@pytest.mark.parametrize("server", ["database_url", "mysql_url"], ids=["postgres", "mysql"])
+def test_cli_purge_sql_server(
+    server: str, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    database_url = str(request.getfixturevalue(server))  # skips when the server is down
     table = f"ks_cli_{RUN_ID}"
 
     async def seed() -> None:
-        async with PostgresStore(database_url, table=table, purge_every=0) as store:
+        async with store_from_url(database_url, table=table, purge_every=0) as store:
             await _seed(store, 3, 1)
 
     async def drop() -> None:
-        async with PostgresStore(database_url, table=table) as store:
+        async with store_from_url(database_url, table=table) as store:
             await store.drop_table()
 
     asyncio.run(seed())

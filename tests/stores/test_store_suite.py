@@ -1,8 +1,14 @@
 """The shared store suite: every guarantee of issue 3, run against every store.
 
-Each test runs for memory, redis, postgres, sqlite (and redis_cluster when a local cluster can
-be started). Calls with ``ctx=Ctx(loaded_key=...)`` play the middleware's part: the id loaded
-for the request decides between update-only and insert-only (see koasession.stores.base).
+The store contract itself (round trip, write modes, no resurrection, strict ids, TTL, hashed ids,
+owner index) is the published suite, :mod:`koasession.testing.store_suite`, run here against
+every bundled store; the tests below add what only our stores promise or what needs access to
+their internals (no server call for an invalid id, purge, ``close``).
+
+Each test runs for memory, redis, postgres, sqlite, mysql (and redis_cluster when a local
+cluster can be started). Calls with ``ctx=Ctx(loaded_key=...)`` play the middleware's part: the
+id loaded for the request decides between update-only and insert-only (see
+koasession.stores.base).
 """
 
 from __future__ import annotations
@@ -14,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from koasession.errors import ConfigurationError, SessionIdCollision
+from koasession.errors import ConfigurationError
 from koasession.stores import StoredSession, valid_id
+from koasession.testing.store_suite import CHECKS, FEATURES, Check, ContractViolation
 
 from .conftest import HASH_KEY, Harness
 
@@ -54,42 +61,34 @@ def sid(n: int | str) -> str:
     return f"sid-{n}-Abc_123.x:y+z/w=="
 
 
-# -- round trip --------------------------------------------------------------------------------
+# -- the published contract --------------------------------------------------------------------
 
 
-async def test_round_trip(harness: Harness) -> None:
-    store = await harness.make()
-    data = {
-        "views": 3,
-        "user": {"id": 7, "roles": ["a", "b"]},
-        "text": 'semi;colon, CR\r LF\n quote" emoji \U0001f600 \u4e2d\u6587',
-        "_private": True,
-        "n": None,
-        "f": 1.5,
-        "_expire": 1_900_000_000_000,
-        "_maxAge": 86_400_000,
-    }
-    assert await store.set(sid(1), data, 60, ctx=NEW) is True
-    assert await store.get(sid(1), 60, rolling=False, ctx=NEW) == data
-    assert await store.get(sid(2)) is None
+@pytest.mark.parametrize("check", CHECKS, ids=str)
+async def test_store_contract(harness: Harness, check: Check) -> None:
+    assert await check(harness.make, harness.dump, features=FEATURES) is True
 
 
-async def test_copies_in_and_out(harness: Harness) -> None:
-    store = await harness.make()
-    data: dict[str, Any] = {"list": [1, 2], "nested": {"a": 1}}
-    await store.set(sid(1), data, 60)
-    data["list"].append(3)  # the caller keeps editing its dict after the save
-    got = await store.get(sid(1))
-    assert got == {"list": [1, 2], "nested": {"a": 1}}
-    got["nested"]["a"] = 2  # editing what get returned does not edit the store
-    assert await store.get(sid(1)) == {"list": [1, 2], "nested": {"a": 1}}
+async def test_contract_catches_a_store_that_resurrects(harness: Harness) -> None:
+    """The suite can fail: a store whose updates upsert breaks no_resurrection."""
+
+    async def make(**options: Any) -> Any:
+        store = await harness.make(**options)
+        real_set = store.set
+
+        async def upserting_set(key: str, data: Any, max_age: Any = None, **kw: Any) -> Any:
+            kw.pop("ctx", None)
+            return await real_set(key, data, max_age, **kw)
+
+        store.set = upserting_set
+        return store
+
+    by_name = {check.name: check for check in CHECKS}
+    with pytest.raises(ContractViolation, match="no_resurrection: a save after a logout"):
+        await by_name["no_resurrection"](make, harness.dump)
 
 
-async def test_upsert_without_ctx(harness: Harness) -> None:
-    store = await harness.make()
-    assert await store.set(sid(1), {"v": 1}, 60)
-    assert await store.set(sid(1), {"v": 2}, 60)
-    assert await store.get(sid(1)) == {"v": 2}
+# -- data --------------------------------------------------------------------------------------
 
 
 async def test_non_json_data_is_refused_and_nothing_written(harness: Harness) -> None:
@@ -103,24 +102,6 @@ async def test_non_json_data_is_refused_and_nothing_written(harness: Harness) ->
 # -- TTL ---------------------------------------------------------------------------------------
 
 
-async def test_ttl_honoured(harness: Harness) -> None:
-    store = await harness.make()
-    await store.set(sid("short"), {"v": 1}, 1, ctx=NEW)
-    await store.set(sid("long"), {"v": 2}, 60, ctx=NEW)
-    await store.set(sid("forever"), {"v": 3}, None, ctx=NEW)
-    assert await store.get(sid("short")) == {"v": 1}
-    await asyncio.sleep(1.3)
-    assert await store.get(sid("short")) is None
-    assert await store.get(sid("long")) == {"v": 2}
-    assert await store.get(sid("forever")) == {"v": 3}
-    # An expired entry is gone for updates too (no resurrection of an expired session)...
-    assert await store.set(sid("short"), {"v": 9}, 60, ctx=Ctx(sid("short"))) is False
-    assert await store.get(sid("short")) is None
-    # ...and a new insert of that id is allowed (the old entry is gone as far as anyone sees).
-    assert await store.set(sid("short"), {"v": 4}, 60, ctx=NEW) is True
-    assert await store.get(sid("short")) == {"v": 4}
-
-
 async def test_update_extends_ttl(harness: Harness) -> None:
     store = await harness.make()
     await store.set(sid(1), {"v": 1}, 1, ctx=NEW)
@@ -130,85 +111,7 @@ async def test_update_extends_ttl(harness: Harness) -> None:
     assert await store.get(sid(1)) == {"v": 2}
 
 
-# -- destroy -----------------------------------------------------------------------------------
-
-
-async def test_destroy(harness: Harness) -> None:
-    store = await harness.make()
-    await store.set(sid(1), {"v": 1}, 60, ctx=NEW)
-    await store.set(sid(2), {"v": 2}, 60, ctx=NEW)
-    await store.destroy(sid(1), ctx=Ctx(sid(1)))
-    assert await store.get(sid(1)) is None
-    assert await store.get(sid(2)) == {"v": 2}
-    await store.destroy(sid(1))  # already gone: not an error
-    await store.destroy(sid(404))
-
-
-# -- no resurrection ---------------------------------------------------------------------------
-
-
-async def test_insert_collision_raises(harness: Harness) -> None:
-    store = await harness.make()
-    await store.set(sid(1), {"owner": "first"}, 60, ctx=NEW)
-    with pytest.raises(SessionIdCollision):
-        await store.set(sid(1), {"owner": "second"}, 60, ctx=NEW)
-    assert await store.get(sid(1)) == {"owner": "first"}
-    # A regenerate()-style insert under an id other than the loaded one is an insert too.
-    with pytest.raises(SessionIdCollision):
-        await store.set(sid(1), {"owner": "third"}, 60, ctx=Ctx(sid(99)))
-    assert await store.get(sid(1)) == {"owner": "first"}
-
-
-async def test_update_of_missing_entry_returns_false_and_creates_nothing(
-    harness: Harness,
-) -> None:
-    store = await harness.make()
-    assert await store.set(sid(1), {"v": 1}, 60, ctx=Ctx(sid(1))) is False
-    assert await store.get(sid(1)) is None
-    assert await harness.dump(store) == {}
-
-
-async def test_destroy_while_save_in_flight_does_not_resurrect(harness: Harness) -> None:
-    store = await harness.make()
-    await store.set(sid(1), {"views": 1}, 60, ctx=NEW)
-    # Request A loads the session...
-    ctx_a = Ctx(sid(1))
-    loaded = await store.get(sid(1), ctx=ctx_a)
-    assert loaded == {"views": 1}
-    # ...request B logs out...
-    await store.destroy(sid(1), ctx=Ctx(sid(1)))
-    # ...then A finishes and saves: the session must stay destroyed.
-    assert await store.set(sid(1), {"views": 2}, 60, ctx=ctx_a) is False
-    assert await store.get(sid(1)) is None
-    assert await harness.dump(store) == {}
-
-
-async def test_destroy_racing_many_saves_never_resurrects(harness: Harness) -> None:
-    store = await harness.make()
-    await store.set(sid(1), {"views": 0}, 60, ctx=NEW)
-    ctx = Ctx(sid(1))
-
-    async def save(i: int) -> bool:
-        await asyncio.sleep(0.001 * (i % 7))
-        return bool(await store.set(sid(1), {"views": i}, 60, ctx=ctx))
-
-    async def logout() -> None:
-        await asyncio.sleep(0.003)
-        await store.destroy(sid(1), ctx=ctx)
-
-    results = await asyncio.gather(*(save(i) for i in range(60)), logout())
-    assert await store.get(sid(1)) is None, "a save after the logout recreated the session"
-    assert False in results[:-1] or True in results[:-1]
-
-
 # -- strict ids --------------------------------------------------------------------------------
-
-
-async def test_unknown_ids_create_nothing(harness: Harness) -> None:
-    store = await harness.make()
-    for i in range(100):
-        assert await store.get(sid(f"unknown{i}"), 60, rolling=True, ctx=Ctx(None)) is None
-    assert await harness.dump(store) == {}
 
 
 @pytest.mark.parametrize("bad", INVALID_IDS, ids=repr)
@@ -238,34 +141,7 @@ async def test_longest_valid_id_and_full_alphabet(harness: Harness) -> None:
     assert await store.get(long_id) == {"v": 1}
 
 
-# -- hashed ids --------------------------------------------------------------------------------
-
-
-async def test_hash_ids_keeps_no_raw_id(harness: Harness) -> None:
-    store = await harness.make(hash_ids=True, hash_key=HASH_KEY)
-    ids = [sid(f"secret{i}") for i in range(3)]
-    for i, key in enumerate(ids):
-        await store.set(key, {"i": i}, 60, ctx=NEW)
-    for i, key in enumerate(ids):
-        assert await store.get(key) == {"i": i}
-    dump = await harness.dump(store)
-    assert len(dump) == 3
-    text = repr(dump)
-    for key in ids:
-        assert key not in text
-        assert key.split("-")[1] not in text
-    # Every semantic holds on hashed ids too.
-    with pytest.raises(SessionIdCollision):
-        await store.set(ids[0], {}, 60, ctx=NEW)
-    await store.destroy(ids[0])
-    assert await store.set(ids[0], {"i": 9}, 60, ctx=Ctx(ids[0])) is False
-
-
-async def test_hash_ids_with_another_key_reads_nothing(harness: Harness) -> None:
-    a = await harness.make(hash_ids=True, hash_key=HASH_KEY)
-    b = await harness.make(hash_ids=True, hash_key="z" * 32)
-    await a.set(sid(1), {"v": 1}, 60, ctx=NEW)
-    assert await b.get(sid(1)) is None
+# -- hashed ids: configuration ----------------------------------------------------------------
 
 
 async def test_hash_ids_configuration_errors(harness: Harness) -> None:
@@ -358,7 +234,7 @@ async def test_owner_methods_need_owner_option(harness: Harness) -> None:
 
 
 async def test_purge_expired(harness: Harness) -> None:
-    if harness.kind not in ("postgres", "sqlite", "memory"):
+    if harness.kind not in ("postgres", "sqlite", "mysql", "memory"):
         pytest.skip("Redis expires entries itself")
     store = await harness.make(**({} if harness.kind == "memory" else {"purge_every": 0}))
     for i in range(5):
@@ -407,22 +283,6 @@ async def test_concurrent_inserts_of_distinct_ids(harness: Harness) -> None:
     assert all(results)
     got = await asyncio.gather(*(store.get(sid(i)) for i in range(200)))
     assert got == [{"i": i} for i in range(200)]
-
-
-async def test_concurrent_inserts_of_one_id_exactly_one_wins(harness: Harness) -> None:
-    store = await harness.make()
-
-    async def insert(i: int) -> int | None:
-        try:
-            await store.set(sid("same"), {"i": i}, 60, ctx=NEW)
-        except SessionIdCollision:
-            return None
-        return i
-
-    results = await asyncio.gather(*(insert(i) for i in range(50)))
-    winners = [r for r in results if r is not None]
-    assert len(winners) == 1
-    assert await store.get(sid("same")) == {"i": winners[0]}
 
 
 async def test_concurrent_updates_of_one_id_end_in_one_of_the_writes(harness: Harness) -> None:

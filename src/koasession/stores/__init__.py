@@ -6,9 +6,11 @@ extra and are imported only when first used, so ``import koasession.stores`` wor
 - :class:`RedisStore` (``pip install koasession[redis]``), also Redis Cluster and Valkey
 - :class:`PostgresStore` (``pip install koasession[postgres]``)
 - :class:`SQLiteStore` (``pip install koasession[sqlite]``)
+- :class:`MySQLStore` (``pip install koasession[mysql]``), MySQL or MariaDB
 
 :func:`store_from_url` builds one from a URL (``redis://``, ``rediss://``, ``postgresql://``,
-``sqlite:///path``, ``memory://``), as the ``koasession`` command line does.
+``mysql://``, ``mariadb://``, ``sqlite:///path``, ``memory://``), as the ``koasession`` command
+line does.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .base import ClosableStore, SessionData, Store
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
+    from .mysql import MySQLStore
     from .postgres import PostgresStore
     from .redis import RedisStore
     from .sqlite import SQLiteStore
@@ -28,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ClosableStore",
     "MemoryStore",
+    "MySQLStore",
     "PostgresStore",
     "RedisStore",
     "SQLiteStore",
@@ -39,12 +43,18 @@ __all__ = [
 ]
 
 # name -> submodule; imported on first attribute access so optional drivers stay optional.
-_LAZY = {"RedisStore": "redis", "PostgresStore": "postgres", "SQLiteStore": "sqlite"}
+_LAZY = {
+    "RedisStore": "redis",
+    "PostgresStore": "postgres",
+    "SQLiteStore": "sqlite",
+    "MySQLStore": "mysql",
+}
 # submodule -> (driver module, its distribution name, the extra that installs it)
 _DRIVERS = {
     "redis": ("redis", "redis-py", "redis"),
     "postgres": ("asyncpg", "asyncpg", "postgres"),
     "sqlite": ("aiosqlite", "aiosqlite", "sqlite"),
+    "mysql": ("asyncmy", "asyncmy", "mysql"),
 }
 
 
@@ -72,7 +82,8 @@ def store_from_url(url: str, **options: Any) -> Any:
     """Build a store from a URL; ``options`` go to the store's constructor.
 
     ``redis://`` / ``rediss://`` / ``unix://`` give a :class:`RedisStore` (``redis+cluster://``
-    a cluster client), ``postgres://`` / ``postgresql://`` a :class:`PostgresStore`,
+    a cluster client), ``postgres://`` / ``postgresql://`` a :class:`PostgresStore`, ``mysql://`` / ``mariadb://``
+    a :class:`MySQLStore`,
     ``sqlite:///relative/or/absolute/path`` a :class:`SQLiteStore` and ``memory://`` a
     :class:`MemoryStore`.
     """
@@ -87,6 +98,8 @@ def store_from_url(url: str, **options: Any) -> Any:
         return __getattr__("RedisStore")(real, cluster=True, **options)
     if scheme in ("postgres", "postgresql"):
         return __getattr__("PostgresStore")(url, **options)
+    if scheme in ("mysql", "mariadb"):
+        return __getattr__("MySQLStore")(url, **options)
     if scheme == "sqlite":
         # sqlite:///app.db -> "app.db"; sqlite:////var/lib/app.db -> "/var/lib/app.db"
         path = rest[1:] if rest.startswith("/") else rest

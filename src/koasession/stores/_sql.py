@@ -1,5 +1,6 @@
 """Pieces shared by the SQL stores: table-name checks, the automatic bounded purge, one
-connection or pool per event loop, and error messages that name the store."""
+connection or pool per event loop, bounded and retried statements on a pool, and error messages
+that name the store."""
 
 from __future__ import annotations
 
@@ -7,21 +8,24 @@ import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Generic, TypeVar
+from urllib.parse import unquote
 
 from ..errors import ConfigurationError, StoreError
 
 logger = logging.getLogger("koasession")
 
 # Table names are interpolated into SQL (placeholders cannot name tables), so only plain
-# identifiers, optionally schema-qualified, are accepted; they are then double-quoted.
+# identifiers, optionally schema-qualified, are accepted; they are then quoted (double quotes
+# by default, backticks for MySQL).
 _IDENT = r"[A-Za-z_][A-Za-z0-9_]{0,62}"
 _TABLE_RE = re.compile(rf"{_IDENT}(?:\.{_IDENT})?")
 
 DEFAULT_TABLE = "koasession_sessions"
 
 
-def check_table(name: str, *, allow_schema: bool) -> tuple[str, str]:
+def check_table(name: str, *, allow_schema: bool, quote: str = '"') -> tuple[str, str]:
     """Validate ``name`` and return (quoted name for SQL, bare table name for index names)."""
     if not isinstance(name, str) or _TABLE_RE.fullmatch(name) is None:
         raise ConfigurationError(
@@ -31,7 +35,7 @@ def check_table(name: str, *, allow_schema: bool) -> tuple[str, str]:
     parts = name.split(".")
     if len(parts) > 1 and not allow_schema:
         raise ConfigurationError(f"invalid table name {name!r}: no schema here")
-    return ".".join(f'"{p}"' for p in parts), parts[-1]
+    return ".".join(f"{quote}{p}{quote}" for p in parts), parts[-1]
 
 
 def index_name(table: str, suffix: str) -> str:
@@ -45,6 +49,22 @@ def missing_driver(store: str, package: str, extra: str) -> ImportError:
         f"{store} needs the {package!r} package, an optional dependency of koasession: "
         f"pip install 'koasession[{extra}]'"
     )
+
+
+def check_timeout(name: str, value: object) -> float:
+    """Validate a timeout option: a positive number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds")
+    return float(value)
+
+
+def url_password(userinfo: str) -> tuple[str, ...]:
+    """The password of a URL's ``user:password`` part, as written and percent-decoded: both
+    must be masked in error messages, whichever form a driver echoes."""
+    if ":" not in userinfo:
+        return ()
+    password = userinfo.split(":", 1)[1]
+    return tuple(s for s in (password, unquote(password)) if s)
 
 
 def store_error(
@@ -183,3 +203,91 @@ class PerLoop(Generic[_T]):
                 self._discard(slot.value)
             else:
                 loop.call_soon_threadsafe(self._discard, slot.value)
+
+
+# -- a pool per loop, with bounded and retried statements --------------------------------------
+
+_R = TypeVar("_R")
+
+
+class PooledSQLStore:
+    """What the SQL stores on a network server share: a pool per event loop opened lazily, the
+    table created once, and :meth:`_run`, which bounds a statement by the store's timeouts,
+    retries an idempotent one once when its pooled connection turns out to be dead (a server
+    restart), and turns any failure into a :class:`StoreError` naming the store.
+
+    A subclass sets ``_pools``, ``_secrets``, ``_create_table`` and the timeouts (see
+    :meth:`_init_pooled`) and implements the driver-specific hooks below.
+    """
+
+    _pools: PerLoop[Any]
+    _secrets: tuple[str, ...]
+    _create_table: bool
+    _connect_timeout: float
+    _command_timeout: float
+    _ready: bool
+
+    def _init_pooled(
+        self, *, create_table: bool, connect_timeout: float, command_timeout: float
+    ) -> None:
+        self._create_table = create_table
+        self._connect_timeout = check_timeout("connect_timeout", connect_timeout)
+        self._command_timeout = check_timeout("command_timeout", command_timeout)
+        self._ready = False
+
+    # -- driver hooks --------------------------------------------------------------------------
+
+    async def _create(self, pool: Any) -> None:
+        """Create the table and its indexes when missing."""
+        raise NotImplementedError
+
+    def _connection(self, pool: Any) -> AbstractAsyncContextManager[Any]:
+        """A pooled connection, waited for at most ``connect_timeout``."""
+        raise NotImplementedError
+
+    def _broken(self, exc: BaseException) -> bool:
+        """Whether ``exc`` says the connection died (then a retry on a fresh one may work).
+        Timeouts are never broken connections: retrying would only double the wait."""
+        raise NotImplementedError
+
+    async def _reset(self, pool: Any) -> None:
+        """Make the pool replace its connections: one died, so its siblings did too."""
+        raise NotImplementedError
+
+    # -- shared --------------------------------------------------------------------------------
+
+    async def _get_pool(self) -> Any:
+        """The running loop's pool, opened (and the table created) on first use."""
+        pool = await self._pools.get()
+        if self._ready:
+            return pool
+        async with self._pools.lock():
+            if not self._ready:
+                if self._create_table:
+                    await self._create(pool)
+                self._ready = True
+        return pool
+
+    async def _run(
+        self, operation: str, query: Callable[[Any], Awaitable[_R]], *, retry: bool = False
+    ) -> _R:
+        """Run ``query(connection)`` on a pooled connection, bounded by the store's timeouts.
+
+        ``retry``: the query is idempotent, so a connection that turns out to be dead is
+        replaced and the query run once more.
+        """
+        attempts = 2 if retry else 1
+        for attempt in range(attempts):
+            pool = None
+            try:
+                pool = await self._get_pool()
+                async with self._connection(pool) as conn:
+                    return await query(conn)
+            except Exception as exc:
+                if not self._broken(exc):
+                    raise store_error(repr(self), operation, exc, self._secrets) from exc
+                if pool is not None:
+                    await self._reset(pool)
+                if attempt + 1 == attempts:
+                    raise store_error(repr(self), operation, exc, self._secrets) from exc
+        raise AssertionError("unreachable")

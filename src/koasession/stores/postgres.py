@@ -14,8 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 try:
@@ -37,7 +37,15 @@ from ._common import (
     valid_id,
     write_mode,
 )
-from ._sql import DEFAULT_TABLE, AutoPurge, PerLoop, check_table, index_name, store_error
+from ._sql import (
+    DEFAULT_TABLE,
+    AutoPurge,
+    PerLoop,
+    PooledSQLStore,
+    check_table,
+    index_name,
+    url_password,
+)
 from .base import SessionData
 
 __all__ = ["PostgresStore"]
@@ -45,8 +53,6 @@ __all__ = ["PostgresStore"]
 _LIVE = "(expires_at IS NULL OR expires_at > now())"
 # NULL seconds give a NULL expires_at: no expiry.
 _EXPIRES = "now() + $3::float8 * interval '1 second'"
-
-_R = TypeVar("_R")
 
 # Errors of a connection that died under us (server restarted, socket reset): the pool
 # replaces such a connection, so a retry on a fresh one usually succeeds. Timeouts are not
@@ -57,10 +63,6 @@ _BROKEN = (
     asyncpg.InterfaceError,
     asyncpg.exceptions.OperatorInterventionError,
 )
-
-
-def _broken(exc: BaseException) -> bool:
-    return isinstance(exc, _BROKEN) and not isinstance(exc, (TimeoutError, asyncio.TimeoutError))
 
 
 def _rowcount(status: str) -> int:
@@ -82,10 +84,7 @@ def describe_dsn(dsn: str) -> tuple[str, tuple[str, ...]]:
     netloc, _, path = rest.partition("/")
     userinfo, _, hosts = netloc.rpartition("@")
     params = dict(parse_qsl(query))
-    secrets = []
-    if ":" in userinfo:
-        password = userinfo.split(":", 1)[1]
-        secrets += [password, unquote(password)]
+    secrets = list(url_password(userinfo))
     if params.get("password"):
         secrets.append(params["password"])
     hosts = unquote(hosts) or params.get("host", "localhost")
@@ -104,7 +103,7 @@ def describe_dsn(dsn: str) -> tuple[str, tuple[str, ...]]:
     return address, tuple(s for s in secrets if s)
 
 
-class PostgresStore(StoreOptionsMixin):
+class PostgresStore(StoreOptionsMixin, PooledSQLStore):
     """Session store on PostgreSQL.
 
     The store connects lazily, inside the running event loop, and keeps one pool per loop: a
@@ -156,16 +155,12 @@ class PostgresStore(StoreOptionsMixin):
         self._table, bare = check_table(table, allow_schema=True)
         self.table = table
         self._bare = bare
-        self._create_table = create_table
         self._purge = AutoPurge(purge_every, purge_limit)
-        for name, value in (
-            ("connect_timeout", connect_timeout),
-            ("command_timeout", command_timeout),
-        ):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
-        self._connect_timeout = float(connect_timeout)
-        self._command_timeout = float(command_timeout)
+        self._init_pooled(
+            create_table=create_table,
+            connect_timeout=connect_timeout,
+            command_timeout=command_timeout,
+        )
         self._pool_options = dict(pool_options or {})
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
@@ -184,7 +179,6 @@ class PostgresStore(StoreOptionsMixin):
             self._pools = PerLoop(given, _leave_open, _leave_open_sync)
         else:
             raise ConfigurationError("PostgresStore needs a DSN string or an asyncpg.Pool")
-        self._ready = False
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.address}, table={self.table!r})"
@@ -208,18 +202,6 @@ class PostgresStore(StoreOptionsMixin):
             await asyncio.wait_for(pool.close(), self._command_timeout)
         except (asyncio.TimeoutError, TimeoutError):
             pool.terminate()
-
-    async def _get_pool(self) -> Any:
-        """The running loop's pool, opened (and the table created) on first use."""
-        pool = await self._pools.get()
-        if self._ready:
-            return pool
-        async with self._pools.lock():
-            if not self._ready:
-                if self._create_table:
-                    await self._create(pool)
-                self._ready = True
-        return pool
 
     async def _create(self, pool: Any) -> None:
         t = self._table
@@ -250,32 +232,18 @@ class PostgresStore(StoreOptionsMixin):
                 timeout=timeout,
             )
 
-    async def _run(
-        self, operation: str, query: Callable[[Any], Awaitable[_R]], *, retry: bool = False
-    ) -> _R:
-        """Run ``query(connection)`` on a pooled connection, bounded by the store's timeouts.
+    def _connection(self, pool: Any) -> AbstractAsyncContextManager[Any]:
+        conn: AbstractAsyncContextManager[Any] = pool.acquire(timeout=self._connect_timeout)
+        return conn
 
-        ``retry``: the query is idempotent, so a connection that turns out to be dead is
-        replaced and the query run once more.
-        """
-        attempts = 2 if retry else 1
-        for attempt in range(attempts):
-            pool = None
-            try:
-                pool = await self._get_pool()
-                async with pool.acquire(timeout=self._connect_timeout) as conn:
-                    return await query(conn)
-            except Exception as exc:
-                if not _broken(exc):
-                    raise store_error(repr(self), operation, exc, self._secrets) from exc
-                if pool is not None:
-                    # One dead connection means the server went away: its siblings are dead
-                    # too, and should be replaced on their next use rather than fail one
-                    # request each.
-                    await pool.expire_connections()
-                if attempt + 1 == attempts:
-                    raise store_error(repr(self), operation, exc, self._secrets) from exc
-        raise AssertionError("unreachable")
+    def _broken(self, exc: BaseException) -> bool:
+        return isinstance(exc, _BROKEN) and not isinstance(
+            exc, (TimeoutError, asyncio.TimeoutError)
+        )
+
+    async def _reset(self, pool: Any) -> None:
+        # Replaced on their next use rather than failing one request each.
+        await pool.expire_connections()
 
     # -- Store protocol ------------------------------------------------------------------------
 

@@ -25,12 +25,12 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from . import codec, cookies
-from .asgi import Receive, Scope, Send, SessionMiddleware
-from .config import SessionConfig
-from .lifecycle import RequestSession
-from .options import MaxAge, normalize_max_age
-from .session import check_key
+from .. import codec, cookies
+from ..asgi import Receive, Scope, Send, SessionMiddleware
+from ..config import SessionConfig
+from ..lifecycle import RequestSession
+from ..options import MaxAge, normalize_max_age
+from ..session import check_key
 
 __all__ = [
     "InvalidSessionCookie",

@@ -1,0 +1,72 @@
+"""koasession.testing.store_suite: the published store contract passes a correct store, names
+each guarantee a broken one breaks, and checks optional features only when declared.
+
+(The suite runs against every bundled store on real servers in tests/stores/test_store_suite.py.)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from koasession.stores import MemoryStore
+from koasession.testing.store_suite import CHECKS, FEATURES, ContractViolation, run_store_suite
+
+
+async def make_memory(**options: Any) -> MemoryStore:
+    return MemoryStore(**options)
+
+
+async def dump_memory(store: MemoryStore) -> dict[str, str]:
+    return {key: str(value) for key, value in store._entries.items()}
+
+
+class Upserting:
+    """A store that ignores ``ctx``: every save is an upsert (koa-session's own MemoryStore)."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+
+    async def get(self, key: str, max_age: Any = None, **kw: Any) -> Any:
+        return await self.inner.get(key, max_age, **kw)
+
+    async def set(self, key: str, data: Any, max_age: Any = None, **kw: Any) -> Any:
+        kw.pop("ctx", None)
+        return await self.inner.set(key, data, max_age, **kw)
+
+    async def destroy(self, key: str, **kw: Any) -> None:
+        await self.inner.destroy(key)
+
+
+async def make_upserting(**options: Any) -> Upserting:
+    return Upserting()
+
+
+async def dump_upserting(store: Upserting) -> dict[str, str]:
+    return await dump_memory(store.inner)
+
+
+async def test_memory_store_passes_every_check() -> None:
+    ran = await run_store_suite(make_memory, dump_memory, features=FEATURES)
+    assert ran == [check.name for check in CHECKS]
+
+
+async def test_undeclared_features_are_skipped() -> None:
+    ran = await run_store_suite(make_memory, dump_memory)
+    assert "hash_ids" not in ran and "owner" not in ran
+    assert len(ran) == len(CHECKS) - 2
+
+
+async def test_a_store_without_write_modes_fails_naming_each_guarantee() -> None:
+    with pytest.raises(ContractViolation) as raised:
+        await run_store_suite(make_upserting, dump_upserting)
+    message = str(raised.value)
+    for name in ("insert_collision", "update_of_missing", "no_resurrection", "racing_saves"):
+        assert f"{name}: " in message
+    assert "round_trip: " not in message and "invalid_ids: " not in message
+
+
+async def test_unknown_feature_is_an_error() -> None:
+    with pytest.raises(ValueError, match="unknown features"):
+        await CHECKS[0](make_memory, dump_memory, features={"owners"})
