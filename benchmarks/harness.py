@@ -222,14 +222,13 @@ def spread(values: list[float]) -> Spread:
 def overheads(row: Measurement, bare: Measurement) -> list[float]:
     """Per-round overhead over the bare app: each round's batch minus the same round's bare
     batch, so a slow stretch of the machine mostly cancels out."""
-    return [x - b for x, b in zip(row.samples, bare.samples)]
+    return [x - b for x, b in zip(row.samples, bare.samples, strict=True)]
 
 
 def ratio(num: Measurement, den: Measurement, bare: Measurement) -> Spread:
     """Per-round ratio of two overheads, side by side in the same rounds."""
-    values = [
-        a / b if b > 0 else float("inf") for a, b in zip(overheads(num, bare), overheads(den, bare))
-    ]
+    pairs = zip(overheads(num, bare), overheads(den, bare), strict=True)
+    values = [a / b if b > 0 else float("inf") for a, b in pairs]
     return spread(values)
 
 
