@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
+import hmac
 import json
 import time
 from collections.abc import Callable
@@ -115,7 +116,11 @@ class FloorSession:
                     value = val
                 elif name == "koa.sess.sig":
                     sig = val
-            if value and sig and self._signer.sign(b"koa.sess=" + value.encode()) == sig:
+            if (
+                value
+                and sig
+                and hmac.compare_digest(self._signer.sign(b"koa.sess=" + value.encode()), sig)
+            ):
                 try:
                     loaded = self._loads(binascii.a2b_base64(value).decode())
                 except ValueError:

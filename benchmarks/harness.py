@@ -159,6 +159,23 @@ async def prime(config: Config) -> None:
     config.cookie = cookie_from(second) or config.cookie
 
 
+async def views_seen(config: Config) -> Any:
+    """What the handler reads from ``views`` with the primed cookie: a row that fails to verify
+    or decode its own cookie would start a new session every request and look cheaper than it
+    is, so ``prime`` callers check this is at least 2."""
+    seen: list[Any] = []
+
+    async def probe(scope: Scope, receive: Any, send: Any) -> None:
+        if config.loader is not None:
+            await config.loader(scope)
+        seen.append(scope["session"].get("views"))
+        await send(_start())
+        await send(_END)
+
+    await call(config.wrap(probe), make_scope(config.cookie))
+    return seen[0] if seen else None
+
+
 async def batch(app: ASGIApp, scope: Scope, n: int) -> float:
     """Mean µs of this process's CPU time per request over ``n`` sequential calls.
 

@@ -54,6 +54,9 @@ async def in_process(
         if "counter" in config.scenarios:  # rows with a session: get a valid cookie first
             try:
                 await harness.prime(config)
+                views = await harness.views_seen(config)
+                if not isinstance(views, int) or views < 2:
+                    raise RuntimeError(f"its own cookie reads back views={views!r}")
             except Exception as exc:
                 notes.append(f"{config.name} skipped: priming failed ({exc!r})")
                 continue
@@ -128,7 +131,11 @@ def main() -> int:
         if unknown:
             parser.error(f"unknown part(s) {', '.join(sorted(unknown))}; choose from {PARTS}")
     else:
-        parts = set(PARTS) - {"e2e"} * args.no_e2e - {"profile"} * args.no_profile
+        parts = set(PARTS)
+        if args.no_e2e:
+            parts.discard("e2e")
+        if args.no_profile:
+            parts.discard("profile")
     # Many short rounds in quick mode: the median of per-round ratios needs rounds more than
     # long batches.
     rounds, target, budget = (15, 0.03, 30.0) if args.quick else (15, 0.08, 200.0)
