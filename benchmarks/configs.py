@@ -163,10 +163,14 @@ def _build_all(redis_reason: str | None) -> tuple[list[Config], list[str]]:
         return configs, notes
 
     def star(store_factory: Any) -> Any:
+        # One store per set-up, shared by its scenario apps: the session primed through the
+        # counter app must be there when the read and untouched apps look it up.
+        store = store_factory()
+
         def wrap(app: ASGIApp) -> ASGIApp:
             return starsessions.SessionMiddleware(  # type: ignore[return-value]
                 app,  # type: ignore[arg-type]
-                store=store_factory(),
+                store=store,
                 lifetime=86400,
                 cookie_https_only=False,
             )
