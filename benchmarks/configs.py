@@ -6,6 +6,7 @@ import asyncio
 import os
 from typing import Any
 
+from floor import Floor, PassThrough, orjson_codec
 from harness import KEY, ASGIApp, Config, Scope
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
@@ -58,16 +59,76 @@ def _koa(**options: Any) -> Any:
     return lambda app: SessionMiddleware(app, keys=[KEY], **options)
 
 
-def build_configs(redis_reason: str | None) -> tuple[list[Config], list[str]]:
+#: Row names the targets and the quick mode refer to.
+BARE = "bare app"
+BASE = "koasession cookie sha256"
+ENCRYPTED = "koasession encrypted"
+MEMORY = "koasession MemoryStore"
+REDIS = "koasession RedisStore"
+STARLETTE = "Starlette SessionMiddleware"
+STAR_REDIS = "starsessions RedisStore"
+PASS_THROUGH = "pass-through middleware (wraps send)"
+FLOOR = "floor: same wire work, minimal Python"
+FLOOR_ORJSON = "floor with orjson"
+
+#: ``--quick``: only these rows, only these scenarios (what the targets and the floor need).
+QUICK = {
+    BARE: ("untouched",),
+    BASE: ("untouched", "counter"),
+    ENCRYPTED: ("counter",),
+    MEMORY: ("untouched", "counter"),
+    STARLETTE: ("untouched", "counter"),
+    PASS_THROUGH: ("untouched",),
+    FLOOR: ("untouched", "counter"),
+    FLOOR_ORJSON: ("counter",),
+}
+
+
+def _quick(configs: list[Config]) -> list[Config]:
+    out = []
+    for config in configs:
+        if config.name in QUICK:
+            config.scenarios = QUICK[config.name]
+            out.append(config)
+    return out
+
+
+def build_configs(redis_reason: str | None, quick: bool = False) -> tuple[list[Config], list[str]]:
     """Every configuration that can run here, and notes on the ones that cannot."""
+    configs, notes = _build_all("not in --quick" if quick else redis_reason)
+    return (_quick(configs) if quick else configs), notes
+
+
+def _build_all(redis_reason: str | None) -> tuple[list[Config], list[str]]:
     from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
 
     from koasession import MemoryStore
 
     notes: list[str] = []
     configs = [
-        Config("bare app", "bare", lambda app: app),
-        Config("koasession cookie sha256", "koasession", _koa()),
+        Config(BARE, "bare", lambda app: app, scenarios=("untouched",)),
+        Config(
+            PASS_THROUGH,
+            "reference",
+            PassThrough,  # type: ignore[arg-type]
+            scenarios=("untouched",),
+        ),
+        Config(FLOOR, "reference", lambda app: Floor(app, KEY)),  # type: ignore[arg-type, return-value]
+    ]
+    codec = orjson_codec()
+    if codec is not None:
+        loads, dumps = codec
+        configs.append(
+            Config(
+                FLOOR_ORJSON,
+                "reference",
+                lambda app: Floor(app, KEY, loads, dumps),  # type: ignore[arg-type, return-value]
+            )
+        )
+    else:
+        notes.append("floor with orjson skipped: orjson is not installed (pip install orjson)")
+    configs += [
+        Config(BASE, "koasession", _koa()),
         Config("koasession cookie sha1", "koasession", _koa(algorithm="sha1")),
     ]
     reason = crypto_available()
@@ -102,10 +163,14 @@ def build_configs(redis_reason: str | None) -> tuple[list[Config], list[str]]:
         return configs, notes
 
     def star(store_factory: Any) -> Any:
+        # One store per set-up, shared by its scenario apps: the session primed through the
+        # counter app must be there when the read and untouched apps look it up.
+        store = store_factory()
+
         def wrap(app: ASGIApp) -> ASGIApp:
             return starsessions.SessionMiddleware(  # type: ignore[return-value]
                 app,  # type: ignore[arg-type]
-                store=store_factory(),
+                store=store,
                 lifetime=86400,
                 cookie_https_only=False,
             )

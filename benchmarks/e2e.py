@@ -78,6 +78,40 @@ class LoadResult:
     rps: float
     tool: str
     errors: str = ""
+    requests: int = 0  # completed requests, from the load generator
+    cpu_s: float | None = None  # the server process's CPU time (user + system) during the run
+
+    @property
+    def cpu_us(self) -> float | None:
+        """Server CPU per request in microseconds: what the server spent, whatever the load
+        generator on the shared machine managed to send."""
+        if self.cpu_s is None or not self.requests:
+            return None
+        return self.cpu_s / self.requests * 1e6
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def process_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of ``pid`` (psutil when installed, else /proc/<pid>/stat)."""
+    try:
+        import psutil
+
+        times = psutil.Process(pid).cpu_times()
+        return float(times.user + times.system)
+    except ImportError:
+        pass
+    except Exception:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Fields after the parenthesised command name (which may hold spaces): utime and stime
+    # are the 14th and 15th fields of the line, in clock ticks.
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def get_cookie(port: int) -> str:
@@ -110,10 +144,13 @@ def run_load(port: int, cookie: str, seconds: float, connections: int) -> LoadRe
             cmd, capture_output=True, text=True, timeout=seconds + 30, check=True
         ).stdout
         match = re.search(r"Requests/sec:\s+([\d.]+)", out)
-        if not match:
+        total = re.search(r"(\d+) requests in", out)
+        if not match or not total:
             raise RuntimeError(f"cannot read wrk output:\n{out}")
         errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: .*", out)
-        return LoadResult(float(match.group(1)), "wrk", errors.group(0) if errors else "")
+        return LoadResult(
+            float(match.group(1)), "wrk", errors.group(0) if errors else "", int(total.group(1))
+        )
     cmd = [
         *_pin(1),
         sys.executable,
@@ -124,8 +161,10 @@ def run_load(port: int, cookie: str, seconds: float, connections: int) -> LoadRe
         cookie,
     ]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=True)
-    rps, errors = out.stdout.split()
-    return LoadResult(float(rps), "python keep-alive client", "" if errors == "0" else errors)
+    rps, errors, total = out.stdout.split()
+    return LoadResult(
+        float(rps), "python keep-alive client", "" if errors == "0" else errors, int(total)
+    )
 
 
 def start_server(cmd: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
@@ -159,12 +198,14 @@ def measure_servers(
     seconds: float,
     runs: int,
     notes: list[str],
-) -> dict[str, LoadResult]:
-    """Start every server (idle ones cost nothing), then load them round-robin ``runs`` times
-    and keep each one's best run, so a burst of background load hits all rows alike."""
+) -> dict[str, list[LoadResult]]:
+    """Start every server (idle ones cost nothing), then load them round-robin ``runs`` times,
+    so a burst of background load hits all rows alike; every run is kept, in round order, so
+    ratios can be taken round by round. The server's CPU time is read before and after each
+    run (the server is idle in between, so the difference is the run's work)."""
     procs: dict[str, subprocess.Popen[bytes]] = {}
     cookies: dict[str, str] = {}
-    best: dict[str, LoadResult] = {}
+    every: dict[str, list[LoadResult]] = {}
     try:
         for name, (cmd, env, port) in servers.items():
             try:
@@ -175,15 +216,18 @@ def measure_servers(
                 notes.append(f"{name} failed: {exc}")
                 procs.pop(name, None)
         for _ in range(runs):
-            for name in procs:
+            for name, proc in procs.items():
                 log(f"e2e: {name}")
+                before = process_cpu(proc.pid)
                 result = run_load(servers[name][2], cookies[name], seconds, 32)
-                if name not in best or result.rps > best[name].rps:
-                    best[name] = result
+                after = process_cpu(proc.pid)
+                if before is not None and after is not None:
+                    result.cpu_s = after - before
+                every.setdefault(name, []).append(result)
     finally:
         for proc in procs.values():
             stop(proc)
-    return best
+    return every
 
 
 def uvicorn_cmd(port: int) -> list[str]:
@@ -245,8 +289,8 @@ def node_version() -> str:
 
 
 def run_all(
-    seconds: float, runs: int, python_modes: list[str]
-) -> tuple[dict[str, LoadResult], list[str]]:
+    seconds: float, runs: int, python_modes: list[str], node: bool = True
+) -> tuple[dict[str, list[LoadResult]], list[str]]:
     notes: list[str] = []
     if ensure_wrk() is None:
         notes.append("wrk unavailable: load from the Python keep-alive client (slower, noisier)")
@@ -255,6 +299,8 @@ def run_all(
         port = free_port()
         servers[f"python {mode}"] = (uvicorn_cmd(port), {"BENCH_E2E": mode}, port)
     results = measure_servers(servers, seconds=seconds, runs=runs, notes=notes)
+    if not node:
+        return results, notes
     reason = ensure_node()
     if reason is not None:
         notes.append(f"Node rows skipped: {reason}")

@@ -108,9 +108,11 @@ class Config:
     note: str = ""
     cookie: str | None = None
     apps: dict[str, ASGIApp] = field(default_factory=dict)
+    # The pass-through middleware has no session, so it only runs the untouched handler.
+    scenarios: tuple[str, ...] = SCENARIOS
 
     def build(self) -> None:
-        self.apps = {s: self.wrap(make_app(s, self.loader)) for s in SCENARIOS}
+        self.apps = {s: self.wrap(make_app(s, self.loader)) for s in self.scenarios}
 
 
 async def call(app: ASGIApp, scope: Scope) -> list[Message]:
@@ -157,12 +159,33 @@ async def prime(config: Config) -> None:
     config.cookie = cookie_from(second) or config.cookie
 
 
+async def views_seen(config: Config) -> Any:
+    """What the handler reads from ``views`` with the primed cookie: a row that fails to verify
+    or decode its own cookie would start a new session every request and look cheaper than it
+    is, so ``prime`` callers check this is at least 2."""
+    seen: list[Any] = []
+
+    async def probe(scope: Scope, receive: Any, send: Any) -> None:
+        if config.loader is not None:
+            await config.loader(scope)
+        seen.append(scope["session"].get("views"))
+        await send(_start())
+        await send(_END)
+
+    await call(config.wrap(probe), make_scope(config.cookie))
+    return seen[0] if seen else None
+
+
 async def batch(app: ASGIApp, scope: Scope, n: int) -> float:
-    """Mean µs per request over ``n`` sequential calls."""
-    t0 = time.perf_counter_ns()
+    """Mean µs of this process's CPU time per request over ``n`` sequential calls.
+
+    CPU time, not wall time: the machine is shared, and time spent descheduled while another
+    process runs is not the middleware's cost.
+    """
+    t0 = time.process_time_ns()
     for _ in range(n):
         await app(dict(scope), receive, discard)
-    return (time.perf_counter_ns() - t0) / n / 1000
+    return (time.process_time_ns() - t0) / n / 1000
 
 
 async def calibrate(app: ASGIApp, scope: Scope, target_s: float, cap: int) -> int:
@@ -181,9 +204,49 @@ class Measurement:
     config: str
     family: str
     scenario: str
-    us: float  # best batch mean, µs/request
-    samples: list[float]
+    us: float  # median batch mean, µs/request
+    samples: list[float]  # one batch mean per round, in round order (rounds line up across rows)
     n: int
+
+    @property
+    def best(self) -> float:
+        return min(self.samples)
+
+
+@dataclass
+class Spread:
+    """Median and range of per-round values (a ratio or an overhead)."""
+
+    median: float
+    low: float
+    high: float
+    rounds: int
+
+    def text(self, digits: int = 2, unit: str = "") -> str:
+        return (
+            f"{self.median:.{digits}f}{unit} (range {self.low:.{digits}f}-"
+            f"{self.high:.{digits}f}, {self.rounds} rounds)"
+        )
+
+
+def spread(values: list[float]) -> Spread:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return Spread(median, ordered[0], ordered[-1], len(ordered))
+
+
+def overheads(row: Measurement, bare: Measurement) -> list[float]:
+    """Per-round overhead over the bare app: each round's batch minus the same round's bare
+    batch, so a slow stretch of the machine mostly cancels out."""
+    return [x - b for x, b in zip(row.samples, bare.samples, strict=True)]
+
+
+def ratio(num: Measurement, den: Measurement, bare: Measurement) -> Spread:
+    """Per-round ratio of two overheads, side by side in the same rounds."""
+    pairs = zip(overheads(num, bare), overheads(den, bare), strict=True)
+    values = [a / b if b > 0 else float("inf") for a, b in pairs]
+    return spread(values)
 
 
 async def measure(
@@ -193,17 +256,17 @@ async def measure(
     target_s: float,
     budget_s: float,
 ) -> dict[tuple[str, str], Measurement]:
-    """Round-robin over every (config, scenario) ``rounds`` times; keep the best batch mean.
+    """Round-robin over every (config, scenario) ``rounds`` times; report the median batch.
 
     Round-robin spreads slow drifts (frequency scaling, a noisy neighbour) over all rows
-    instead of penalising whichever ran last; the minimum of several batches is the usual
-    estimator of the intrinsic cost (timeit's). GC is collected before and disabled during a
-    batch, as timeit does.
+    instead of penalising whichever ran last, and keeps every round's batches side by side,
+    so ratios are taken per round (see ``ratio``) and reported as median and range. GC is
+    collected before and disabled during a batch, as timeit does: the garbage a middleware
+    leaves is measured separately (garbage.py), not smeared into the timings.
     """
     jobs: list[tuple[Config, str, ASGIApp, Scope, int]] = []
     for config in configs:
-        scenarios = ("untouched",) if config.family == "bare" else SCENARIOS
-        for scenario in scenarios:
+        for scenario in config.scenarios:
             app = config.apps[scenario]
             scope = make_scope(config.cookie)
             cap = 5_000 if config.slow else 400_000
@@ -225,6 +288,6 @@ async def measure(
     for config, scenario, _, _, n in jobs:
         got = samples[(config.name, scenario)]
         out[(config.name, scenario)] = Measurement(
-            config.name, config.family, scenario, min(got), got, n
+            config.name, config.family, scenario, spread(got).median, got, n
         )
     return out

@@ -1,6 +1,6 @@
 """Fallback load generator when wrk is missing: keep-alive GET / on N connections.
 
-``python loadgen.py PORT SECONDS CONNECTIONS [COOKIE]`` prints ``<requests/s> <errors>``.
+``python loadgen.py PORT SECONDS CONNECTIONS [COOKIE]`` prints ``<requests/s> <errors> <requests>``.
 Bounded by SECONDS; loopback only.
 """
 
@@ -38,7 +38,7 @@ async def main(port: int, seconds: float, connections: int, cookie: str) -> None
     deadline = start + seconds
     tasks = [worker(port, request, deadline, counts) for _ in range(connections)]
     await asyncio.wait_for(asyncio.gather(*tasks), seconds + 10)
-    print(f"{counts[0] / (time.monotonic() - start):.1f} {counts[1]}")
+    print(f"{counts[0] / (time.monotonic() - start):.1f} {counts[1]} {counts[0]}")
 
 
 if __name__ == "__main__":

@@ -1,56 +1,70 @@
-"""Targets, the markdown report and the PNG chart."""
+"""Issue 12's targets, the markdown report and the PNG chart."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from configs import COUNTERPARTS
-from harness import Measurement
+from configs import (
+    BARE,
+    BASE,
+    COUNTERPARTS,
+    ENCRYPTED,
+    FLOOR,
+    FLOOR_ORJSON,
+    MEMORY,
+    PASS_THROUGH,
+    REDIS,
+    STAR_REDIS,
+    STARLETTE,
+)
+from garbage import Garbage
+from harness import Measurement, Spread, overheads, ratio, spread
 from memory_capacity import CAPTION as CAPACITY_CAPTION
 from memory_capacity import markdown as capacity_table
+from profiling import Profile
+from profiling import markdown as profile_table
 
 from e2e import LoadResult
 
-BASE = "koasession cookie sha256"
-
-
-_REPO = str(Path(__file__).resolve().parents[1])
-_PROFILE_AT = re.compile(r"^(Profile at )/\S*?([^/\s]+:\d+)$", re.MULTILINE)
-
-
-def _portable(text: str) -> str:
-    """Profiler output without this machine's paths: the report is committed and published."""
-    text = text.replace(_REPO + "/", "")
-    return _PROFILE_AT.sub(r"\1\2", text)
+# Row names of the end-to-end servers (``python <BENCH_E2E mode>``).
+E2E_BARE, E2E_OURS, E2E_STARLETTE = "python bare", "python koasession", "python starlette"
 
 
 @dataclass
 class Data:
     results: dict[tuple[str, str], Measurement]
-    e2e: dict[str, LoadResult]
-    redis: list[dict[str, Any]] | None
-    memory: dict[str, Any]
-    profiles: dict[str, str]
-    notes: list[str]
-    env: dict[str, str]
-    stack: str
+    e2e: dict[str, list[LoadResult]] = field(default_factory=dict)
+    redis: list[dict[str, Any]] | None = None
+    memory: dict[str, Any] | None = None
+    profiles: list[Profile] = field(default_factory=list)
+    garbage: list[Garbage] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    stack: str = ""
     capacity: list[dict[str, Any]] | None = None
-    bare: float = field(init=False)
 
-    def __post_init__(self) -> None:
-        self.bare = self.results[("bare app", "untouched")].us
+    @property
+    def bare(self) -> Measurement:
+        return self.results[(BARE, "untouched")]
 
-    def overhead(self, config: str, scenario: str) -> float | None:
-        found = self.results.get((config, scenario))
-        return None if found is None else found.us - self.bare
+    def row(self, config: str, scenario: str) -> Measurement | None:
+        return self.results.get((config, scenario))
+
+    def overhead(self, config: str, scenario: str) -> Spread | None:
+        """Median and range of the per-round overhead over the bare app, in us."""
+        found = self.row(config, scenario)
+        return None if found is None else spread(overheads(found, self.bare))
+
+    def ratio(self, num: tuple[str, str], den: tuple[str, str]) -> Spread | None:
+        a, b = self.row(*num), self.row(*den)
+        return None if a is None or b is None else ratio(a, b, self.bare)
 
     def configs(self) -> list[str]:
         seen: list[str] = []
         for name, _ in self.results:
-            if name not in seen and name != "bare app":
+            if name not in seen and name != BARE:
                 seen.append(name)
         return seen
 
@@ -58,7 +72,7 @@ class Data:
 @dataclass
 class Target:
     name: str
-    met: bool | None  # None: could not be measured
+    met: bool | None  # None: could not be measured in this run
     detail: str
 
     @property
@@ -66,62 +80,144 @@ class Target:
         return {True: "met", False: "not met", None: "n/a"}[self.met]
 
 
-def _us(value: float | None) -> str:
-    return "-" if value is None else f"{value:.1f}"
+def _us(value: Spread | None) -> str:
+    return "-" if value is None else f"{value.median:.1f}"
+
+
+def _in_process_ratio(
+    data: Data, name: str, num: tuple[str, str], den: tuple[str, str], limit: float
+) -> Target:
+    found = data.ratio(num, den)
+    a, b = data.overhead(*num), data.overhead(*den)
+    if found is None or a is None or b is None:
+        return Target(name, None, "not measured in this run")
+    return Target(
+        name,
+        found.median <= limit,
+        f"ratio {found.text()}, limit {limit:g}; overhead {a.median:.2f} us vs {b.median:.2f} us",
+    )
+
+
+def _e2e_rounds(data: Data) -> tuple[list[LoadResult], list[LoadResult], list[LoadResult]]:
+    return (
+        data.e2e.get(E2E_BARE, []),
+        data.e2e.get(E2E_OURS, []),
+        data.e2e.get(E2E_STARLETTE, []),
+    )
+
+
+def e2e_targets(data: Data) -> list[Target]:
+    cpu_name = "e2e: server CPU per request over bare <= 0.6x Starlette SessionMiddleware's"
+    rps_name = "e2e: requests/s >= 1.2x Starlette SessionMiddleware's"
+    bare, ours, theirs = _e2e_rounds(data)
+    if not (bare and ours and theirs):
+        return [Target(cpu_name, None, "not run"), Target(rps_name, None, "not run")]
+    out = []
+    cpu_ratios = []
+    for b, o, t in zip(bare, ours, theirs, strict=False):
+        if b.cpu_us is not None and o.cpu_us is not None and t.cpu_us is not None:
+            cpu_ratios.append((o.cpu_us - b.cpu_us) / (t.cpu_us - b.cpu_us))
+    if cpu_ratios:
+        cpu = spread(cpu_ratios)
+        ours_cpu = spread([o.cpu_us - b.cpu_us for b, o in zip(bare, ours, strict=False)])  # type: ignore[operator]
+        their_cpu = spread([t.cpu_us - b.cpu_us for b, t in zip(bare, theirs, strict=False)])  # type: ignore[operator]
+        out.append(
+            Target(
+                cpu_name,
+                cpu.median <= 0.6,
+                f"ratio {cpu.text()}, limit 0.6; +{ours_cpu.median:.1f} us vs "
+                f"+{their_cpu.median:.1f} us of server CPU per request",
+            )
+        )
+    else:
+        out.append(Target(cpu_name, None, "server CPU time unreadable"))
+    rps = spread([o.rps / t.rps for o, t in zip(ours, theirs, strict=False)])
+    out.append(
+        Target(
+            rps_name,
+            rps.median >= 1.2,
+            f"ratio {rps.text()}, limit 1.2; "
+            f"{spread([o.rps for o in ours]).median:.0f} vs "
+            f"{spread([t.rps for t in theirs]).median:.0f} req/s",
+        )
+    )
+    return out
+
+
+def garbage_target(data: Data) -> Target:
+    name = "no garbage per request: cookie and MemoryStore counter leave 0 objects for gc"
+    rows = [
+        g for g in data.garbage if g.config in (BASE, MEMORY, REDIS) and g.scenario == "counter"
+    ]
+    if not rows:
+        return Target(name, None, "not measured")
+    detail = ", ".join(f"{g.config}: {g.per_request:g}/request" for g in rows)
+    return Target(name, all(g.collected == 0 for g in rows), detail)
+
+
+def memory_target(data: Data) -> Target:
+    name = "MemoryStore bytes per session <= starsessions InMemoryStore's"
+    mem = data.memory
+    if not mem or mem.get("starsessions") is None:
+        return Target(name, None, "not measured")
+    ours, theirs = mem["koasession"], mem["starsessions"]
+    return Target(
+        name,
+        ours <= theirs,
+        f"{ours:.0f} vs {theirs:.0f} bytes (ratio {ours / theirs:.2f}, limit 1)",
+    )
 
 
 def check_targets(data: Data) -> list[Target]:
+    """Issue 12's targets, each a ratio of two rows measured side by side in this run."""
+    out = [
+        _in_process_ratio(
+            data,
+            "counter write (cookie, sha256): overhead <= 0.5x Starlette SessionMiddleware's",
+            (BASE, "counter"),
+            (STARLETTE, "counter"),
+            0.5,
+        ),
+        _in_process_ratio(
+            data,
+            "untouched session: overhead <= 1.5x the pass-through middleware's",
+            (BASE, "untouched"),
+            (PASS_THROUGH, "untouched"),
+            1.5,
+        ),
+        *e2e_targets(data),
+        garbage_target(data),
+        _in_process_ratio(
+            data,
+            "store mode: Redis counter overhead <= starsessions RedisStore's",
+            (REDIS, "counter"),
+            (STAR_REDIS, "counter"),
+            1.0,
+        ),
+        memory_target(data),
+        _in_process_ratio(
+            data,
+            "encrypted cookie: counter overhead <= 1.3x the signed cookie's",
+            (ENCRYPTED, "counter"),
+            (BASE, "counter"),
+            1.3,
+        ),
+    ]
+    return out
+
+
+def floor_lines(data: Data) -> list[str]:
+    """How far koasession is from the reference rows (not targets: the limits)."""
     out = []
-    ours = data.overhead(BASE, "counter")
-    theirs = data.overhead("Starlette SessionMiddleware", "counter")
-    if ours is not None and theirs is not None:
-        out.append(
-            Target(
-                "counter-write overhead <= 1/3 of Starlette SessionMiddleware's",
-                ours <= theirs / 3,
-                f"{ours:.1f} us vs {theirs:.1f} us (limit {theirs / 3:.1f} us, "
-                f"ratio {ours / theirs:.2f})",
-            )
-        )
-    untouched = data.overhead(BASE, "untouched")
-    if ours is not None and untouched is not None:
-        out.append(
-            Target(
-                "untouched overhead <= 5% of counter-write overhead",
-                untouched <= 0.05 * ours,
-                f"{untouched:.2f} us = {100 * untouched / ours:.1f}% of {ours:.1f} us",
-            )
-        )
-    bare = data.e2e.get("python bare")
-    with_sessions = data.e2e.get("python koasession")
-    if bare and with_sessions:
-        share = with_sessions.rps / bare.rps
-        out.append(
-            Target(
-                "e2e throughput with sessions >= 90% of bare (uvicorn, counter)",
-                share >= 0.9,
-                f"{with_sessions.rps:.0f} vs {bare.rps:.0f} req/s = {100 * share:.0f}%",
-            )
-        )
-    else:
-        out.append(Target("e2e throughput with sessions >= 90% of bare", None, "not run"))
-    if data.redis:
-        existing = [row for row in data.redis if row["case"].startswith("existing")]
-        new = [row for row in data.redis if row["case"].startswith("new")]
-        ok = all(len(r["load"]) == 1 and len(r["save"]) <= 1 for r in existing) and all(
-            len(r["load"]) == 0 and len(r["save"]) <= 1 for r in new
-        )
-        worst_save = max(len(r["save"]) for r in data.redis)
-        out.append(
-            Target(
-                "Redis store mode: exactly 1 round trip to load, at most 1 to save",
-                ok,
-                f"load {sorted({len(r['load']) for r in existing})} for an existing session, "
-                f"save at most {worst_save}",
-            )
-        )
-    else:
-        out.append(Target("Redis: 1 round trip to load, <= 1 to save", None, "Redis unavailable"))
+    for num, den, label in (
+        ((BASE, "counter"), (FLOOR, "counter"), "counter, koasession / floor"),
+        ((BASE, "untouched"), (FLOOR, "untouched"), "untouched, koasession / floor"),
+        ((FLOOR, "counter"), (STARLETTE, "counter"), "counter, floor / Starlette SM"),
+        ((FLOOR_ORJSON, "counter"), (FLOOR, "counter"), "counter, floor with orjson / floor"),
+    ):
+        found = data.ratio(num, den)
+        if found is not None:
+            out.append(f"{label}: {found.text()}")
     return out
 
 
@@ -142,42 +238,55 @@ def chart(data: Data, path: Path) -> str | None:
     ax = axes[0][0]
     height = 0.26
     for offset, scenario in enumerate(scenarios):
-        values = [max(0.0, data.overhead(n, scenario) or 0.0) for n in names]
+        values = []
+        for n in names:
+            found = data.overhead(n, scenario)
+            values.append(max(0.01, found.median if found else 0.0))
         ys = [i + (offset - 1) * height for i in range(len(names))]
         ax.barh(ys, values, height=height, label=scenario)
     ax.set_yticks(range(len(names)))
     ax.set_yticklabels(names, fontsize=8)
     ax.invert_yaxis()
     ax.set_xscale("log")
-    ax.set_xlabel("overhead vs bare app, us/request (log scale)")
+    ax.set_xlabel("overhead vs bare app, us/request, median (log scale)")
     ax.set_title("In-process ASGI cost of sessions")
     ax.legend()
     if with_e2e:
         ax2 = axes[0][1]
         labels = list(data.e2e)
-        values = [data.e2e[k].rps for k in labels]
+        values = [spread([r.rps for r in data.e2e[k]]).median for k in labels]
         colors = ["#4c72b0" if k.startswith("python") else "#55a868" for k in labels]
         ax2.bar(range(len(labels)), values, color=colors)
         ax2.set_xticks(range(len(labels)))
         ax2.set_xticklabels([k.replace(" ", "\n", 1) for k in labels], fontsize=8)
-        ax2.set_ylabel("requests/s (counter)")
-        ax2.set_title(f"End to end on loopback ({data.e2e[labels[0]].tool})")
+        ax2.set_ylabel("requests/s (counter), median")
+        ax2.set_title(f"End to end on loopback ({data.e2e[labels[0]][0].tool})")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path.name
 
 
-def _ratio(ours: float | None, theirs: float | None) -> str:
-    if ours is None or theirs is None or ours <= 0:
+def _ratio(ours: Spread | None, theirs: Spread | None) -> str:
+    if ours is None or theirs is None or ours.median <= 0:
         return "-"
-    return f"{theirs / ours:.2f}x"
+    return f"{theirs.median / ours.median:.2f}x"
 
 
-def _e2e_overhead(bare: LoadResult | None, other: LoadResult | None) -> str:
-    if bare is None or other is None:
-        return "-"
-    return f"{1e6 / other.rps - 1e6 / bare.rps:.0f}"
+_E2E_LABELS = {
+    "python bare": "Starlette app, no session",
+    "python koasession": "Starlette app + koasession (sha256 cookie)",
+    "python starlette": "Starlette app + Starlette SessionMiddleware",
+    "python starsessions": "Starlette app + starsessions CookieStore",
+    "node bare": "Koa, no session",
+    "node session": "Koa + koa-session 7 (cookie, sha1)",
+}
+
+
+def targets_table(targets: list[Target]) -> list[str]:
+    lines = ["| target | status | measured (median, range over rounds) |", "|---|---|---|"]
+    lines += [f"| {t.name} | **{t.status}** | {t.detail} |" for t in targets]
+    return lines
 
 
 def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
@@ -185,43 +294,68 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
     lines = [
         "# Benchmarks",
         "",
-        "Generated by `make bench` (`benchmarks/run.py`); do not edit by hand, re-run it.",
+        "Generated by `make bench` (`benchmarks/run.py`); do not edit by hand, re-run it. "
+        "`make bench-quick` (`benchmarks/run.py --quick`, add `--profile` for the cProfile "
+        "table) prints the in-process rows and targets in well under a minute without writing "
+        "this page; `benchmarks/run.py --only e2e` (or `inprocess`, `garbage`, `memory`, "
+        "`redis`, `profile`, comma-separated) runs and prints one part.",
         "",
         f"Machine: {env['cpu']}, {env['cpus']} CPUs, load average at start {env['load']}; "
         f"Python {env['python']}, koasession {env['koasession']}, Starlette {env['starlette']}, "
         f"starsessions {env['starsessions']}, uvicorn {env['uvicorn']}, redis-py {env['redis']}, "
         f"Node {env['node']}. Whole run: {env['elapsed']}.",
         "",
-        "## Targets",
+        "## Targets (issue 12)",
         "",
-        "| target | status | measured |",
-        "|---|---|---|",
+        "Each target is a ratio of two set-ups measured side by side in this run: in-process, "
+        "the ratio is taken round by round (both overheads from the same round of batches) and "
+        "reported as the median with its range; end to end, run by run. A target is met when "
+        "the median is within the limit.",
+        "",
+        *targets_table(targets),
+        "",
     ]
-    lines += [f"| {t.name} | **{t.status}** | {t.detail} |" for t in targets]
+    floor = floor_lines(data)
+    if floor:
+        lines += [
+            "Distance to the limits (reference rows, not targets; median and range of per-round "
+            "ratios):",
+            "",
+            *[f"- {line}" for line in floor],
+            "",
+        ]
+    bare = data.bare
     lines += [
-        "",
         "## In-process cost per request",
         "",
         "The ASGI app is called directly with a prepared scope, receive and send (no server, no "
-        "HTTP client); each figure is the best of several round-robin batches, in microseconds "
-        f"per request. The bare app (no middleware) costs **{data.bare:.2f} us**; the columns "
-        "are the overhead on top of it (with - bare). *untouched*: the handler never looks at "
-        "the session; *read*: `session.get('views')`; *counter*: read-modify-write of "
-        "`views`. Every request carries the cookie of an existing session. Ratios are the "
-        "other middleware's counter overhead divided by koasession's (above 1: koasession is "
-        "cheaper).",
+        "HTTP client). Batches of sequential requests are timed in process CPU time, all rows "
+        "round-robin so they share the machine's slow and fast stretches; each figure is the "
+        "median over rounds of (batch - the same round's bare batch), in microseconds per "
+        f"request. The bare app (no middleware) costs **{bare.us:.2f} us** (best "
+        f"{bare.best:.2f}). *untouched*: the handler never looks at the session; *read*: "
+        "`session.get('views')`; *counter*: read-modify-write of `views`. Every request "
+        "carries the cookie of an existing session. The last columns divide the other "
+        "middleware's counter overhead by this row's (above 1: this row is cheaper). The "
+        "*pass-through* and *floor* rows are references written in `benchmarks/floor.py`: a "
+        "middleware that only wraps `send`, and the counter's wire work (two cookies, "
+        "HMAC-SHA256 verify and sign, base64, JSON both ways, two Set-Cookie lines, Vary, "
+        "Cache-Control) in as little Python as possible.",
         "",
-        "| set-up | untouched | read | counter | Starlette SM / this (counter) "
-        "| starsessions / this (counter) |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| set-up | untouched | read | counter | counter range | Starlette SM / this "
+        "| starsessions / this |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name in data.configs():
-        row = [_us(data.overhead(name, s)) for s in ("untouched", "read", "counter")]
+        cells = [_us(data.overhead(name, s)) for s in ("untouched", "read", "counter")]
+        counter = data.overhead(name, "counter")
+        span = "-" if counter is None else f"{counter.low:.1f}-{counter.high:.1f}"
         ratios = ["", ""]
         if name in COUNTERPARTS:
-            ours = data.overhead(name, "counter")
-            ratios = [_ratio(ours, data.overhead(other, "counter")) for other in COUNTERPARTS[name]]
-        lines.append(f"| {name} | {' | '.join(row)} | {' | '.join(ratios)} |")
+            ratios = [
+                _ratio(counter, data.overhead(other, "counter")) for other in COUNTERPARTS[name]
+            ]
+        lines.append(f"| {name} | {' | '.join(cells)} | {span} | {' | '.join(ratios)} |")
     lines += [
         "",
         "Starlette SessionMiddleware keeps the data in an itsdangerous-signed cookie; "
@@ -233,36 +367,8 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
     ]
     if chart_name:
         lines += [f"![benchmarks]({chart_name})", ""]
-    lines += ["## End to end under load", ""]
-    if data.e2e:
-        tool = next(iter(data.e2e.values())).tool
-        lines += [
-            f"One server process ({data.stack} for Python, Node for Koa) on CPU 0, {tool} "
-            "with 32 keep-alive connections on CPU 1, loopback only; best of the runs. Every "
-            "request sends the cookie of an existing session and the counter writes a new one. "
-            "Overhead = 1/rps(with) - 1/rps(bare), in microseconds per request on one core.",
-            "",
-            "| server | requests/s | vs bare | overhead us/request |",
-            "|---|---:|---:|---:|",
-        ]
-        for key, result in data.e2e.items():
-            bare = data.e2e.get("python bare" if key.startswith("python") else "node bare")
-            share = f"{100 * result.rps / bare.rps:.0f}%" if bare else "-"
-            label = {
-                "python bare": "Starlette app, no session",
-                "python koasession": "Starlette app + koasession (sha256 cookie)",
-                "python starlette": "Starlette app + Starlette SessionMiddleware",
-                "python starsessions": "Starlette app + starsessions CookieStore",
-                "node bare": "Koa, no session",
-                "node session": "Koa + koa-session 7 (cookie, sha1)",
-            }.get(key, key)
-            errors = f" ({result.errors})" if result.errors else ""
-            lines.append(
-                f"| {label}{errors} | {result.rps:.0f} | {share} | {_e2e_overhead(bare, result)} |"
-            )
-        lines.append("")
-    else:
-        lines += ["Not run (`--no-e2e`).", ""]
+    lines += garbage_section(data)
+    lines += e2e_section(data)
     lines += ["## Redis round trips (store mode)", ""]
     if data.redis:
         lines += [
@@ -282,20 +388,23 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
     else:
         lines += ["Not measured (Redis or RedisStore unavailable, see notes).", ""]
     mem = data.memory
-    lines += [
-        "## Memory per stored session",
-        "",
-        f"tracemalloc over {mem['sessions']} sessions written with `MemoryStore.set` "
-        f"(data `{{views, user}}` plus `_expire`/`_maxAge`, {mem['json']} bytes of JSON; "
-        "default 43-character ids).",
-        "",
-        "| store | bytes per session |",
-        "|---|---:|",
-        f"| koasession MemoryStore | {mem['koasession']:.0f} |",
-    ]
-    if mem.get("starsessions") is not None:
-        lines.append(f"| starsessions InMemoryStore (bytes values) | {mem['starsessions']:.0f} |")
-    lines.append("")
+    if mem:
+        lines += [
+            "## Memory per stored session",
+            "",
+            f"tracemalloc over {mem['sessions']} sessions written with `MemoryStore.set` "
+            f"(data `{{views, user}}` plus `_expire`/`_maxAge`, {mem['json']} bytes of JSON; "
+            "default 43-character ids).",
+            "",
+            "| store | bytes per session |",
+            "|---|---:|",
+            f"| koasession MemoryStore | {mem['koasession']:.0f} |",
+        ]
+        if mem.get("starsessions") is not None:
+            lines.append(
+                f"| starsessions InMemoryStore (bytes values) | {mem['starsessions']:.0f} |"
+            )
+        lines.append("")
     if data.capacity:
         lines += [
             "## MemoryStore inserts at capacity",
@@ -306,81 +415,85 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
             "",
         ]
     if data.profiles:
-        lines += [
-            "## Profile of the hot path",
-            "",
-            "pyinstrument (0.2 ms sampling) over the in-process harness, koasession with a sha256 "
-            "cookie; the top of the call tree:",
-            "",
-        ]
-        for scenario, text in data.profiles.items():
-            lines += [f"### {scenario}", "", "```text", _portable(text), "```", ""]
-    lines += analysis(data, targets)
+        lines += ["## Profile of the counter path", ""]
+        for found in data.profiles:
+            lines += [f"### {found.config} / {found.scenario}", "", *profile_table(found), ""]
+    unmet = [t for t in targets if t.met is False]
+    lines += ["## Gaps", ""]
+    if unmet:
+        lines += [f"- **{t.name}**: {t.detail}." for t in unmet]
+    else:
+        lines.append("Every measured target is met.")
+    lines.append("")
     if data.notes:
         lines += ["## Notes", ""] + [f"- {note}" for note in data.notes] + [""]
     return "\n".join(lines)
 
 
-def analysis(data: Data, targets: list[Target]) -> list[str]:
-    """Explain each unmet target from the numbers of this run."""
-    unmet = [t for t in targets if t.met is False]
-    if not unmet:
-        return ["## Gaps", "", "Every measured target is met.", ""]
-    out = ["## Gaps", ""]
-    for target in unmet:
-        out.append(f"- **{target.name}** ({target.detail}).")
-    ours = data.overhead(BASE, "counter")
-    read = data.overhead(BASE, "read")
-    theirs = data.overhead("Starlette SessionMiddleware", "counter")
-    if ours is not None and read is not None and theirs is not None:
-        out += [
-            "",
-            f"A counter request does everything a read does ({read:.1f} us here: parse the "
-            "Cookie header, verify the HMAC, lenient base64 + JSON decode, expiry check, and a "
-            "JSON snapshot for change detection) plus the commit "
-            f"({ours - read:.1f} us: JSON again, payload with `_expire`/`_maxAge`, base64, a "
-            "second HMAC, and two Set-Cookie lines each with an `expires=` HTTP date, then the "
-            "header merge). Starlette's middleware does the same cryptography and codec work "
-            "(itsdangerous signer, base64 JSON) but writes one cookie with `Max-Age` only and "
-            f"no date, no change detection and no Vary header; {theirs:.1f} us in total. "
-            "One third of it cannot be reached while each request has to verify one HMAC and "
-            "produce another and run JSON both ways, which the koa wire format requires; the "
-            "profile above shows where the rest goes (signing, JSON, the Set-Cookie lines).",
-        ]
-    bare = data.e2e.get("python bare")
-    ours_e2e = data.e2e.get("python koasession")
-    if bare is not None and ours_e2e is not None and bare.rps and ours_e2e.rps:
-        bare_us = 1e6 / bare.rps
-        budget = bare_us / 0.9 - bare_us
-        shares = []
-        for key, label in (
-            ("python starlette", "Starlette's middleware"),
-            ("python starsessions", "starsessions"),
-        ):
-            other = data.e2e.get(key)
-            if other is not None and other.rps:
-                shares.append(f"{label} keeps {other.rps / bare.rps:.0%}")
-        node_bare, node_session = data.e2e.get("node bare"), data.e2e.get("node session")
-        if node_bare is not None and node_session is not None and node_bare.rps:
-            shares.append(f"koa-session keeps {node_session.rps / node_bare.rps:.0%} of bare Koa")
-        out += [
-            "",
-            f"End to end, the bare Starlette app costs {bare_us:.0f} us per request on one core, "
-            f"so 90% of its throughput leaves a budget of {budget:.1f} us for the whole session "
-            "work of a counter write, less than one HMAC plus one JSON round trip. No session "
-            f"middleware measured here comes close ({'; '.join(shares)}): the target is out of "
-            "reach for any signed-cookie session on this server, and koasession's share tracks "
-            "the in-process overhead above.",
-        ]
-    mem_row = data.overhead("koasession MemoryStore", "untouched")
-    if mem_row is not None:
-        out += [
-            "",
-            f"Store mode loads before the handler, so even an untouched request pays the load "
-            f"({mem_row:.1f} us with MemoryStore): verifying the id's signature and copying the "
-            "entry out of the store through JSON, so callers never share it. MemoryStore "
-            "declares itself in-process, so no `store_timeout` wrapper is paid; network stores "
-            "pay `asyncio.wait_for` on each call.",
-        ]
-    out.append("")
-    return out
+def garbage_section(data: Data) -> list[str]:
+    if not data.garbage:
+        return []
+    requests = data.garbage[0].requests
+    lines = [
+        "## Garbage per request",
+        "",
+        f"After a warm-up, {requests} requests with the collector disabled, then "
+        "`gc.collect()`: the objects it frees sat in reference cycles that reference counting "
+        "could not free. Under load such cycles make the collector run on the server's CPU, a "
+        "cost the timings above (collector disabled during batches) do not include. The bare "
+        "app is the control. `tests/core/test_garbage.py` asserts zero for cookie and "
+        "MemoryStore mode.",
+        "",
+        "| set-up | counter: objects/request | untouched: objects/request |",
+        "|---|---:|---:|",
+    ]
+    by_config: dict[str, dict[str, float]] = {}
+    for g in data.garbage:
+        by_config.setdefault(g.config, {})[g.scenario] = g.per_request
+    for name, found in by_config.items():
+        cells = [f"{found[s]:g}" if s in found else "-" for s in ("counter", "untouched")]
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    lines.append("")
+    return lines
+
+
+def e2e_section(data: Data) -> list[str]:
+    lines = ["## End to end under load", ""]
+    if not data.e2e:
+        return [*lines, "Not run (`--no-e2e`).", ""]
+    first = next(iter(data.e2e.values()))
+    runs = len(first)
+    lines += [
+        f"One server process ({data.stack} for Python, Node for Koa) pinned to CPU 0, "
+        f"{first[0].tool} with 32 keep-alive connections pinned to CPU 1, loopback only; "
+        f"{runs} runs per server, round-robin; medians. Every request sends the cookie of an "
+        "existing session and the counter writes a new one. *Server CPU* is the server "
+        "process's user + system CPU time during the run (psutil or /proc) divided by the requests "
+        "completed, so it does not depend on how fast the load generator on the shared machine "
+        "was; *over bare* subtracts the bare app's figure from the same round. On a shared "
+        "machine requests/s swings with the neighbours' load (see the range in the targets); "
+        "the server CPU figures are the steadier measure.",
+        "",
+        "| server | requests/s | vs bare | server CPU us/request | over bare |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for key, results in data.e2e.items():
+        bare = data.e2e.get("python bare" if key.startswith("python") else "node bare")
+        rps = spread([r.rps for r in results]).median
+        share = f"{100 * rps / spread([r.rps for r in bare]).median:.0f}%" if bare else "-"
+        cpu_values = [r.cpu_us for r in results if r.cpu_us is not None]
+        cpu = f"{spread(cpu_values).median:.1f}" if cpu_values else "-"
+        over = "-"
+        if bare:
+            deltas = [
+                r.cpu_us - b.cpu_us
+                for r, b in zip(results, bare, strict=False)
+                if r.cpu_us is not None and b.cpu_us is not None
+            ]
+            if deltas:
+                over = f"{spread(deltas).median:+.1f}"
+        errors = "; ".join(sorted({r.errors for r in results if r.errors}))
+        label = _E2E_LABELS.get(key, key) + (f" ({errors})" if errors else "")
+        lines.append(f"| {label} | {rps:.0f} | {share} | {cpu} | {over} |")
+    lines.append("")
+    return lines
