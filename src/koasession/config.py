@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
 from .ids import make_genid
-from .options import SessionOptions, validate, validate_keys
+from .options import SessionOptions, SessionOptionsDict, build_options, validate, validate_keys
 from .signing import Signer
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .crypto import CookieCipher
 
 
@@ -79,9 +81,12 @@ class SessionConfig:
         return list(self._context_stores)
 
     @classmethod
-    def build(cls, keys: object = None, **kwargs: Any) -> SessionConfig:
-        """Validate ``kwargs`` as :class:`SessionOptions` and ``keys``; raise on any problem."""
-        options = validate(SessionOptions(**kwargs))
+    def build(cls, keys: object = None, **kwargs: Unpack[SessionOptionsDict]) -> SessionConfig:
+        """Validate ``kwargs`` as :class:`SessionOptions` and ``keys``; raise on any problem.
+
+        A misspelt option is a ``TypeError`` naming it; a bad value a ``ConfigurationError``.
+        """
+        options = validate(build_options(dict(kwargs)))
         key_list = validate_keys(
             keys,
             required=options.signed or options.encrypt,

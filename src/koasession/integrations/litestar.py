@@ -56,11 +56,13 @@ from litestar.types import Scope as LitestarScope
 from litestar.utils.scope import get_serializer_from_scope
 
 from ..asgi import ASGIApp, Receive, Scope, Send, SessionMiddleware
+from ..options import SessionOptionsDict
 from ..session import Session, check_key
 from ._login import NOT_LOGGED_IN, check_cookie_name, logged_in_value, scheme_name_for
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+    from typing_extensions import Unpack
 
 __all__ = [
     "LitestarSessionMiddleware",
@@ -179,7 +181,7 @@ class LitestarSessionMiddleware(SessionMiddleware):
         self,
         app: Callable[..., Awaitable[None]],
         keys: Sequence[str | bytes] | None = None,
-        **options: Any,
+        **options: Unpack[SessionOptionsDict],
     ) -> None:
         # Litestar's ASGI signature uses its own TypedDicts: accept any ASGI callable.
         super().__init__(cast("ASGIApp", app), keys, **options)
@@ -192,7 +194,7 @@ class LitestarSessionMiddleware(SessionMiddleware):
 
 
 def session_middleware(
-    keys: Sequence[str | bytes] | None = None, **options: Any
+    keys: Sequence[str | bytes] | None = None, **options: Unpack[SessionOptionsDict]
 ) -> DefineMiddleware:
     """A Litestar ``DefineMiddleware`` for ``Litestar(middleware=[...])``.
 

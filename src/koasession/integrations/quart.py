@@ -27,18 +27,22 @@ middleware's 503).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from quart import Quart, has_request_context, has_websocket_context, request, websocket
 
 from ..asgi import ASGIApp, SessionMiddleware
+from ..options import SessionOptionsDict
 from ..session import Session
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["current_session", "install"]
 
 
 def install(
-    app: Quart, keys: Sequence[str | bytes] | None = None, **options: Any
+    app: Quart, keys: Sequence[str | bytes] | None = None, **options: Unpack[SessionOptionsDict]
 ) -> SessionMiddleware:
     """Wrap ``app.asgi_app`` in :class:`~koasession.SessionMiddleware`; return the middleware.
 
