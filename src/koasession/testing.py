@@ -21,6 +21,7 @@ variants (:func:`aset_session`, :func:`asession_cookies`, :func:`store_session`,
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -410,9 +411,9 @@ async def aread_session(
         return None
     rs = _request_session(cfg, None)
     opts = cfg.options
-    stored = rs.store.get(key, opts.max_age, rolling=opts.rolling, ctx=rs.ctx)
-    if hasattr(stored, "__await__"):
-        stored = await stored
+    assert rs.store is not None  # store mode
+    result = rs.store.get(key, opts.max_age, rolling=opts.rolling, ctx=rs.ctx)
+    stored = await result if inspect.isawaitable(result) else result
     if stored is None:
         return None
     if not isinstance(stored, dict):
