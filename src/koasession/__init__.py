@@ -17,6 +17,8 @@ from .errors import (
     ConfigurationError,
     CookieTooLargeError,
     InsecureConnectionError,
+    NoSessionError,
+    ResponseStartedError,
     SessionError,
     SessionIdCollision,
     StoreError,
@@ -33,6 +35,8 @@ __all__ = [
     "Flash",
     "InsecureConnectionError",
     "MemoryStore",
+    "NoSessionError",
+    "ResponseStartedError",
     "Session",
     "SessionContext",
     "SessionError",
@@ -53,12 +57,15 @@ __version__ = "0.1.0"
 
 
 def get_session(request_or_scope: Any, scope_key: str = "session") -> Session | Any:
-    """The session of a request object (anything with ``.scope``) or of an ASGI scope."""
+    """The session of a request object (anything with ``.scope``) or of an ASGI scope.
+
+    Raises :class:`NoSessionError` (a ``LookupError``) when there is none.
+    """
     scope = getattr(request_or_scope, "scope", request_or_scope)
     try:
         return scope[scope_key]
     except (KeyError, TypeError):
-        raise LookupError(
+        raise NoSessionError(
             f"no session under scope[{scope_key!r}]: is SessionMiddleware installed "
             "(with this scope_key) around this app?"
         ) from None

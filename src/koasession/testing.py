@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from . import codec, cookies
 from .asgi import Receive, Scope, Send, SessionMiddleware
 from .config import SessionConfig
+from .errors import NoSessionError
 from .lifecycle import RequestSession
 from .options import MaxAge, normalize_max_age
 from .session import check_key
@@ -129,7 +130,7 @@ def find_middleware(app: object, scope_key: str = "session") -> SessionMiddlewar
                     built = _declared(entry)
                     if built is not None:
                         queue.append(built)
-    raise LookupError(
+    raise NoSessionError(
         f"no koasession SessionMiddleware with scope_key={scope_key!r} found in {app!r}; "
         "pass the middleware itself"
     )
