@@ -24,7 +24,7 @@ from .errors import (
     StoreError,
 )
 from .flash import Flash, flash, peek_flashes, pop_flashes
-from .options import SessionOptions
+from .options import SessionOptions, SessionOptionsDict
 from .session import Session
 from .stores.memory import MemoryStore
 
@@ -43,6 +43,7 @@ __all__ = [
     "SessionIdCollision",
     "SessionMiddleware",
     "SessionOptions",
+    "SessionOptionsDict",
     "StoreError",
     "csrf_token",
     "flash",
