@@ -65,6 +65,39 @@ session_middleware(keys=["{KEY}"], priority="high")
 LitestarSessionMiddleware(app, ["{KEY}"], scope_key="s")
 koa_middleware(app, ["{KEY}"], {{"maxAge": 1000}}, encrypt=True)
 """,
+    "stores_conform": """
+from koasession import Session, SessionContext
+from koasession.protocols import ClosableStore, HookContext, SessionView, Store
+from koasession.stores import MemoryStore, PostgresStore, RedisStore, SQLiteStore
+
+
+def as_store(
+    memory: MemoryStore, redis: RedisStore, postgres: PostgresStore, sqlite: SQLiteStore
+) -> list[ClosableStore]:
+    return [memory, redis, postgres, sqlite]
+
+
+def as_view(session: Session, ctx: SessionContext) -> tuple[SessionView, HookContext]:
+    return session, ctx
+
+
+def plain(store: Store) -> Store:
+    return store
+""",
+    "bad_store_signature": f"""
+class NoCtxStore:
+    def get(self, key: str, max_age: float | None) -> None:
+        return None
+
+    def set(self, key: str, data: dict[str, object], max_age: float) -> None:
+        return None
+
+    def destroy(self, key: str) -> None:
+        return None
+
+
+app.add_middleware(SessionMiddleware, keys=["{KEY}"], store=NoCtxStore())
+""",
     "bad_koa_name": f"""
 app.add_middleware(SessionMiddleware, keys=["{KEY}"], maxAge=60)
 """,
@@ -172,7 +205,7 @@ def test_typed_dict_and_dataclass_declare_the_same_options() -> None:
 
 
 @pytest.mark.parametrize("checker", ["mypy", "pyright"])
-@pytest.mark.parametrize("name", ["good_options", "roundtrip"])
+@pytest.mark.parametrize("name", ["good_options", "stores_conform", "roundtrip"])
 def test_good_options_type_check(
     checker: str,
     name: str,
@@ -190,6 +223,7 @@ def test_good_options_type_check(
         ("bad_koa_name", "maxAge"),
         ("bad_same_site", "sometimes"),
         ("bad_store", "store"),
+        ("bad_store_signature", "NoCtxStore"),
         ("bad_quart", "maxAge"),
         ("bad_koa_middleware", "sometimes"),
     ],
