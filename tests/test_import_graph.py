@@ -9,11 +9,6 @@ import koasession
 
 PACKAGE = Path(koasession.__file__).parent
 
-# session.py still names the engine (RequestSession) for its type annotations; the engine split
-# of issue 11 replaces that reference. Listed here so the rest of the graph is checked now, and
-# test_pending_edges_still_exist fails once it is gone, so the entry gets removed.
-PENDING: set[tuple[str, str]] = {("koasession.session", "koasession.lifecycle")}
-
 
 def _modules() -> dict[str, Path]:
     modules = {}
@@ -85,14 +80,7 @@ def test_graph_sees_type_checking_imports() -> None:
 
 def test_package_import_graph_is_acyclic() -> None:
     graph = _graph()
-    for source, target in PENDING:
-        graph[source].discard(target)
     assert _find_cycle(graph) is None, " -> ".join(_find_cycle(graph) or [])
-
-
-def test_pending_edges_still_exist() -> None:
-    graph = _graph()
-    assert all(target in graph[source] for source, target in PENDING), "update PENDING"
 
 
 def test_protocols_sit_at_the_bottom() -> None:
