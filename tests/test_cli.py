@@ -18,10 +18,11 @@ import pytest
 from koasession import SessionMiddleware, __version__
 from koasession.cli import main
 from koasession.codec import encode
+from koasession.diagnose import keygen
 from koasession.signing import Signer
 
-KEY = secrets.token_urlsafe(32)
-OLD = secrets.token_urlsafe(32)
+KEY = keygen()  # never starts with "-", which argparse would read as an option
+OLD = keygen()
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")

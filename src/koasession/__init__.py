@@ -17,12 +17,14 @@ from .errors import (
     ConfigurationError,
     CookieTooLargeError,
     InsecureConnectionError,
+    NoSessionError,
+    ResponseStartedError,
     SessionError,
     SessionIdCollision,
     StoreError,
 )
 from .flash import Flash, flash, peek_flashes, pop_flashes
-from .options import SessionOptions
+from .options import SessionOptions, SessionOptionsDict
 from .session import Session
 from .stores.memory import MemoryStore
 
@@ -33,12 +35,15 @@ __all__ = [
     "Flash",
     "InsecureConnectionError",
     "MemoryStore",
+    "NoSessionError",
+    "ResponseStartedError",
     "Session",
     "SessionContext",
     "SessionError",
     "SessionIdCollision",
     "SessionMiddleware",
     "SessionOptions",
+    "SessionOptionsDict",
     "StoreError",
     "csrf_token",
     "flash",
@@ -53,12 +58,15 @@ __version__ = "0.1.0"
 
 
 def get_session(request_or_scope: Any, scope_key: str = "session") -> Session | Any:
-    """The session of a request object (anything with ``.scope``) or of an ASGI scope."""
+    """The session of a request object (anything with ``.scope``) or of an ASGI scope.
+
+    Raises :class:`NoSessionError` (a ``LookupError``) when there is none.
+    """
     scope = getattr(request_or_scope, "scope", request_or_scope)
     try:
         return scope[scope_key]
     except (KeyError, TypeError):
-        raise LookupError(
+        raise NoSessionError(
             f"no session under scope[{scope_key!r}]: is SessionMiddleware installed "
             "(with this scope_key) around this app?"
         ) from None

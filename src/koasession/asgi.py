@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from datetime import timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from . import events
 from .config import SessionConfig
-from .context import SessionContext
 from .errors import ConfigurationError, StoreError
 from .lifecycle import RequestSession
-from .options import EventListener, SessionOptions
-from .session import Session
+from .options import SessionOptions, SessionOptionsDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -36,89 +36,15 @@ class SessionMiddleware:
     ``StoreError`` from a session call in the app answers 503 like a failed load.
     """
 
-    # Every option is spelled out (defaults as in SessionOptions, which a test checks) so type
-    # checkers and IDEs see them, and Starlette's add_middleware(SessionMiddleware, ...) types.
     def __init__(
         self,
         app: ASGIApp,
         keys: Sequence[str | bytes] | None = None,
-        *,
-        key: str = "koa.sess",
-        max_age: float | timedelta | Literal["session"] = 86400.0,
-        auto_commit: bool = True,
-        overwrite: bool = True,
-        http_only: bool = True,
-        signed: bool = True,
-        rolling: bool = False,
-        renew: bool = False,
-        secure: bool | None = None,
-        same_site: Literal["lax", "strict", "none"] | None = "lax",
-        partitioned: bool = False,
-        priority: Literal["low", "medium", "high"] | None = None,
-        domain: str | None = None,
-        path: str = "/",
-        algorithm: str | Sequence[str] = "sha256",
-        encode: Callable[[dict[str, Any]], str] | None = None,
-        decode: Callable[[str], Any] | None = None,
-        store: Any = None,
-        context_store: Any = None,
-        external_key: Any = None,
-        prefix: str | None = None,
-        genid: Callable[[SessionContext], Any] | None = None,
-        valid: Callable[[SessionContext, dict[str, Any]], Any] | None = None,
-        before_save: Callable[[SessionContext, Session], Any] | None = None,
-        on_event: EventListener | None = None,
-        proxy: bool = False,
-        scope_key: str = "session",
-        encrypt: bool = False,
-        on_oversize: Literal["raise", "warn"] = "raise",
-        idle_timeout: float | timedelta | None = None,
-        absolute_timeout: float | timedelta | None = None,
-        on_store_error: Literal["raise", "new_session"] = "raise",
-        store_timeout: float | timedelta | None = 5.0,
-        session_store_ttl: float = 86400.0,
-        allow_weak_keys: bool = False,
+        **options: Unpack[SessionOptionsDict],
     ) -> None:
         self.app = app
         try:
-            self.config = SessionConfig.build(
-                keys,
-                key=key,
-                max_age=max_age,
-                auto_commit=auto_commit,
-                overwrite=overwrite,
-                http_only=http_only,
-                signed=signed,
-                rolling=rolling,
-                renew=renew,
-                secure=secure,
-                same_site=same_site,
-                partitioned=partitioned,
-                priority=priority,
-                domain=domain,
-                path=path,
-                algorithm=algorithm,
-                encode=encode,
-                decode=decode,
-                store=store,
-                context_store=context_store,
-                external_key=external_key,
-                prefix=prefix,
-                genid=genid,
-                valid=valid,
-                before_save=before_save,
-                on_event=on_event,
-                proxy=proxy,
-                scope_key=scope_key,
-                encrypt=encrypt,
-                on_oversize=on_oversize,
-                idle_timeout=idle_timeout,
-                absolute_timeout=absolute_timeout,
-                on_store_error=on_store_error,
-                store_timeout=store_timeout,
-                session_store_ttl=session_store_ttl,
-                allow_weak_keys=allow_weak_keys,
-            )
+            self.config = SessionConfig.build(keys, **options)
         except ConfigurationError as exc:
             # Starlette's add_middleware builds this inside the first lifespan or request, where
             # a server may report only "lifespan unsupported" and then a 500 for every request:

@@ -5,15 +5,17 @@ from __future__ import annotations
 import contextlib
 import inspect
 import weakref
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError
 from .ids import make_genid
-from .options import SessionOptions, validate, validate_keys
+from .options import SessionOptions, SessionOptionsDict, build_options, validate, validate_keys
+from .protocols import GenId, Store
 from .signing import Signer
 
 if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
     from .crypto import CookieCipher
 
 
@@ -52,8 +54,7 @@ class SessionConfig:
             from .crypto import CookieCipher
 
             self.cipher = CookieCipher(keys, cookie_name=options.key)
-        genid: Callable[[Any], Any] = options.genid or make_genid(options.prefix)
-        self.genid = genid
+        self.genid: GenId = options.genid or make_genid(options.prefix)
         # asyncio.wait_for costs more than a whole in-process store call, and such a store
         # cannot hang on a network: it declares ``in_process = True`` to skip the timeout.
         in_process = getattr(options.store, "in_process", False) is True
@@ -64,9 +65,9 @@ class SessionConfig:
         self.notices: set[tuple[str, Any]] = set()
         # context_store instances that can be closed, held weakly: closed at lifespan shutdown
         # if they outlive their request.
-        self._context_stores: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._context_stores: weakref.WeakSet[Store] = weakref.WeakSet()
 
-    def track_context_store(self, instance: object) -> None:
+    def track_context_store(self, instance: Store) -> None:
         """Remember a ``context_store`` instance with a ``close()`` so shutdown can close it."""
         if callable(getattr(instance, "close", None)):
             # An instance that cannot be weakly referenced (__slots__ without __weakref__)
@@ -74,14 +75,17 @@ class SessionConfig:
             with contextlib.suppress(TypeError):
                 self._context_stores.add(instance)
 
-    def context_store_instances(self) -> list[Any]:
+    def context_store_instances(self) -> list[Store]:
         """The closeable ``context_store`` instances made so far that are still alive."""
         return list(self._context_stores)
 
     @classmethod
-    def build(cls, keys: object = None, **kwargs: Any) -> SessionConfig:
-        """Validate ``kwargs`` as :class:`SessionOptions` and ``keys``; raise on any problem."""
-        options = validate(SessionOptions(**kwargs))
+    def build(cls, keys: object = None, **kwargs: Unpack[SessionOptionsDict]) -> SessionConfig:
+        """Validate ``kwargs`` as :class:`SessionOptions` and ``keys``; raise on any problem.
+
+        A misspelt option is a ``TypeError`` naming it; a bad value a ``ConfigurationError``.
+        """
+        options = validate(build_options(dict(kwargs)))
         key_list = validate_keys(
             keys,
             required=options.signed or options.encrypt,

@@ -7,12 +7,30 @@ in a header instead of a cookie).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .lifecycle import RequestSession
     from .options import SessionOptions
     from .session import Session
+
+
+class _Engine(Protocol):
+    """What the context reads from the per-request engine (typed here rather than imported,
+    so the context does not depend on the engine module that builds it)."""
+
+    scope: dict[str, Any]
+    loaded_key: str | None
+    extra_headers: list[tuple[bytes, bytes]]
+
+    @property
+    def opts(self) -> SessionOptions: ...
+
+    @property
+    def cookies(self) -> dict[str, str]: ...
+
+    def is_secure(self) -> bool: ...
+
+    def current(self) -> Session | None: ...
 
 
 class SessionContext:
@@ -20,7 +38,7 @@ class SessionContext:
 
     __slots__ = ("_rs", "state")
 
-    def __init__(self, rs: RequestSession) -> None:
+    def __init__(self, rs: _Engine) -> None:
         self._rs = rs
         #: Free per-request storage for hooks and stores.
         self.state: dict[str, Any] = {}

@@ -29,6 +29,8 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
+from .errors import NoSessionError
+
 __all__ = ["CSRF_SESSION_KEY", "CSRFMiddleware", "csrf_token", "verify_csrf"]
 
 _Scope = MutableMapping[str, Any]
@@ -161,7 +163,7 @@ class CSRFMiddleware:
             return
         session = scope.get(self.scope_key)
         if session is None:
-            raise LookupError(
+            raise NoSessionError(
                 f"CSRFMiddleware found no session under scope[{self.scope_key!r}]: put it "
                 "inside SessionMiddleware (SessionMiddleware(CSRFMiddleware(app), ...))"
             )

@@ -86,7 +86,12 @@ def keygen(nbytes: int = 32) -> str:
     """A new random app key: ``nbytes`` random bytes (at least 32), base64url-encoded."""
     if isinstance(nbytes, bool) or not isinstance(nbytes, int) or nbytes < MIN_KEY_BYTES:
         raise ValueError(f"nbytes must be an integer of at least {MIN_KEY_BYTES}; got {nbytes!r}")
-    return secrets.token_urlsafe(nbytes)
+    while True:
+        key = secrets.token_urlsafe(nbytes)
+        # A leading "-" would make the key read as an option on a command line
+        # (`koasession inspect --keys -x...`); redrawing costs 1/64 of one bit of entropy.
+        if not key.startswith("-"):
+            return key
 
 
 def diagnose(

@@ -41,5 +41,14 @@ class SessionIdCollision(SessionError):
     """
 
 
+class NoSessionError(SessionError, LookupError, RuntimeError):
+    """No koasession session where one was asked for: the middleware is missing, or runs with
+    another ``scope_key``, or the call happened outside a request.
+
+    A ``LookupError`` and a ``RuntimeError`` too, which is what the lookups raised before it
+    existed, so existing ``except`` clauses keep catching it.
+    """
+
+
 class ResponseStartedError(SessionError):
     """A session commit was attempted after the response headers were sent."""

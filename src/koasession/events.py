@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable
 from typing import Any
 
-from .options import EventListener
+from .protocols import EventListener
 
 logger = logging.getLogger("koasession")
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from typing import Any
+from collections.abc import Callable
 
 #: The longest id accepted.
 MAX_ID_LENGTH = 200
@@ -68,7 +68,7 @@ def check_made_id(key: object, source: str) -> str:
     return key
 
 
-def make_genid(prefix: str | None = None) -> Any:
+def make_genid(prefix: str | None = None) -> Callable[[object], str]:
     """The default id generator: 256 random bits from ``secrets``, base64url, optional prefix."""
     if prefix:
         return lambda ctx: prefix + secrets.token_urlsafe(32)

@@ -30,11 +30,14 @@ from __future__ import annotations
 import dataclasses
 import difflib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .asgi import ASGIApp, SessionMiddleware
 from .errors import ConfigurationError
-from .options import MAX_AGE_CAP, SessionOptions
+from .options import MAX_AGE_CAP, SessionOptions, SessionOptionsDict
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["KOA_OPTION_NAMES", "from_koa_options", "koa_middleware"]
 
@@ -156,7 +159,7 @@ def koa_middleware(
     app: ASGIApp,
     keys: Sequence[str | bytes] | None,
     koa_options: Mapping[str, Any] | None = None,
-    **options: Any,
+    **options: Unpack[SessionOptionsDict],
 ) -> SessionMiddleware:
     """:class:`~koasession.SessionMiddleware` configured from a koa-session options object.
 

@@ -25,6 +25,7 @@ from .errors import (
 )
 from .ids import check_made_id, is_valid_id
 from .options import SessionOptions
+from .protocols import Store
 from .session import RequestOptions, Session, check_key
 from .signing import Signer
 
@@ -80,7 +81,7 @@ class RequestSession:
         self.cfg = cfg
         self.scope = scope
         self.session = Session(self)
-        self.store: Any = cfg.options.store
+        self.store: Store | None = cfg.options.store
         self.cookie_lines: list[tuple[str, str]] = []
         self.extra_headers: list[tuple[bytes, bytes]] = []
         self.pending_events: list[Awaitable[Any]] = []
@@ -264,6 +265,7 @@ class RequestSession:
         if not key:
             await self.adopt_new()
             return
+        assert self.store is not None  # store mode
         try:
             data = await self.store_call(
                 "get", self.store.get, key, opts.max_age, rolling=opts.rolling, ctx=self.ctx
@@ -708,6 +710,7 @@ class RequestSession:
         assert not isinstance(ttl, str)
         key = self.external_key or await self.new_id()
         written: Any = None
+        assert self.store is not None  # store mode
         for attempt in range(_GENID_ATTEMPTS):
             try:
                 written = await self.store_call(
@@ -770,6 +773,7 @@ class RequestSession:
         opts = self.opts_view
         key = self.stored_key
         if key and opts.uses_store:
+            assert self.store is not None
             try:
                 await self.store_call("destroy", self.store.destroy, key, ctx=self.ctx)
             except StoreError:

@@ -11,22 +11,44 @@ import dataclasses
 import inspect
 import re
 import urllib.parse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Literal, TypedDict, cast
 
 from . import keystrength
 from .cookies import is_token
 from .errors import ConfigurationError
 from .ids import prefix_problem
+from .protocols import (
+    BeforeSaveHook,
+    ContextStoreFactory,
+    Decoder,
+    Encoder,
+    EventListener,
+    ExternalKey,
+    GenId,
+    MaxAge,
+    Store,
+    ValidHook,
+)
 from .signing import ALGORITHMS
 
-if TYPE_CHECKING:
-    from .context import SessionContext
-    from .session import Session
+__all__ = [
+    "MAX_AGE_CAP",
+    "MIN_KEY_BYTES",
+    "EventListener",
+    "MaxAge",
+    "SessionOptions",
+    "SessionOptionsDict",
+    "normalize_max_age",
+    "validate",
+    "validate_keys",
+]
 
-MaxAge = float | Literal["session"]
-EventListener = Callable[[str, dict[str, Any]], Any]
+SameSite = Literal["lax", "strict", "none"]
+Priority = Literal["low", "medium", "high"]
+OnOversize = Literal["raise", "warn"]
+OnStoreError = Literal["raise", "new_session"]
 
 #: The longest lifetime browsers honour (RFC 6265bis caps cookies at 400 days).
 MAX_AGE_CAP = 400 * 86400
@@ -54,7 +76,9 @@ _PRIORITY = ("low", "medium", "high")
 class SessionOptions:
     """All options of :class:`~koasession.SessionMiddleware` except the keys.
 
-    Durations are seconds. See the README's option table for the meaning of each.
+    The one declaration of the option names and defaults; :class:`SessionOptionsDict` types the
+    same names as keyword input (a test keeps the two in step). Durations are seconds. See the
+    README's option table for the meaning of each.
     """
 
     key: str = "koa.sess"
@@ -66,29 +90,29 @@ class SessionOptions:
     rolling: bool = False
     renew: bool = False
     secure: bool | None = None
-    same_site: str | None = "lax"
+    same_site: SameSite | None = "lax"
     partitioned: bool = False
-    priority: str | None = None
+    priority: Priority | None = None
     domain: str | None = None
     path: str = "/"
     algorithm: str | Sequence[str] = "sha256"
-    encode: Callable[[dict[str, Any]], str] | None = None
-    decode: Callable[[str], Any] | None = None
-    store: Any = None
-    context_store: Any = None
-    external_key: Any = None
+    encode: Encoder | None = None
+    decode: Decoder | None = None
+    store: Store | None = None
+    context_store: ContextStoreFactory | None = None
+    external_key: ExternalKey | None = None
     prefix: str | None = None
-    genid: Callable[[SessionContext], Any] | None = None
-    valid: Callable[[SessionContext, dict[str, Any]], Any] | None = None
-    before_save: Callable[[SessionContext, Session], Any] | None = None
+    genid: GenId | None = None
+    valid: ValidHook | None = None
+    before_save: BeforeSaveHook | None = None
     on_event: EventListener | None = None
     proxy: bool = False
     scope_key: str = "session"
     encrypt: bool = False
-    on_oversize: str = "raise"
+    on_oversize: OnOversize = "raise"
     idle_timeout: float | None = None
     absolute_timeout: float | None = None
-    on_store_error: str = "raise"
+    on_store_error: OnStoreError = "raise"
     store_timeout: float | None = 5.0
     session_store_ttl: float = 86400.0
     allow_weak_keys: bool = False
@@ -106,6 +130,70 @@ class SessionOptions:
     def uses_store(self) -> bool:
         """True in store mode (a store or a context store is configured)."""
         return self.store is not None or self.context_store is not None
+
+
+class SessionOptionsDict(TypedDict, total=False):
+    """The options as keyword arguments: ``SessionMiddleware(app, keys, **options)``.
+
+    Same names as :class:`SessionOptions`; the types are what callers may pass, which is wider
+    than what is stored where the middleware normalises (durations also take a ``timedelta``).
+    Used as ``**options: Unpack[SessionOptionsDict]`` so type checkers reject unknown names
+    and wrong values.
+    """
+
+    key: str
+    max_age: float | timedelta | Literal["session"]
+    auto_commit: bool
+    overwrite: bool
+    http_only: bool
+    signed: bool
+    rolling: bool
+    renew: bool
+    secure: bool | None
+    same_site: SameSite | None
+    partitioned: bool
+    priority: Priority | None
+    domain: str | None
+    path: str
+    algorithm: str | Sequence[str]
+    encode: Encoder | None
+    decode: Decoder | None
+    store: Store | None
+    context_store: ContextStoreFactory | None
+    external_key: ExternalKey | None
+    prefix: str | None
+    genid: GenId | None
+    valid: ValidHook | None
+    before_save: BeforeSaveHook | None
+    on_event: EventListener | None
+    proxy: bool
+    scope_key: str
+    encrypt: bool
+    on_oversize: OnOversize
+    idle_timeout: float | timedelta | None
+    absolute_timeout: float | timedelta | None
+    on_store_error: OnStoreError
+    store_timeout: float | timedelta | None
+    session_store_ttl: float
+    allow_weak_keys: bool
+
+
+_OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
+
+
+def build_options(options: dict[str, object]) -> SessionOptions:
+    """Make :class:`SessionOptions` from keyword options; an unknown name is a ``TypeError``.
+
+    The error names the option, and the Python spelling when it is a koa-style (camelCase) name.
+    Values are not checked here: see :func:`validate`.
+    """
+    unknown = [name for name in options if name not in _OPTION_NAMES]
+    if unknown:
+        name = unknown[0]
+        snake = re.sub(r"(?<!^)([A-Z])", r"_\1", name).lower()
+        hint = f" (did you mean {snake!r}?)" if snake in _OPTION_NAMES else ""
+        raise TypeError(f"SessionMiddleware got an unexpected option {name!r}{hint}")
+    return SessionOptions(**options)  # type: ignore[arg-type]
 
 
 def normalize_max_age(value: object, name: str = "max_age") -> MaxAge:
@@ -224,13 +312,13 @@ def validate(opts: SessionOptions) -> SessionOptions:
     if opts.domain is not None:
         _check_domain(opts.domain)
     if opts.same_site is not None:
-        opts.same_site = opts.same_site.lower()
+        opts.same_site = cast("SameSite", opts.same_site.lower())
         if opts.same_site not in _SAME_SITE:
             raise ConfigurationError(
                 f"same_site must be 'lax', 'strict', 'none' or None; got {opts.same_site!r}"
             )
     if opts.priority is not None:
-        opts.priority = opts.priority.lower()
+        opts.priority = cast("Priority", opts.priority.lower())
         if opts.priority not in _PRIORITY:
             raise ConfigurationError(
                 f"priority must be 'low', 'medium', 'high' or None; got {opts.priority!r}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .codec import META_KEYS
 from .csrf import CSRF_SESSION_KEY
@@ -18,7 +18,6 @@ from .options import SessionOptions, normalize_max_age, validate
 
 if TYPE_CHECKING:
     from .config import SessionConfig
-    from .lifecycle import RequestSession
 
 #: Options one request may change through ``session.options`` (koa's ``ctx.sessionOptions``):
 #: everything that shapes how this request's session is written. ``signed`` and ``decode`` also
@@ -107,12 +106,30 @@ def check_key(key: object) -> str:
     return key
 
 
+class _Engine(Protocol):
+    """What the session calls on the per-request engine (typed here rather than imported, so
+    the session does not depend on the engine module that builds it)."""
+
+    @property
+    def opts(self) -> RequestOptions: ...
+
+    @property
+    def opts_view(self) -> SessionOptions: ...
+
+    @property
+    def external_key(self) -> str | None: ...
+
+    def load(self) -> None: ...
+
+    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None: ...
+
+
 class Session(MutableMapping[str, Any]):
     """The session of one request: a mutable mapping plus koa's session methods."""
 
     __slots__ = ("_data", "_is_new", "_removed", "_require_save", "_rs")
 
-    def __init__(self, rs: RequestSession) -> None:
+    def __init__(self, rs: _Engine) -> None:
         self._rs = rs
         self._data: dict[str, Any] | None = None
         self._removed = False

@@ -37,6 +37,7 @@ from fastapi.security import APIKeyCookie
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
+from ..errors import NoSessionError
 from ..session import Session
 from ._login import NOT_LOGGED_IN, check_cookie_name, logged_in_value, scheme_name_for
 from ._typed import TypedBinding
@@ -57,13 +58,13 @@ def _lookup(connection: HTTPConnection, scope_key: str) -> Session:
     try:
         value = scope[scope_key]
     except KeyError:
-        raise RuntimeError(
+        raise NoSessionError(
             f"no session under scope[{scope_key!r}]: add SessionMiddleware"
             + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
             + " around the FastAPI app"
         ) from None
     if not isinstance(value, Session):
-        raise RuntimeError(
+        raise NoSessionError(
             f"scope[{scope_key!r}] holds {type(value).__name__}, not a koasession Session: "
             "is another session middleware installed under the same scope key?"
         )

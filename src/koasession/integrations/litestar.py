@@ -56,11 +56,14 @@ from litestar.types import Scope as LitestarScope
 from litestar.utils.scope import get_serializer_from_scope
 
 from ..asgi import ASGIApp, Receive, Scope, Send, SessionMiddleware
+from ..errors import NoSessionError
+from ..options import SessionOptionsDict
 from ..session import Session, check_key
 from ._login import NOT_LOGGED_IN, check_cookie_name, logged_in_value, scheme_name_for
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
+    from typing_extensions import Unpack
 
 __all__ = [
     "LitestarSessionMiddleware",
@@ -179,7 +182,7 @@ class LitestarSessionMiddleware(SessionMiddleware):
         self,
         app: Callable[..., Awaitable[None]],
         keys: Sequence[str | bytes] | None = None,
-        **options: Any,
+        **options: Unpack[SessionOptionsDict],
     ) -> None:
         # Litestar's ASGI signature uses its own TypedDicts: accept any ASGI callable.
         super().__init__(cast("ASGIApp", app), keys, **options)
@@ -192,7 +195,7 @@ class LitestarSessionMiddleware(SessionMiddleware):
 
 
 def session_middleware(
-    keys: Sequence[str | bytes] | None = None, **options: Any
+    keys: Sequence[str | bytes] | None = None, **options: Unpack[SessionOptionsDict]
 ) -> DefineMiddleware:
     """A Litestar ``DefineMiddleware`` for ``Litestar(middleware=[...])``.
 
@@ -212,7 +215,7 @@ async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma
 def _lookup(scope: Mapping[str, Any], scope_key: str) -> Session:
     value = scope.get(scope_key)
     if not isinstance(value, Session):
-        raise RuntimeError(
+        raise NoSessionError(
             f"no koasession Session under scope[{scope_key!r}]: wrap the app in "
             "LitestarSessionMiddleware (or add session_middleware(...))"
             + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")

@@ -27,18 +27,23 @@ middleware's 503).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from quart import Quart, has_request_context, has_websocket_context, request, websocket
 
 from ..asgi import ASGIApp, SessionMiddleware
+from ..errors import NoSessionError
+from ..options import SessionOptionsDict
 from ..session import Session
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["current_session", "install"]
 
 
 def install(
-    app: Quart, keys: Sequence[str | bytes] | None = None, **options: Any
+    app: Quart, keys: Sequence[str | bytes] | None = None, **options: Unpack[SessionOptionsDict]
 ) -> SessionMiddleware:
     """Wrap ``app.asgi_app`` in :class:`~koasession.SessionMiddleware`; return the middleware.
 
@@ -54,18 +59,19 @@ def install(
 def current_session(scope_key: str = "session") -> Session:
     """The koasession :class:`~koasession.Session` of the current Quart request or websocket.
 
-    Raises ``RuntimeError`` outside a request or websocket context, or when no koasession
-    middleware put a session under ``scope[scope_key]``.
+    Raises :class:`~koasession.NoSessionError` (a ``RuntimeError``) outside a request or
+    websocket context, or when no koasession middleware put a session under
+    ``scope[scope_key]``.
     """
     if has_request_context():
         scope: Any = request.scope
     elif has_websocket_context():
         scope = websocket.scope
     else:
-        raise RuntimeError("current_session() needs a Quart request or websocket context")
+        raise NoSessionError("current_session() needs a Quart request or websocket context")
     value = scope.get(scope_key)
     if not isinstance(value, Session):
-        raise RuntimeError(
+        raise NoSessionError(
             f"no koasession Session under scope[{scope_key!r}]: call "
             "koasession.integrations.quart.install(app, keys=[...])"
             + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")

@@ -2,7 +2,13 @@
 
 A store keeps session data under a session id. Methods may be plain functions or coroutines;
 durations are in seconds. The ``ctx`` keyword is the request's
-:class:`~koasession.context.SessionContext`.
+:class:`~koasession.protocols.HookContext` (a :class:`~koasession.context.SessionContext`).
+The protocols themselves live in :mod:`koasession.protocols` and are re-exported here.
+
+``get``'s ``max_age`` is the configured lifetime as koa passes it: seconds, or the string
+``"session"`` when ``max_age="session"`` (a browser-session cookie); a store that derives an
+expiry from it must handle that string. ``set``'s ``max_age`` is always the store TTL in seconds
+(``session_store_ttl`` for ``"session"`` lifetimes).
 
 Stores that want the "no resurrection" guarantee use ``ctx.loaded_key``: it is the id that was
 loaded from the store for this request (``None`` when the session started fresh). ``set`` with
@@ -29,43 +35,6 @@ Two optional methods (see :class:`ClosableStore`):
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from ..protocols import ClosableStore, HookContext, MaxAge, SessionData, Store
 
-if TYPE_CHECKING:
-    from ..context import SessionContext
-
-SessionData = dict[str, Any]
-
-
-@runtime_checkable
-class Store(Protocol):
-    """A server-side session store (koa-session's ``{get, set, destroy}``)."""
-
-    def get(
-        self, key: str, max_age: float | None, *, rolling: bool, ctx: SessionContext
-    ) -> SessionData | Awaitable[SessionData | None] | None:
-        """Return the data saved under ``key``, or ``None`` when there is none."""
-
-    def set(
-        self,
-        key: str,
-        data: SessionData,
-        max_age: float,
-        *,
-        rolling: bool,
-        changed: bool,
-        ctx: SessionContext,
-    ) -> bool | Awaitable[bool | None] | None:
-        """Save ``data`` under ``key`` for ``max_age`` seconds."""
-
-    def destroy(self, key: str, *, ctx: SessionContext) -> Awaitable[None] | None:
-        """Remove the entry saved under ``key``; a missing entry is not an error."""
-
-
-@runtime_checkable
-class ClosableStore(Store, Protocol):
-    """A :class:`Store` that holds resources and releases them in :meth:`close`."""
-
-    def close(self) -> Awaitable[None] | None:
-        """Release connections, threads and files; the middleware calls it at shutdown."""
+__all__ = ["ClosableStore", "HookContext", "MaxAge", "SessionData", "Store"]

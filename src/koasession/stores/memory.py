@@ -25,7 +25,7 @@ from ._common import (
     valid_id,
     write_mode,
 )
-from .base import SessionData
+from .base import MaxAge, SessionData
 
 __all__ = ["MemoryStore"]
 
@@ -203,7 +203,7 @@ class MemoryStore(StoreOptionsMixin):
     async def get(
         self,
         key: str,
-        max_age: float | None = None,
+        max_age: MaxAge | None = None,
         *,
         rolling: bool = False,
         ctx: object | None = None,

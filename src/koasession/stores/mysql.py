@@ -43,7 +43,7 @@ from ._common import (
     write_mode,
 )
 from ._sql import DEFAULT_TABLE, AutoPurge, PerLoop, PooledSQLStore, check_table, url_password
-from .base import SessionData
+from .base import MaxAge, SessionData
 
 __all__ = ["MySQLStore"]
 
@@ -299,7 +299,7 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
     async def get(
         self,
         key: str,
-        max_age: float | None = None,
+        max_age: MaxAge | None = None,
         *,
         rolling: bool = False,
         ctx: object | None = None,

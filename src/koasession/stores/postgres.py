@@ -46,7 +46,7 @@ from ._sql import (
     index_name,
     url_password,
 )
-from .base import SessionData
+from .base import MaxAge, SessionData
 
 __all__ = ["PostgresStore"]
 
@@ -250,7 +250,7 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
     async def get(
         self,
         key: str,
-        max_age: float | None = None,
+        max_age: MaxAge | None = None,
         *,
         rolling: bool = False,
         ctx: object | None = None,

@@ -54,7 +54,7 @@ from ._common import (
     valid_id,
     write_mode,
 )
-from .base import SessionData
+from .base import MaxAge, SessionData
 
 __all__ = ["RedisStore"]
 
@@ -361,7 +361,7 @@ class RedisStore(StoreOptionsMixin):
     async def get(
         self,
         key: str,
-        max_age: float | None = None,
+        max_age: MaxAge | None = None,
         *,
         rolling: bool = False,
         ctx: object | None = None,

@@ -38,7 +38,7 @@ from ._common import (
     write_mode,
 )
 from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name, store_error
-from .base import SessionData
+from .base import MaxAge, SessionData
 
 __all__ = ["SQLiteStore"]
 
@@ -234,7 +234,7 @@ class SQLiteStore(StoreOptionsMixin):
     async def get(
         self,
         key: str,
-        max_age: float | None = None,
+        max_age: MaxAge | None = None,
         *,
         rolling: bool = False,
         ctx: object | None = None,

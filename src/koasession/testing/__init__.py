@@ -21,6 +21,7 @@ variants (:func:`aset_session`, :func:`asession_cookies`, :func:`store_session`,
 
 from __future__ import annotations
 
+import inspect
 from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -28,6 +29,7 @@ from typing import Any, Protocol
 from .. import codec, cookies
 from ..asgi import Receive, Scope, Send, SessionMiddleware
 from ..config import SessionConfig
+from ..errors import NoSessionError
 from ..lifecycle import RequestSession
 from ..options import MaxAge, normalize_max_age
 from ..session import check_key
@@ -128,7 +130,7 @@ def find_middleware(app: object, scope_key: str = "session") -> SessionMiddlewar
                     built = _declared(entry)
                     if built is not None:
                         queue.append(built)
-    raise LookupError(
+    raise NoSessionError(
         f"no koasession SessionMiddleware with scope_key={scope_key!r} found in {app!r}; "
         "pass the middleware itself"
     )
@@ -410,9 +412,9 @@ async def aread_session(
         return None
     rs = _request_session(cfg, None)
     opts = cfg.options
-    stored = rs.store.get(key, opts.max_age, rolling=opts.rolling, ctx=rs.ctx)
-    if hasattr(stored, "__await__"):
-        stored = await stored
+    assert rs.store is not None  # store mode
+    result = rs.store.get(key, opts.max_age, rolling=opts.rolling, ctx=rs.ctx)
+    stored = await result if inspect.isawaitable(result) else result
     if stored is None:
         return None
     if not isinstance(stored, dict):
