@@ -12,9 +12,9 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from . import codec, cookies, events
+from . import codec, cookies, decisions, events
 from .context import SessionContext
 from .errors import (
     CookieTooLargeError,
@@ -33,12 +33,8 @@ if TYPE_CHECKING:
 
 #: Browsers drop Set-Cookie lines longer than this (RFC 6265bis, name + value + attributes).
 COOKIE_LINE_LIMIT = 4096
-#: Extra store lifetime beyond the cookie's, so the entry never expires before the cookie (koa).
-STORE_GRACE = 10.0
+STORE_GRACE = decisions.STORE_GRACE
 _GENID_ATTEMPTS = 5
-#: The latest instant a JavaScript Date can hold, in ms: no koa payload carries a larger time.
-_MAX_TIME_MS = 8.64e15
-_TIME_FIELDS = ("_expire", "_maxAge", "_created", "_accessed")
 _TOO_DEEP = f"nested deeper than {codec.MAX_DEPTH} levels"
 
 
@@ -273,7 +269,7 @@ class RequestSession:
                 raise
             await self.adopt_new()
             return
-        if data is None or (not isinstance(data, dict) and _js_falsy(data)):
+        if data is None or (not isinstance(data, dict) and decisions.js_falsy(data)):
             self.emit("missed", key, data)  # koa: any falsy value from the store
         elif not isinstance(data, dict):
             self.emit("invalid", key, data, reason="store returned a non-object")
@@ -326,7 +322,7 @@ class RequestSession:
                 self.emit("invalid", None, value, reason=_TOO_DEEP)
                 return None
             return data
-        if data is not _UNDECODABLE and _js_falsy(data):
+        if data is not _UNDECODABLE and decisions.js_falsy(data):
             # koa's valid() reports a falsy payload (null, 0, false, "") as missed.
             self.emit("missed", None, data, reason="empty payload")
         elif decode is None and self._is_store_id_cookie(value):
@@ -379,41 +375,19 @@ class RequestSession:
 
     def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
         """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
-        for field in _TIME_FIELDS:
-            if field not in data:
-                continue
-            stamp = data[field]
-            if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
-                if field == "_expire":
-                    self.emit("invalid", key, data, reason="_expire is not a number")
-                    return False
-                continue  # koa ignores a non-numeric _maxAge; timeouts check their own fields
-            # Also false for NaN. Unbounded integers would overflow float arithmetic later.
-            if not 0 <= stamp <= _MAX_TIME_MS:
-                self.emit("invalid", key, data, reason=f"{field} is out of range")
-                return False
-        now_ms = time.time() * 1000
-        if "_expire" in data:
-            expire = data["_expire"]
-            if expire < now_ms:
-                self.emit("expired", key, data)
-                return False
         opts = self.cfg.options
-        if opts.absolute_timeout is not None or opts.idle_timeout is not None:
-            for field, limit in (
-                ("_created", opts.absolute_timeout),
-                ("_accessed", opts.idle_timeout),
-            ):
-                stamp = data.get(field)
-                if limit is None or stamp is None:
-                    continue
-                if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
-                    self.emit("invalid", key, data, reason=f"{field} is not a number")
-                    return False
-                if stamp + limit * 1000 < now_ms:
-                    timeout = "absolute" if field == "_created" else "idle"
-                    self.emit("expired", key, data, reason=f"{timeout} timeout")
-                    return False
+        problem = decisions.check_times(
+            data,
+            time.time() * 1000,
+            absolute_timeout=opts.absolute_timeout,
+            idle_timeout=opts.idle_timeout,
+        )
+        if problem is not None:
+            if problem.reason is None:
+                self.emit(problem.event, key, data)
+            else:
+                self.emit(problem.event, key, data, reason=problem.reason)
+            return False
         valid = opts.valid
         if valid is None:
             return True
@@ -439,32 +413,18 @@ class RequestSession:
             session._data = {}
             session._is_new = True
             return
-        max_age: Any = None
-        body: dict[str, Any] = {}
-        for name, value in data.items():
-            if name in codec.META_KEYS:
-                if name == "_maxAge":
-                    max_age = value
-                elif name == "_session":
-                    max_age = "session"
-                elif name == "_expire":
-                    self.loaded_expire = value
-                elif name == "_created":
-                    self.loaded_created = value
-                elif name == "_accessed":
-                    self.loaded_accessed = value
-            else:
-                body[name] = value
-        if max_age is not None:
-            seconds: float | Literal["session"] | None = "session"
-            if max_age != "session":
-                loaded_ms: Any = max_age
-                seconds = _ms_to_seconds(loaded_ms)
-            if seconds is not None and seconds != (self._opts or self.cfg.options).max_age:
-                self.opts.override(max_age=seconds)
-                self.remember_max_age(max_age, seconds)
-            elif type(max_age) is float:
-                self.remember_max_age(max_age, seconds)
+        body, meta = decisions.split_metadata(data)
+        self.loaded_expire = meta.expire
+        self.loaded_created = meta.created
+        self.loaded_accessed = meta.accessed
+        configured = (self._opts or self.cfg.options).max_age
+        seconds, override, exact = decisions.loaded_lifetime(meta.max_age, configured)
+        if override:
+            self.opts.override(max_age=seconds)
+        if exact:
+            # Written back as loaded while the lifetime is unchanged (see decisions.lifetime_ms).
+            self.loaded_max_age_ms = meta.max_age
+            self.loaded_max_age = seconds  # type: ignore[assignment]
         session._data = body
         session._is_new = False
         self.external_key = key
@@ -579,32 +539,21 @@ class RequestSession:
         self.prev_json = data_json
         self.committed = True
 
-    def reason_to_save(self, data_json: str) -> str:
-        """Why an unforced commit saves: ``changed``, ``rolling``, ``renew``, ``idle`` or ``""``."""
-        prev = self.prev_json
-        if prev is None and data_json == "{}":
-            return ""
-        if data_json != prev:
-            return "changed"
-        if self.committed:
-            return ""  # a manual save already wrote this request's cookie
+    def reason_to_save(self, data_json: str) -> decisions.SaveReason:
+        """Why an unforced commit saves (see :func:`decisions.reason_to_save`)."""
         opts = self.opts_view
-        if opts.rolling:
-            return "rolling"
-        max_age = opts.max_age
-        expire = self.loaded_expire
-        if opts.renew and expire and max_age != "session":
-            assert not isinstance(max_age, str)
-            if expire - time.time() * 1000 < max_age * 500:
-                return "renew"
-        idle = opts.idle_timeout
-        if idle is not None:
-            # Record activity so the idle clock restarts, but at most about once a minute.
-            accessed = self.loaded_accessed
-            step_ms = min(60.0, idle / 4) * 1000
-            if not isinstance(accessed, (int, float)) or time.time() * 1000 - accessed >= step_ms:
-                return "idle"
-        return ""
+        return decisions.reason_to_save(
+            data_json=data_json,
+            prev_json=self.prev_json,
+            committed=self.committed,
+            rolling=opts.rolling,
+            renew=opts.renew,
+            max_age=opts.max_age,
+            loaded_expire=self.loaded_expire,
+            idle_timeout=opts.idle_timeout,
+            loaded_accessed=self.loaded_accessed,
+            now_ms=time.time() * 1000,
+        )
 
     def unsaved_change(self) -> bool:
         """Whether the session holds a change that no commit wrote (checked after the app)."""
@@ -648,42 +597,19 @@ class RequestSession:
     def metadata(self) -> dict[str, Any]:
         """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours for the timeouts."""
         opts = self.opts_view
-        now_ms = int(time.time() * 1000)
-        out: dict[str, Any] = {}
-        if opts.max_age == "session":
-            out["_session"] = True
-        else:
-            max_age = opts.max_age
-            max_age_ms = (
-                round(max_age * 1000)
-                if self.loaded_max_age_ms is None
-                else self.max_age_ms(max_age)
-            )
-            out["_expire"] = now_ms + max_age_ms
-            out["_maxAge"] = max_age_ms
-        if opts.absolute_timeout is not None:
-            out["_created"] = self.loaded_created if self.loaded_created is not None else now_ms
-        if opts.idle_timeout is not None:
-            out["_accessed"] = now_ms
-        return out
-
-    def remember_max_age(self, loaded_ms: Any, seconds: Any) -> None:
-        """Keep koa's exact ``_maxAge`` where rounding the lifetime would not give it back."""
-        if isinstance(seconds, float) and seconds == loaded_ms / 1000:  # not capped
-            self.loaded_max_age_ms = loaded_ms
-            self.loaded_max_age = seconds
+        max_age = opts.max_age
+        return decisions.metadata(
+            now_ms=int(time.time() * 1000),
+            max_age=max_age,
+            max_age_ms=None if isinstance(max_age, str) else self.max_age_ms(max_age),
+            created=self.loaded_created,
+            absolute_timeout=opts.absolute_timeout,
+            idle_timeout=opts.idle_timeout,
+        )
 
     def max_age_ms(self, max_age: float) -> float:
-        """koa's ``maxAge`` in milliseconds for a lifetime of ``max_age`` seconds.
-
-        The lifetime loaded from a cookie or store entry is written back exactly as it was read;
-        any other is rounded to the nearest millisecond (``int()`` would lose one for a few
-        percent of lifetimes, e.g. 1024.003 s).
-        """
-        loaded = self.loaded_max_age_ms
-        if loaded is not None and max_age == self.loaded_max_age:
-            return loaded
-        return round(max_age * 1000)
+        """koa's ``maxAge`` in ms for ``max_age`` seconds (see :func:`decisions.lifetime_ms`)."""
+        return decisions.lifetime_ms(max_age, self.loaded_max_age_ms, self.loaded_max_age)
 
     async def save(
         self, data: dict[str, Any], *, changed: bool, data_json: str | None = None
@@ -704,8 +630,7 @@ class RequestSession:
         if data_json is None:
             codec.snapshot(data)  # data JSON cannot hold is the app's error, not the store's
         payload = self.payload(data)
-        ttl = opts.session_store_ttl if opts.max_age == "session" else opts.max_age + STORE_GRACE
-        assert not isinstance(ttl, str)
+        ttl = decisions.store_ttl(opts.max_age, opts.session_store_ttl)
         key = self.external_key or await self.new_id()
         written: Any = None
         for attempt in range(_GENID_ATTEMPTS):
@@ -865,12 +790,7 @@ class RequestSession:
             assert not isinstance(opts.max_age, str)
             # Whole milliseconds, as koa adds maxAge to Date.now(): a float sum of seconds can
             # land just below a second boundary and name the wrong second in ``expires``.
-            lifetime_ms = (
-                round(opts.max_age * 1000)
-                if self.loaded_max_age_ms is None
-                else self.max_age_ms(opts.max_age)
-            )
-            expires = (int(time.time() * 1000) + lifetime_ms) / 1000
+            expires = (int(time.time() * 1000) + self.max_age_ms(opts.max_age)) / 1000
             max_age = int(opts.max_age)
         attrs = cookies.attributes(
             path=opts.path,
@@ -946,16 +866,3 @@ def _looks_encrypted(value: str) -> bool:
 
 #: What a cookie holds when it cannot be decoded at all (as opposed to decoding to ``null``).
 _UNDECODABLE = object()
-
-
-def _js_falsy(value: Any) -> bool:
-    """JavaScript's falsiness for a JSON value: ``null``, ``false``, ``0`` and ``""``."""
-    if value is None or value is False or value == "":
-        return True
-    return type(value) in (int, float) and value == 0
-
-
-def _ms_to_seconds(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        return None
-    return min(float(value) / 1000, 400 * 86400.0)
