@@ -6,7 +6,6 @@ the scope and produces response headers, so adapters for other servers can reuse
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
@@ -14,13 +13,12 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import codec, cookies, decisions, events
+from . import codec, cookies, decisions, events, storeio
 from .context import SessionContext
 from .errors import (
     CookieTooLargeError,
     InsecureConnectionError,
     ResponseStartedError,
-    SessionIdCollision,
     StoreError,
 )
 from .ids import check_made_id, is_valid_id
@@ -34,7 +32,6 @@ if TYPE_CHECKING:
 #: Browsers drop Set-Cookie lines longer than this (RFC 6265bis, name + value + attributes).
 COOKIE_LINE_LIMIT = 4096
 STORE_GRACE = decisions.STORE_GRACE
-_GENID_ATTEMPTS = 5
 _TOO_DEEP = f"nested deeper than {codec.MAX_DEPTH} levels"
 
 
@@ -632,30 +629,21 @@ class RequestSession:
         payload = self.payload(data)
         ttl = decisions.store_ttl(opts.max_age, opts.session_store_ttl)
         key = self.external_key or await self.new_id()
-        written: Any = None
-        for attempt in range(_GENID_ATTEMPTS):
-            try:
-                written = await self.store_call(
-                    "set",
-                    self.store.set,
-                    key,
-                    payload,
-                    ttl,
-                    rolling=opts.rolling,
-                    changed=changed,
-                    ctx=self.ctx,
-                )
-                break
-            except SessionIdCollision:
-                if key == self.loaded_key or attempt == _GENID_ATTEMPTS - 1:
-                    raise
-                key = await self.new_id()
-            except StoreError:
-                if opts.on_store_error == "raise":
-                    raise
-                return  # never point the cookie at data that was not saved
+
+        def write(key: str) -> Awaitable[Any]:
+            kw = {"rolling": opts.rolling, "changed": changed, "ctx": self.ctx}
+            return self.store_call("set", self.store.set, key, payload, ttl, **kw)
+
+        try:
+            key, written = await storeio.save_new_id(
+                write, key, self.new_id, loaded_key=self.loaded_key
+            )
+        except StoreError:
+            if opts.on_store_error == "raise":
+                raise
+            return  # never point the cookie at data that was not saved
         self.external_key = key
-        if written is False:
+        if storeio.vanished(written):
             # The entry vanished (a logout, or a login's regenerate(), in a concurrent request):
             # do not resurrect it. The cookie is left alone: the browser may already hold the
             # new login cookie under the same name, and clearing it would undo that login. The
@@ -708,48 +696,20 @@ class RequestSession:
     async def store_call(
         self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kw: Any
     ) -> Any:
-        """Call a store method within ``store_timeout``; failures become ``StoreError``.
+        """Call a store method under the store I/O policy (see :func:`storeio.call`)."""
+        return await storeio.call(
+            operation,
+            method,
+            key,
+            args,
+            kw,
+            timeout=self.cfg.store_timeout,
+            store=self.store,
+            report=self._report_store_error,
+        )
 
-        The call runs as its own task and the request stops waiting for it at the timeout: a
-        driver's clean-up of a cancelled operation (asyncpg cancels a query over a new
-        connection, which a stalled server never answers) happens in the background instead of
-        holding the response.
-
-        A ``TypeError`` passes through unchanged: it is the application's bug (an ``owner()``
-        returning a non-string, data JSON cannot hold), not an outage to answer with 503.
-        """
-        timeout = self.cfg.store_timeout
-        try:
-            result = method(key, *args, **kw)
-            if inspect.isawaitable(result):
-                if not timeout:
-                    return await result
-                task = asyncio.ensure_future(result)
-                finished = False
-                try:
-                    await asyncio.wait((task,), timeout=timeout)
-                    finished = task.done()
-                finally:
-                    if not finished:  # timed out, or the request itself was cancelled
-                        task.cancel()
-                        # Nobody awaits the task any more: retrieve its outcome so that a
-                        # late failure is not logged as "exception never retrieved".
-                        task.add_done_callback(lambda t: t.cancelled() or t.exception())
-                if not finished:
-                    raise asyncio.TimeoutError()
-                return task.result()
-            return result
-        except (SessionIdCollision, TypeError):
-            raise
-        except Exception as exc:
-            if isinstance(exc, StoreError):
-                where, reason = "", str(exc)  # the bundled stores' errors name the store
-            else:
-                where = f" {self.store!r}"
-                is_timeout = isinstance(exc, asyncio.TimeoutError)
-                reason = f"timed out after {timeout} s" if is_timeout else repr(exc)
-            self.emit("store_error", key, None, operation=operation, error=exc)
-            raise StoreError(f"session store{where} {operation}({key!r}) failed: {reason}") from exc
+    def _report_store_error(self, operation: str, key: str, exc: BaseException) -> None:
+        self.emit("store_error", key, None, operation=operation, error=exc)
 
     # -- cookies -------------------------------------------------------------------------
     def reissue_signature(self) -> None:
