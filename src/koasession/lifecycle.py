@@ -7,17 +7,14 @@ the scope and produces response headers, so adapters for other servers can reuse
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from . import codec, cookies, decisions, events, storeio
+from . import codec, cookieformat, cookies, decisions, events, storeio
 from .context import SessionContext
 from .errors import (
-    CookieTooLargeError,
-    InsecureConnectionError,
     ResponseStartedError,
     StoreError,
 )
@@ -29,10 +26,8 @@ from .signing import Signer
 if TYPE_CHECKING:
     from .config import SessionConfig
 
-#: Browsers drop Set-Cookie lines longer than this (RFC 6265bis, name + value + attributes).
-COOKIE_LINE_LIMIT = 4096
+COOKIE_LINE_LIMIT = cookieformat.COOKIE_LINE_LIMIT
 STORE_GRACE = decisions.STORE_GRACE
-_TOO_DEEP = f"nested deeper than {codec.MAX_DEPTH} levels"
 
 
 async def _resolve(value: Any) -> Any:
@@ -175,27 +170,22 @@ class RequestSession:
 
         A bad or missing signature emits ``tampered`` and expires the stale ``.sig``.
         """
-        jar = self.cookies
-        value = jar.get(name)
-        if value is None:
-            return None, False
         signer = self.cfg.signer if self._opts is None else self.signer
-        if signer is None:
-            return value, False
-        sig_name = name + ".sig"
-        signature = jar.get(sig_name)
-        if signature is None:
-            if self.cfg.options.uses_store and _looks_encrypted(value):
+        read = cookieformat.read_signed(self.cookies, name, signer)
+        problem = read.problem
+        if problem is None:
+            return read.value, read.rotated
+        value = read.value
+        assert value is not None
+        if problem == cookieformat.MISSING_SIGNATURE:
+            if self.cfg.options.uses_store and cookieformat.looks_encrypted(value):
                 self.cross_mode(value, "cookie from cookie mode")
             else:
-                self.emit("tampered", None, value, reason="missing signature")
-            return None, False
-        index = signer.verify(f"{name}={value}", signature)
-        if index < 0:
-            self.emit("tampered", None, value, reason="bad signature")
-            self.set_cookie(sig_name, "", expire_now=True, sign=False)
-            return None, False
-        return value, index > 0
+                self.emit("tampered", None, value, reason=problem)
+        else:
+            self.emit("tampered", None, value, reason=problem)
+            self.expire_cookie(name + ".sig", sign=False)
+        return None, False
 
     def load(self) -> None:
         """Load the session from the cookie (cookie mode, on first use)."""
@@ -246,7 +236,7 @@ class RequestSession:
                 )
         else:
             key, rotated = self.read_signed_cookie(opts.key)
-            if key and _is_cookie_payload(key):
+            if key and cookieformat.is_cookie_payload(key):
                 # Sent by this app in cookie mode before a configuration change: looking it up
                 # would only be a miss (and put session data in a store query).
                 self.cross_mode(key, "cookie from cookie mode")
@@ -271,7 +261,7 @@ class RequestSession:
         elif not isinstance(data, dict):
             self.emit("invalid", key, data, reason="store returned a non-object")
         elif data and codec.exceeds_depth(data):
-            self.emit("invalid", key, None, reason=_TOO_DEEP)
+            self.emit("invalid", key, None, reason=cookieformat.TOO_DEEP)
         elif await _resolve(self.check(data, key)):
             self.loaded_key = self.stored_key = key
             self.accept(data, key, rotated)
@@ -281,79 +271,49 @@ class RequestSession:
     def decode(self, value: str) -> dict[str, Any] | None:
         """Turn a cookie value into a payload, or emit ``invalid`` and return ``None``."""
         cfg = self.cfg
-        opts = cfg.options
-        if cfg.cipher is not None:
-            opened = cfg.cipher.open(value)
-            if opened is None:
-                if self._is_store_id_cookie(value):
-                    self.cross_mode(value, "cookie from store mode")
-                else:
-                    self.emit("tampered", None, value, reason="cannot decrypt")
-                return None
-            if opened[1] > 0:
-                self.emit("rotated", None, opened[0], reason="encrypted with an older key")
+        decode = None if cfg.cipher is not None else (self._opts or cfg.options).decode
+        try:
+            opened = cookieformat.open_payload(value, cipher=cfg.cipher, decode=decode)
+        except Exception:
+            if decode is None:
+                raise
+            # koa: any other error from a custom decode clears the cookie, so the next request
+            # recovers.
+            self.expire_cookie(cfg.options.key)
+            self.clear_on_error = True
+            raise
+        problem = opened.problem
+        if problem is None:
+            if opened.rotated:
+                self.emit("rotated", None, opened.data, reason="encrypted with an older key")
                 # Re-seal under the first key now, so the old key can be retired safely.
                 self.session._require_save = True
-            return opened[0]
-        data: Any
-        decode = (self._opts or opts).decode
-        if decode is None:
-            data = codec.decode(value)
-            if data is None:
-                try:
-                    data = codec.decode_value(value)
-                except ValueError:
-                    data = _UNDECODABLE
-        else:
-            try:
-                data = decode(value)
-            except ValueError:
-                data = _UNDECODABLE  # koa: a SyntaxError from decode means "start a new session"
-            except Exception:
-                # koa: any other decode error clears the cookie so the next request recovers.
-                self.set_cookie(opts.key, "", expire_now=True)
-                self.clear_on_error = True
-                raise
-        if isinstance(data, dict):
-            if decode is not None and codec.exceeds_depth(data):
-                self.emit("invalid", None, value, reason=_TOO_DEEP)
-                return None
+            data: dict[str, Any] = opened.data
             return data
-        if data is not _UNDECODABLE and decisions.js_falsy(data):
+        if problem == cookieformat.EMPTY:
             # koa's valid() reports a falsy payload (null, 0, false, "") as missed.
-            self.emit("missed", None, data, reason="empty payload")
+            self.emit("missed", None, opened.data, reason=problem)
+        elif problem == cookieformat.TOO_DEEP:
+            self.emit("invalid", None, value, reason=problem)
         elif decode is None and self._is_store_id_cookie(value):
             self.cross_mode(value, "cookie from store mode")
+        elif problem == cookieformat.CANNOT_DECRYPT:
+            self.emit("tampered", None, value, reason=problem)
         else:
-            self.emit("invalid", None, value, reason="malformed payload")
+            self.emit("invalid", None, value, reason=problem)
         return None
 
     def _is_store_id_cookie(self, value: str) -> bool:
-        """Whether ``value``, which did not decode, is a session id signed by a store-mode app.
-
-        Only a verified signature tells an id from garbage: signed mode has verified it
-        already; encrypted mode (which has no ``.sig``) checks the one sent along.
-        """
         cfg = self.cfg
-        if not is_valid_id(value) or value.startswith("eyJ"):
-            return False
-        raw = codec.lenient_b64decode(value)
-        if raw is not None:
-            try:
-                json.loads(raw)
-            except (ValueError, RecursionError):
-                pass  # random bytes, as an id decodes to
-            else:
-                return False  # JSON, just not an object: a malformed payload
-        if cfg.signer is not None:
-            return True
-        if cfg.cipher is None or not cfg.keys:
-            return False
-        name = cfg.options.key
-        signature = self.cookies.get(name + ".sig")
-        if signature is None:
-            return False
-        return Signer(cfg.keys, cfg.options.algorithms).verify(f"{name}={value}", signature) >= 0
+        return cookieformat.is_store_id_cookie(
+            value,
+            jar=self.cookies,
+            name=cfg.options.key,
+            signed=cfg.signer is not None,
+            encrypted=cfg.cipher is not None,
+            keys=cfg.keys,
+            algorithms=cfg.options.algorithms,
+        )
 
     def cross_mode(self, value: str, reason: str) -> None:
         """Report a cookie written by this app in the other mode; a fresh session follows."""
@@ -622,7 +582,7 @@ class RequestSession:
                 value = codec.encode_payload(data, data_json, self.metadata())
             else:
                 value = self.encode(self.payload(data))
-            self.set_cookie(opts.key, value)
+            self.write_cookie(opts.key, value)
             return
         if data_json is None:
             codec.snapshot(data)  # data JSON cannot hold is the app's error, not the store's
@@ -655,28 +615,13 @@ class RequestSession:
         if opts.external_key is not None:
             await _resolve(opts.external_key.set(self.ctx, key))
         else:
-            self.set_cookie(opts.key, key)
+            self.write_cookie(opts.key, key)
 
     def encode(self, payload: dict[str, Any]) -> str:
-        """Serialise a payload for the cookie."""
+        """Serialise a payload for the cookie (see :func:`cookieformat.seal_payload`)."""
         cfg = self.cfg
-        if cfg.cipher is not None:
-            return cfg.cipher.seal(payload)
-        encode = (self._opts or cfg.options).encode
-        if encode is None:
-            return codec.encode(payload)
-        try:
-            value = encode(payload)
-        except (TypeError, ValueError) as exc:
-            raise TypeError(f"the encode option could not serialise the session: {exc}") from exc
-        # Ours is base64; a custom encode's result goes into the Set-Cookie line as is.
-        if not (isinstance(value, str) and cookies.is_safe_value(value)):
-            shown = value[:60] if isinstance(value, str) else value
-            raise ValueError(
-                f"encode() returned {shown!r}, which would inject into the Set-Cookie line: "
-                "return text without ';' or control characters (base64 is safe)"
-            )
-        return value
+        encode = None if cfg.cipher is not None else (self._opts or cfg.options).encode
+        return cookieformat.seal_payload(payload, cipher=cfg.cipher, encode=encode)
 
     async def remove(self) -> None:
         """Destroy the store entry (if any) and expire the cookies."""
@@ -691,7 +636,7 @@ class RequestSession:
             else:
                 self.stored_key = None
         if opts.external_key is None:
-            self.set_cookie(opts.key, "", expire_now=True)
+            self.expire_cookie(opts.key)
 
     async def store_call(
         self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kw: Any
@@ -714,81 +659,55 @@ class RequestSession:
     # -- cookies -------------------------------------------------------------------------
     def reissue_signature(self) -> None:
         """Re-sign the current cookie with the first key, keeping its expiry (deviation 6)."""
-        opts = self.cfg.options
-        value = self.cookies.get(opts.key, "")
+        name = self.cfg.options.key
+        value = self.cookies.get(name, "")
         self.emit("rotated", self.loaded_key, value, reason="signed with an older key")
-        expires = (
-            self.loaded_expire / 1000 if isinstance(self.loaded_expire, (int, float)) else None
-        )
-        self.set_cookie(opts.key, value, expires_at=expires, only_signature=True)
+        expire = self.loaded_expire
+        expires = expire / 1000 if isinstance(expire, (int, float)) else None
+        self.resign_cookie(name, value, expires)
 
-    def set_cookie(
+    def write_cookie(self, name: str, value: str) -> None:
+        """Queue ``name=value`` (and its ``.sig``) for this request's lifetime."""
+        expires, seconds = self._lifetime()
+        self._queue(name, value, expires, seconds, sign=True)
+
+    def _lifetime(self) -> tuple[Any, Any]:
+        max_age = self.opts_view.max_age
+        lifetime_ms = None if isinstance(max_age, str) else self.max_age_ms(max_age)
+        return cookieformat.lifetime(max_age, lifetime_ms, int(time.time() * 1000))
+
+    def expire_cookie(self, name: str, *, sign: bool = True) -> None:
+        """Queue the removal of cookie ``name`` (and its ``.sig`` when ``sign``)."""
+        self._queue(name, "", cookies.EPOCH, 0, sign=sign)
+
+    def resign_cookie(self, name: str, value: str, expires_at: float | None) -> None:
+        """Queue only a fresh ``.sig`` for ``value``, expiring at ``expires_at``.
+
+        Without ``expires_at`` (a payload with no usable ``_expire``), the lifetime in force.
+        """
+        if expires_at is None:
+            expires, max_age = self._lifetime()
+        else:
+            expires, max_age = expires_at, max(0, int(expires_at - time.time()))
+        self._queue(name, value, expires, max_age, sign=True, with_value=False)
+
+    def _queue(
         self,
         name: str,
         value: str,
+        expires: float | str | None,
+        max_age: int | None,
         *,
-        expire_now: bool = False,
-        sign: bool = True,
-        expires_at: float | None = None,
-        only_signature: bool = False,
+        sign: bool,
+        with_value: bool = True,
     ) -> None:
-        """Queue Set-Cookie lines for ``name`` (and its ``.sig`` when signing)."""
         opts = self.opts_view
-        secure = opts.secure
-        if secure is None:
-            secure = self.is_secure()
-        elif secure and not self.is_secure():
-            raise InsecureConnectionError()
-        if expire_now:
-            expires: float | str | None = cookies.EPOCH
-            max_age: int | None = 0
-        elif expires_at is not None:
-            expires, max_age = expires_at, max(0, int(expires_at - time.time()))
-        elif opts.max_age == "session":
-            expires = max_age = None
-        else:
-            assert not isinstance(opts.max_age, str)
-            # Whole milliseconds, as koa adds maxAge to Date.now(): a float sum of seconds can
-            # land just below a second boundary and name the wrong second in ``expires``.
-            expires = (int(time.time() * 1000) + self.max_age_ms(opts.max_age)) / 1000
-            max_age = int(opts.max_age)
-        attrs = cookies.attributes(
-            path=opts.path,
-            expires=expires,
-            max_age=max_age,
-            domain=opts.domain,
-            priority=opts.priority,
-            same_site=opts.same_site,
-            secure=secure,
-            http_only=opts.http_only,
-            partitioned=opts.partitioned,
-        )
-        lines = []
-        if not only_signature:
-            lines.append((name, f"{name}={value}; {attrs}"))
+        secure = cookieformat.resolve_secure(opts.secure, self.is_secure())
+        attrs = cookieformat.attributes(opts, secure=secure, expires=expires, max_age=max_age)
         signer = (self.cfg.signer if self._opts is None else self.signer) if sign else None
-        if signer is not None:
-            signature = signer.sign(f"{name}={value}")
-            lines.append((name + ".sig", f"{name}.sig={signature}; {attrs}"))
-        for cookie_name, line in lines:
-            if len(line) > COOKIE_LINE_LIMIT and not self.oversize(cookie_name, line):
-                return
-        if opts.overwrite:
-            names = {cookie_name for cookie_name, _ in lines}
-            self.cookie_lines = [item for item in self.cookie_lines if item[0] not in names]
-        self.cookie_lines.extend(lines)
-
-    def oversize(self, name: str, line: str) -> bool:
-        """Apply ``on_oversize`` to a Set-Cookie line over the limit; False drops the cookie."""
-        message = (
-            f"the Set-Cookie line for {name!r} is {len(line)} bytes, over the {COOKIE_LINE_LIMIT}"
-            "-byte browser limit; keep less in the session or use a server-side store "
-            "(store=RedisStore(...), PostgresStore(...), SQLiteStore(...))"
-        )
-        if self.cfg.options.on_oversize == "raise":
-            raise CookieTooLargeError(message)
-        events.logger.warning("%s; cookie not sent", message)
-        return False
+        new = cookieformat.lines(name, value, attrs, signer, with_value=with_value)
+        if cookieformat.fits(new, self.cfg.options.on_oversize):
+            self.cookie_lines = cookieformat.merge(self.cookie_lines, new, overwrite=opts.overwrite)
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         """Set-Cookie lines and extra headers to add to the response start."""
@@ -797,32 +716,5 @@ class RequestSession:
         return headers
 
 
-#: The characters of base64url, the alphabet of encrypted cookie values.
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-
-
-def _is_cookie_payload(value: str) -> bool:
-    """Whether a session id from a cookie is in fact a cookie-mode payload (base64 JSON).
-
-    Such payloads start with ``eyJ`` (``{"``); a random id can too, so it must also decode to a
-    JSON object, which 256 random bits practically never do.
-    """
-    return value.startswith("eyJ") and codec.decode(value) is not None
-
-
-def _looks_encrypted(value: str) -> bool:
-    """Whether ``value`` has the shape of an encrypted cookie (see crypto.py, format 1).
-
-    Its first byte is the version 0x01, so base64url starts with ``A`` then one of ``Q``-``f``,
-    and it holds at least a key id, a nonce and a tag (33 bytes, 44 characters).
-    """
-    return (
-        len(value) >= 44
-        and value[0] == "A"
-        and value[1] in "QRSTUVWXYZabcdef"
-        and _B64URL.issuperset(value)
-    )
-
-
-#: What a cookie holds when it cannot be decoded at all (as opposed to decoding to ``null``).
-_UNDECODABLE = object()
+# Kept for callers of the old private names.
+_is_cookie_payload = cookieformat.is_cookie_payload

@@ -193,7 +193,7 @@ def session_cookies(
             "`await aset_session(...)`, which write the data to the store"
         )
     rs = _request_session(cfg, max_age)
-    rs.set_cookie(cfg.options.key, rs.encode(rs.payload(_checked(data))))
+    rs.write_cookie(cfg.options.key, rs.encode(rs.payload(_checked(data))))
     return _cookie_values(rs)
 
 
