@@ -1,9 +1,8 @@
 """``SessionContext``: the per-request object handed to hooks, stores and key carriers.
 
-It plays the part of koa's ``ctx``: the ASGI scope, the session, this request's options, a free
-``state`` dict, request headers to read and response headers to add (so a session id can travel
-in a header instead of a cookie).
-"""
+It plays the part of koa's ``ctx``: the adapter's request (the ASGI scope), the session, this
+request's options, a free ``state`` dict, request headers to read and response headers to add
+(so a session id can travel in a header instead of a cookie)."""
 
 from __future__ import annotations
 
@@ -26,9 +25,9 @@ class SessionContext:
         self.state: dict[str, Any] = {}
 
     @property
-    def scope(self) -> dict[str, Any]:
-        """The ASGI scope of the request."""
-        return self._rs.scope
+    def scope(self) -> Any:
+        """The adapter's request object: the ASGI scope under the ASGI middleware."""
+        return self._rs.raw
 
     @property
     def session(self) -> Session | None:
@@ -56,9 +55,8 @@ class SessionContext:
 
     @property
     def request_headers(self) -> list[tuple[bytes, bytes]]:
-        """The raw request headers of the scope."""
-        headers: list[tuple[bytes, bytes]] = self._rs.scope.get("headers") or []
-        return headers
+        """The raw request headers, as ``(name, value)`` byte pairs."""
+        return list(self._rs.headers)
 
     def get_header(self, name: str) -> str | None:
         """The first request header called ``name`` (case-insensitive), decoded as latin-1."""
@@ -78,4 +76,6 @@ class SessionContext:
         self._rs.extra_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
 
     def __repr__(self) -> str:
-        return f"<SessionContext path={self._rs.scope.get('path')!r}>"
+        raw = self._rs.raw
+        path = raw.get("path") if isinstance(raw, dict) else getattr(raw, "path", None)
+        return f"<SessionContext path={path!r}>"

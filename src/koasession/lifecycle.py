@@ -1,7 +1,24 @@
 """The per-request session engine: load, validate, decide, commit (koa's ``ContextSession``).
 
-One :class:`RequestSession` lives for one request. It never touches the ASGI protocol: it reads
-the scope and produces response headers, so adapters for other servers can reuse it.
+One :class:`RequestSession` lives for one request. It is protocol-neutral (sans-IO towards the
+client): an adapter gives it the request headers, the URL scheme, a mapping to publish the
+session in (the ASGI scope, an aiohttp request, a WSGI environ) and an opaque ``raw`` request
+for hooks; it answers with headers to add (:meth:`RequestSession.merge_headers`) and whether
+the response must become an error (:meth:`RequestSession.start_response`,
+:meth:`RequestSession.error_headers`). Decisions live in :mod:`koasession.decisions`, the cookie
+format in :mod:`koasession.cookieformat`, store I/O in :mod:`koasession.storeio`.
+
+The adapter's part, for any protocol::
+
+    rs = RequestSession(cfg, headers, scheme=..., slot=mapping, raw=request)
+    mapping[cfg.options.scope_key] = rs.session
+    if cfg.eager: await rs.load_async()        # StoreError: answer UNAVAILABLE
+    ...run the app...
+    at response start: if not await rs.start_response(status): answer UNAVAILABLE
+                       else headers = rs.merge_headers(headers)
+    if the app raised: extra = rs.error_headers() -> a 500 carrying them, when not None
+    after a normal end: rs.finish()
+    always: await events.settle(rs.pending_events)
 """
 
 from __future__ import annotations
@@ -9,7 +26,7 @@ from __future__ import annotations
 import inspect
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import codec, cookieformat, cookies, decisions, events, storeio
@@ -28,6 +45,15 @@ if TYPE_CHECKING:
 
 COOKIE_LINE_LIMIT = cookieformat.COOKIE_LINE_LIMIT
 STORE_GRACE = decisions.STORE_GRACE
+
+#: The response that replaces the application's when the store fails (status, headers, body).
+UNAVAILABLE: tuple[int, list[tuple[bytes, bytes]], bytes] = (
+    503,
+    [(b"retry-after", b"5")],
+    b"Session store unavailable",
+)
+#: Request headers as an adapter passes them: ``(lower-case name, value)`` byte pairs.
+Headers = Sequence[tuple[bytes, bytes]]
 
 
 async def _resolve(value: Any) -> Any:
@@ -63,10 +89,29 @@ class RequestSession:
     stored_key: str | None = None
     #: A StoreError from a session method reached the application (see the ASGI adapter).
     store_error_raised = False
+    #: The response started with a 5xx status: nothing is committed automatically.
+    error_response = False
 
-    def __init__(self, cfg: SessionConfig, scope: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        cfg: SessionConfig,
+        headers: Headers,
+        *,
+        scheme: str | None,
+        slot: MutableMapping[str, Any],
+        raw: Any = None,
+        websocket: bool = False,
+    ) -> None:
         self.cfg = cfg
-        self.scope = scope
+        #: The request headers, as ``(lower-case name, value)`` byte pairs.
+        self.headers = headers
+        self.scheme = scheme
+        #: Where the application finds the session under ``scope_key`` and may replace it
+        #: (koa's ``ctx.session = null / {...}``).
+        self.slot = slot
+        #: The adapter's request object, for hooks (``ctx.scope``): the ASGI scope in ASGI.
+        self.raw = raw
+        self.websocket = websocket
         self.session = Session(self)
         self.store: Any = cfg.options.store
         self.cookie_lines: list[tuple[str, str]] = []
@@ -119,26 +164,24 @@ class RequestSession:
     def cookies(self) -> dict[str, str]:
         """The request's cookies, parsed on first use."""
         if self._cookies is None:
-            values = [
-                v.decode("latin-1") for k, v in self.scope.get("headers") or () if k == b"cookie"
-            ]
+            values = [v.decode("latin-1") for k, v in self.headers if k == b"cookie"]
             self._cookies = cookies.parse_cookie_header(values) if values else {}
         return self._cookies
 
     def is_secure(self) -> bool:
         """Whether the request arrived over TLS (trusting X-Forwarded-Proto only with proxy)."""
-        if self.scope.get("scheme") in ("https", "wss"):
+        if self.scheme in ("https", "wss"):
             return True
         if self.cfg.options.proxy:
-            for key, value in self.scope.get("headers") or ():
+            for key, value in self.headers:
                 if key == b"x-forwarded-proto":
                     first = value.split(b",", 1)[0].strip().lower()
                     return first in (b"https", b"wss")
         return False
 
     def current(self) -> Session | None:
-        """The session as the application left it in the scope (``None`` once removed)."""
-        value = self.scope.get(self.cfg.options.scope_key, self.session)
+        """The session as the application left it in the slot (``None`` once removed)."""
+        value = self.slot.get(self.cfg.options.scope_key, self.session)
         if value is None or self.session._removed:
             return None
         self.session._load()
@@ -402,14 +445,14 @@ class RequestSession:
         """Whether commit has anything to consider (the session was loaded or replaced)."""
         return (
             self.session._data is not None
-            or self.scope.get(self.cfg.options.scope_key, self.session) is not self.session
+            or self.slot.get(self.cfg.options.scope_key, self.session) is not self.session
         )
 
     def _take_scope_value(self) -> bool:
         """Apply koa's ``ctx.session = null / {...}``; return True if the session is removed."""
         scope_key = self.cfg.options.scope_key
         session = self.session
-        value = self.scope.get(scope_key, session)
+        value = self.slot.get(scope_key, session)
         if value is session:
             session._load()
             return bool(session._removed)
@@ -425,7 +468,7 @@ class RequestSession:
                 check_key(name)
             session._data = dict(value)
             session._removed = False
-            self.scope[scope_key] = session
+            self.slot[scope_key] = session
             return False
         raise TypeError(
             f"scope[{scope_key!r}] can only be set to None or a dict; got {type(value).__name__}"
@@ -439,7 +482,7 @@ class RequestSession:
             )
         if not (save or regenerate) and not self.touched():
             return
-        if self.scope.get("type") == "websocket":
+        if self.websocket:
             self._check_websocket_commit(regenerate)
         try:
             await self._commit(save=save, regenerate=regenerate)
@@ -515,7 +558,7 @@ class RequestSession:
     def unsaved_change(self) -> bool:
         """Whether the session holds a change that no commit wrote (checked after the app)."""
         session = self.session
-        value = self.scope.get(self.cfg.options.scope_key, session)
+        value = self.slot.get(self.cfg.options.scope_key, session)
         if value is None:
             return not self.removed
         if value is not session:
@@ -714,6 +757,105 @@ class RequestSession:
         headers = [(b"set-cookie", line.encode("latin-1")) for _, line in self.cookie_lines]
         headers.extend(self.extra_headers)
         return headers
+
+    # -- the response --------------------------------------------------------------------
+    async def start_response(self, status: int) -> bool:
+        """Commit as the response starts; False when it must become :data:`UNAVAILABLE`.
+
+        A 5xx response is never committed automatically (Django's rule: an error response
+        does not commit the half-done work of the request that failed, whoever produced it);
+        a 500 that a framework made of a ``StoreError`` from a session call becomes the 503.
+        """
+        if status >= 500:
+            if status == 500 and self.store_error_raised:
+                self.started = True
+                return False
+            self.error_response = True
+        elif self.cfg.options.auto_commit and self.touched():
+            try:
+                await self.commit()
+            except StoreError:
+                self.started = True
+                return False
+        self.started = True
+        return True
+
+    def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``headers`` (the application's response headers) with the session's merged in.
+
+        The session's Set-Cookie lines replace the application's for the same names (with
+        ``overwrite``); a response that sets a cookie gets ``Cache-Control: private`` unless it
+        has a Cache-Control, and one that read or set the session gets ``Vary: Cookie``.
+        """
+        if not (self.read or self.cookie_lines or self.extra_headers):
+            return headers
+        extra = self.response_headers()
+        headers = list(headers)
+        if self.cookie_lines:
+            if self.opts_view.overwrite and any(k.lower() == b"set-cookie" for k, _ in headers):
+                prefixes = tuple(f"{name}=".encode("latin-1") for name, _ in self.cookie_lines)
+                headers = [
+                    (k, v)
+                    for k, v in headers
+                    if not (k.lower() == b"set-cookie" and v.startswith(prefixes))
+                ]
+            if not any(k.lower() == b"cache-control" for k, _ in headers):
+                headers.append((b"cache-control", b"private"))
+        if self.read or self.cookie_lines:
+            # A response that sets or clears the session cookie (a logout that never read the
+            # session included) must not be served from a shared cache to another browser.
+            _add_vary_cookie(headers)
+        headers.extend(extra)
+        return headers
+
+    def error_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """Headers for the 500 an adapter sends when the application raised, or ``None``.
+
+        Only explicit work is in them (a manual save, koa's clearing of a cookie whose custom
+        decode failed); ``None`` when there is none, or the response already started.
+        """
+        if self.started or not (self.clear_on_error or self.cookie_lines or self.extra_headers):
+            return None
+        self.started = True
+        return self.response_headers()
+
+    def finish(self) -> None:
+        """After the application returned: report a change that no response could carry."""
+        opts = self.cfg.options
+        if not (self.websocket or (self.started and not self.error_response)):
+            return
+        if not (opts.auto_commit and self.touched() and self.unsaved_change()):
+            return
+        if self.websocket:
+            if opts.uses_store:
+                self.report_lost(
+                    "websocket changes not saved",
+                    "the session changed on a WebSocket without `await session.save()`; "
+                    "WebSocket sessions are not committed automatically",
+                )
+            else:
+                self.report_lost(
+                    "websocket in cookie mode",
+                    "the session changed on a WebSocket in cookie mode, where no response "
+                    "can carry the cookie; use a store to save sessions from WebSockets",
+                )
+        else:
+            self.report_lost(
+                "changed after the response started",
+                "the session changed after the response started (while streaming, or in a "
+                "background task), so the change could not be sent; change it, or call "
+                "`await session.save()`, before the response starts",
+            )
+
+
+def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            tokens = [t.strip().lower() for t in value.split(b",")]
+            if b"cookie" not in tokens and b"*" not in tokens:
+                headers[index] = (key, value + b", Cookie")
+            return
+    headers.append((b"vary", b"Cookie"))
 
 
 # Kept for callers of the old private names.
