@@ -6,12 +6,46 @@ request's options, a free ``state`` dict, request headers to read and response h
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
-    from .lifecycle import RequestSession
     from .options import SessionOptions
     from .session import Session
+
+
+class ContextSource(Protocol):
+    """What a :class:`SessionContext` reads from its per-request engine.
+
+    :class:`koasession.lifecycle.RequestSession` implements it.
+    """
+
+    raw: Any
+    headers: Sequence[tuple[bytes, bytes]]
+    extra_headers: list[tuple[bytes, bytes]]
+
+    @property
+    def opts(self) -> SessionOptions:
+        """This request's own copy of the options."""
+        ...
+
+    @property
+    def loaded_key(self) -> str | None:
+        """The store id loaded for this request."""
+        ...
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies."""
+        ...
+
+    def current(self) -> Session | None:
+        """The session as the application left it (``None`` once removed)."""
+        ...
+
+    def is_secure(self) -> bool:
+        """Whether the request arrived over TLS."""
+        ...
 
 
 class SessionContext:
@@ -19,7 +53,7 @@ class SessionContext:
 
     __slots__ = ("_rs", "state")
 
-    def __init__(self, rs: RequestSession) -> None:
+    def __init__(self, rs: ContextSource) -> None:
         self._rs = rs
         #: Free per-request storage for hooks and stores.
         self.state: dict[str, Any] = {}

@@ -330,7 +330,7 @@ class RequestSession:
             if opened.rotated:
                 self.emit("rotated", None, opened.data, reason="encrypted with an older key")
                 # Re-seal under the first key now, so the old key can be retired safely.
-                self.session._require_save = True
+                self.session._require()
             data: dict[str, Any] = opened.data
             return data
         if problem == cookieformat.EMPTY:
@@ -410,8 +410,7 @@ class RequestSession:
         """Make ``data`` (a checked payload, or ``None`` for a new session) the session."""
         session = self.session
         if data is None:
-            session._data = {}
-            session._is_new = True
+            session._adopt({}, is_new=True)
             return
         body, meta = decisions.split_metadata(data)
         self.loaded_expire = meta.expire
@@ -425,8 +424,7 @@ class RequestSession:
             # Written back as loaded while the lifetime is unchanged (see decisions.lifetime_ms).
             self.loaded_max_age_ms = meta.max_age
             self.loaded_max_age = seconds  # type: ignore[assignment]
-        session._data = body
-        session._is_new = False
+        session._adopt(body, is_new=False)
         self.external_key = key
         self.prev_json = codec.snapshot(body)
 
@@ -457,17 +455,14 @@ class RequestSession:
             session._load()
             return bool(session._removed)
         if value is None:
-            if session._data is None:
-                session._data = {}
-            session._removed = True
+            session._mark_removed()
             return True
         if isinstance(value, dict):
             # Load first so the replacement keeps the id and lifetime (koa does the same).
             session._load()
             for name in value:
                 check_key(name)
-            session._data = dict(value)
-            session._removed = False
+            session._replace(dict(value))
             self.slot[scope_key] = session
             return False
         raise TypeError(
@@ -535,7 +530,7 @@ class RequestSession:
         # that write too when the data differs from what was loaded (koa writes twice then).
         changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
         await self.save(session._load(), changed=changed, data_json=data_json)
-        session._require_save = False
+        session._require(False)
         self.prev_json = data_json
         self.committed = True
 
