@@ -173,7 +173,8 @@ class SessionMiddleware:
             if replaced:
                 return
             if message["type"] == "http.response.start":
-                if not await rs.start_response(message.get("status", 200)):
+                ok = rs.start_response(message.get("status", 200))
+                if not (ok if isinstance(ok, bool) else await ok):
                     replaced = True
                     await _send_unavailable(send)
                     return

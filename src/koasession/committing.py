@@ -189,7 +189,10 @@ class Committing(EngineState):
 
     def max_age_ms(self, max_age: float) -> float:
         """koa's ``maxAge`` in ms for ``max_age`` seconds (see :func:`decisions.lifetime_ms`)."""
-        return decisions.lifetime_ms(max_age, self.loaded_max_age_ms, self.loaded_max_age)
+        loaded_ms = self.loaded_max_age_ms
+        if loaded_ms is None:  # the common case, without the call
+            return round(max_age * 1000)
+        return decisions.lifetime_ms(max_age, loaded_ms, self.loaded_max_age)
 
     async def save(
         self, data: dict[str, Any], *, changed: bool, data_json: str | None = None

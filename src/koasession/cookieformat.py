@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from . import codec, cookies, events
 from .decisions import js_falsy
@@ -40,42 +40,29 @@ _B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456
 CookieLine = tuple[str, str]
 
 
-class SignedValue(NamedTuple):
-    """A cookie read under its signature.
+#: A cookie read under its signature: ``(value, rotated, problem)``. ``value`` is the verified
+#: value; with a ``problem`` it is the unverified value, for the report only. ``rotated`` says
+#: an older key signed it. (A plain tuple: this is on every request's path.)
+SignedValue = tuple[str | None, bool, str | None]
 
-    ``value`` is the verified value; with a ``problem`` it is the unverified value, for the
-    report only. ``rotated`` says an older key signed it.
-    """
-
-    value: str | None
-    rotated: bool = False
-    problem: str | None = None
-
-
-class Opened(NamedTuple):
-    """A cookie value turned into a payload.
-
-    ``data`` is the payload object when ``problem`` is ``None``; with :data:`EMPTY` it is the
-    falsy JSON value the cookie held. ``rotated`` says an older key encrypted it.
-    """
-
-    data: Any
-    rotated: bool = False
-    problem: str | None = None
+#: A cookie value turned into a payload: ``(data, rotated, problem)``. ``data`` is the payload
+#: object when ``problem`` is ``None``; with :data:`EMPTY` it is the falsy JSON value the cookie
+#: held. ``rotated`` says an older key encrypted it.
+Opened = tuple[Any, bool, str | None]
 
 
 def read_signed(jar: Mapping[str, str], name: str, signer: Signer | None) -> SignedValue:
     """Cookie ``name`` from ``jar`` if its ``.sig`` verifies (any value when unsigned)."""
     value = jar.get(name)
     if value is None or signer is None:
-        return SignedValue(value)
+        return value, False, None
     signature = jar.get(name + ".sig")
     if signature is None:
-        return SignedValue(value, False, MISSING_SIGNATURE)
+        return value, False, MISSING_SIGNATURE
     index = signer.verify(f"{name}={value}", signature)
     if index < 0:
-        return SignedValue(value, False, BAD_SIGNATURE)
-    return SignedValue(value, index > 0)
+        return value, False, BAD_SIGNATURE
+    return value, index > 0, None
 
 
 _UNDECODABLE = object()
@@ -92,8 +79,8 @@ def open_payload(
     if cipher is not None:
         opened = cipher.open(value)
         if opened is None:
-            return Opened(None, False, CANNOT_DECRYPT)
-        return Opened(opened[0], opened[1] > 0)
+            return None, False, CANNOT_DECRYPT
+        return opened[0], opened[1] > 0, None
     data: Any
     if decode is None:
         data = codec.decode(value)
@@ -109,11 +96,11 @@ def open_payload(
             data = _UNDECODABLE  # koa: a SyntaxError from decode means "start a new session"
     if isinstance(data, dict):
         if decode is not None and codec.exceeds_depth(data):
-            return Opened(None, False, TOO_DEEP)
-        return Opened(data)
+            return None, False, TOO_DEEP
+        return data, False, None
     if data is not _UNDECODABLE and js_falsy(data):
-        return Opened(data, False, EMPTY)
-    return Opened(None, False, MALFORMED)
+        return data, False, EMPTY
+    return None, False, MALFORMED
 
 
 def seal_payload(
@@ -278,7 +265,7 @@ def merge(
     queued: list[CookieLine], new: Sequence[CookieLine], *, overwrite: bool
 ) -> list[CookieLine]:
     """``queued`` plus ``new``; with ``overwrite``, a later line replaces one of the same name."""
-    if overwrite:
+    if overwrite and queued:
         names = {name for name, _ in new}
         queued = [item for item in queued if item[0] not in names]
     queued.extend(new)

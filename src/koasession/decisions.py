@@ -69,7 +69,7 @@ def check_times(
         if field not in data:
             continue
         stamp = data[field]
-        if not _is_number(stamp):
+        if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
             if field == "_expire":
                 return Problem("invalid", "_expire is not a number")
             continue  # koa ignores a non-numeric _maxAge; timeouts check their own fields

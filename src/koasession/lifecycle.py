@@ -14,7 +14,8 @@ The adapter's part, for any protocol::
     mapping[cfg.options.scope_key] = rs.session
     if cfg.eager: await rs.load_async()        # StoreError: answer UNAVAILABLE
     ...run the app...
-    at response start: if not await rs.start_response(status): answer UNAVAILABLE
+    at response start: ok = rs.start_response(status)  (await it unless a bool)
+                       if not ok: answer UNAVAILABLE
                        else headers = rs.merge_headers(headers)
     if the app raised: extra = rs.error_headers() -> a 500 carrying them, when not None
     after a normal end: rs.finish()

@@ -33,11 +33,9 @@ class Loading(EngineState):
         A bad or missing signature emits ``tampered`` and expires the stale ``.sig``.
         """
         signer = self.cfg.signer if self._opts is None else self.signer
-        read = cookieformat.read_signed(self.cookies, name, signer)
-        problem = read.problem
+        value, rotated, problem = cookieformat.read_signed(self.cookies, name, signer)
         if problem is None:
-            return read.value, read.rotated
-        value = read.value
+            return value, rotated
         assert value is not None
         if problem == cookieformat.MISSING_SIGNATURE:
             if self.cfg.options.uses_store and cookieformat.looks_encrypted(value):
@@ -135,7 +133,9 @@ class Loading(EngineState):
         cfg = self.cfg
         decode = None if cfg.cipher is not None else (self._opts or cfg.options).decode
         try:
-            opened = cookieformat.open_payload(value, cipher=cfg.cipher, decode=decode)
+            data, rotated, problem = cookieformat.open_payload(
+                value, cipher=cfg.cipher, decode=decode
+            )
         except Exception:
             if decode is None:
                 raise
@@ -144,17 +144,16 @@ class Loading(EngineState):
             self.expire_cookie(cfg.options.key)
             self.clear_on_error = True
             raise
-        problem = opened.problem
         if problem is None:
-            if opened.rotated:
-                self.emit("rotated", None, opened.data, reason="encrypted with an older key")
+            if rotated:
+                self.emit("rotated", None, data, reason="encrypted with an older key")
                 # Re-seal under the first key now, so the old key can be retired safely.
                 self.session._require()
-            data: dict[str, Any] = opened.data
-            return data
+            payload: dict[str, Any] = data
+            return payload
         if problem == cookieformat.EMPTY:
             # koa's valid() reports a falsy payload (null, 0, false, "") as missed.
-            self.emit("missed", None, opened.data, reason=problem)
+            self.emit("missed", None, data, reason=problem)
         elif problem == cookieformat.TOO_DEEP:
             self.emit("invalid", None, value, reason=problem)
         elif decode is None and self._is_store_id_cookie(value):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from . import cookieformat, cookies
@@ -36,7 +37,7 @@ class Responding(EngineState):
         self._queue(name, value, expires, seconds, sign=True)
 
     def _lifetime(self) -> tuple[Any, Any]:
-        max_age = self.opts_view.max_age
+        max_age = (self._opts or self.cfg.options).max_age
         lifetime_ms = None if isinstance(max_age, str) else self.max_age_ms(max_age)
         return cookieformat.lifetime(max_age, lifetime_ms, int(time.time() * 1000))
 
@@ -65,13 +66,20 @@ class Responding(EngineState):
         sign: bool,
         with_value: bool = True,
     ) -> None:
-        opts = self.opts_view
+        opts = self._opts or self.cfg.options
         secure = cookieformat.resolve_secure(opts.secure, self.is_secure())
         attrs = cookieformat.attributes(opts, secure=secure, expires=expires, max_age=max_age)
         signer = (self.cfg.signer if self._opts is None else self.signer) if sign else None
         new = cookieformat.lines(name, value, attrs, signer, with_value=with_value)
-        if cookieformat.fits(new, self.cfg.options.on_oversize):
+        # Each line is at most name + value (or a signature, under 100 characters) + attributes
+        # + 10: only lines that may be near the limit need the exact check.
+        near_limit = len(name) + len(value) + len(attrs) + 100 > cookieformat.COOKIE_LINE_LIMIT
+        if near_limit and not cookieformat.fits(new, self.cfg.options.on_oversize):
+            return
+        if self.cookie_lines:
             self.cookie_lines = cookieformat.merge(self.cookie_lines, new, overwrite=opts.overwrite)
+        else:
+            self.cookie_lines = new
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         """Set-Cookie lines and extra headers to add to the response start."""
@@ -80,25 +88,33 @@ class Responding(EngineState):
         return headers
 
     # -- the response --------------------------------------------------------------------
-    async def start_response(self, status: int) -> bool:
+    def start_response(self, status: int) -> bool | Awaitable[bool]:
         """Commit as the response starts; False when it must become :data:`UNAVAILABLE`.
 
-        A 5xx response is never committed automatically (Django's rule: an error response
-        does not commit the half-done work of the request that failed, whoever produced it);
-        a 500 that a framework made of a ``StoreError`` from a session call becomes the 503.
+        Returns an awaitable giving that answer when there is a commit to run, so that a
+        request that did not touch its session makes no coroutine. A 5xx response is never
+        committed automatically (Django's rule: an error response does not commit the
+        half-done work of the request that failed, whoever produced it); a 500 that a
+        framework made of a ``StoreError`` from a session call becomes the 503.
         """
         if status >= 500:
+            self.started = True
             if status == 500 and self.store_error_raised:
-                self.started = True
                 return False
             self.error_response = True
-        elif self.cfg.options.auto_commit and self.touched():
-            try:
-                await self.commit()
-            except StoreError:
-                self.started = True
-                return False
+            return True
+        if self.cfg.options.auto_commit and self.touched():
+            return self._commit_at_start()
         self.started = True
+        return True
+
+    async def _commit_at_start(self) -> bool:
+        try:
+            await self.commit()
+        except StoreError:
+            return False
+        finally:
+            self.started = True
         return True
 
     def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

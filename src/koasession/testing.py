@@ -323,8 +323,10 @@ def _verified_value(response: _Response, cfg: SessionConfig) -> str | None:
         sig = jar.get(name + ".sig")
         if sig is None or _is_removal(*sig):
             raise InvalidSessionCookie(f"the response set {name!r} without {name + '.sig'!r}")
-        read = cookieformat.read_signed({name: value, name + ".sig": sig[0]}, name, signer)
-        if read.problem is not None or read.rotated:
+        _, rotated, problem = cookieformat.read_signed(
+            {name: value, name + ".sig": sig[0]}, name, signer
+        )
+        if problem is not None or rotated:
             raise InvalidSessionCookie(
                 f"the signature of {name!r} does not verify with the first key"
             )
@@ -333,11 +335,11 @@ def _verified_value(response: _Response, cfg: SessionConfig) -> str | None:
 
 def _decode(cfg: SessionConfig, value: str) -> dict[str, Any]:
     decode = None if cfg.cipher is not None else cfg.options.decode
-    opened = cookieformat.open_payload(value, cipher=cfg.cipher, decode=decode)
-    if opened.problem is not None:
+    data, _, problem = cookieformat.open_payload(value, cipher=cfg.cipher, decode=decode)
+    if problem is not None:
         raise InvalidSessionCookie(f"the session cookie does not decode to an object: {value!r}")
-    data: dict[str, Any] = opened.data
-    return data
+    payload: dict[str, Any] = data
+    return payload
 
 
 def _strip(data: dict[str, Any], metadata: bool) -> dict[str, Any]:
