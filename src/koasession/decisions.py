@@ -39,7 +39,7 @@ class Problem:
     reason: str | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class LoadedMeta:
     """The metadata of a loaded payload (koa's ``_expire``/``_maxAge``/``_session``, ours)."""
 

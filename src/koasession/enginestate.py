@@ -183,11 +183,12 @@ class EngineState:
         if pending is not None:
             self.pending_events.append(pending)
 
-    async def store_call(
+    def store_call(
         self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kw: Any
-    ) -> Any:
+    ) -> Awaitable[Any]:
         """Call a store method under the store I/O policy (see :func:`storeio.call`)."""
-        return await storeio.call(
+        # Not a coroutine itself: one coroutine per store call is enough on the hot path.
+        return storeio.call(
             operation,
             method,
             key,
