@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from . import events
 from .config import SessionConfig
 from .errors import ConfigurationError, StoreError
-from .lifecycle import RequestSession
+from .lifecycle import UNAVAILABLE, RequestSession
 from .options import SessionOptions, SessionOptionsDict
 
 if TYPE_CHECKING:
@@ -20,8 +20,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_UNAVAILABLE = b"Session store unavailable"
 
 
 class SessionMiddleware:
@@ -67,7 +65,14 @@ class SessionMiddleware:
                 await self.app(scope, receive, send)
             return
         cfg = self.config
-        rs = RequestSession(cfg, scope)  # type: ignore[arg-type]
+        rs = RequestSession(
+            cfg,
+            scope.get("headers") or (),
+            scheme=scope.get("scheme"),
+            slot=scope,
+            raw=scope,
+            websocket=kind == "websocket",
+        )
         scope[cfg.options.scope_key] = rs.session
         if cfg.eager:
             try:
@@ -79,40 +84,28 @@ class SessionMiddleware:
                     return
                 raise
         if kind == "websocket":
-            await self._websocket(rs, scope, receive, send)
+            try:
+                await self.app(scope, receive, send)
+                rs.finish()
+            finally:
+                if rs.pending_events:
+                    await events.settle(rs.pending_events)
             return
 
         replaced = False  # our 503 went out instead of the app's reply
-        error_response = False  # a 5xx: nothing is committed automatically
 
         async def send_with_session(message: Message) -> None:
-            nonlocal replaced, error_response
+            nonlocal replaced
             if replaced:
                 return
             if message["type"] == "http.response.start":
-                status = message.get("status", 200)
-                if status >= 500:
-                    if status == 500 and rs.store_error_raised:
-                        # A framework turned the StoreError of a session call into its 500 page
-                        # inside us; answer the outage as a failed load or commit does.
-                        replaced = True
-                        rs.started = True
-                        await _send_unavailable(send)
-                        return
-                    # Django's rule: an error response never commits the half-done work of
-                    # the request that failed, whoever produced it.
-                    error_response = True
-                elif cfg.options.auto_commit and rs.touched():
-                    try:
-                        await rs.commit()
-                    except StoreError:
-                        replaced = True
-                        rs.started = True
-                        await _send_unavailable(send)
-                        return
-                rs.started = True
+                ok = rs.start_response(message.get("status", 200))
+                if not (ok if isinstance(ok, bool) else await ok):
+                    replaced = True
+                    await _send_unavailable(send)
+                    return
                 if rs.read or rs.cookie_lines or rs.extra_headers:
-                    _add_headers(rs, message)
+                    message["headers"] = rs.merge_headers(list(message.get("headers") or ()))
             await send(message)
 
         try:
@@ -127,49 +120,13 @@ class SessionMiddleware:
             rs.started = True
             await _send_unavailable(send)
         except Exception:
-            if not rs.started and (rs.clear_on_error or rs.cookie_lines or rs.extra_headers):
-                # Only explicit work is in these headers (a manual save, koa's clearing of a
-                # cookie whose custom decode failed): it goes out with the error response.
-                rs.started = True
-                await _send_error(send, 500, b"Internal Server Error", rs.response_headers())
+            extra = rs.error_headers()
+            if extra is not None:
+                await _send_error(send, 500, b"Internal Server Error", extra)
             raise
         else:
-            if (
-                rs.started
-                and not (replaced or error_response)
-                and cfg.options.auto_commit
-                and rs.touched()
-                and rs.unsaved_change()
-            ):
-                rs.report_lost(
-                    "changed after the response started",
-                    "the session changed after the response started (while streaming, or in a "
-                    "background task), so the change could not be sent; change it, or call "
-                    "`await session.save()`, before the response starts",
-                )
-        finally:
-            if rs.pending_events:
-                await events.settle(rs.pending_events)
-
-    async def _websocket(
-        self, rs: RequestSession, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        """Run a WebSocket: the session can be read; there is no response to carry a cookie."""
-        try:
-            await self.app(scope, receive, send)
-            if self.config.options.auto_commit and rs.touched() and rs.unsaved_change():
-                if self.config.options.uses_store:
-                    rs.report_lost(
-                        "websocket changes not saved",
-                        "the session changed on a WebSocket without `await session.save()`; "
-                        "WebSocket sessions are not committed automatically",
-                    )
-                else:
-                    rs.report_lost(
-                        "websocket in cookie mode",
-                        "the session changed on a WebSocket in cookie mode, where no response "
-                        "can carry the cookie; use a store to save sessions from WebSockets",
-                    )
+            if not replaced:
+                rs.finish()
         finally:
             if rs.pending_events:
                 await events.settle(rs.pending_events)
@@ -268,41 +225,9 @@ def _offer_store_timeout(cfg: SessionConfig) -> None:
         hook(cfg.store_timeout)
 
 
-def _add_headers(rs: RequestSession, message: Message) -> None:
-    """Merge the session's headers into the response start message."""
-    extra = rs.response_headers()
-    headers: list[tuple[bytes, bytes]] = list(message.get("headers") or ())
-    if rs.cookie_lines:
-        if rs.opts_view.overwrite and any(k.lower() == b"set-cookie" for k, _ in headers):
-            # One Set-Cookie per name: ours replace any the app wrote for the same names.
-            prefixes = tuple(f"{name}=".encode("latin-1") for name, _ in rs.cookie_lines)
-            headers = [
-                (k, v)
-                for k, v in headers
-                if not (k.lower() == b"set-cookie" and v.startswith(prefixes))
-            ]
-        if not any(k.lower() == b"cache-control" for k, _ in headers):
-            headers.append((b"cache-control", b"private"))
-    if rs.read or rs.cookie_lines:
-        # A response that sets or clears the session cookie (a logout that never read the
-        # session included) must not be served from a shared cache to another browser.
-        _add_vary_cookie(headers)
-    headers.extend(extra)
-    message["headers"] = headers
-
-
-def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
-    for index, (key, value) in enumerate(headers):
-        if key.lower() == b"vary":
-            tokens = [t.strip().lower() for t in value.split(b",")]
-            if b"cookie" not in tokens and b"*" not in tokens:
-                headers[index] = (key, value + b", Cookie")
-            return
-    headers.append((b"vary", b"Cookie"))
-
-
 async def _send_unavailable(send: Send) -> None:
-    await _send_error(send, 503, _UNAVAILABLE, [(b"retry-after", b"5")])
+    status, headers, body = UNAVAILABLE
+    await _send_error(send, status, body, headers)
 
 
 async def _send_error(

@@ -1,12 +1,12 @@
 """``SessionContext``: the per-request object handed to hooks, stores and key carriers.
 
-It plays the part of koa's ``ctx``: the ASGI scope, the session, this request's options, a free
-``state`` dict, request headers to read and response headers to add (so a session id can travel
-in a header instead of a cookie).
-"""
+It plays the part of koa's ``ctx``: the adapter's request (the ASGI scope), the session, this
+request's options, a free ``state`` dict, request headers to read and response headers to add
+(so a session id can travel in a header instead of a cookie)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -14,23 +14,38 @@ if TYPE_CHECKING:
     from .session import Session
 
 
-class _Engine(Protocol):
-    """What the context reads from the per-request engine (typed here rather than imported,
-    so the context does not depend on the engine module that builds it)."""
+class ContextSource(Protocol):
+    """What a :class:`SessionContext` reads from its per-request engine.
 
-    scope: dict[str, Any]
-    loaded_key: str | None
+    :class:`koasession.lifecycle.RequestSession` implements it.
+    """
+
+    raw: Any
+    headers: Sequence[tuple[bytes, bytes]]
     extra_headers: list[tuple[bytes, bytes]]
 
     @property
-    def opts(self) -> SessionOptions: ...
+    def opts(self) -> SessionOptions:
+        """This request's own copy of the options."""
+        ...
 
     @property
-    def cookies(self) -> dict[str, str]: ...
+    def loaded_key(self) -> str | None:
+        """The store id loaded for this request."""
+        ...
 
-    def is_secure(self) -> bool: ...
+    @property
+    def cookies(self) -> dict[str, str]:
+        """The request's cookies."""
+        ...
 
-    def current(self) -> Session | None: ...
+    def current(self) -> Session | None:
+        """The session as the application left it (``None`` once removed)."""
+        ...
+
+    def is_secure(self) -> bool:
+        """Whether the request arrived over TLS."""
+        ...
 
 
 class SessionContext:
@@ -38,15 +53,15 @@ class SessionContext:
 
     __slots__ = ("_rs", "state")
 
-    def __init__(self, rs: _Engine) -> None:
+    def __init__(self, rs: ContextSource) -> None:
         self._rs = rs
         #: Free per-request storage for hooks and stores.
         self.state: dict[str, Any] = {}
 
     @property
-    def scope(self) -> dict[str, Any]:
-        """The ASGI scope of the request."""
-        return self._rs.scope
+    def scope(self) -> Any:
+        """The adapter's request object: the ASGI scope under the ASGI middleware."""
+        return self._rs.raw
 
     @property
     def session(self) -> Session | None:
@@ -74,9 +89,8 @@ class SessionContext:
 
     @property
     def request_headers(self) -> list[tuple[bytes, bytes]]:
-        """The raw request headers of the scope."""
-        headers: list[tuple[bytes, bytes]] = self._rs.scope.get("headers") or []
-        return headers
+        """The raw request headers, as ``(name, value)`` byte pairs."""
+        return list(self._rs.headers)
 
     def get_header(self, name: str) -> str | None:
         """The first request header called ``name`` (case-insensitive), decoded as latin-1."""
@@ -96,4 +110,6 @@ class SessionContext:
         self._rs.extra_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
 
     def __repr__(self) -> str:
-        return f"<SessionContext path={self._rs.scope.get('path')!r}>"
+        raw = self._rs.raw
+        path = raw.get("path") if isinstance(raw, dict) else getattr(raw, "path", None)
+        return f"<SessionContext path={path!r}>"

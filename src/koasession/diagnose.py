@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from . import codec
+from . import codec, decisions
 from .cookies import parse_cookie_header
 from .ids import ID_RULE, is_valid_id
 from .options import MIN_KEY_BYTES
@@ -542,41 +542,50 @@ def _check_metadata(
         d.lifetime = "session"
     elif isinstance(max_age, (int, float)) and not isinstance(max_age, bool):
         d.lifetime = max_age / 1000
+    # The verdict is the engine's own (decisions.check_times); this only explains it.
+    problem = decisions.check_times(
+        data, now_ms, absolute_timeout=absolute_timeout, idle_timeout=idle_timeout
+    )
     expire = data.get("_expire")
-    if expire is not None:
-        if isinstance(expire, bool) or not isinstance(expire, (int, float)):
-            _reject(d, f"_expire is not a number ({expire!r}): rejected as invalid")
-            return False
+    if (problem is None or problem.event == "expired") and expire is not None:
         d.expires_at = _utc(expire / 1000)
-        if expire < now_ms:
-            ago = format_duration(now - expire / 1000)
-            _reject(d, f"expired at {_fmt_time(d.expires_at)} ({ago} ago)")
-            return False
-    for stamp_name, limit, label in (
-        ("_created", absolute_timeout, "absolute"),
-        ("_accessed", idle_timeout, "idle"),
-    ):
-        stamp = data.get(stamp_name)
-        if limit is None or stamp is None:
-            continue
-        if isinstance(stamp, bool) or not isinstance(stamp, (int, float)):
-            _reject(d, f"{stamp_name} is not a number ({stamp!r}): rejected as invalid")
-            return False
-        deadline = stamp / 1000 + limit
-        if deadline < now:
-            _reject(
-                d,
-                f"{label} timeout: {stamp_name} {_fmt_time(_utc(stamp / 1000))} plus "
-                f"{format_duration(limit)} ended at {_fmt_time(_utc(deadline))} "
-                f"({format_duration(now - deadline)} ago)",
-            )
-            return False
+    if problem is not None:
+        _reject(d, _explain(problem, data, now, absolute_timeout, idle_timeout))
+        return False
     if expire is None and d.lifetime != "session":
         d.notes.append(
             "no _expire: the payload never expires by itself (koa-session writes such cookies "
             "when maxAge is unset)"
         )
     return True
+
+
+def _explain(
+    problem: decisions.Problem,
+    data: dict[str, Any],
+    now: float,
+    absolute_timeout: float | None,
+    idle_timeout: float | None,
+) -> str:
+    """Why the engine refuses a payload, with the times involved."""
+    if problem.event == "invalid":
+        field = (problem.reason or "").split(" ", 1)[0]
+        return f"{problem.reason} ({data.get(field)!r}): rejected as invalid"
+    if problem.reason is None:
+        expire = data["_expire"]
+        ago = format_duration(now - expire / 1000)
+        return f"expired at {_fmt_time(_utc(expire / 1000))} ({ago} ago)"
+    absolute = problem.reason.startswith("absolute")
+    stamp_name, label = ("_created", "absolute") if absolute else ("_accessed", "idle")
+    stamp = data[stamp_name]
+    limit = absolute_timeout if absolute else idle_timeout
+    assert limit is not None
+    deadline = stamp / 1000 + limit
+    return (
+        f"{label} timeout: {stamp_name} {_fmt_time(_utc(stamp / 1000))} plus "
+        f"{format_duration(limit)} ended at {_fmt_time(_utc(deadline))} "
+        f"({format_duration(now - deadline)} ago)"
+    )
 
 
 def _signed_by(d: Diagnosis) -> str:

@@ -106,30 +106,47 @@ def check_key(key: object) -> str:
     return key
 
 
-class _Engine(Protocol):
-    """What the session calls on the per-request engine (typed here rather than imported, so
-    the session does not depend on the engine module that builds it)."""
+class SessionEngine(Protocol):
+    """What a :class:`Session` needs from the per-request engine that owns it.
+
+    :class:`koasession.lifecycle.RequestSession` implements it; the session uses nothing else.
+    """
 
     @property
-    def opts(self) -> RequestOptions: ...
+    def external_key(self) -> str | None:
+        """The store id of the session (store mode)."""
+        ...
 
     @property
-    def opts_view(self) -> SessionOptions: ...
+    def opts(self) -> RequestOptions:
+        """This request's own copy of the options."""
+        ...
 
     @property
-    def external_key(self) -> str | None: ...
+    def opts_view(self) -> SessionOptions:
+        """The options in force, without copying them."""
+        ...
 
-    def load(self) -> None: ...
+    def load(self) -> None:
+        """Load the data now; it calls :meth:`Session._adopt`."""
+        ...
 
-    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None: ...
+    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
+        """Decide and apply: remove, save or nothing."""
+        ...
 
 
 class Session(MutableMapping[str, Any]):
-    """The session of one request: a mutable mapping plus koa's session methods."""
+    """The session of one request: a mutable mapping plus koa's session methods.
+
+    Its engine (:class:`SessionEngine`) reads ``_data`` (``None`` until loaded), ``_removed``
+    and ``_require_save``, and changes the state only through the methods of the "engine
+    interface" section below.
+    """
 
     __slots__ = ("_data", "_is_new", "_removed", "_require_save", "_rs")
 
-    def __init__(self, rs: _Engine) -> None:
+    def __init__(self, rs: SessionEngine) -> None:
         self._rs = rs
         self._data: dict[str, Any] | None = None
         self._removed = False
@@ -143,6 +160,27 @@ class Session(MutableMapping[str, Any]):
             data = self._data
             assert data is not None
         return data
+
+    # -- engine interface ----------------------------------------------------------------
+    def _adopt(self, data: dict[str, Any], *, is_new: bool) -> None:
+        """Become ``data`` as loaded (``is_new``: nothing was loaded)."""
+        self._data = data
+        self._is_new = is_new
+
+    def _replace(self, data: dict[str, Any]) -> None:
+        """Take over ``data`` the application assigned (koa's ``ctx.session = {...}``)."""
+        self._data = data
+        self._removed = False
+
+    def _mark_removed(self) -> None:
+        """Remove at commit (koa's ``ctx.session = null``)."""
+        if self._data is None:
+            self._data = {}
+        self._removed = True
+
+    def _require(self, required: bool = True) -> None:
+        """Force (or, after a save, stop forcing) the next commit to save."""
+        self._require_save = required
 
     # -- mapping protocol ----------------------------------------------------------------
     def __getitem__(self, key: str) -> Any:

@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .. import codec, cookies
+from .. import codec, cookieformat, cookies
 from ..asgi import Receive, Scope, Send, SessionMiddleware
 from ..config import SessionConfig
 from ..errors import NoSessionError
@@ -146,15 +146,9 @@ def _config(app: object, scope_key: str) -> SessionConfig:
 
 
 def _request_session(cfg: SessionConfig, max_age: MaxAge | float | None) -> RequestSession:
-    # https, so that secure=True configurations can set their cookies.
-    scope: dict[str, Any] = {
-        "type": "http",
-        "scheme": "https",
-        "method": "GET",
-        "path": "/",
-        "headers": [],
-    }
-    rs = RequestSession(cfg, scope)
+    # As over https, so that secure=True configurations can set their cookies; no request
+    # exists, so hooks see no raw request and the session is published nowhere.
+    rs = RequestSession(cfg, (), scheme="https", slot={})
     rs.adopt(None, None)
     if max_age is not None:
         rs.opts.max_age = normalize_max_age(max_age)
@@ -169,10 +163,7 @@ def _checked(data: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _cookie_values(rs: RequestSession) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for name, line in rs.cookie_lines:
-        values[name] = line.split(";", 1)[0].partition("=")[2]
-    return values
+    return cookieformat.values(rs.cookie_lines)
 
 
 def session_cookies(
@@ -195,7 +186,7 @@ def session_cookies(
             "`await aset_session(...)`, which write the data to the store"
         )
     rs = _request_session(cfg, max_age)
-    rs.set_cookie(cfg.options.key, rs.encode(rs.payload(_checked(data))))
+    rs.write_cookie(cfg.options.key, rs.encode(rs.payload(_checked(data))))
     return _cookie_values(rs)
 
 
@@ -334,7 +325,10 @@ def _verified_value(response: _Response, cfg: SessionConfig) -> str | None:
         sig = jar.get(name + ".sig")
         if sig is None or _is_removal(*sig):
             raise InvalidSessionCookie(f"the response set {name!r} without {name + '.sig'!r}")
-        if signer.verify(f"{name}={value}", sig[0]) != 0:
+        _, rotated, problem = cookieformat.read_signed(
+            {name: value, name + ".sig": sig[0]}, name, signer
+        )
+        if problem is not None or rotated:
             raise InvalidSessionCookie(
                 f"the signature of {name!r} does not verify with the first key"
             )
@@ -342,17 +336,12 @@ def _verified_value(response: _Response, cfg: SessionConfig) -> str | None:
 
 
 def _decode(cfg: SessionConfig, value: str) -> dict[str, Any]:
-    data: Any
-    if cfg.cipher is not None:
-        opened = cfg.cipher.open(value)
-        data = None if opened is None else opened[0]
-    elif cfg.options.decode is not None:
-        data = cfg.options.decode(value)
-    else:
-        data = codec.decode(value)
-    if not isinstance(data, dict):
+    decode = None if cfg.cipher is not None else cfg.options.decode
+    data, _, problem = cookieformat.open_payload(value, cipher=cfg.cipher, decode=decode)
+    if problem is not None:
         raise InvalidSessionCookie(f"the session cookie does not decode to an object: {value!r}")
-    return data
+    payload: dict[str, Any] = data
+    return payload
 
 
 def _strip(data: dict[str, Any], metadata: bool) -> dict[str, Any]:

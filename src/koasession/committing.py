@@ -1,0 +1,267 @@
+"""The committing part of the engine: decide and write or remove (koa's ``commit``)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from . import codec, cookieformat, decisions, storeio
+from .errors import (
+    ResponseStartedError,
+    StoreError,
+)
+from .session import check_key
+
+if TYPE_CHECKING:
+    pass
+
+
+from .enginestate import EngineState, _resolve
+
+
+class Committing(EngineState):
+    """The committing part of the engine: decide and write or remove (koa's ``commit``)."""
+
+    # -- committing ----------------------------------------------------------------------
+    def touched(self) -> bool:
+        """Whether commit has anything to consider (the session was loaded or replaced)."""
+        return (
+            self.session._data is not None
+            or self.slot.get(self.cfg.options.scope_key, self.session) is not self.session
+        )
+
+    def _take_scope_value(self) -> bool:
+        """Apply koa's ``ctx.session = null / {...}``; return True if the session is removed."""
+        scope_key = self.cfg.options.scope_key
+        session = self.session
+        value = self.slot.get(scope_key, session)
+        if value is session:
+            session._load()
+            return bool(session._removed)
+        if value is None:
+            session._mark_removed()
+            return True
+        if isinstance(value, dict):
+            # Load first so the replacement keeps the id and lifetime (koa does the same).
+            session._load()
+            for name in value:
+                check_key(name)
+            session._replace(dict(value))
+            self.slot[scope_key] = session
+            return False
+        raise TypeError(
+            f"scope[{scope_key!r}] can only be set to None or a dict; got {type(value).__name__}"
+        )
+
+    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
+        """Decide and apply: remove, save or nothing (koa's ``commit``)."""
+        if self.started:
+            raise ResponseStartedError(
+                "the response headers were already sent; commit the session before responding"
+            )
+        if not (save or regenerate) and not self.touched():
+            return
+        if self.websocket:
+            self._check_websocket_commit(regenerate)
+        try:
+            await self._commit(save=save, regenerate=regenerate)
+        except StoreError:
+            self.store_error_raised = True
+            raise
+
+    def _check_websocket_commit(self, regenerate: bool) -> None:
+        """Refuse a commit on a WebSocket whose result a cookie would have to carry."""
+        opts = self.opts_view
+        if not opts.uses_store:
+            raise ResponseStartedError(
+                "a WebSocket has no HTTP response to carry the session cookie: in cookie mode a "
+                "WebSocket can only read the session (use a store to save from a WebSocket)"
+            )
+        if regenerate or (self.stored_key is None and opts.external_key is None):
+            what = "regenerate()" if regenerate else "saving a session that has no stored id"
+            raise ResponseStartedError(
+                f"{what} on a WebSocket would need a new session cookie, which a WebSocket "
+                "cannot send; do it in an HTTP request"
+            )
+
+    async def _commit(self, *, save: bool, regenerate: bool) -> None:
+        session = self.session
+        if self._take_scope_value():
+            if not self.removed:
+                await self.remove()
+                self.removed = True
+            return
+        self.removed = False
+        opts = self.opts_view
+        if regenerate:
+            await self.remove()
+            if opts.uses_store:
+                self.external_key = await self.new_id()
+                self.loaded_key = None
+        data_json = codec.snapshot(session._data)
+        if save or regenerate or session._require_save:
+            reason = "force"
+        else:
+            reason = self.reason_to_save(data_json)
+        if not reason:
+            return
+        if opts.before_save is not None:
+            await _resolve(opts.before_save(self.ctx, session))
+            data_json = codec.snapshot(session._data)
+        # The load side refuses deeper data: writing it would lose the session next request.
+        codec.check_save_depth(data_json)
+        # koa's stores see ``changed`` on the write that carries a change; a forced save is
+        # that write too when the data differs from what was loaded (koa writes twice then).
+        changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
+        await self.save(session._load(), changed=changed, data_json=data_json)
+        session._require(False)
+        self.prev_json = data_json
+        self.committed = True
+
+    def reason_to_save(self, data_json: str) -> decisions.SaveReason:
+        """Why an unforced commit saves (see :func:`decisions.reason_to_save`)."""
+        opts = self.opts_view
+        return decisions.reason_to_save(
+            data_json=data_json,
+            prev_json=self.prev_json,
+            committed=self.committed,
+            rolling=opts.rolling,
+            renew=opts.renew,
+            max_age=opts.max_age,
+            loaded_expire=self.loaded_expire,
+            idle_timeout=opts.idle_timeout,
+            loaded_accessed=self.loaded_accessed,
+            now_ms=time.time() * 1000,
+        )
+
+    def unsaved_change(self) -> bool:
+        """Whether the session holds a change that no commit wrote (checked after the app)."""
+        session = self.session
+        value = self.slot.get(self.cfg.options.scope_key, session)
+        if value is None:
+            return not self.removed
+        if value is not session:
+            return True
+        data = session._data
+        if data is None:
+            return False
+        if session._removed:
+            return not self.removed
+        if session._require_save:
+            return True
+        try:
+            data_json = codec.snapshot(data)  # the same text as prev_json, for comparison
+        except (TypeError, ValueError):
+            return True
+        prev = self.prev_json
+        return data_json != ("{}" if prev is None else prev)
+
+    def report_lost(self, reason: str, explanation: str) -> None:
+        """Emit ``lost`` for a change that cannot be delivered; explain it once in the log."""
+        data = self.session._data
+        self.emit(
+            "lost",
+            self.external_key,
+            None if data is None else dict(data),
+            reason=reason,
+            notice=f"koasession: session change lost: {explanation} (event 'lost'; logged once)",
+        )
+
+    def payload(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The data plus koa's metadata (and ours for timeouts)."""
+        out = dict(data)
+        out.update(self.metadata())
+        return out
+
+    def metadata(self) -> dict[str, Any]:
+        """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours for the timeouts."""
+        opts = self.opts_view
+        max_age = opts.max_age
+        return decisions.metadata(
+            now_ms=int(time.time() * 1000),
+            max_age=max_age,
+            max_age_ms=None if isinstance(max_age, str) else self.max_age_ms(max_age),
+            created=self.loaded_created,
+            absolute_timeout=opts.absolute_timeout,
+            idle_timeout=opts.idle_timeout,
+        )
+
+    def max_age_ms(self, max_age: float) -> float:
+        """koa's ``maxAge`` in ms for ``max_age`` seconds (see :func:`decisions.lifetime_ms`)."""
+        loaded_ms = self.loaded_max_age_ms
+        if loaded_ms is None:  # the common case, without the call
+            return round(max_age * 1000)
+        return decisions.lifetime_ms(max_age, loaded_ms, self.loaded_max_age)
+
+    async def save(
+        self, data: dict[str, Any], *, changed: bool, data_json: str | None = None
+    ) -> None:
+        """Write the session: to the store then the id cookie, or into the cookie itself.
+
+        ``data_json`` is ``codec.snapshot(data)`` when the caller has it: the default cookie
+        encoding then appends the metadata to it instead of serialising the data again.
+        """
+        opts = self.opts_view
+        if not opts.uses_store:
+            if data_json is not None and self.cfg.cipher is None and opts.encode is None:
+                value = codec.encode_payload(data, data_json, self.metadata())
+            else:
+                value = self.encode(self.payload(data))
+            self.write_cookie(opts.key, value)
+            return
+        if data_json is None:
+            codec.snapshot(data)  # data JSON cannot hold is the app's error, not the store's
+        payload = self.payload(data)
+        ttl = decisions.store_ttl(opts.max_age, opts.session_store_ttl)
+        key = self.external_key or await self.new_id()
+        store = self.store
+        assert store is not None  # store mode
+
+        def write(key: str) -> Awaitable[Any]:
+            kw = {"rolling": opts.rolling, "changed": changed, "ctx": self.ctx}
+            return self.store_call("set", store.set, key, payload, ttl, **kw)
+
+        try:
+            key, written = await storeio.save_new_id(
+                write, key, self.new_id, loaded_key=self.loaded_key
+            )
+        except StoreError:
+            if opts.on_store_error == "raise":
+                raise
+            return  # never point the cookie at data that was not saved
+        self.external_key = key
+        if storeio.vanished(written):
+            # The entry vanished (a logout, or a login's regenerate(), in a concurrent request):
+            # do not resurrect it. The cookie is left alone: the browser may already hold the
+            # new login cookie under the same name, and clearing it would undo that login. The
+            # next request that sends the old id finds it missing.
+            self.stored_key = None
+            self.emit("missed", key, None, reason="destroyed while this request ran")
+            return
+        self.stored_key = key
+        if opts.external_key is not None:
+            await _resolve(opts.external_key.set(self.ctx, key))
+        else:
+            self.write_cookie(opts.key, key)
+
+    def encode(self, payload: dict[str, Any]) -> str:
+        """Serialise a payload for the cookie (see :func:`cookieformat.seal_payload`)."""
+        cfg = self.cfg
+        encode = None if cfg.cipher is not None else (self._opts or cfg.options).encode
+        return cookieformat.seal_payload(payload, cipher=cfg.cipher, encode=encode)
+
+    async def remove(self) -> None:
+        """Destroy the store entry (if any) and expire the cookies."""
+        opts = self.opts_view
+        key = self.stored_key
+        if key and opts.uses_store and self.store is not None:
+            try:
+                await self.store_call("destroy", self.store.destroy, key, ctx=self.ctx)
+            except StoreError:
+                if opts.on_store_error == "raise":
+                    raise
+            else:
+                self.stored_key = None
+        if opts.external_key is None:
+            self.expire_cookie(opts.key)

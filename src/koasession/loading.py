@@ -1,0 +1,258 @@
+"""The loading part of the engine: read the cookie or the store, check, adopt.
+
+koa's ``initFromCookie`` and ``initFromExternal``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from . import codec, cookieformat, decisions
+from .errors import (
+    StoreError,
+)
+from .ids import check_made_id, is_valid_id
+
+if TYPE_CHECKING:
+    pass
+
+
+from .enginestate import EngineState, _resolve
+
+
+class Loading(EngineState):
+    """The loading part of the engine: read the cookie or the store, check, adopt."""
+
+    # -- reading -------------------------------------------------------------------------
+    def read_signed_cookie(self, name: str) -> tuple[str | None, bool]:
+        """The value of cookie ``name`` if its signature holds, and whether it was rotated.
+
+        A bad or missing signature emits ``tampered`` and expires the stale ``.sig``.
+        """
+        signer = self.cfg.signer if self._opts is None else self.signer
+        value, rotated, problem = cookieformat.read_signed(self.cookies, name, signer)
+        if problem is None:
+            return value, rotated
+        assert value is not None
+        if problem == cookieformat.MISSING_SIGNATURE:
+            if self.cfg.options.uses_store and cookieformat.looks_encrypted(value):
+                self.cross_mode(value, "cookie from cookie mode")
+            else:
+                self.emit("tampered", None, value, reason=problem)
+        else:
+            self.emit("tampered", None, value, reason=problem)
+            self.expire_cookie(name + ".sig", sign=False)
+        return None, False
+
+    def load(self) -> None:
+        """Load the session from the cookie (cookie mode, on first use)."""
+        self.read = True
+        data, rotated = self.cookie_payload()
+        if data is not None:
+            verdict = self.check(data, None)
+            if inspect.isawaitable(verdict):
+                verdict.close()  # type: ignore[attr-defined]
+                raise TypeError(
+                    "valid() returned an awaitable from a plain function; declare it with "
+                    "`async def` so the middleware loads the session before the handler"
+                )
+            if verdict:
+                self.accept(data, None, rotated)
+                return
+        self.adopt(None, None)
+
+    def cookie_payload(self) -> tuple[dict[str, Any] | None, bool]:
+        """The verified, decoded cookie payload (or ``None``), and whether it was rotated."""
+        value, rotated = self.read_signed_cookie(self.cfg.options.key)
+        return (None if value is None else self.decode(value)), rotated
+
+    def accept(self, data: dict[str, Any], key: str | None, rotated: bool) -> None:
+        """Adopt a payload that passed every check; re-sign it if an older key signed it."""
+        self.adopt(data, key)
+        if rotated:
+            self.reissue_signature()
+
+    async def load_async(self) -> None:
+        """Load before the handler: store mode, or cookie mode with an async ``valid``."""
+        self.read = True
+        opts = self.cfg.options
+        if not opts.uses_store:
+            data, rotated = self.cookie_payload()
+            if data is not None and await _resolve(self.check(data, None)):
+                self.accept(data, None, rotated)
+            else:
+                self.adopt(None, None)
+            return
+
+        rotated = False
+        if opts.external_key is not None:
+            key = await _resolve(opts.external_key.get(self.ctx))
+            if key is not None and not isinstance(key, str):
+                raise TypeError(
+                    f"external_key.get must return the session id as a str, or None; got {key!r}"
+                )
+        else:
+            key, rotated = self.read_signed_cookie(opts.key)
+            if key and cookieformat.is_cookie_payload(key):
+                # Sent by this app in cookie mode before a configuration change: looking it up
+                # would only be a miss (and put session data in a store query).
+                self.cross_mode(key, "cookie from cookie mode")
+                key = None
+        if key and not is_valid_id(key):
+            self.emit("invalid", None, key, reason="malformed session id")
+            key = None
+        if not key:
+            await self.adopt_new()
+            return
+        assert self.store is not None  # store mode
+        try:
+            data = await self.store_call(
+                "get", self.store.get, key, opts.max_age, rolling=opts.rolling, ctx=self.ctx
+            )
+        except StoreError:
+            if opts.on_store_error == "raise":
+                raise
+            await self.adopt_new()
+            return
+        if data is None or (not isinstance(data, dict) and decisions.js_falsy(data)):
+            self.emit("missed", key, data)  # koa: any falsy value from the store
+        elif not isinstance(data, dict):
+            self.emit("invalid", key, data, reason="store returned a non-object")
+        elif data and codec.exceeds_depth(data):
+            self.emit("invalid", key, None, reason=cookieformat.TOO_DEEP)
+        elif await _resolve(self.check(data, key)):
+            self.loaded_key = self.stored_key = key
+            self.accept(data, key, rotated)
+            return
+        await self.adopt_new()
+
+    def decode(self, value: str) -> dict[str, Any] | None:
+        """Turn a cookie value into a payload, or emit ``invalid`` and return ``None``."""
+        cfg = self.cfg
+        decode = None if cfg.cipher is not None else (self._opts or cfg.options).decode
+        try:
+            data, rotated, problem = cookieformat.open_payload(
+                value, cipher=cfg.cipher, decode=decode
+            )
+        except Exception:
+            if decode is None:
+                raise
+            # koa: any other error from a custom decode clears the cookie, so the next request
+            # recovers.
+            self.expire_cookie(cfg.options.key)
+            self.clear_on_error = True
+            raise
+        if problem is None:
+            if rotated:
+                self.emit("rotated", None, data, reason="encrypted with an older key")
+                # Re-seal under the first key now, so the old key can be retired safely.
+                self.session._require()
+            payload: dict[str, Any] = data
+            return payload
+        if problem == cookieformat.EMPTY:
+            # koa's valid() reports a falsy payload (null, 0, false, "") as missed.
+            self.emit("missed", None, data, reason=problem)
+        elif problem == cookieformat.TOO_DEEP:
+            self.emit("invalid", None, value, reason=problem)
+        elif decode is None and self._is_store_id_cookie(value):
+            self.cross_mode(value, "cookie from store mode")
+        elif problem == cookieformat.CANNOT_DECRYPT:
+            self.emit("tampered", None, value, reason=problem)
+        else:
+            self.emit("invalid", None, value, reason=problem)
+        return None
+
+    def _is_store_id_cookie(self, value: str) -> bool:
+        cfg = self.cfg
+        return cookieformat.is_store_id_cookie(
+            value,
+            jar=self.cookies,
+            name=cfg.options.key,
+            signed=cfg.signer is not None,
+            encrypted=cfg.cipher is not None,
+            keys=cfg.keys,
+            algorithms=cfg.options.algorithms,
+        )
+
+    def cross_mode(self, value: str, reason: str) -> None:
+        """Report a cookie written by this app in the other mode; a fresh session follows."""
+        mode = "store mode" if self.cfg.options.uses_store else "cookie mode"
+        self.emit(
+            "invalid",
+            None,
+            value,
+            reason=reason,
+            notice=(
+                f"a {self.cfg.options.key!r} cookie written in the other mode ({reason}) reached "
+                f"this {mode} middleware: was the configuration changed? Such cookies start "
+                "fresh sessions (event 'invalid'; logged once)"
+            ),
+        )
+
+    def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
+        """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
+        opts = self.cfg.options
+        problem = decisions.check_times(
+            data,
+            time.time() * 1000,
+            absolute_timeout=opts.absolute_timeout,
+            idle_timeout=opts.idle_timeout,
+        )
+        if problem is not None:
+            if problem.reason is None:
+                self.emit(problem.event, key, data)
+            else:
+                self.emit(problem.event, key, data, reason=problem.reason)
+            return False
+        valid = opts.valid
+        if valid is None:
+            return True
+        verdict = valid(self.ctx, data)
+        if inspect.isawaitable(verdict):
+            return self._await_valid(verdict, data, key)
+        if not verdict:
+            self.emit("invalid", key, data, reason="rejected by valid()")
+        return bool(verdict)
+
+    async def _await_valid(
+        self, verdict: Awaitable[Any], data: dict[str, Any], key: str | None
+    ) -> bool:
+        if await verdict:
+            return True
+        self.emit("invalid", key, data, reason="rejected by valid()")
+        return False
+
+    def adopt(self, data: dict[str, Any] | None, key: str | None) -> None:
+        """Make ``data`` (a checked payload, or ``None`` for a new session) the session."""
+        session = self.session
+        if data is None:
+            session._adopt({}, is_new=True)
+            return
+        body, meta = decisions.split_metadata(data)
+        self.loaded_expire = meta.expire
+        self.loaded_created = meta.created
+        self.loaded_accessed = meta.accessed
+        configured = (self._opts or self.cfg.options).max_age
+        seconds, override, exact = decisions.loaded_lifetime(meta.max_age, configured)
+        if override:
+            self.opts.override(max_age=seconds)
+        if exact:
+            # Written back as loaded while the lifetime is unchanged (see decisions.lifetime_ms).
+            self.loaded_max_age_ms = meta.max_age
+            self.loaded_max_age = seconds  # type: ignore[assignment]
+        session._adopt(body, is_new=False)
+        self.external_key = key
+        self.prev_json = codec.snapshot(body)
+
+    async def adopt_new(self) -> None:
+        """Start a fresh session with a new id (store mode)."""
+        self.adopt(None, None)
+        self.external_key = await self.new_id()
+
+    async def new_id(self) -> str:
+        """A new session id from ``genid`` (or the default generator)."""
+        # Checked here, where it is made: it goes into Set-Cookie and the store as is.
+        return check_made_id(await _resolve(self.cfg.genid(self.ctx)), "genid")

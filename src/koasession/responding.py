@@ -1,0 +1,195 @@
+"""The responding part of the engine: Set-Cookie lines and the rules of the response."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING, Any
+
+from . import cookieformat, cookies
+from .errors import (
+    StoreError,
+)
+
+if TYPE_CHECKING:
+    pass
+
+
+from .enginestate import EngineState
+
+
+class Responding(EngineState):
+    """The responding part of the engine: Set-Cookie lines and the rules of the response."""
+
+    # -- cookies -------------------------------------------------------------------------
+    def reissue_signature(self) -> None:
+        """Re-sign the current cookie with the first key, keeping its expiry (deviation 6)."""
+        name = self.cfg.options.key
+        value = self.cookies.get(name, "")
+        self.emit("rotated", self.loaded_key, value, reason="signed with an older key")
+        expire = self.loaded_expire
+        expires = expire / 1000 if isinstance(expire, (int, float)) else None
+        self.resign_cookie(name, value, expires)
+
+    def write_cookie(self, name: str, value: str) -> None:
+        """Queue ``name=value`` (and its ``.sig``) for this request's lifetime."""
+        expires, seconds = self._lifetime()
+        self._queue(name, value, expires, seconds, sign=True)
+
+    def _lifetime(self) -> tuple[Any, Any]:
+        max_age = (self._opts or self.cfg.options).max_age
+        lifetime_ms = None if isinstance(max_age, str) else self.max_age_ms(max_age)
+        return cookieformat.lifetime(max_age, lifetime_ms, int(time.time() * 1000))
+
+    def expire_cookie(self, name: str, *, sign: bool = True) -> None:
+        """Queue the removal of cookie ``name`` (and its ``.sig`` when ``sign``)."""
+        self._queue(name, "", cookies.EPOCH, 0, sign=sign)
+
+    def resign_cookie(self, name: str, value: str, expires_at: float | None) -> None:
+        """Queue only a fresh ``.sig`` for ``value``, expiring at ``expires_at``.
+
+        Without ``expires_at`` (a payload with no usable ``_expire``), the lifetime in force.
+        """
+        if expires_at is None:
+            expires, max_age = self._lifetime()
+        else:
+            expires, max_age = expires_at, max(0, int(expires_at - time.time()))
+        self._queue(name, value, expires, max_age, sign=True, with_value=False)
+
+    def _queue(
+        self,
+        name: str,
+        value: str,
+        expires: float | str | None,
+        max_age: int | None,
+        *,
+        sign: bool,
+        with_value: bool = True,
+    ) -> None:
+        opts = self._opts or self.cfg.options
+        secure = cookieformat.resolve_secure(opts.secure, self.is_secure())
+        attrs = cookieformat.attributes(opts, secure=secure, expires=expires, max_age=max_age)
+        signer = (self.cfg.signer if self._opts is None else self.signer) if sign else None
+        new = cookieformat.lines(name, value, attrs, signer, with_value=with_value)
+        # Each line is at most name + value (or a signature, under 100 characters) + attributes
+        # + 10: only lines that may be near the limit need the exact check.
+        near_limit = len(name) + len(value) + len(attrs) + 100 > cookieformat.COOKIE_LINE_LIMIT
+        if near_limit and not cookieformat.fits(new, self.cfg.options.on_oversize):
+            return
+        if self.cookie_lines:
+            self.cookie_lines = cookieformat.merge(self.cookie_lines, new, overwrite=opts.overwrite)
+        else:
+            self.cookie_lines = new
+
+    def response_headers(self) -> list[tuple[bytes, bytes]]:
+        """Set-Cookie lines and extra headers to add to the response start."""
+        headers = [(b"set-cookie", line.encode("latin-1")) for _, line in self.cookie_lines]
+        headers.extend(self.extra_headers)
+        return headers
+
+    # -- the response --------------------------------------------------------------------
+    def start_response(self, status: int) -> bool | Awaitable[bool]:
+        """Commit as the response starts; False when it must become :data:`UNAVAILABLE`.
+
+        Returns an awaitable giving that answer when there is a commit to run, so that a
+        request that did not touch its session makes no coroutine. A 5xx response is never
+        committed automatically (Django's rule: an error response does not commit the
+        half-done work of the request that failed, whoever produced it); a 500 that a
+        framework made of a ``StoreError`` from a session call becomes the 503.
+        """
+        if status >= 500:
+            self.started = True
+            if status == 500 and self.store_error_raised:
+                return False
+            self.error_response = True
+            return True
+        if self.cfg.options.auto_commit and self.touched():
+            return self._commit_at_start()
+        self.started = True
+        return True
+
+    async def _commit_at_start(self) -> bool:
+        try:
+            await self.commit()
+        except StoreError:
+            return False
+        finally:
+            self.started = True
+        return True
+
+    def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``headers`` (the application's response headers) with the session's merged in.
+
+        The session's Set-Cookie lines replace the application's for the same names (with
+        ``overwrite``); a response that sets a cookie gets ``Cache-Control: private`` unless it
+        has a Cache-Control, and one that read or set the session gets ``Vary: Cookie``.
+        """
+        if not (self.read or self.cookie_lines or self.extra_headers):
+            return headers
+        extra = self.response_headers()
+        headers = list(headers)
+        if self.cookie_lines:
+            if self.opts_view.overwrite and any(k.lower() == b"set-cookie" for k, _ in headers):
+                prefixes = tuple(f"{name}=".encode("latin-1") for name, _ in self.cookie_lines)
+                headers = [
+                    (k, v)
+                    for k, v in headers
+                    if not (k.lower() == b"set-cookie" and v.startswith(prefixes))
+                ]
+            if not any(k.lower() == b"cache-control" for k, _ in headers):
+                headers.append((b"cache-control", b"private"))
+        if self.read or self.cookie_lines:
+            # A response that sets or clears the session cookie (a logout that never read the
+            # session included) must not be served from a shared cache to another browser.
+            _add_vary_cookie(headers)
+        headers.extend(extra)
+        return headers
+
+    def error_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """Headers for the 500 an adapter sends when the application raised, or ``None``.
+
+        Only explicit work is in them (a manual save, koa's clearing of a cookie whose custom
+        decode failed); ``None`` when there is none, or the response already started.
+        """
+        if self.started or not (self.clear_on_error or self.cookie_lines or self.extra_headers):
+            return None
+        self.started = True
+        return self.response_headers()
+
+    def finish(self) -> None:
+        """After the application returned: report a change that no response could carry."""
+        opts = self.cfg.options
+        if not (self.websocket or (self.started and not self.error_response)):
+            return
+        if not (opts.auto_commit and self.touched() and self.unsaved_change()):
+            return
+        if self.websocket:
+            if opts.uses_store:
+                self.report_lost(
+                    "websocket changes not saved",
+                    "the session changed on a WebSocket without `await session.save()`; "
+                    "WebSocket sessions are not committed automatically",
+                )
+            else:
+                self.report_lost(
+                    "websocket in cookie mode",
+                    "the session changed on a WebSocket in cookie mode, where no response "
+                    "can carry the cookie; use a store to save sessions from WebSockets",
+                )
+        else:
+            self.report_lost(
+                "changed after the response started",
+                "the session changed after the response started (while streaming, or in a "
+                "background task), so the change could not be sent; change it, or call "
+                "`await session.save()`, before the response starts",
+            )
+
+
+def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
+    for index, (key, value) in enumerate(headers):
+        if key.lower() == b"vary":
+            tokens = [t.strip().lower() for t in value.split(b",")]
+            if b"cookie" not in tokens and b"*" not in tokens:
+                headers[index] = (key, value + b", Cookie")
+            return
+    headers.append((b"vary", b"Cookie"))

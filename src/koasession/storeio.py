@@ -1,0 +1,114 @@
+"""The store I/O policy: timeout, ``StoreError`` mapping, id-collision retry, vanished entries.
+
+Nothing here knows the request: the engine (:mod:`koasession.lifecycle`) passes the store's
+bound method, the timeout, and a callback that reports a failure (the ``store_error`` event).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from .errors import SessionIdCollision, StoreError
+
+#: How many ids a save tries when the store reports a collision (``SessionIdCollision``).
+GENID_ATTEMPTS = 5
+
+#: Called once per failed store call with the operation, the key and the error.
+FailureReport = Callable[[str, str, BaseException], None]
+
+
+async def call(
+    operation: str,
+    method: Callable[..., Any],
+    key: str,
+    args: tuple[Any, ...] = (),
+    kwargs: Mapping[str, Any] | None = None,
+    *,
+    timeout: float | None,
+    store: object,
+    report: FailureReport | None = None,
+) -> Any:
+    """Call a store method within ``timeout``; failures become :class:`StoreError`.
+
+    The call runs as its own task and the request stops waiting for it at the timeout: a
+    driver's clean-up of a cancelled operation (asyncpg cancels a query over a new
+    connection, which a stalled server never answers) happens in the background instead of
+    holding the response.
+
+    A ``TypeError`` passes through unchanged: it is the application's bug (an ``owner()``
+    returning a non-string, data JSON cannot hold), not an outage to answer with 503. So does
+    ``SessionIdCollision``, which :func:`save_new_id` handles.
+    """
+    try:
+        result = method(key, *args, **(kwargs or {}))
+        if inspect.isawaitable(result):
+            return await (_bounded(result, timeout) if timeout else result)
+        return result
+    except (SessionIdCollision, TypeError):
+        raise
+    except Exception as exc:
+        if isinstance(exc, StoreError):
+            where, reason = "", str(exc)  # the bundled stores' errors name the store
+        else:
+            where = f" {store!r}"
+            is_timeout = isinstance(exc, asyncio.TimeoutError)
+            reason = f"timed out after {timeout} s" if is_timeout else repr(exc)
+        if report is not None:
+            report(operation, key, exc)
+        raise StoreError(f"session store{where} {operation}({key!r}) failed: {reason}") from exc
+
+
+async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
+    task = asyncio.ensure_future(awaitable)
+    finished = False
+    try:
+        await asyncio.wait((task,), timeout=timeout)
+        finished = task.done()
+    finally:
+        if not finished:  # timed out, or the request itself was cancelled
+            task.cancel()
+            # Nobody awaits the task any more: retrieve its outcome so that a late failure is
+            # not logged as "exception never retrieved".
+            task.add_done_callback(_retrieve)
+    if not finished:
+        raise asyncio.TimeoutError()
+    return task.result()
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+async def save_new_id(
+    write: Callable[[str], Awaitable[Any]],
+    key: str,
+    new_id: Callable[[], Awaitable[str]],
+    *,
+    loaded_key: str | None,
+) -> tuple[str, Any]:
+    """Write under ``key``, drawing a new id when the store reports a collision.
+
+    Returns the key written and the store's answer. A collision on the loaded id (an update,
+    not an insert) or on the last attempt propagates.
+    """
+    for attempt in range(GENID_ATTEMPTS):
+        try:
+            return key, await write(key)
+        except SessionIdCollision:
+            if key == loaded_key or attempt == GENID_ATTEMPTS - 1:
+                raise
+            key = await new_id()
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def vanished(written: object) -> bool:
+    """Whether a store's ``set`` answer says the entry was gone (destroyed concurrently).
+
+    Stores return ``False`` from an update whose entry no longer exists; the engine must then
+    neither resurrect it nor point the cookie at it.
+    """
+    return written is False

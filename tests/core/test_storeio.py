@@ -1,0 +1,127 @@
+"""The store I/O policy on its own: timeout, error mapping, id-collision retry, vanished entries."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from koasession import storeio
+from koasession.errors import SessionIdCollision, StoreError
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.reports: list[tuple[str, str, str]] = []
+
+    def __call__(self, operation: str, key: str, exc: BaseException) -> None:
+        self.reports.append((operation, key, type(exc).__name__))
+
+
+async def test_returns_sync_and_async_results() -> None:
+    async def aget(key: str, *args: Any, **kw: Any) -> Any:
+        return {"key": key, "args": args, "kw": kw}
+
+    def get(key: str) -> str:
+        return key.upper()
+
+    got = await storeio.call("get", aget, "k", (1,), {"x": 2}, timeout=1.0, store="s")
+    assert got == {"key": "k", "args": (1,), "kw": {"x": 2}}
+    assert await storeio.call("get", get, "k", timeout=None, store="s") == "K"
+
+
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [
+        (ConnectionError("down"), "session store 'S' get('k') failed: ConnectionError('down')"),
+        (StoreError("RedisStore: down"), "session store get('k') failed: RedisStore: down"),
+    ],
+)
+async def test_failures_become_store_error_and_are_reported(error: Exception, message: str) -> None:
+    async def get(key: str) -> None:
+        raise error
+
+    report = _Recorder()
+    with pytest.raises(StoreError) as info:
+        await storeio.call("get", get, "k", timeout=1.0, store="S", report=report)
+    assert str(info.value) == message
+    assert info.value.__cause__ is error
+    assert report.reports == [("get", "k", type(error).__name__)]
+
+
+@pytest.mark.parametrize("error", [TypeError("bad owner"), SessionIdCollision("taken")])
+async def test_application_errors_and_collisions_pass_through(error: Exception) -> None:
+    def get(key: str) -> None:
+        raise error
+
+    report = _Recorder()
+    with pytest.raises(type(error)):
+        await storeio.call("set", get, "k", timeout=1.0, store="S", report=report)
+    assert report.reports == []
+
+
+async def test_timeout_does_not_wait_for_cancelled_cleanup() -> None:
+    cleanup_started = asyncio.Event()
+
+    async def stalled(key: str) -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            cleanup_started.set()
+            await asyncio.sleep(10)  # a driver's slow cancel path: never awaited by the caller
+
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    with pytest.raises(StoreError, match=r"timed out after 0\.05 s"):
+        await storeio.call("get", stalled, "k", timeout=0.05, store="S")
+    assert loop.time() - start < 1.0
+    await asyncio.wait_for(cleanup_started.wait(), 1.0)
+
+
+async def test_save_new_id_retries_collisions_with_fresh_ids() -> None:
+    taken = {"a", "b"}
+    fresh = iter(["b", "c"])
+
+    async def write(key: str) -> str:
+        if key in taken:
+            raise SessionIdCollision(key)
+        return "ok"
+
+    async def new_id() -> str:
+        return next(fresh)
+
+    assert await storeio.save_new_id(write, "a", new_id, loaded_key=None) == ("c", "ok")
+
+
+async def test_save_new_id_does_not_replace_the_loaded_id() -> None:
+    async def write(key: str) -> None:
+        raise SessionIdCollision(key)
+
+    async def new_id() -> str:  # pragma: no cover - must not be called
+        raise AssertionError
+
+    with pytest.raises(SessionIdCollision):
+        await storeio.save_new_id(write, "a", new_id, loaded_key="a")
+
+
+async def test_save_new_id_gives_up_after_the_attempts() -> None:
+    calls: list[str] = []
+
+    async def write(key: str) -> None:
+        calls.append(key)
+        raise SessionIdCollision(key)
+
+    async def new_id() -> str:
+        return f"id{len(calls)}"
+
+    with pytest.raises(SessionIdCollision):
+        await storeio.save_new_id(write, "a", new_id, loaded_key=None)
+    assert len(calls) == storeio.GENID_ATTEMPTS
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"), [(False, True), (None, False), (True, False), (0, False)]
+)
+def test_vanished(written: object, expected: bool) -> None:
+    assert storeio.vanished(written) is expected
