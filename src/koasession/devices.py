@@ -37,6 +37,9 @@ __all__ = [
 
 #: The session key the device facts live under.
 DEVICE_KEY = "_device"
+# Not (yet) in codec.META_KEYS, though it belongs there (the app must not forge it, to_json()
+# should not show it): the engine drops META keys it does not know when it loads a session, so
+# a META ``_device`` would be lost on the next request until the engine carries it through.
 
 #: How much of the client address to keep: nothing, a coarse prefix, or all of it.
 IpMode = Literal["none", "prefix", "full"]
