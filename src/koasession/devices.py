@@ -122,13 +122,17 @@ def device_facts(
         if agent is not None:
             facts["user_agent"] = agent
     if client_ip is not None and policy.ip != "none":
-        if policy.ip == "prefix":
-            shown = ip_prefix(client_ip)
-        else:
-            shown = str(ipaddress.ip_address(client_ip.strip())) if ip_prefix(client_ip) else None
+        shown = ip_prefix(client_ip) if policy.ip == "prefix" else _full_ip(client_ip)
         if shown is not None:
             facts["ip"] = shown
     return facts
+
+
+def _full_ip(address: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(address.strip()))
+    except ValueError:
+        return None
 
 
 def record_device(session: MutableMapping[str, Any], facts: Mapping[str, Any]) -> None:

@@ -81,7 +81,7 @@ class MemoryStore(StoreOptionsMixin):
       :mod:`koasession.stores.base`): no resurrection after a destroy, and
       :class:`~koasession.errors.SessionIdCollision` on an insert of an existing id.
     - ``hash_ids=True`` keeps HMAC-SHA256(``hash_key``, id) instead of the id; ``owner`` maintains
-      a per-owner index for :meth:`destroy_owner` and :meth:`list_owner`.
+      a per-owner index for :meth:`list_owner`, :meth:`revoke` and :meth:`destroy_owner`.
     - Nothing is bound to an event loop, and :meth:`close` keeps the data: one store can serve
       successive apps (test clients, reloads) in one process.
     """

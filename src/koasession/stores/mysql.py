@@ -130,8 +130,8 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
     :param create_table: create the table with its indexes when missing (on first use).
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) instead of the id.
     :param owner: a function of the session data returning its owner (at most 255
-        characters); stored in the ``owner`` column for :meth:`destroy_owner` and
-        :meth:`list_owner`.
+        characters); stored in the ``owner`` column for :meth:`list_owner`, :meth:`revoke` and
+        :meth:`destroy_owner`.
     :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
         (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
     :param connect_timeout: seconds to open a connection or wait for a free pooled one

@@ -125,7 +125,7 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
         advisory lock so that several servers starting together do not race).
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) instead of the id.
     :param owner: a function of the session data returning its owner; stored in the ``owner``
-        column for :meth:`destroy_owner` and :meth:`list_owner`.
+        column for :meth:`list_owner`, :meth:`revoke` and :meth:`destroy_owner`.
     :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
         (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
     :param connect_timeout: seconds to open a connection or wait for a free pooled one.

@@ -181,7 +181,8 @@ class RedisStore(StoreOptionsMixin):
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) as the key instead of the id, so a dump
         of the database cannot be replayed as cookies (this gives up koa-redis compatibility).
     :param owner: a function of the session data returning its owner (e.g. the user id);
-        maintains an index per owner for :meth:`destroy_owner` and :meth:`list_owner`.
+        maintains an index per owner for :meth:`list_owner`, :meth:`revoke` and
+        :meth:`destroy_owner`.
     :param max_concurrency: at most this many store operations in flight at once per event
         loop (others wait); ``None`` for no limit.
     :param client_options: passed to the connection pool when a URL is given, or to

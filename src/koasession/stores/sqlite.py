@@ -95,7 +95,7 @@ class SQLiteStore(StoreOptionsMixin):
     :param busy_timeout: seconds a write waits for another process's write to finish.
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) instead of the id.
     :param owner: a function of the session data returning its owner; stored in the ``owner``
-        column for :meth:`destroy_owner` and :meth:`list_owner`.
+        column for :meth:`list_owner`, :meth:`revoke` and :meth:`destroy_owner`.
     :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
         (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
     """
