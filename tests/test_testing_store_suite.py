@@ -54,8 +54,8 @@ async def test_memory_store_passes_every_check() -> None:
 
 async def test_undeclared_features_are_skipped() -> None:
     ran = await run_store_suite(make_memory, dump_memory)
-    assert "hash_ids" not in ran and "owner" not in ran
-    assert len(ran) == len(CHECKS) - 2
+    assert "hash_ids" not in ran and "owner" not in ran and "owner_sessions" not in ran
+    assert len(ran) == len(CHECKS) - 3
 
 
 async def test_a_store_without_write_modes_fails_naming_each_guarantee() -> None:
@@ -70,3 +70,22 @@ async def test_a_store_without_write_modes_fails_naming_each_guarantee() -> None
 async def test_unknown_feature_is_an_error() -> None:
     with pytest.raises(ValueError, match="unknown features"):
         await CHECKS[0](make_memory, dump_memory, features={"owners"})
+
+
+class RevokesAnyOwner(MemoryStore):
+    """A store whose revoke ends a session whoever owns it."""
+
+    async def revoke(self, owner_id: str | int, handle: str) -> bool:
+        ended = False
+        for owner in (1, 2):
+            ended = await super().revoke(owner, handle) or ended
+        return ended
+
+
+async def test_a_store_whose_revoke_ignores_the_owner_fails() -> None:
+    async def make(**options: Any) -> RevokesAnyOwner:
+        return RevokesAnyOwner(**options)
+
+    by_name = {check.name: check for check in CHECKS}
+    with pytest.raises(ContractViolation, match="owner_sessions: revoked another owner's"):
+        await by_name["owner_sessions"](make, dump_memory, features={"owner_sessions"})

@@ -1,7 +1,10 @@
 """The demo app behind ``make demo``: a views counter, log in and out, the session shown.
 
 Its forms carry a CSRF token (``CSRFMiddleware`` refuses a POST without it) and a login leaves a
-flash message for the next page.
+flash message for the next page. In store mode a logged-in user gets a "your sessions" page
+(``/sessions``): every session of that user with its device (user agent and a coarse IP prefix,
+recorded at login), when it started and was last seen; each can be ended there, or all but this
+one.
 
 Run ``koasession demo [--store URL] [--port 3000] [--keys KEY]``. Cookie mode needs no server;
 ``--store`` takes ``memory://``, ``redis://...``, ``postgresql://...``, ``mysql://...``,
@@ -33,6 +36,7 @@ from urllib.parse import parse_qs
 
 from .asgi import Message, Receive, Scope, Send, SessionMiddleware
 from .csrf import CSRF_SESSION_KEY, CSRFMiddleware, csrf_token
+from .devices import DEVICE_KEY, DevicePolicy, device_facts, record_device, touch_device
 from .diagnose import format_duration
 from .envkeys import KEY_ENV, keys_from_env_or_random
 from .flash import flash, pop_flashes
@@ -77,7 +81,42 @@ _LOGGED_IN = """<p>Logged in as <b id="who">{user}</b>{remember}.</p>
 {everywhere}"""
 
 _EVERYWHERE = """<form method="post" action="/logout-everywhere">{csrf}
-<button id="logout-everywhere">Log out everywhere</button></form>"""
+<button id="logout-everywhere">Log out everywhere</button></form>
+<p><a href="/sessions" id="your-sessions">Your sessions</a></p>"""
+
+_SESSIONS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Your sessions - koasession demo</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}}
+table{{border-collapse:collapse;width:100%}} td,th{{text-align:left;padding:.35rem;
+border-bottom:1px solid #ddd;vertical-align:top}} .muted{{color:#666}}
+.flash{{padding:.5rem .75rem;background:#e8f5e9;border-left:4px solid #43a047}}
+</style></head><body>
+<h1>Where you are signed in</h1>
+{flashes}<p>Sessions of <b id="who">{user}</b>: <b id="count">{count}</b></p>
+<table id="sessions"><tr><th>Device</th><th>IP prefix</th><th>Signed in</th><th>Last seen</th>
+<th>Expires</th><th></th></tr>
+{rows}</table>
+<form method="post" action="/sessions/others">{csrf}
+<button id="revoke-others">Log out all other sessions</button></form>
+<p class="muted">Device facts are recorded at login: the browser's user agent and a coarse
+network prefix of its address, never the full address.</p>
+<p><a href="/">Back</a></p>
+</body></html>
+"""
+
+_SESSION_ROW = """<tr class="session" data-handle="{handle}"><td class="device">{device}</td>
+<td class="ip">{ip}</td><td>{created}</td><td>{seen}</td><td>{expires}</td><td>{action}</td></tr>
+"""
+
+_REVOKE = """<form method="post" action="/sessions/revoke">{csrf}
+<input type="hidden" name="handle" value="{handle}"><button class="revoke">End</button></form>"""
+
+# The demo shows a coarse network prefix so the page has something to show; the library's default
+# records no address at all.
+DEVICE_POLICY = DevicePolicy(ip="prefix")
 
 REMEMBER_ME = 30 * 86400
 
@@ -99,7 +138,15 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
                 if form.get("remember"):
                     session.max_age = REMEMBER_ME
                     session["remember"] = True
+                if _owned(store):
+                    # Until the middleware records device facts itself at login.
+                    facts = device_facts(scope["headers"], _client(scope), DEVICE_POLICY)
+                    record_device(session, facts)
                 await session.regenerate()  # a new id at login defeats session fixation
+            elif path.startswith("/sessions/") and session.get("user") and _owned(store):
+                await _manage_sessions(store, session, path, form)
+                await _send(send, 303, b"", [(b"location", b"/sessions")])
+                return
             elif path == "/logout":
                 session.destroy()
             elif path == "/logout-everywhere" and session.get("user"):
@@ -109,10 +156,19 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
                 session.destroy()
             await _send(send, 303, b"", [(b"location", b"/")])
             return
+        if path == "/sessions" and _owned(store):
+            if not session.get("user"):
+                await _send(send, 303, b"", [(b"location", b"/")])
+                return
+            touch_device(session, DEVICE_POLICY)
+            page = await _sessions_page(store, session)
+            await _send(send, 200, page.encode(), [(b"content-type", b"text/html; charset=utf-8")])
+            return
         if path != "/":
             await _send(send, 404, b"not found", [(b"content-type", b"text/plain")])
             return
         session["views"] = session.get("views", 0) + 1
+        touch_device(session, DEVICE_POLICY)
         shown_flashes = "".join(
             f'<p class="flash" id="flash-{html.escape(f.category)}">'
             f"{html.escape(str(f.message))}</p>\n"
@@ -125,11 +181,7 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
                 user=html.escape(user),
                 remember=" (remembered)" if session.get("remember") else "",
                 csrf=_csrf_input(session),
-                everywhere=(
-                    _EVERYWHERE.format(csrf=_csrf_input(session))
-                    if getattr(store, "owner", None) is not None
-                    else ""
-                ),
+                everywhere=_EVERYWHERE.format(csrf=_csrf_input(session)) if _owned(store) else "",
             )
             if user
             else _LOGIN.format(csrf=_csrf_input(session))
@@ -138,7 +190,9 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
         # gave it; the middleware does not write it twice.
         await session.save()
         # The secret stays out of the page: tokens are masked so no body repeats it (BREACH).
-        shown = {k: v for k, v in session.to_json().items() if k != CSRF_SESSION_KEY}
+        shown = {
+            k: v for k, v in session.to_json().items() if k not in (CSRF_SESSION_KEY, DEVICE_KEY)
+        }
         page = _PAGE.format(
             mode=html.escape(
                 f"store: {type(store).__name__}" if store is not None else "signed cookie"
@@ -155,6 +209,74 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
         await _send(send, 200, page.encode(), [(b"content-type", b"text/html; charset=utf-8")])
 
     return SessionMiddleware(CSRFMiddleware(app), keys=keys, store=store)
+
+
+def _owned(store: Any) -> bool:
+    """Whether ``store`` keeps a per-owner index (the demo's stores do: owner = the user)."""
+    return getattr(store, "owner", None) is not None
+
+
+def _client(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "\u2013"
+    return f"{datetime.fromtimestamp(timestamp, tz=timezone.utc):%Y-%m-%d %H:%M} UTC"
+
+
+async def _manage_sessions(store: Any, session: Any, path: str, form: dict[str, str]) -> None:
+    """End one session of the logged-in user (by handle), or all but the current one."""
+    user = session["user"]
+    if path == "/sessions/revoke":
+        ended = await store.revoke(user, form.get("handle", ""))
+        flash(session, "Session ended." if ended else "No such session.", "success")
+    elif path == "/sessions/others":
+        count = await store.destroy_owner(user, keep=session.external_key)
+        flash(session, f"Logged out {count} other session(s).", "success")
+
+
+async def _sessions_page(store: Any, session: Any) -> str:
+    """The "your sessions" page: the user's sessions, this one marked, the others revocable."""
+    user = session["user"]
+    csrf = _csrf_input(session)
+    flashes = "".join(
+        f'<p class="flash" id="flash-{html.escape(f.category)}">{html.escape(str(f.message))}</p>\n'
+        for f in pop_flashes(session)
+    )
+    # Saved first, so the page lists this session with its latest last_seen; the middleware does
+    # not write it twice.
+    await session.save()
+    entries = await store.list_owner(user, current=session.external_key)
+    entries.sort(key=lambda e: (not e.is_current, -(e.created_at or 0)))
+    rows = []
+    for entry in entries:
+        device = entry.device or {}
+        action = (
+            '<b class="current">This session</b>'
+            if entry.is_current
+            else _REVOKE.format(csrf=csrf, handle=html.escape(entry.handle))
+        )
+        rows.append(
+            _SESSION_ROW.format(
+                handle=html.escape(entry.handle),
+                device=html.escape(device.get("user_agent", "unknown device")),
+                ip=html.escape(device.get("ip", "\u2013")),
+                created=_when(entry.created_at),
+                seen=_when(entry.last_seen),
+                expires=_when(entry.expires_at),
+                action=action,
+            )
+        )
+    return _SESSIONS_PAGE.format(
+        flashes=flashes,
+        user=html.escape(user),
+        count=len(entries),
+        rows="".join(rows),
+        csrf=csrf,
+    )
 
 
 def _csrf_input(session: Any) -> str:

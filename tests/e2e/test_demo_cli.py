@@ -255,3 +255,93 @@ def test_forms_need_their_csrf_token_and_a_login_flashes(run_demo: Any) -> None:
         logout = client.post("/logout", data={"csrf_token": csrf_field(page)})
         assert logout.status_code == 303
         assert 'id="who"' not in client.get("/").text
+
+
+def _login(demo: Any, user: str, agent: str) -> httpx.Client:
+    client = httpx.Client(base_url=demo.url, headers={"user-agent": agent})
+    token = csrf_field(client.get("/"))
+    assert client.post("/login", data={"user": user, "csrf_token": token}).status_code == 303
+    assert shown(client.get("/"), "who") == user
+    return client
+
+
+def _rows(page: httpx.Response) -> list[dict[str, str]]:
+    rows = re.findall(
+        r'<tr class="session" data-handle="([^"]*)"><td class="device">([^<]*)</td>\s*'
+        r'<td class="ip">([^<]*)</td>.*?<td>(<b class="current">|<form)',
+        page.text,
+        flags=re.S,
+    )
+    return [
+        {"handle": h, "device": d, "ip": ip, "current": str(mark.startswith("<b"))}
+        for h, d, ip, mark in rows
+    ]
+
+
+def test_your_sessions_page_lists_and_revokes(run_demo: Any) -> None:
+    demo = run_demo("--store", "memory://", "--keys", KEY)
+    laptop = _login(demo, "ann", "Laptop/1.0")
+    phone = _login(demo, "ann", "Phone/2.0")
+    tablet = _login(demo, "ann", "Tablet/3.0")
+    bob = _login(demo, "bob", "Bob/1.0")
+    try:
+        page = laptop.get("/sessions")
+        assert page.status_code == 200 and shown(page, "count") == "3"
+        rows = _rows(page)
+        assert [r["device"] for r in rows if r["current"] == "True"] == ["Laptop/1.0"]
+        assert sorted(r["device"] for r in rows) == ["Laptop/1.0", "Phone/2.0", "Tablet/3.0"]
+        assert {r["ip"] for r in rows} == {"127.0.0.0/24"}  # a prefix, never the address
+        phone_handle = next(r["handle"] for r in rows if r["device"] == "Phone/2.0")
+        # The page never carries a session id: not the handles, not anywhere in the text.
+        for client in (laptop, phone, tablet):
+            for cookie in client.cookies.jar:
+                assert cookie.value not in page.text
+        assert "_device" not in shown(laptop.get("/"), "session")
+
+        # A revoke needs the form's CSRF token.
+        forged = laptop.post("/sessions/revoke", data={"handle": phone_handle})
+        assert forged.status_code == 403
+        assert shown(phone.get("/"), "who") == "ann"
+
+        # Bob cannot end Ann's session with her handle; Ann cannot end Bob's with his.
+        bob_page = bob.get("/sessions")
+        bob_handle = _rows(bob_page)[0]["handle"]
+        done = bob.post(
+            "/sessions/revoke", data={"handle": phone_handle, "csrf_token": csrf_field(bob_page)}
+        )
+        assert done.status_code == 303
+        assert shown(bob.get("/sessions"), "flash-success") == "No such session."
+        assert shown(phone.get("/"), "who") == "ann"
+        laptop.post("/sessions/revoke", data={"handle": bob_handle, "csrf_token": csrf_field(page)})
+        assert shown(bob.get("/"), "who") == "bob"
+
+        # Ann ends her phone's session from the laptop.
+        page = laptop.get("/sessions")
+        ended = laptop.post(
+            "/sessions/revoke", data={"handle": phone_handle, "csrf_token": csrf_field(page)}
+        )
+        assert ended.status_code == 303
+        page = laptop.get("/sessions")
+        assert shown(page, "flash-success") == "Session ended."
+        assert sorted(r["device"] for r in _rows(page)) == ["Laptop/1.0", "Tablet/3.0"]
+        assert 'id="who"' not in phone.get("/").text
+
+        # "Log out all other sessions" keeps this one only; Bob is untouched.
+        others = laptop.post("/sessions/others", data={"csrf_token": csrf_field(page)})
+        assert others.status_code == 303
+        page = laptop.get("/sessions")
+        assert shown(page, "flash-success") == "Logged out 1 other session(s)."
+        assert [(r["device"], r["current"]) for r in _rows(page)] == [("Laptop/1.0", "True")]
+        assert 'id="who"' not in tablet.get("/").text
+        assert shown(laptop.get("/"), "who") == "ann"
+        assert shown(bob.get("/"), "who") == "bob"
+    finally:
+        for client in (laptop, phone, tablet, bob):
+            client.close()
+
+
+def test_your_sessions_needs_a_login(run_demo: Any) -> None:
+    demo = run_demo("--store", "memory://", "--keys", KEY)
+    with httpx.Client(base_url=demo.url) as client:
+        response = client.get("/sessions")
+        assert response.status_code == 303 and response.headers["location"] == "/"

@@ -19,6 +19,7 @@ import httpx
 import pytest
 
 from koasession import SessionMiddleware
+from koasession.devices import DevicePolicy, device_facts, record_device
 
 from .conftest import Harness, PrivateRedis
 
@@ -113,6 +114,75 @@ async def test_200_concurrent_requests_on_one_session(harness: Harness) -> None:
     assert final == {"v": final["v"], "pad": "p" * (final["v"] % 17)}
     stored = await store.get(sid)
     assert stored is not None and stored["v"] == final["v"]
+
+
+def devices_app(store: Any) -> SessionMiddleware:
+    """Log in with device facts, list "your sessions", end one: as a real app would."""
+
+    async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        query = parse_qs(scope["query_string"].decode())
+        body: Any = None
+        if scope["path"] == "/login":
+            session["user"] = "ann"
+            facts = device_facts(scope["headers"], "198.51.100.23", DevicePolicy(ip="prefix"))
+            record_device(session, facts)
+            await session.regenerate()
+        elif scope["path"] == "/sessions":
+            entries = await store.list_owner(session["user"], current=session.external_key)
+            body = [
+                {"handle": e.handle, "device": e.device, "current": e.is_current}
+                | {"seen": e.last_seen}
+                for e in entries
+            ]
+        elif scope["path"] == "/revoke":
+            body = await store.revoke(session["user"], query["h"][0])
+        elif scope["path"] == "/others":
+            body = await store.destroy_owner(session["user"], keep=session.external_key)
+        elif scope["path"] == "/me":
+            body = session.get("user")
+        headers = [(b"content-type", b"application/json")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": json.dumps(body).encode()})
+
+    return SessionMiddleware(inner, keys=KEYS, store=store)
+
+
+async def agent_call(app: Any, path: str, cookie: str | None, agent: str) -> httpx.Response:
+    headers = {"user-agent": agent, **({"cookie": cookie} if cookie else {})}
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        return await client.get(path, headers=headers)
+
+
+@pytest.mark.parametrize("hashed", [False, True], ids=["raw_ids", "hash_ids"])
+async def test_where_you_are_signed_in(harness: Harness, hashed: bool) -> None:
+    options: dict[str, Any] = {"hash_ids": True, "hash_key": "h" * 32} if hashed else {}
+    store = await harness.make(owner=lambda data: data.get("user"), **options)
+    app = devices_app(store)
+    cookies = {}
+    for agent in ("Laptop/1", "Phone/2", "Tablet/3"):
+        cookies[agent] = cookie_header(await agent_call(app, "/login", None, agent))
+
+    listed = (await agent_call(app, "/sessions", cookies["Laptop/1"], "Laptop/1")).json()
+    assert sorted(e["device"]["user_agent"] for e in listed) == ["Laptop/1", "Phone/2", "Tablet/3"]
+    assert [e["device"]["user_agent"] for e in listed if e["current"]] == ["Laptop/1"]
+    assert {e["device"]["ip"] for e in listed} == {"198.51.100.0/24"}
+    assert all(isinstance(e["seen"], float) for e in listed)
+    for cookie in cookies.values():
+        sid = cookie.split(f"{COOKIE}=", 1)[1].split(";", 1)[0]
+        assert all(sid not in e["handle"] for e in listed)
+
+    phone = next(e["handle"] for e in listed if e["device"]["user_agent"] == "Phone/2")
+    revoked = await agent_call(app, f"/revoke?h={phone}", cookies["Laptop/1"], "Laptop/1")
+    assert revoked.json() is True
+    assert (await agent_call(app, "/me", cookies["Phone/2"], "Phone/2")).json() is None
+
+    others = await agent_call(app, "/others", cookies["Laptop/1"], "Laptop/1")
+    assert others.json() == 1
+    assert (await agent_call(app, "/me", cookies["Tablet/3"], "Tablet/3")).json() is None
+    assert (await agent_call(app, "/me", cookies["Laptop/1"], "Laptop/1")).json() == "ann"
+    await store.destroy_owner("ann")
 
 
 async def test_signed_unknown_id_creates_nothing(harness: Harness) -> None:

@@ -15,6 +15,7 @@ from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
 from .. import codec
+from ..devices import read_device
 from ..errors import ConfigurationError
 from ..ids import is_valid_id
 from .base import SessionData
@@ -100,13 +101,70 @@ class StoredSession:
     """One session as listed by ``list_owner``.
 
     ``key`` is the id as the store keeps it: the session id itself, or its HMAC when the store
-    was made with ``hash_ids=True`` (the raw id is then unknown to the store by design).
+    was made with ``hash_ids=True`` (the raw id is then unknown to the store by design). It is
+    for server-side code only: without ``hash_ids`` it *is* the cookie, so never show it.
     ``expires_at`` is a Unix timestamp in seconds, or ``None`` for no expiry.
+
+    What a "where you are signed in" page shows: ``handle`` (opaque, safe to put in a page and
+    give back to ``revoke``; no one can derive the cookie id from it), ``device`` (the facts
+    :func:`koasession.devices.record_device` saved: ``user_agent``, ``ip`` when recorded),
+    ``created_at`` and ``last_seen`` (Unix seconds, ``None`` when unknown) and ``is_current``
+    (the session whose id was passed as ``current``).
     """
 
     key: str
     data: SessionData = field(hash=False)
     expires_at: float | None = None
+    handle: str = ""
+    device: dict[str, Any] | None = field(default=None, hash=False)
+    created_at: float | None = None
+    last_seen: float | None = None
+    is_current: bool = False
+
+
+# Domain separation: a handle is never equal to a digest the store computes for anything else.
+_HANDLE_PREFIX = b"koasession handle\x00"
+
+
+def session_handle(stored_key: str) -> str:
+    """The opaque handle of the session kept under ``stored_key``.
+
+    A SHA-256 of the stored key: the same in every process (a page listed by one worker can
+    revoke through another) and not invertible, since session ids carry 256 random bits (or are
+    already an HMAC with ``hash_ids``).
+    """
+    return hashlib.sha256(_HANDLE_PREFIX + stored_key.encode()).hexdigest()[:32]
+
+
+def _ms_seconds(value: object) -> float | None:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value) / 1000
+    return None
+
+
+def describe(entry: StoredSession, current_key: str | None) -> StoredSession:
+    """``entry`` (key, data, expiry) completed with its handle, device facts and timestamps.
+
+    Timestamps come from the device facts, else from the middleware's own metadata
+    (``_created``, ``_accessed``, in milliseconds) when the session recorded it.
+    """
+    device = read_device(entry.data)
+    created = device.pop("created_at", None) if device is not None else None
+    seen = device.pop("last_seen", None) if device is not None else None
+    if created is None:
+        created = _ms_seconds(entry.data.get("_created"))
+    if seen is None:
+        seen = _ms_seconds(entry.data.get("_accessed"))
+    return StoredSession(
+        entry.key,
+        entry.data,
+        entry.expires_at,
+        handle=session_handle(entry.key),
+        device=device,
+        created_at=None if created is None else float(created),
+        last_seen=None if seen is None else float(seen),
+        is_current=current_key is not None and entry.key == current_key,
+    )
 
 
 _S = TypeVar("_S", bound="StoreOptionsMixin")
@@ -188,3 +246,65 @@ class StoreOptionsMixin:
     def _require_owner(self) -> None:
         if self._owner is None:
             raise ConfigurationError("this store was created without owner=; no owner index")
+
+    # -- the owner index: each store implements these three ------------------------------------
+
+    async def _owner_entries(self, owner: str) -> list[StoredSession]:
+        """The live sessions of ``owner``: stored key, data and expiry only."""
+        raise NotImplementedError
+
+    async def _owner_destroy_all(self, owner: str) -> int:
+        """Remove every session of ``owner``; return how many were live."""
+        raise NotImplementedError
+
+    async def _owner_destroy_one(self, stored_key: str, owner: str) -> bool:
+        """Remove the session kept under ``stored_key`` if it is live and belongs to ``owner``;
+        return whether it did."""
+        raise NotImplementedError
+
+    # -- the owner index: public, shared by every store ----------------------------------------
+
+    async def list_owner(
+        self, owner_id: str | int, *, current: str | None = None
+    ) -> list[StoredSession]:
+        """List the live sessions of ``owner_id``, with handles, device facts and timestamps.
+
+        ``current`` is the id of the session making the request (``session.external_key``):
+        its entry gets ``is_current=True``.
+        """
+        self._require_owner()
+        current_key = None
+        if current is not None and valid_id(current):
+            current_key = self._stored_key(current)
+        entries = await self._owner_entries(str(owner_id))
+        return [describe(entry, current_key) for entry in entries]
+
+    async def revoke(self, owner_id: str | int, handle: str) -> bool:
+        """End the session of ``owner_id`` that ``handle`` (from :meth:`list_owner`) names;
+        return whether one was ended. A handle of another owner's session ends nothing."""
+        self._require_owner()
+        if not isinstance(handle, str) or not handle.isascii():
+            return False
+        owner = str(owner_id)
+        wanted = handle.encode()
+        for entry in await self._owner_entries(owner):
+            if hmac.compare_digest(session_handle(entry.key).encode(), wanted):
+                return await self._owner_destroy_one(entry.key, owner)
+        return False
+
+    async def destroy_owner(self, owner_id: str | int, *, keep: str | None = None) -> int:
+        """Remove every session of ``owner_id`` ("log out everywhere"); return how many.
+
+        ``keep``: the id of a session to spare, usually the current one ("log out other
+        devices"). In-flight requests of the removed sessions cannot bring them back.
+        """
+        self._require_owner()
+        owner = str(owner_id)
+        if keep is None:
+            return await self._owner_destroy_all(owner)
+        kept = self._stored_key(keep) if valid_id(keep) else None
+        removed = 0
+        for entry in await self._owner_entries(owner):
+            if entry.key != kept:
+                removed += await self._owner_destroy_one(entry.key, owner)
+        return removed

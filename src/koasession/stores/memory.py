@@ -81,7 +81,7 @@ class MemoryStore(StoreOptionsMixin):
       :mod:`koasession.stores.base`): no resurrection after a destroy, and
       :class:`~koasession.errors.SessionIdCollision` on an insert of an existing id.
     - ``hash_ids=True`` keeps HMAC-SHA256(``hash_key``, id) instead of the id; ``owner`` maintains
-      a per-owner index for :meth:`destroy_owner` and :meth:`list_owner`.
+      a per-owner index for :meth:`list_owner`, :meth:`revoke` and :meth:`destroy_owner`.
     - Nothing is bound to an event loop, and :meth:`close` keeps the data: one store can serve
       successive apps (test clients, reloads) in one process.
     """
@@ -275,21 +275,24 @@ class MemoryStore(StoreOptionsMixin):
 
     # -- extras --------------------------------------------------------------------------------
 
-    async def destroy_owner(self, owner_id: str | int) -> int:
-        """Remove every session of ``owner_id`` ("log out everywhere"); return how many."""
-        self._require_owner()
-        members = list(self._owners.get(str(owner_id), ()))
+    async def _owner_destroy_all(self, owner: str) -> int:
+        members = list(self._owners.get(owner, ()))
         for skey in members:
             self._drop(skey)
         return len(members)
 
-    async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
-        """List the live sessions of ``owner_id`` (copies of their data)."""
-        self._require_owner()
+    async def _owner_destroy_one(self, stored_key: str, owner: str) -> bool:
+        entry = self._live(stored_key, time.monotonic())
+        if entry is None or entry.owner != owner:
+            return False
+        self._drop(stored_key)
+        return True
+
+    async def _owner_entries(self, owner: str) -> list[StoredSession]:
         now = time.monotonic()
         wall = time.time()
         result = []
-        for skey in list(self._owners.get(str(owner_id), ())):
+        for skey in sorted(self._owners.get(owner, ())):
             entry = self._live(skey, now)
             if entry is None:
                 continue

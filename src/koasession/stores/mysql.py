@@ -130,8 +130,8 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
     :param create_table: create the table with its indexes when missing (on first use).
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) instead of the id.
     :param owner: a function of the session data returning its owner (at most 255
-        characters); stored in the ``owner`` column for :meth:`destroy_owner` and
-        :meth:`list_owner`.
+        characters); stored in the ``owner`` column for :meth:`list_owner`, :meth:`revoke` and
+        :meth:`destroy_owner`.
     :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
         (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
     :param connect_timeout: seconds to open a connection or wait for a free pooled one
@@ -417,11 +417,8 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
 
     # -- owner index ---------------------------------------------------------------------------
 
-    async def destroy_owner(self, owner_id: str | int) -> int:
-        """Remove every session of ``owner_id`` ("log out everywhere"); return how many were
-        live. In-flight requests of these sessions cannot bring them back."""
-        self._require_owner()
-        owner = str(owner_id)
+    async def _owner_destroy_all(self, owner: str) -> int:
+        # In-flight requests of these sessions cannot bring them back: their saves are updates.
         # MySQL has no DELETE ... RETURNING: the live rows first, then the expired leftovers.
         live = await self._execute(
             "destroy_owner", f"DELETE FROM {self._table} WHERE owner = %s AND {_LIVE}", owner
@@ -429,14 +426,21 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
         await self._execute("destroy_owner", f"DELETE FROM {self._table} WHERE owner = %s", owner)
         return live
 
-    async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
-        """List the live sessions of ``owner_id``."""
-        self._require_owner()
+    async def _owner_destroy_one(self, stored_key: str, owner: str) -> bool:
+        removed = await self._execute(
+            "revoke",
+            f"DELETE FROM {self._table} WHERE id = %s AND owner = %s AND {_LIVE}",
+            stored_key,
+            owner,
+        )
+        return removed > 0
+
+    async def _owner_entries(self, owner: str) -> list[StoredSession]:
         rows = await self._fetch(
             "list_owner",
             f"SELECT id, data, {_EPOCH} FROM {self._table}"
             f" WHERE owner = %s AND {_LIVE} ORDER BY id",
-            str(owner_id),
+            owner,
         )
         result = []
         for skey, raw, expires in rows:

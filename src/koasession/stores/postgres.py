@@ -125,7 +125,7 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
         advisory lock so that several servers starting together do not race).
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) instead of the id.
     :param owner: a function of the session data returning its owner; stored in the ``owner``
-        column for :meth:`destroy_owner` and :meth:`list_owner`.
+        column for :meth:`list_owner`, :meth:`revoke` and :meth:`destroy_owner`.
     :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
         (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
     :param connect_timeout: seconds to open a connection or wait for a free pooled one.
@@ -348,25 +348,29 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
 
     # -- owner index ---------------------------------------------------------------------------
 
-    async def destroy_owner(self, owner_id: str | int) -> int:
-        """Remove every session of ``owner_id`` ("log out everywhere"); return how many were
-        live. In-flight requests of these sessions cannot bring them back."""
-        self._require_owner()
+    async def _owner_destroy_all(self, owner: str) -> int:
+        # In-flight requests of these sessions cannot bring them back: their saves are updates.
         rows = await self._fetch(
             "destroy_owner",
             f"DELETE FROM {self._table} WHERE owner = $1 RETURNING {_LIVE} AS live",
-            str(owner_id),
+            owner,
         )
         return sum(1 for row in rows if row["live"])
 
-    async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
-        """List the live sessions of ``owner_id``."""
-        self._require_owner()
+    async def _owner_destroy_one(self, stored_key: str, owner: str) -> bool:
+        status = await self._execute(
+            "revoke",
+            f"DELETE FROM {self._table} WHERE id = $1 AND owner = $2 AND {_LIVE}",
+            stored_key,
+            owner,
+        )
+        return _rowcount(status) > 0
+
+    async def _owner_entries(self, owner: str) -> list[StoredSession]:
         sql = (
             f"SELECT id, data, extract(epoch FROM expires_at)::float8 AS expires"
             f" FROM {self._table} WHERE owner = $1 AND {_LIVE} ORDER BY id"
         )
-        owner = str(owner_id)
 
         async def query(conn: Any) -> list[Any]:
             rows: list[Any] = await conn.fetch(sql, owner, timeout=self._command_timeout)

@@ -181,7 +181,8 @@ class RedisStore(StoreOptionsMixin):
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) as the key instead of the id, so a dump
         of the database cannot be replayed as cookies (this gives up koa-redis compatibility).
     :param owner: a function of the session data returning its owner (e.g. the user id);
-        maintains an index per owner for :meth:`destroy_owner` and :meth:`list_owner`.
+        maintains an index per owner for :meth:`list_owner`, :meth:`revoke` and
+        :meth:`destroy_owner`.
     :param max_concurrency: at most this many store operations in flight at once per event
         loop (others wait); ``None`` for no limit.
     :param client_options: passed to the connection pool when a URL is given, or to
@@ -400,19 +401,17 @@ class RedisStore(StoreOptionsMixin):
             return
         await self._run(self._destroy, key)
 
-    async def destroy_owner(self, owner_id: str | int) -> int:
-        """Remove every session of ``owner_id`` ("log out everywhere"); return how many.
+    async def _owner_destroy_all(self, owner: str) -> int:
+        # A request of one of these sessions that is in flight cannot bring it back: its save is
+        # an update (SET XX) and finds nothing.
+        return await self._run(self._destroy_owner, owner)
 
-        A request of one of these sessions that is in flight cannot bring it back: its save is
-        an update (``SET XX``) and finds nothing.
-        """
-        self._require_owner()
-        return await self._run(self._destroy_owner, str(owner_id))
+    async def _owner_entries(self, owner: str) -> list[StoredSession]:
+        # ``key`` is the stored key minus the prefix.
+        return await self._run(self._list_owner, owner)
 
-    async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
-        """List the live sessions of ``owner_id``; ``key`` is the stored key minus the prefix."""
-        self._require_owner()
-        return await self._run(self._list_owner, str(owner_id))
+    async def _owner_destroy_one(self, stored_key: str, owner: str) -> bool:
+        return await self._run(self._destroy_owned, self.key_prefix + stored_key, owner)
 
     # -- implementation ------------------------------------------------------------------------
 
@@ -553,6 +552,14 @@ class RedisStore(StoreOptionsMixin):
             # ZREM only what was seen, so a session inserted meanwhile stays indexed.
             await r.zrem(okey, *members)
         return removed
+
+    async def _destroy_owned(self, r: Redis | RedisCluster, rkey: str, owner: str) -> bool:
+        raw = await r.get(rkey)
+        if raw is None or self._owner_of(loads(raw)) != owner:
+            return False
+        removed = int(await r.delete(rkey))
+        await r.zrem(self._owner_key(owner), rkey)
+        return removed > 0
 
     async def _list_owner(self, r: Redis | RedisCluster, owner: str) -> list[StoredSession]:
         okey = self._owner_key(owner)

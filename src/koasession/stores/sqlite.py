@@ -95,7 +95,7 @@ class SQLiteStore(StoreOptionsMixin):
     :param busy_timeout: seconds a write waits for another process's write to finish.
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) instead of the id.
     :param owner: a function of the session data returning its owner; stored in the ``owner``
-        column for :meth:`destroy_owner` and :meth:`list_owner`.
+        column for :meth:`list_owner`, :meth:`revoke` and :meth:`destroy_owner`.
     :param purge_every: every this many writes, delete at most ``purge_limit`` expired rows
         (``0`` disables; then run :meth:`purge_expired` or ``koasession purge`` yourself).
     """
@@ -316,11 +316,8 @@ class SQLiteStore(StoreOptionsMixin):
 
     # -- owner index ---------------------------------------------------------------------------
 
-    async def destroy_owner(self, owner_id: str | int) -> int:
-        """Remove every session of ``owner_id`` ("log out everywhere"); return how many were
-        live. In-flight requests of these sessions cannot bring them back."""
-        self._require_owner()
-        owner = str(owner_id)
+    async def _owner_destroy_all(self, owner: str) -> int:
+        # In-flight requests of these sessions cannot bring them back: their saves are updates.
         # Two statements instead of DELETE ... RETURNING, which needs SQLite 3.35.
         live = await self._execute(
             "destroy_owner",
@@ -331,14 +328,22 @@ class SQLiteStore(StoreOptionsMixin):
         await self._execute("destroy_owner", f"DELETE FROM {self._table} WHERE owner = ?", owner)
         return live
 
-    async def list_owner(self, owner_id: str | int) -> list[StoredSession]:
-        """List the live sessions of ``owner_id``."""
-        self._require_owner()
+    async def _owner_destroy_one(self, stored_key: str, owner: str) -> bool:
+        removed = await self._execute(
+            "revoke",
+            f"DELETE FROM {self._table} WHERE id = ? AND owner = ? AND {_LIVE}",
+            stored_key,
+            owner,
+            time.time(),
+        )
+        return removed > 0
+
+    async def _owner_entries(self, owner: str) -> list[StoredSession]:
         rows = await self._fetch(
             "list_owner",
             f"SELECT id, data, expires_at FROM {self._table}"
             f" WHERE owner = ? AND {_LIVE} ORDER BY id",
-            str(owner_id),
+            owner,
             time.time(),
         )
         result = []

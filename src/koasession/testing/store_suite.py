@@ -13,8 +13,11 @@ Every bundled store passes it; a third-party store proves with it what the middl
   (``get`` misses, ``set`` raises ``ValueError``) and never stored;
 - **TTL honoured**: an entry is gone once its lifetime ends, for reads and for updates;
 - optional features, checked when the store declares them: ``"hash_ids"`` (the store keeps no
-  raw id: ``hash_ids=True, hash_key=...``) and ``"owner"`` (``owner=``, ``list_owner``,
-  ``destroy_owner``).
+  raw id: ``hash_ids=True, hash_key=...``), ``"owner"`` (``owner=``, ``list_owner``,
+  ``destroy_owner``) and ``"owner_sessions"`` (the "where you are signed in" API:
+  ``list_owner(owner, current=id)`` with opaque ``handle``, ``device``, ``created_at``,
+  ``last_seen`` and ``is_current``; ``revoke(owner, handle)``; ``destroy_owner(owner, keep=id)``;
+  also with ``hash_ids=True``).
 
 The suite needs two coroutines from you: ``make(**options)`` returns a new store over empty
 storage (the options are the features' constructor arguments), and ``dump(store)`` returns what
@@ -59,7 +62,7 @@ Make = Callable[..., Awaitable[Any]]
 Dump = Callable[[Any], Awaitable[Mapping[str, Any]]]
 
 #: The optional features a store may declare.
-FEATURES = frozenset({"hash_ids", "owner"})
+FEATURES = frozenset({"hash_ids", "owner", "owner_sessions"})
 
 # A key long enough for stores that check it (the bundled ones want 32 bytes).
 _HASH_KEY = "store-suite-hash-key-0123456789abcdef"
@@ -354,6 +357,98 @@ async def _owner(make: Make, dump: Dump, features: Collection[str]) -> None:
     _expect(await _get(store, _sid("anon")) == {"cart": []}, "an anonymous session was removed")
 
 
+_DEVICE = {"user_agent": "SuiteBrowser/1.0", "created_at": 1700000000, "last_seen": 1700000060}
+
+
+async def _owner_sessions_on(store: Any) -> None:
+    ids = [_sid(f"dev{i}") for i in range(3)]
+    for i, key in enumerate(ids):
+        data: dict[str, Any] = {"uid": 1, "i": i}
+        if i == 1:
+            data["_device"] = _DEVICE
+        await _set(store, key, data, 60, _NEW)
+    await _set(store, _sid("dev-other"), {"uid": 2, "i": 9}, 60, _NEW)
+
+    async def listing(owner: object, current: str | None = None) -> dict[int, Any]:
+        entries = await _call(store.list_owner(owner, current=current))
+        return {entry.data.get("i", -1): entry for entry in entries}
+
+    listed = await listing(1, current=ids[0])
+    _expect(sorted(listed) == [0, 1, 2], "list_owner(current=) did not list the owner's sessions")
+    handles = [listed[i].handle for i in range(3)]
+    _expect(
+        all(isinstance(h, str) and h for h in handles) and len(set(handles)) == 3,
+        "list_owner: each session needs its own non-empty handle",
+    )
+    for key in ids:
+        secret = key.split("-")[1]
+        _expect(
+            not any(secret in h or key in h for h in handles), "a handle carries the session id"
+        )
+        _expect(key not in handles, "a handle is the session id")
+    for handle in handles:
+        _expect(await _get(store, handle) is None, "a handle works as a session id")
+    _expect(
+        [i for i in range(3) if listed[i].is_current] == [0],
+        "is_current did not mark exactly the session passed as current",
+    )
+    device = listed[1].device
+    _expect(
+        isinstance(device, dict) and device.get("user_agent") == "SuiteBrowser/1.0",
+        "list_owner did not return the device facts",
+    )
+    _expect(
+        listed[1].created_at == 1700000000 and listed[1].last_seen == 1700000060,
+        "list_owner did not return created_at/last_seen from the device facts",
+    )
+    _expect(all(listed[i].expires_at is not None for i in range(3)), "list_owner lost expires_at")
+    again = await listing(1)
+    _expect([again[i].handle for i in range(3)] == handles, "handles changed between two listings")
+    _expect(not any(e.is_current for e in again.values()), "is_current without current=")
+
+    # revoke: only the owner's own handle ends a session, and only that one.
+    other = (await listing(2))[9]
+    _expect(await _call(store.revoke(1, other.handle)) is False, "revoked another owner's session")
+    _expect(await _get(store, _sid("dev-other")) is not None, "another owner's session was ended")
+    _expect(await _call(store.revoke(1, "0" * 32)) is False, "an unknown handle revoked something")
+    _expect(await _call(store.revoke(1, handles[2])) is True, "revoke(own handle) returned False")
+    _expect(await _get(store, ids[2]) is None, "revoke left the session")
+    _expect(
+        await _set(store, ids[2], {"uid": 1, "i": 2}, 60, _Ctx(ids[2])) is False,
+        "a save after revoke brought the session back",
+    )
+    _expect(await _call(store.revoke(1, handles[2])) is False, "a second revoke returned True")
+    _expect(sorted(await listing(1)) == [0, 1], "list_owner still lists a revoked session")
+
+    # Log out other devices: everything of the owner but the kept session.
+    await _set(store, ids[2], {"uid": 1, "i": 2}, 60, _NEW)
+    _expect(
+        await _call(store.destroy_owner(1, keep=ids[0])) == 2,
+        "destroy_owner(keep=) did not count the 2 other sessions",
+    )
+    _expect(await _get(store, ids[0]) is not None, "destroy_owner(keep=) ended the kept session")
+    _expect(
+        await _get(store, ids[1]) is None and await _get(store, ids[2]) is None,
+        "destroy_owner(keep=) left another session",
+    )
+    kept = await listing(1, current=ids[0])
+    _expect(
+        sorted(kept) == [0] and kept[0].is_current and kept[0].handle == handles[0],
+        "after destroy_owner(keep=) the kept session is not listed as current",
+    )
+    _expect(await _get(store, _sid("dev-other")) is not None, "another owner was logged out")
+    # Leave nothing behind: a second run (hashed ids) may share the storage.
+    await _call(store.destroy_owner(1))
+    await _call(store.destroy_owner(2))
+
+
+async def _owner_sessions(make: Make, dump: Dump, features: Collection[str]) -> None:
+    await _owner_sessions_on(await make(owner=_uid))
+    if "hash_ids" in features:
+        # Hashed ids keep working: current, revoke and keep are matched through the hash.
+        await _owner_sessions_on(await make(owner=_uid, hash_ids=True, hash_key=_HASH_KEY))
+
+
 @dataclass(frozen=True)
 class Check:
     """One guarantee of the store contract.
@@ -403,6 +498,12 @@ CHECKS: tuple[Check, ...] = (
     Check("ttl", "sessions expire after max_age, also for updates", _ttl),
     Check("hash_ids", "hash_ids=True keeps no raw id", _hash_ids, needs="hash_ids"),
     Check("owner", "owner index: list_owner and destroy_owner", _owner, needs="owner"),
+    Check(
+        "owner_sessions",
+        "where you are signed in: handles, is_current, revoke, destroy_owner(keep=)",
+        _owner_sessions,
+        needs="owner_sessions",
+    ),
 )
 
 
