@@ -15,7 +15,6 @@ import atexit
 import contextvars
 import inspect
 import os
-import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Sequence
@@ -241,7 +240,7 @@ class SessionMiddleware:
             # must reach the browser: answer the 500 here rather than let the server's own
             # error page drop these headers. The error is logged as a server would.
             events.logger.exception("the WSGI application raised")
-            return _error(start_response, 500, b"Internal Server Error", extra, sys.exc_info())
+            return _error(start_response, 500, b"Internal Server Error", extra, None)
         return _Body(response, body)
 
     def _settle(self, rs: RequestSession) -> None:
