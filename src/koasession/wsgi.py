@@ -208,7 +208,7 @@ class SessionMiddleware:
         cfg = self.config
         rs = RequestSession(
             cfg,
-            _headers(environ),
+            _EnvironHeaders(environ),
             scheme=environ.get("wsgi.url_scheme"),
             slot=environ,
             raw=environ,
@@ -323,14 +323,37 @@ class _Body:
             response.middleware._settle(rs)
 
 
-def _headers(environ: Environ) -> list[tuple[bytes, bytes]]:
-    """The request headers the engine reads, as lower-case ``(name, value)`` byte pairs."""
-    out = []
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            name = key[5:].replace("_", "-").lower()
-            out.append((name.encode("latin-1"), value.encode("latin-1")))
-    return out
+class _EnvironHeaders(Sequence[tuple[bytes, bytes]]):
+    """The request headers as the engine reads them, lower-case ``(name, value)`` byte pairs.
+
+    Made from the environ on first use: a request that never touches its session (or only
+    writes it) does not pay for converting every header.
+    """
+
+    __slots__ = ("_environ", "_pairs")
+
+    def __init__(self, environ: Environ) -> None:
+        self._environ = environ
+        self._pairs: list[tuple[bytes, bytes]] | None = None
+
+    def _list(self) -> list[tuple[bytes, bytes]]:
+        pairs = self._pairs
+        if pairs is None:
+            pairs = self._pairs = [
+                (key[5:].replace("_", "-").lower().encode("latin-1"), value.encode("latin-1"))
+                for key, value in self._environ.items()
+                if key.startswith("HTTP_")
+            ]
+        return pairs
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._list()[index]
+
+    def __len__(self) -> int:
+        return len(self._list())
+
+    def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
+        return iter(self._list())
 
 
 def _discard(data: bytes) -> None:
