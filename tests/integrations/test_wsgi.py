@@ -348,3 +348,42 @@ def test_store_mode_with_real_redis(redis_store: Any) -> None:
     assert http.post("/login").json == {"views": 2, "user": "ada"}
     assert http.get("/").json == {"views": 3, "user": "ada"}
     middleware.close()
+
+
+def test_per_request_async_hook_finishes_on_the_loop() -> None:
+    """A coroutine that does suspend in cookie mode is finished on the middleware's loop."""
+
+    async def before_save(ctx: Any, s: Session) -> None:
+        await asyncio.sleep(0)
+        await asyncio.sleep(0.001)  # needs a running loop
+        s["stamped"] = True
+
+    def stamping(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        session(environ).options.before_save = before_save
+        return app(environ, start_response)
+
+    middleware = SessionMiddleware(stamping, keys=[KEY])
+    http = Client(middleware)
+    http.get("/")
+    assert http.get("/").json == {"views": 2, "stamped": True}
+    middleware.close()
+
+
+def test_forwarded_https_makes_secure_cookies_behind_a_proxy() -> None:
+    http = Client(SessionMiddleware(app, keys=[KEY], proxy=True))
+    response = http.get("/", headers={"X-Forwarded-Proto": "https"})
+    assert all("secure" in line for line in response.headers.getlist("Set-Cookie"))
+    plain = Client(SessionMiddleware(app, keys=[KEY], proxy=True)).get("/")
+    assert not any("secure" in line for line in plain.headers.getlist("Set-Cookie"))
+
+
+def test_failed_commit_in_a_lazy_stream_answers_503() -> None:
+    def streaming(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        session(environ)["n"] = 1
+        start_response("200 OK", [])  # inside the first iteration
+        yield b"never sent"
+
+    middleware = SessionMiddleware(streaming, keys=[KEY], store=BrokenStore("set"))
+    response = Client(middleware).get("/", buffered=True)
+    assert response.status_code == 503
+    assert response.get_data() == b"Session store unavailable"
