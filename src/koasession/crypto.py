@@ -74,7 +74,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, keystrength
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -162,21 +162,6 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
-def _key_bytes(key: str | bytes, index: int) -> bytes:
-    if isinstance(key, str):
-        try:
-            raw = key.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ConfigurationError(f"keys[{index}] is not encodable as UTF-8") from exc
-    elif isinstance(key, (bytes, bytearray, memoryview)):
-        raw = bytes(key)
-    else:
-        raise ConfigurationError(f"keys[{index}] must be str or bytes, not {type(key).__name__}")
-    if not raw:
-        raise ConfigurationError(f"keys[{index}] is empty")
-    return raw
-
-
 class CookieCipher:
     """Seal session dicts into encrypted cookie values and open them again (format version 1).
 
@@ -187,10 +172,8 @@ class CookieCipher:
     __slots__ = ("_aad_suffix", "_by_kid", "_ciphers", "_invalid_tag", "_kids", "cookie_name")
 
     def __init__(self, keys: Sequence[str | bytes], *, cookie_name: str) -> None:
-        if isinstance(keys, (str, bytes)):
-            raise ConfigurationError("keys must be a list of keys, not a single str or bytes")
-        if not keys:
-            raise ConfigurationError("encrypted cookies need at least one key")
+        # The same key check, errors and wording as Signer and the middleware options.
+        key_list = keystrength.check_keys(keys)
         if not isinstance(cookie_name, str) or not cookie_name:
             raise ConfigurationError("cookie_name must be a non-empty str")
         try:
@@ -205,8 +188,8 @@ class CookieCipher:
         self._ciphers: list[AESGCM] = []
         self._kids: list[bytes] = []
         self._by_kid: dict[bytes, list[int]] = {}
-        for index, key in enumerate(keys):
-            ikm = _key_bytes(key, index)
+        for index, key in enumerate(key_list):
+            ikm = key.encode() if isinstance(key, str) else key
             enc_key = hkdf_cls(
                 algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_INFO_ENC
             ).derive(ikm)

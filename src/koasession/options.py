@@ -381,12 +381,7 @@ def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str
     """Check the app keys; return them as a list."""
     if keys is None:
         keys = []
-    if isinstance(keys, (str, bytes)):
-        raise ConfigurationError("keys must be a list of keys, the first signing: keys=[key]")
-    try:
-        key_list: list[str | bytes] = list(keys)  # type: ignore[call-overload]
-    except TypeError:
-        raise ConfigurationError(f"keys must be a list of strings; got {keys!r}") from None
+    key_list = keystrength.check_keys(keys, required=False)
     if required and not key_list:
         raise ConfigurationError(
             "keys are required for signed cookies (koa: '.keys required for signed cookies'); "
@@ -394,11 +389,7 @@ def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str
             f"{_KEYGEN_HINT}"
         )
     for index, key in enumerate(key_list):
-        if not isinstance(key, (str, bytes)):
-            raise ConfigurationError(f"keys[{index}] must be str or bytes; got {key!r}")
         raw = key.encode() if isinstance(key, str) else key
-        if not raw:
-            raise ConfigurationError(f"keys[{index}] is empty")
         if allow_weak:
             continue
         text = key if isinstance(key, str) else key.decode("latin-1")

@@ -11,6 +11,9 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
+from . import keystrength
+from .errors import ConfigurationError
+
 #: Digest algorithms a cookie may be signed with.
 ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
 
@@ -29,9 +32,15 @@ class Signer:
     __slots__ = ("_macs", "_sign_mac")
 
     def __init__(self, keys: Sequence[str | bytes], algorithms: Sequence[str] = ("sha256",)):
-        if not keys:
-            raise ValueError("at least one signing key is required")
-        key_bytes = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
+        # The same key check, errors and wording as CookieCipher and the middleware options.
+        key_list = keystrength.check_keys(keys)
+        unknown = [alg for alg in algorithms if alg not in ALGORITHMS]
+        if isinstance(algorithms, str) or not algorithms or unknown:
+            raise ConfigurationError(
+                f"algorithms must be a non-empty list drawn from {list(ALGORITHMS)}; "
+                f"got {algorithms!r}"
+            )
+        key_bytes = [k.encode() if isinstance(k, str) else k for k in key_list]
         # Pre-keyed HMAC objects: copying one is cheaper than re-keying on every request.
         self._macs = [
             hmac.new(key, digestmod=getattr(hashlib, alg))
