@@ -67,14 +67,12 @@ revocation pattern), and it does not make a weak app key strong.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import codec, keystrength
+from .b64 import b64url_decode, b64url_encode
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -108,7 +106,6 @@ _MIN_RAW_LENGTH = _HEADER_LENGTH + NONCE_LENGTH + TAG_LENGTH
 _HKDF_SALT = b"koasession HKDF salt"
 _INFO_ENC = b"koasession/v1/cookie-encryption"
 _INFO_KID = b"koasession/v1/key-id"
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 _INSTALL_HINT = (
     "encrypt=True needs the 'cryptography' package, an optional dependency of koasession: "
@@ -126,23 +123,6 @@ def _load_backend() -> tuple[Any, Any, Any, Any]:
     except ImportError as exc:  # pragma: no cover - exercised by monkeypatching in tests
         raise ImportError(_INSTALL_HINT) from exc
     return AESGCM, HKDF, hashes, InvalidTag
-
-
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(token: str) -> bytes | None:
-    """Strict, canonical base64url without padding; ``None`` on anything else."""
-    if len(token) % 4 == 1 or not _TOKEN_RE.fullmatch(token):
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError):  # pragma: no cover - the regex already filters
-        return None
-    if _b64encode(raw) != token:  # non-zero unused trailing bits: not the canonical spelling
-        return None
-    return raw
 
 
 def _depth_ok(value: Any, limit: int) -> bool:
@@ -215,7 +195,7 @@ class CookieCipher:
         header = _VERSION_BYTE + self._kids[0]
         nonce = os.urandom(NONCE_LENGTH)
         sealed = self._ciphers[0].encrypt(nonce, plaintext, header + self._aad_suffix)
-        return _b64encode(header + nonce + sealed)
+        return b64url_encode(header + nonce + sealed)
 
     def open(self, token: str) -> tuple[dict[str, Any], int] | None:
         """Decrypt a cookie value; return ``(data, key_index)`` or ``None``.
@@ -228,7 +208,7 @@ class CookieCipher:
         """
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             return None
-        raw = _b64decode(token)
+        raw = b64url_decode(token)
         if raw is None or len(raw) < _MIN_RAW_LENGTH or raw[0] != FORMAT_VERSION:
             return None
         header = raw[:_HEADER_LENGTH]

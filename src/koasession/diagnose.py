@@ -24,6 +24,7 @@ from datetime import datetime, timezone
 from typing import Any, Literal
 
 from . import codec, decisions
+from .b64 import b64url_decode
 from .cookies import parse_cookie_header
 from .ids import ID_RULE, is_valid_id
 from .options import MIN_KEY_BYTES
@@ -384,7 +385,7 @@ def _open_encrypted(value: str, keys: list[str | bytes], d: Diagnosis) -> bool:
         return True
 
     why = "encrypted token cannot be opened: "
-    raw = crypto._b64decode(value)
+    raw = b64url_decode(value)
     if len(value) > crypto.MAX_TOKEN_LENGTH:
         why += f"longer than {crypto.MAX_TOKEN_LENGTH} characters"
     elif raw is None:
@@ -503,7 +504,7 @@ def _looks_encrypted(value: str, keys: list[str | bytes], d: Diagnosis) -> str |
         )
     from . import crypto
 
-    raw = crypto._b64decode(value)
+    raw = b64url_decode(value)
     if (
         raw is not None
         and len(raw) > crypto._MIN_RAW_LENGTH

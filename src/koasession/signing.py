@@ -6,20 +6,16 @@ key or algorithm is reported so the middleware can re-issue the signature under 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
 
 from . import keystrength
+from .b64 import b64url_encode as _b64url
 from .errors import ConfigurationError
 
 #: Digest algorithms a cookie may be signed with.
 ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
-
-
-def _b64url(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class Signer:
