@@ -57,21 +57,14 @@ class SessionMiddleware:
         return self.config.options
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind != "http" and kind != "websocket":
-            if kind == "lifespan":
-                await self._lifespan(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self._not_http(scope, receive, send)
             return
+        # The HTTP path stays in this one coroutine: a helper coroutine awaited here would cost
+        # every request a frame, and this is the hot path.
         cfg = self.config
         rs = RequestSession(
-            cfg,
-            scope.get("headers") or (),
-            scheme=scope.get("scheme"),
-            slot=scope,
-            raw=scope,
-            websocket=kind == "websocket",
+            cfg, scope.get("headers") or (), scheme=scope.get("scheme"), slot=scope, raw=scope
         )
         scope[cfg.options.scope_key] = rs.session
         if cfg.eager:
@@ -79,19 +72,8 @@ class SessionMiddleware:
                 await rs.load_async()
             except StoreError:
                 await events.settle(rs.pending_events)
-                if kind == "http":
-                    await _send_unavailable(send)
-                    return
-                raise
-        if kind == "websocket":
-            try:
-                await self.app(scope, receive, send)
-                rs.finish()
-            finally:
-                if rs.pending_events:
-                    await events.settle(rs.pending_events)
-            return
-
+                await _send_unavailable(send)
+                return
         replaced = False  # our 503 went out instead of the app's reply
 
         async def send_with_session(message: Message) -> None:
@@ -113,20 +95,48 @@ class SessionMiddleware:
         except StoreError:
             # From save(), regenerate(), destroy() or manually_commit() in the handler: the same
             # outage as a failed load, so the same 503 (the store_error event is already out).
-            if replaced:
-                return
-            if rs.started:
+            if not replaced and not await _answer_outage(rs, send):
                 raise
-            rs.started = True
-            await _send_unavailable(send)
         except Exception:
-            extra = rs.error_headers()
-            if extra is not None:
-                await _send_error(send, 500, b"Internal Server Error", extra)
+            await _answer_crash(rs, send)
             raise
         else:
             if not replaced:
                 rs.finish()
+        finally:
+            if rs.pending_events:
+                await events.settle(rs.pending_events)
+
+    async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Websocket sessions, the lifespan protocol, and anything else passed through."""
+        kind = scope["type"]
+        if kind == "websocket":
+            await self._websocket(scope, receive, send)
+        elif kind == "lifespan":
+            await self._lifespan(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A websocket's session: loaded at connect, never committed to a cookie.
+
+        A store outage while loading propagates: there is no HTTP response to answer 503 with.
+        """
+        cfg = self.config
+        rs = RequestSession(
+            cfg,
+            scope.get("headers") or (),
+            scheme=scope.get("scheme"),
+            slot=scope,
+            raw=scope,
+            websocket=True,
+        )
+        scope[cfg.options.scope_key] = rs.session
+        try:
+            if cfg.eager:
+                await rs.load_async()
+            await self.app(scope, receive, send)
+            rs.finish()
         finally:
             if rs.pending_events:
                 await events.settle(rs.pending_events)
@@ -223,6 +233,22 @@ def _offer_store_timeout(cfg: SessionConfig) -> None:
     hook = getattr(cfg.options.store, "use_store_timeout", None)
     if cfg.store_timeout and callable(hook):
         hook(cfg.store_timeout)
+
+
+async def _answer_outage(rs: RequestSession, send: Send) -> bool:
+    """Answer 503 for a store outage raised by the app; False when the response had started."""
+    if rs.started:
+        return False
+    rs.started = True
+    await _send_unavailable(send)
+    return True
+
+
+async def _answer_crash(rs: RequestSession, send: Send) -> None:
+    """The 500 a crashing app gets when the engine has headers for it (a cleared cookie)."""
+    extra = rs.error_headers()
+    if extra is not None:
+        await _send_error(send, 500, b"Internal Server Error", extra)
 
 
 async def _send_unavailable(send: Send) -> None:

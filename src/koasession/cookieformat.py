@@ -183,7 +183,18 @@ def is_store_id_cookie(
     signature = jar.get(name + ".sig")
     if signature is None:
         return False
-    return Signer(keys, algorithms).verify(f"{name}={value}", signature) >= 0
+    return signature_index(value, signature, name=name, keys=keys, algorithms=algorithms) >= 0
+
+
+def signature_index(
+    value: str, signature: str, *, name: str, keys: Sequence[str | bytes], algorithms: Sequence[str]
+) -> int:
+    """Which key/algorithm pair signed cookie ``name``'s ``value``, or -1 for none.
+
+    Counted as :meth:`Signer.verify` counts: ``key_index * len(algorithms) + algorithm_index``.
+    For tools and rare paths; a request reads its cookie with :func:`read_signed`.
+    """
+    return Signer(keys, algorithms).verify(f"{name}={value}", signature)
 
 
 # -- writing ---------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ import re
 import zlib
 from collections.abc import Mapping
 
+from .b64 import b64url_decode, b64url_encode
 from .errors import ConfigurationError
 from .signing import Signer
 
@@ -107,7 +108,7 @@ def compress_value(value: str, *, level: int = 9) -> str:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
         return value
-    packed = base64.urlsafe_b64encode(zlib.compress(raw, level)).rstrip(b"=").decode("ascii")
+    packed = b64url_encode(zlib.compress(raw, level))
     candidate = COMPRESSED_PREFIX + packed
     return candidate if len(candidate) < len(value) else value
 
@@ -122,13 +123,13 @@ def expand_value(value: str, *, max_size: int = MAX_EXPANDED_SIZE) -> str | None
     if not value.startswith(COMPRESSED_PREFIX):
         return value
     body = value[len(COMPRESSED_PREFIX) :]
-    if not body.isascii() or "=" in body or len(body) % 4 == 1:
+    packed = b64url_decode(body)
+    if packed is None:
         return None
     try:
-        packed = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
         inflater = zlib.decompressobj()
         raw = inflater.decompress(packed, max_size)
-    except (binascii.Error, ValueError, zlib.error):
+    except zlib.error:
         return None
     # unconsumed_tail: output stopped at the cap; not eof: truncated; unused_data: junk after.
     if inflater.unconsumed_tail or not inflater.eof or inflater.unused_data:

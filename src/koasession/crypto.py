@@ -67,14 +67,12 @@ revocation pattern), and it does not make a weak app key strong.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import os
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, keystrength
+from .b64 import b64url_decode, b64url_encode
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
@@ -108,7 +106,6 @@ _MIN_RAW_LENGTH = _HEADER_LENGTH + NONCE_LENGTH + TAG_LENGTH
 _HKDF_SALT = b"koasession HKDF salt"
 _INFO_ENC = b"koasession/v1/cookie-encryption"
 _INFO_KID = b"koasession/v1/key-id"
-_TOKEN_RE = re.compile(r"[A-Za-z0-9_-]+")
 
 _INSTALL_HINT = (
     "encrypt=True needs the 'cryptography' package, an optional dependency of koasession: "
@@ -128,23 +125,6 @@ def _load_backend() -> tuple[Any, Any, Any, Any]:
     return AESGCM, HKDF, hashes, InvalidTag
 
 
-def _b64encode(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _b64decode(token: str) -> bytes | None:
-    """Strict, canonical base64url without padding; ``None`` on anything else."""
-    if len(token) % 4 == 1 or not _TOKEN_RE.fullmatch(token):
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-    except (binascii.Error, ValueError):  # pragma: no cover - the regex already filters
-        return None
-    if _b64encode(raw) != token:  # non-zero unused trailing bits: not the canonical spelling
-        return None
-    return raw
-
-
 def _depth_ok(value: Any, limit: int) -> bool:
     """True when ``value`` nests dicts/lists at most ``limit`` levels (iterative, no recursion)."""
     stack: list[tuple[Any, int]] = [(value, 1)]
@@ -162,21 +142,6 @@ def _depth_ok(value: Any, limit: int) -> bool:
     return True
 
 
-def _key_bytes(key: str | bytes, index: int) -> bytes:
-    if isinstance(key, str):
-        try:
-            raw = key.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise ConfigurationError(f"keys[{index}] is not encodable as UTF-8") from exc
-    elif isinstance(key, (bytes, bytearray, memoryview)):
-        raw = bytes(key)
-    else:
-        raise ConfigurationError(f"keys[{index}] must be str or bytes, not {type(key).__name__}")
-    if not raw:
-        raise ConfigurationError(f"keys[{index}] is empty")
-    return raw
-
-
 class CookieCipher:
     """Seal session dicts into encrypted cookie values and open them again (format version 1).
 
@@ -187,10 +152,8 @@ class CookieCipher:
     __slots__ = ("_aad_suffix", "_by_kid", "_ciphers", "_invalid_tag", "_kids", "cookie_name")
 
     def __init__(self, keys: Sequence[str | bytes], *, cookie_name: str) -> None:
-        if isinstance(keys, (str, bytes)):
-            raise ConfigurationError("keys must be a list of keys, not a single str or bytes")
-        if not keys:
-            raise ConfigurationError("encrypted cookies need at least one key")
+        # The same key check, errors and wording as Signer and the middleware options.
+        key_list = keystrength.check_keys(keys)
         if not isinstance(cookie_name, str) or not cookie_name:
             raise ConfigurationError("cookie_name must be a non-empty str")
         try:
@@ -205,8 +168,8 @@ class CookieCipher:
         self._ciphers: list[AESGCM] = []
         self._kids: list[bytes] = []
         self._by_kid: dict[bytes, list[int]] = {}
-        for index, key in enumerate(keys):
-            ikm = _key_bytes(key, index)
+        for index, key in enumerate(key_list):
+            ikm = key.encode() if isinstance(key, str) else key
             enc_key = hkdf_cls(
                 algorithm=hashes.SHA256(), length=32, salt=_HKDF_SALT, info=_INFO_ENC
             ).derive(ikm)
@@ -232,7 +195,7 @@ class CookieCipher:
         header = _VERSION_BYTE + self._kids[0]
         nonce = os.urandom(NONCE_LENGTH)
         sealed = self._ciphers[0].encrypt(nonce, plaintext, header + self._aad_suffix)
-        return _b64encode(header + nonce + sealed)
+        return b64url_encode(header + nonce + sealed)
 
     def open(self, token: str) -> tuple[dict[str, Any], int] | None:
         """Decrypt a cookie value; return ``(data, key_index)`` or ``None``.
@@ -245,7 +208,7 @@ class CookieCipher:
         """
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             return None
-        raw = _b64decode(token)
+        raw = b64url_decode(token)
         if raw is None or len(raw) < _MIN_RAW_LENGTH or raw[0] != FORMAT_VERSION:
             return None
         header = raw[:_HEADER_LENGTH]

@@ -20,8 +20,6 @@ it comes from (``Origin``, or ``Referer`` over https), from an origin it does no
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hmac
 import re
 import secrets
@@ -29,6 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
+from .b64 import b64url_decode, b64url_encode
 from .errors import NoSessionError
 
 __all__ = ["CSRF_SESSION_KEY", "CSRFMiddleware", "csrf_token", "verify_csrf"]
@@ -49,22 +48,11 @@ _TOKEN_LENGTH = 86  # base64url of mask + masked secret, 64 bytes, unpadded
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 
-def _b64(raw: bytes) -> str:
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes | None:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
 def _secret(session: MutableMapping[str, Any]) -> bytes | None:
     stored = session.get(CSRF_SESSION_KEY)
     if not isinstance(stored, str) or len(stored) != _SECRET_LENGTH:
         return None
-    raw = _unb64(stored)
+    raw = b64url_decode(stored)
     return raw if raw is not None and len(raw) == _SECRET_BYTES else None
 
 
@@ -77,9 +65,9 @@ def csrf_token(session: MutableMapping[str, Any]) -> str:
     secret = _secret(session)
     if secret is None:
         secret = secrets.token_bytes(_SECRET_BYTES)
-        session[CSRF_SESSION_KEY] = _b64(secret)
+        session[CSRF_SESSION_KEY] = b64url_encode(secret)
     mask = secrets.token_bytes(_SECRET_BYTES)
-    return _b64(mask + bytes(m ^ s for m, s in zip(mask, secret, strict=True)))
+    return b64url_encode(mask + bytes(m ^ s for m, s in zip(mask, secret, strict=True)))
 
 
 def verify_csrf(session: MutableMapping[str, Any], token: str | bytes | None) -> bool:
@@ -97,7 +85,7 @@ def verify_csrf(session: MutableMapping[str, Any], token: str | bytes | None) ->
             return False
     if len(token) != _TOKEN_LENGTH:
         return False
-    raw = _unb64(token)
+    raw = b64url_decode(token)
     if raw is None or len(raw) != 2 * _SECRET_BYTES:
         return False
     mask, masked = raw[:_SECRET_BYTES], raw[_SECRET_BYTES:]

@@ -23,11 +23,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-from . import codec, decisions
+from . import codec, cookieformat, decisions
+from .b64 import b64url_decode
 from .cookies import parse_cookie_header
 from .ids import ID_RULE, is_valid_id
 from .options import MIN_KEY_BYTES
-from .signing import ALGORITHMS, Signer
+from .signing import ALGORITHMS
 
 __all__ = ["Diagnosis", "diagnose", "format_diagnosis", "format_duration", "keygen", "look_up"]
 
@@ -301,38 +302,54 @@ def _verify_signature(
     if not keys:
         _reject(d, "no keys given: a signed cookie cannot be verified without the app keys")
         return False
-    message = f"{name}={value}"
-    index = Signer(keys, algorithms).verify(message, signature)
+    index = cookieformat.signature_index(
+        value, signature, name=name, keys=keys, algorithms=algorithms
+    )
     if index >= 0:
-        d.key_index, alg_index = divmod(index, len(algorithms))
-        d.algorithm = algorithms[alg_index]
-        d.verified = True
-        if d.key_index > 0:
-            d.notes.append(
-                f"signed by keys[{d.key_index}], not keys[0]: rotated; the middleware accepts it "
-                "and re-issues the signature under keys[0] (event 'rotated')"
-            )
-        if len(algorithms) > 1 and alg_index > 0:
-            d.notes.append(
-                f"signed with {d.algorithm}, the second-choice algorithm; the next save signs it "
-                f"with {algorithms[0]}"
-            )
+        _note_verified(d, index, algorithms)
         return True
+    _reject(d, _why_unverified(value, signature, keys, algorithms, d))
+    return False
 
+
+def _note_verified(d: Diagnosis, index: int, algorithms: tuple[str, ...]) -> None:
+    d.key_index, alg_index = divmod(index, len(algorithms))
+    d.algorithm = algorithms[alg_index]
+    d.verified = True
+    if d.key_index > 0:
+        d.notes.append(
+            f"signed by keys[{d.key_index}], not keys[0]: rotated; the middleware accepts it "
+            "and re-issues the signature under keys[0] (event 'rotated')"
+        )
+    if len(algorithms) > 1 and alg_index > 0:
+        d.notes.append(
+            f"signed with {d.algorithm}, the second-choice algorithm; the next save signs it "
+            f"with {algorithms[0]}"
+        )
+
+
+def _why_unverified(
+    value: str,
+    signature: str,
+    keys: list[str | bytes],
+    algorithms: tuple[str, ...],
+    d: Diagnosis,
+) -> str:
+    name = d.cookie_name
     accepted = " or ".join(algorithms)
-    count = f"{len(keys)} key" + ("s" if len(keys) != 1 else "")
     for other in ALGORITHMS:
         if other in algorithms:
             continue
-        found = Signer(keys, (other,)).verify(message, signature)
+        found = cookieformat.signature_index(
+            value, signature, name=name, keys=keys, algorithms=(other,)
+        )
         if found >= 0:
-            _reject(
-                d,
+            return (
                 f"signed with {other} (by keys[{found}]) but only {accepted} is accepted: "
                 f"set {_opt(d, 'algorithm', other)}, or "
-                f"{_opt(d, 'algorithm', [algorithms[0], other])} while migrating",
+                f"{_opt(d, 'algorithm', [algorithms[0], other])} while migrating"
             )
-            return False
+    count = f"{len(keys)} key" + ("s" if len(keys) != 1 else "")
     reason = f"signature matches none of the {count} with {accepted}"
     shape = _SIG_LENGTHS.get(len(signature))
     if shape is None:
@@ -340,22 +357,18 @@ def _verify_signature(
     elif shape not in algorithms:
         reason += f" (it has the length of a {shape} signature)"
     for other_name in _OTHER_KOA_NAMES:
-        if other_name == name:
-            continue
-        for alg in ALGORITHMS:
-            if Signer(keys, (alg,)).verify(f"{other_name}={value}", signature) >= 0:
-                reason += (
-                    f"; it was signed as a {other_name!r} cookie: the cookie was renamed, "
-                    "signatures cover the name"
-                )
-                break
-        else:
-            continue
-        break
-    else:
-        reason += ": a key that is not among those given, or the value was altered"
-    _reject(d, reason)
-    return False
+        if (
+            other_name != name
+            and cookieformat.signature_index(
+                value, signature, name=other_name, keys=keys, algorithms=ALGORITHMS
+            )
+            >= 0
+        ):
+            return reason + (
+                f"; it was signed as a {other_name!r} cookie: the cookie was renamed, "
+                "signatures cover the name"
+            )
+    return reason + ": a key that is not among those given, or the value was altered"
 
 
 def _open_encrypted(value: str, keys: list[str | bytes], d: Diagnosis) -> bool:
@@ -384,7 +397,7 @@ def _open_encrypted(value: str, keys: list[str | bytes], d: Diagnosis) -> bool:
         return True
 
     why = "encrypted token cannot be opened: "
-    raw = crypto._b64decode(value)
+    raw = b64url_decode(value)
     if len(value) > crypto.MAX_TOKEN_LENGTH:
         why += f"longer than {crypto.MAX_TOKEN_LENGTH} characters"
     elif raw is None:
@@ -501,15 +514,8 @@ def _looks_encrypted(value: str, keys: list[str | bytes], d: Diagnosis) -> str |
             f"no {d.cookie_name + '.sig'!r} cookie, and none is needed: this is an encrypted "
             f"cookie (it opens with keys[{index}]): pass {flag}"
         )
-    from . import crypto
-
-    raw = crypto._b64decode(value)
-    if (
-        raw is not None
-        and len(raw) > crypto._MIN_RAW_LENGTH
-        and raw[0] == crypto.FORMAT_VERSION
-        and codec.decode(value) is None
-    ):
+    # The engine's own test of the shape (cookieformat), so both name the same values.
+    if cookieformat.looks_encrypted(value) and codec.decode(value) is None:
         return (
             f"no {d.cookie_name + '.sig'!r} cookie, and the value looks encrypted (an encrypted "
             f"token, not base64 JSON): pass {flag}, with the keys that sealed it"
@@ -537,16 +543,13 @@ def _check_metadata(
     absolute_timeout: float | None,
 ) -> bool:
     now_ms = now * 1000
-    max_age = data.get("_maxAge")
-    if data.get("_session") is True:
-        d.lifetime = "session"
-    elif isinstance(max_age, (int, float)) and not isinstance(max_age, bool):
-        d.lifetime = max_age / 1000
+    meta = decisions.split_metadata(data)[1]  # read as the engine reads it
+    d.lifetime = "session" if meta.max_age == "session" else decisions.ms_to_seconds(meta.max_age)
     # The verdict is the engine's own (decisions.check_times); this only explains it.
     problem = decisions.check_times(
         data, now_ms, absolute_timeout=absolute_timeout, idle_timeout=idle_timeout
     )
-    expire = data.get("_expire")
+    expire = meta.expire
     if (problem is None or problem.event == "expired") and expire is not None:
         d.expires_at = _utc(expire / 1000)
     if problem is not None:

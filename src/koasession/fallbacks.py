@@ -50,6 +50,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeGuard
 
 from . import codec, cookiesize
+from .b64 import b64url_decode
 from .serializers import TaggedSerializer
 from .signing import Signer
 
@@ -132,19 +133,6 @@ def _derive(secret: bytes, salt: bytes, derivation: str) -> bytes:
     raise ValueError(f"unknown key derivation {derivation!r}")
 
 
-_B64URL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
-
-
-def _b64url_decode(text: str) -> bytes | None:
-    # Strict alphabet: the decoder would skip stray characters, giving one value many spellings.
-    if not _B64URL.issuperset(text) or len(text) % 4 == 1:
-        return None
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (binascii.Error, ValueError):
-        return None
-
-
 class _TimestampVerifier:
     """Checks itsdangerous ``TimestampSigner`` values with precomputed derived keys."""
 
@@ -161,7 +149,7 @@ class _TimestampVerifier:
         signed, dot, signature = value.rpartition(".")
         if not dot or not value.isascii() or len(value) > _MAX_COOKIE:
             return None
-        expected = _b64url_decode(signature)
+        expected = b64url_decode(signature)
         if expected is None:
             return None
         message = signed.encode("ascii")
@@ -171,7 +159,7 @@ class _TimestampVerifier:
         ):
             return None
         payload, dot, stamp = signed.rpartition(".")
-        raw_stamp = _b64url_decode(stamp) if dot else None
+        raw_stamp = b64url_decode(stamp) if dot else None
         if not raw_stamp or len(raw_stamp) > 8:
             return None
         age = (time.time() if now is None else now) - int.from_bytes(raw_stamp, "big")
@@ -356,7 +344,7 @@ class FlaskReader:
         if payload is None:
             return None
         compressed = payload.startswith(".")
-        raw = _b64url_decode(payload[1:] if compressed else payload)
+        raw = b64url_decode(payload[1:] if compressed else payload)
         if raw is None:
             return None
         if compressed:

@@ -24,6 +24,8 @@ from __future__ import annotations
 import math
 import re
 
+from .errors import ConfigurationError
+
 #: Keys estimated below this many bits are refused unless ``allow_weak_keys`` is set.
 MIN_KEY_BITS = 100
 # Longer keys are judged on this prefix: it is already far past the limit when random.
@@ -224,3 +226,47 @@ _PUBLISHED_NORMAL = frozenset(map(_normal, _PUBLISHED))
 def is_published(key: str) -> bool:
     """True when ``key`` is a key printed in our documentation or a well-known placeholder."""
     return _normal(key) in _PUBLISHED_NORMAL
+
+
+#: The message for an empty key list, the same from every class that takes keys.
+NO_KEYS_MESSAGE = (
+    "at least one key is required: pass keys=[...] with a random secret of 32 bytes or more, "
+    "made with `koasession keygen`"
+)
+
+
+def check_keys(keys: object, *, required: bool = True) -> list[str | bytes]:
+    """The one structural check of an app key list; return it as a list.
+
+    Refuses, with a :class:`~koasession.errors.ConfigurationError`, a single ``str``/``bytes``
+    instead of a list, something not iterable, an empty list (when ``required``), a key that is
+    neither ``str`` nor ``bytes``, a ``str`` key not encodable as UTF-8 and an empty key. It does
+    not judge strength: :func:`koasession.options.validate_keys` does that, unless weak keys are
+    allowed. ``Signer``, ``CookieCipher`` and the middleware options all call this.
+    """
+    if isinstance(keys, (str, bytes)):
+        raise ConfigurationError("keys must be a list of keys, the first signing: keys=[key]")
+    try:
+        key_list: list[str | bytes] = list(keys)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigurationError(
+            f"keys must be a list of str or bytes; got {type(keys).__name__}"
+        ) from None
+    if required and not key_list:
+        raise ConfigurationError(NO_KEYS_MESSAGE)
+    for index, key in enumerate(key_list):
+        if isinstance(key, str):
+            try:
+                raw = key.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigurationError(f"keys[{index}] is not encodable as UTF-8") from None
+        elif isinstance(key, bytes):
+            raw = key
+        else:
+            # The type only: the value of something passed as a key may be a secret.
+            raise ConfigurationError(
+                f"keys[{index}] must be str or bytes; got {type(key).__name__}"
+            )
+        if not raw:
+            raise ConfigurationError(f"keys[{index}] is empty")
+    return key_list

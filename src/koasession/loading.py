@@ -8,7 +8,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from . import codec, cookieformat, decisions
 from .errors import (
@@ -95,12 +95,7 @@ class Loading(EngineState):
                     f"external_key.get must return the session id as a str, or None; got {key!r}"
                 )
         else:
-            key, rotated = self.read_signed_cookie(opts.key)
-            if key and cookieformat.is_cookie_payload(key):
-                # Sent by this app in cookie mode before a configuration change: looking it up
-                # would only be a miss (and put session data in a store query).
-                self.cross_mode(key, "cookie from cookie mode")
-                key = None
+            key, rotated = self._id_from_cookie()
         if key and not is_valid_id(key):
             self.emit("invalid", None, key, reason="malformed session id")
             key = None
@@ -117,17 +112,33 @@ class Loading(EngineState):
                 raise
             await self.adopt_new()
             return
+        if self._usable(data, key) and await _resolve(self.check(data, key)):
+            self.loaded_key = self.stored_key = key
+            self.accept(data, key, rotated)
+            return
+        await self.adopt_new()
+
+    def _id_from_cookie(self) -> tuple[str | None, bool]:
+        """The session id in the signed cookie and whether it was signed with an old key."""
+        key, rotated = self.read_signed_cookie(self.cfg.options.key)
+        if key and cookieformat.is_cookie_payload(key):
+            # Sent by this app in cookie mode before a configuration change: looking it up
+            # would only be a miss (and put session data in a store query).
+            self.cross_mode(key, "cookie from cookie mode")
+            key = None
+        return key, rotated
+
+    def _usable(self, data: object, key: str) -> TypeGuard[dict[str, Any]]:
+        """Whether the store's answer is session data; emits ``missed``/``invalid`` if not."""
         if data is None or (not isinstance(data, dict) and decisions.js_falsy(data)):
             self.emit("missed", key, data)  # koa: any falsy value from the store
         elif not isinstance(data, dict):
             self.emit("invalid", key, data, reason="store returned a non-object")
         elif data and codec.exceeds_depth(data):
             self.emit("invalid", key, None, reason=cookieformat.TOO_DEEP)
-        elif await _resolve(self.check(data, key)):
-            self.loaded_key = self.stored_key = key
-            self.accept(data, key, rotated)
-            return
-        await self.adopt_new()
+        else:
+            return True
+        return False
 
     def decode(self, value: str) -> dict[str, Any] | None:
         """Turn a cookie value into a payload, or emit ``invalid`` and return ``None``."""

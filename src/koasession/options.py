@@ -297,6 +297,14 @@ def validate(opts: SessionOptions) -> SessionOptions:
         _check_positive(name, value)
     _check_positive("session_store_ttl", opts.session_store_ttl, optional=False)
 
+    _validate_attributes(opts)
+    _validate_secure(opts)
+    _validate_plugins(opts)
+    return opts
+
+
+def _validate_attributes(opts: SessionOptions) -> None:
+    """The cookie attributes: path, domain, prefix, SameSite, priority."""
     for name in ("path", "domain", "prefix", "priority", "same_site"):
         _check_attr(name, getattr(opts, name))
     if opts.prefix:
@@ -325,6 +333,10 @@ def validate(opts: SessionOptions) -> SessionOptions:
             )
     if opts.secure not in (None, True, False):
         raise ConfigurationError(f"secure must be True, False or None; got {opts.secure!r}")
+
+
+def _validate_secure(opts: SessionOptions) -> None:
+    """``secure`` and the settings that need it (browsers reject them otherwise)."""
     needs_secure = []
     if opts.same_site == "none":
         needs_secure.append("same_site='none'")
@@ -341,6 +353,9 @@ def validate(opts: SessionOptions) -> SessionOptions:
             f"{' and '.join(needs_secure)} requires secure=True (browsers reject it otherwise)"
         )
 
+
+def _validate_plugins(opts: SessionOptions) -> None:
+    """Algorithms, callables, stores and the policy switches."""
     algorithms = opts.algorithms
     if not algorithms or any(a not in ALGORITHMS for a in algorithms):
         raise ConfigurationError(
@@ -374,19 +389,13 @@ def validate(opts: SessionOptions) -> SessionOptions:
             )
         if opts.encode is not None or opts.decode is not None:
             raise ConfigurationError("encrypt=True cannot be combined with custom encode/decode")
-    return opts
 
 
 def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str | bytes]:
     """Check the app keys; return them as a list."""
     if keys is None:
         keys = []
-    if isinstance(keys, (str, bytes)):
-        raise ConfigurationError("keys must be a list of keys, the first signing: keys=[key]")
-    try:
-        key_list: list[str | bytes] = list(keys)  # type: ignore[call-overload]
-    except TypeError:
-        raise ConfigurationError(f"keys must be a list of strings; got {keys!r}") from None
+    key_list = keystrength.check_keys(keys, required=False)
     if required and not key_list:
         raise ConfigurationError(
             "keys are required for signed cookies (koa: '.keys required for signed cookies'); "
@@ -394,11 +403,7 @@ def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str
             f"{_KEYGEN_HINT}"
         )
     for index, key in enumerate(key_list):
-        if not isinstance(key, (str, bytes)):
-            raise ConfigurationError(f"keys[{index}] must be str or bytes; got {key!r}")
         raw = key.encode() if isinstance(key, str) else key
-        if not raw:
-            raise ConfigurationError(f"keys[{index}] is empty")
         if allow_weak:
             continue
         text = key if isinstance(key, str) else key.decode("latin-1")

@@ -6,17 +6,16 @@ key or algorithm is reported so the middleware can re-issue the signature under 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from collections.abc import Sequence
 
+from . import keystrength
+from .b64 import b64url_encode as _b64url
+from .errors import ConfigurationError
+
 #: Digest algorithms a cookie may be signed with.
 ALGORITHMS = ("sha1", "sha256", "sha384", "sha512")
-
-
-def _b64url(digest: bytes) -> str:
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 class Signer:
@@ -29,9 +28,15 @@ class Signer:
     __slots__ = ("_macs", "_sign_mac")
 
     def __init__(self, keys: Sequence[str | bytes], algorithms: Sequence[str] = ("sha256",)):
-        if not keys:
-            raise ValueError("at least one signing key is required")
-        key_bytes = [k.encode() if isinstance(k, str) else bytes(k) for k in keys]
+        # The same key check, errors and wording as CookieCipher and the middleware options.
+        key_list = keystrength.check_keys(keys)
+        unknown = [alg for alg in algorithms if alg not in ALGORITHMS]
+        if isinstance(algorithms, str) or not algorithms or unknown:
+            raise ConfigurationError(
+                f"algorithms must be a non-empty list drawn from {list(ALGORITHMS)}; "
+                f"got {algorithms!r}"
+            )
+        key_bytes = [k.encode() if isinstance(k, str) else k for k in key_list]
         # Pre-keyed HMAC objects: copying one is cheaper than re-keying on every request.
         self._macs = [
             hmac.new(key, digestmod=getattr(hashlib, alg))

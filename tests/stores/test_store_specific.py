@@ -165,6 +165,31 @@ async def test_redis_layout_is_koa_redis_compatible(redis_url: str) -> None:
                 await store.client.delete(prefix + key)
 
 
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"n":NaN}',
+        '{"n":Infinity}',
+        '{"n":1e999}',  # overflows to infinity: JSON.stringify could never have written it
+        "[1,2]",
+        '"text"',
+        "[" * 200 + "]" * 200,
+    ],
+)
+async def test_redis_store_reads_stored_json_with_the_cookie_json_policy(
+    redis_url: str, raw: str
+) -> None:
+    from koasession.stores.redis import RedisStore
+
+    prefix = f"kstest:{RUN_ID}:policy:"
+    async with RedisStore(redis_url, key_prefix=prefix) as store:
+        try:
+            await store.client.set(prefix + "entry", raw, ex=60)
+            assert await store.get("entry") is None
+        finally:
+            await store.client.delete(prefix + "entry")
+
+
 async def test_redis_store_accepts_a_client_and_leaves_it_open(redis_url: str) -> None:
     import redis.asyncio
 

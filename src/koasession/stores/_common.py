@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,25 +45,19 @@ def dumps(data: SessionData) -> str:
     return codec.dumps(data)
 
 
-def _refuse_constant(name: str) -> Any:
-    # json.loads would otherwise accept NaN/Infinity, which JavaScript cannot produce or read.
-    raise ValueError(f"JSON constant {name} is not allowed")
-
-
 def loads(raw: str | bytes) -> SessionData | None:
-    """Parse stored JSON; anything that is not a JSON object is treated as a miss (``None``).
+    """Parse stored JSON with the package's one JSON policy (:func:`koasession.codec.loads_object`).
 
-    Data nested deeper than the middleware's limit is a miss too, found by a linear scan before
-    the (recursive) JSON decoder runs.
+    Anything that is not a JSON object, not UTF-8, nested deeper than the middleware's limit or
+    carrying ``NaN``/``Infinity``/an overflowing number is treated as a miss (``None``), exactly as
+    the same text in a cookie would be.
     """
-    try:
-        text = raw.decode() if isinstance(raw, bytes) else raw
-        if codec.too_deep(text):
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode()
+        except UnicodeDecodeError:
             return None
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
+    return codec.loads_object(raw)
 
 
 def ttl_seconds(max_age: float | None) -> float | None:

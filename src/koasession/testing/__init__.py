@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from .. import codec, cookieformat, cookies
+from .. import cookieformat, cookies, decisions
 from ..asgi import Receive, Scope, Send, SessionMiddleware
 from ..config import SessionConfig
 from ..errors import NoSessionError
@@ -347,7 +347,7 @@ def _decode(cfg: SessionConfig, value: str) -> dict[str, Any]:
 def _strip(data: dict[str, Any], metadata: bool) -> dict[str, Any]:
     if metadata:
         return data
-    return {k: v for k, v in data.items() if k not in codec.META_KEYS}
+    return decisions.split_metadata(data)[0]  # the engine's own split
 
 
 def read_session(
