@@ -50,11 +50,15 @@ class Responding(EngineState):
         attrs = cookieformat.attributes(opts, secure=secure, expires=expires, max_age=seconds)
         signer = self.signer
         count = 0
-        if signer is None or len(name) + len(value) + len(attrs) + 3 <= COOKIE_LINE_LIMIT:
+        if signer is None or len(name) + len(value) + len(attrs) + 3 < COOKIE_LINE_LIMIT:
             self._queue(name, value, expires, seconds, sign=True)
         else:
             try:
-                parts = cookiesize.chunk_cookies(name, value, signer, attributes_length=len(attrs))
+                # One byte under the limit: "each line under 4096 bytes", the strict reading.
+                limit = COOKIE_LINE_LIMIT - 1
+                parts = cookiesize.chunk_cookies(
+                    name, value, signer, attributes_length=len(attrs), limit=limit
+                )
             except ValueError as exc:
                 if self.cfg.options.on_oversize == "raise":
                     raise CookieTooLargeError(str(exc)) from None
