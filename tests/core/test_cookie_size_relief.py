@@ -118,3 +118,11 @@ async def test_without_chunk_a_big_session_is_too_large() -> None:
     async with client(app) as c:
         with pytest.raises(CookieTooLargeError):
             await c.get("/fill")
+
+
+async def test_turning_compress_off_still_reads_compressed_cookies() -> None:
+    async with client(size_app(compress=True)) as c:
+        jar = jar_after(await c.get("/fill?2000"))
+    async with client(size_app()) as c:
+        back = await c.get("/", headers=header(jar))
+    assert back.json() == {"blob": "ab" * 2000}
