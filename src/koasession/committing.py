@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from . import codec, cookieformat, decisions, storeio
+from . import atrest, codec, cookieformat, cookiesize, decisions, storeio
 from .errors import (
     ResponseStartedError,
     StoreError,
@@ -99,7 +99,7 @@ class Committing(EngineState):
             if opts.uses_store:
                 self.external_key = await self.new_id()
                 self.loaded_key = None
-        data_json = codec.snapshot(session._data)
+        data_json = codec.snapshot(self.json_safe(session._load()))
         if save or regenerate or session._require_save:
             reason = "force"
         else:
@@ -108,13 +108,13 @@ class Committing(EngineState):
             return
         if opts.before_save is not None:
             await _resolve(opts.before_save(self.ctx, session))
-            data_json = codec.snapshot(session._data)
+            data_json = codec.snapshot(self.json_safe(session._load()))
         # The load side refuses deeper data: writing it would lose the session next request.
         codec.check_save_depth(data_json)
         # koa's stores see ``changed`` on the write that carries a change; a forced save is
         # that write too when the data differs from what was loaded (koa writes twice then).
         changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
-        await self.save(session._load(), changed=changed, data_json=data_json)
+        await self.save(self.json_safe(session._load()), changed=changed, data_json=data_json)
         session._require(False)
         self.prev_json = data_json
         self.committed = True
@@ -151,7 +151,7 @@ class Committing(EngineState):
         if session._require_save:
             return True
         try:
-            data_json = codec.snapshot(data)  # the same text as prev_json, for comparison
+            data_json = codec.snapshot(self.json_safe(data))  # the text of prev_json
         except (TypeError, ValueError):
             return True
         prev = self.prev_json
@@ -208,7 +208,12 @@ class Committing(EngineState):
                 value = codec.encode_payload(data, data_json, self.metadata())
             else:
                 value = self.encode(self.payload(data))
-            self.write_cookie(opts.key, value)
+            if opts.compress:
+                value = cookiesize.compress_value(value)
+            if opts.chunk:
+                self.write_chunked(opts.key, value)
+            else:
+                self.write_cookie(opts.key, value)
             return
         if data_json is None:
             codec.snapshot(data)  # data JSON cannot hold is the app's error, not the store's
@@ -218,9 +223,14 @@ class Committing(EngineState):
         store = self.store
         assert store is not None  # store mode
 
+        cipher = self.cfg.store_cipher
+
         def write(key: str) -> Awaitable[Any]:
             kw = {"rolling": opts.rolling, "changed": changed, "ctx": self.ctx}
-            return self.store_call("set", store.set, key, payload, ttl, **kw)
+            value = payload
+            if cipher is not None:  # sealed per id: a collision retry seals again
+                value = atrest.seal_value(cipher, payload, atrest.bound_id(store, key))
+            return self.store_call("set", store.set, key, value, ttl, **kw)
 
         try:
             key, written = await storeio.save_new_id(
@@ -265,3 +275,6 @@ class Committing(EngineState):
                 self.stored_key = None
         if opts.external_key is None:
             self.expire_cookie(opts.key)
+            if opts.chunk:
+                for name in cookiesize.stale_chunk_names(opts.key, self.cookies, 0):
+                    self.expire_cookie(name, sign=False)

@@ -7,6 +7,7 @@ import inspect
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from . import atrest
 from .errors import ConfigurationError
 from .ids import make_genid
 from .options import SessionOptions, SessionOptionsDict, build_options, validate, validate_keys
@@ -38,6 +39,7 @@ class SessionConfig:
         "notices",
         "options",
         "signer",
+        "store_cipher",
         "store_timeout",
     )
 
@@ -46,14 +48,19 @@ class SessionConfig:
         self.keys = keys
         self.signer = (
             Signer(keys, options.algorithms)
-            if options.signed and keys and not options.encrypt
+            if options.signed and keys and not (options.encrypt and not options.uses_store)
             else None
         )
         self.cipher: CookieCipher | None = None
+        #: Seals stored values in store mode with ``encrypt=True`` (see :mod:`atrest`).
+        self.store_cipher: CookieCipher | None = None
         if options.encrypt:
             from .crypto import CookieCipher
 
-            self.cipher = CookieCipher(keys, cookie_name=options.key)
+            if options.uses_store:
+                self.store_cipher = CookieCipher(keys, cookie_name=atrest.CIPHER_NAME)
+            else:
+                self.cipher = CookieCipher(keys, cookie_name=options.key)
         self.genid: GenId = options.genid or make_genid(options.prefix)
         # asyncio.wait_for costs more than a whole in-process store call, and such a store
         # cannot hang on a network: it declares ``in_process = True`` to skip the timeout.

@@ -180,8 +180,11 @@ class CookieCipher:
             self._kids.append(kid)
             self._by_kid.setdefault(kid, []).append(index)
 
-    def seal(self, data: dict[str, Any]) -> str:
+    def seal(self, data: dict[str, Any], *, context: bytes = b"") -> str:
         """Encrypt ``data`` under ``keys[0]`` and return the cookie value.
+
+        A non-empty ``context`` is bound as extra associated data (after a NUL byte): the token
+        then opens only with the same ``context`` (the store uses the session id).
 
         Raises :class:`ValueError` (or :class:`TypeError`) for data that :meth:`open` would not
         accept back: not a dict, not JSON-serialisable, NaN/Infinity, nested deeper than
@@ -194,10 +197,11 @@ class CookieCipher:
         plaintext = codec.to_bytes(data)  # the exact JSON signed mode writes
         header = _VERSION_BYTE + self._kids[0]
         nonce = os.urandom(NONCE_LENGTH)
-        sealed = self._ciphers[0].encrypt(nonce, plaintext, header + self._aad_suffix)
+        aad = header + self._aad_suffix + (b"\x00" + context if context else b"")
+        sealed = self._ciphers[0].encrypt(nonce, plaintext, aad)
         return b64url_encode(header + nonce + sealed)
 
-    def open(self, token: str) -> tuple[dict[str, Any], int] | None:
+    def open(self, token: str, *, context: bytes = b"") -> tuple[dict[str, Any], int] | None:
         """Decrypt a cookie value; return ``(data, key_index)`` or ``None``.
 
         ``None`` on any failure whatsoever (bad base64, unknown version, unknown key id,
@@ -217,7 +221,7 @@ class CookieCipher:
             return None
         nonce = raw[_HEADER_LENGTH : _HEADER_LENGTH + NONCE_LENGTH]
         sealed = raw[_HEADER_LENGTH + NONCE_LENGTH :]
-        aad = header + self._aad_suffix
+        aad = header + self._aad_suffix + (b"\x00" + context if context else b"")
         for index in candidates:  # more than one only on a key-id collision or duplicate key
             try:
                 plaintext = self._ciphers[index].decrypt(nonce, sealed, aad)

@@ -184,6 +184,11 @@ class EngineState:
         if pending is not None:
             self.pending_events.append(pending)
 
+    def json_safe(self, data: dict[str, Any]) -> dict[str, Any]:
+        """``data`` as the codec writes it: through the ``serializer`` option when one is set."""
+        serializer = self.cfg.options.serializer
+        return data if serializer is None else serializer.to_json_safe(data)
+
     def store_call(
         self, operation: str, method: Callable[..., Any], key: str, *args: Any, **kw: Any
     ) -> Awaitable[Any]:
@@ -215,4 +220,5 @@ class EngineState:
         def max_age_ms(self, max_age: float) -> float: ...
         def reissue_signature(self) -> None: ...
         def write_cookie(self, name: str, value: str) -> None: ...
+        def write_chunked(self, name: str, value: str) -> None: ...
         def expire_cookie(self, name: str, *, sign: bool = True) -> None: ...

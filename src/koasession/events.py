@@ -2,7 +2,8 @@
 
 Names: ``missed``, ``invalid``, ``expired`` (as in koa), ``tampered`` (bad or missing signature),
 ``rotated`` (signed or encrypted with a key other than the first), ``store_error``, ``lost`` (a
-change that could not be delivered: made after the response started, or on a WebSocket).
+change that could not be delivered: made after the response started, or on a WebSocket),
+``migrated`` (a session read from an old cookie by a ``fallback`` reader and re-issued).
 A listener that raises, or whose coroutine fails, is logged and never breaks the request.
 """
 
@@ -26,6 +27,7 @@ LEVELS = {
     "tampered": logging.WARNING,
     "store_error": logging.ERROR,
     "lost": logging.WARNING,
+    "migrated": logging.INFO,
 }
 
 

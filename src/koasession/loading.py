@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from . import codec, cookieformat, decisions
+from . import atrest, codec, cookieformat, cookiesize, decisions, fallbacks
 from .errors import (
     StoreError,
 )
@@ -62,12 +62,33 @@ class Loading(EngineState):
             if verdict:
                 self.accept(data, None, rotated)
                 return
-        self.adopt(None, None)
+        if not self.adopt_fallback():
+            self.adopt(None, None)
 
     def cookie_payload(self) -> tuple[dict[str, Any] | None, bool]:
         """The verified, decoded cookie payload (or ``None``), and whether it was rotated."""
-        value, rotated = self.read_signed_cookie(self.cfg.options.key)
-        return (None if value is None else self.decode(value)), rotated
+        opts = self.cfg.options
+        value, rotated = self.read_signed_cookie(opts.key)
+        if value is None and opts.chunk and opts.key + ".sig" in self.cookies:
+            signer = self.signer
+            jar = self.cookies
+            joined = None if signer is None else cookiesize.join_chunks(opts.key, jar, signer)
+            if joined is None:
+                return None, False
+            value = joined[0]
+            if joined[1]:
+                # An older key signed the chunks: re-chunk under the first key on this response.
+                self.emit("rotated", None, value, reason="signed with an older key")
+                self.session._require()
+        if value is None:
+            return None, rotated
+        if value.startswith(cookiesize.COMPRESSED_PREFIX) and self.cfg.cipher is None:
+            expanded = cookiesize.expand_value(value)
+            if expanded is None:
+                self.emit("invalid", None, value, reason="malformed compressed payload")
+                return None, False
+            value = expanded
+        return self.decode(value), rotated
 
     def accept(self, data: dict[str, Any], key: str | None, rotated: bool) -> None:
         """Adopt a payload that passed every check; re-sign it if an older key signed it."""
@@ -83,7 +104,7 @@ class Loading(EngineState):
             data, rotated = self.cookie_payload()
             if data is not None and await _resolve(self.check(data, None)):
                 self.accept(data, None, rotated)
-            else:
+            elif not self.adopt_fallback():
                 self.adopt(None, None)
             return
 
@@ -112,9 +133,22 @@ class Loading(EngineState):
                 raise
             await self.adopt_new()
             return
+        await self._adopt_stored(data, key, rotated)
+
+    async def _adopt_stored(self, data: object, key: str, rotated: bool) -> None:
+        """Adopt what the store answered for ``key`` if it is a valid session, else start anew."""
+        resealed = False
+        if self.cfg.store_cipher is not None and isinstance(data, dict):
+            data, resealed = self.unseal(data, key)
+            if data is None:
+                await self.adopt_new()
+                return
         if self._usable(data, key) and await _resolve(self.check(data, key)):
             self.loaded_key = self.stored_key = key
             self.accept(data, key, rotated)
+            if resealed:
+                self.emit("rotated", key, None, reason="sealed at rest with an older key")
+                self.session._require()
             return
         await self.adopt_new()
 
@@ -139,6 +173,18 @@ class Loading(EngineState):
         else:
             return True
         return False
+
+    def unseal(self, stored: dict[str, Any], key: str) -> tuple[dict[str, Any] | None, bool]:
+        """Open a value sealed at rest (``encrypt=True`` in store mode); ``None`` if it fails.
+
+        Returns the payload and whether an older key sealed it.
+        """
+        cipher = self.cfg.store_cipher
+        assert cipher is not None
+        data, rotated, problem = atrest.open_value(cipher, stored, atrest.bound_id(self.store, key))
+        if problem is not None:
+            self.emit("invalid", key, None, reason=problem)
+        return data, rotated
 
     def decode(self, value: str) -> dict[str, Any] | None:
         """Turn a cookie value into a payload, or emit ``invalid`` and return ``None``."""
@@ -218,6 +264,14 @@ class Loading(EngineState):
             else:
                 self.emit(problem.event, key, data, reason=problem.reason)
             return False
+        serializer = opts.serializer
+        if serializer is not None:
+            try:
+                # In place: the caller goes on with this dict (fresh from a cookie or a store).
+                data.update(serializer.from_json_safe(data))
+            except ValueError as exc:
+                self.emit("invalid", key, data, reason=f"serializer refused the data: {exc}")
+                return False
         valid = opts.valid
         if valid is None:
             return True
@@ -256,12 +310,44 @@ class Loading(EngineState):
             self.loaded_max_age = seconds  # type: ignore[assignment]
         session._adopt(body, is_new=False)
         self.external_key = key
-        self.prev_json = codec.snapshot(body)
+        self.prev_json = codec.snapshot(self.json_safe(body))
 
     async def adopt_new(self) -> None:
-        """Start a fresh session with a new id (store mode)."""
-        self.adopt(None, None)
+        """Start a fresh session with a new id (store mode), or one an old cookie carries."""
+        if not self.adopt_fallback():
+            self.adopt(None, None)
         self.external_key = await self.new_id()
+
+    def adopt_fallback(self) -> bool:
+        """Adopt a session from an old-format cookie (``fallback=``); False when none reads.
+
+        The session is re-issued in the current format on this response (a forced save), the
+        old cookies are expired, and ``migrated`` is emitted with the reader's ``source``.
+        """
+        opts = self.cfg.options
+        if not opts.fallback:
+            return False
+        result = fallbacks.read_fallback(opts.fallback, self.cookies)
+        if result is None:
+            return False
+        data = dict(result.data)
+        if opts.serializer is not None:
+            try:
+                data = opts.serializer.from_json_safe(data)
+            except ValueError as exc:
+                self.emit("invalid", None, None, reason=f"serializer refused the data: {exc}")
+                return False
+        self.adopt(data, None)
+        self.prev_json = None  # the current format has never held this session
+        self.session._require()
+        # Cookies this response writes anyway (the old format may share our cookie name) are
+        # left to that write: expiring them as well would race it in the browser.
+        ours = {opts.key, opts.key + ".sig"}
+        for name in result.remove:
+            if name not in ours:
+                self.expire_cookie(name, sign=False)
+        self.emit("migrated", None, dict(data), source=result.source)
+        return True
 
     async def new_id(self) -> str:
         """A new session id from ``genid`` (or the default generator)."""

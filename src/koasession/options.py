@@ -17,7 +17,9 @@ from typing import Literal, TypedDict, cast
 
 from . import keystrength
 from .cookies import is_token
+from .cookiesize import check_compression
 from .errors import ConfigurationError
+from .fallbacks import FallbackReader
 from .ids import prefix_problem
 from .protocols import (
     BeforeSaveHook,
@@ -31,6 +33,7 @@ from .protocols import (
     Store,
     ValidHook,
 )
+from .serializers import Serializer
 from .signing import ALGORITHMS
 
 __all__ = [
@@ -116,6 +119,10 @@ class SessionOptions:
     store_timeout: float | None = 5.0
     session_store_ttl: float = 86400.0
     allow_weak_keys: bool = False
+    fallback: Sequence[FallbackReader] = ()
+    compress: bool = False
+    chunk: bool = False
+    serializer: Serializer | None = None
 
     def copy(self) -> SessionOptions:
         """A shallow copy, for one request's private changes."""
@@ -176,6 +183,10 @@ class SessionOptionsDict(TypedDict, total=False):
     store_timeout: float | timedelta | None
     session_store_ttl: float
     allow_weak_keys: bool
+    fallback: Sequence[FallbackReader]
+    compress: bool
+    chunk: bool
+    serializer: Serializer | None
 
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
@@ -382,13 +393,52 @@ def _validate_plugins(opts: SessionOptions) -> None:
         )
     if not isinstance(opts.scope_key, str) or not opts.scope_key:
         raise ConfigurationError(f"scope_key must be a non-empty string; got {opts.scope_key!r}")
+    _check_formats(opts)
+
+
+def _check_formats(opts: SessionOptions) -> None:
+    """Encryption, cookie size relief, the serializer and the migration readers."""
     if opts.encrypt:
-        if opts.uses_store:
-            raise ConfigurationError(
-                "encrypt=True is for cookie mode; in store mode the cookie holds only a signed id"
-            )
         if opts.encode is not None or opts.decode is not None:
             raise ConfigurationError("encrypt=True cannot be combined with custom encode/decode")
+        if opts.store is not None and getattr(opts.store, "owner", None) is not None:
+            raise ConfigurationError(
+                "encrypt=True in store mode seals the stored data, so the store's owner "
+                "function cannot read it: drop owner= from the store, or encrypt=True"
+            )
+    _check_size_relief(opts)
+    if opts.serializer is not None:
+        _check_methods("serializer", opts.serializer, ("to_json_safe", "from_json_safe"))
+    fallback = opts.fallback
+    if fallback is None or isinstance(fallback, (str, bytes)) or callable(fallback):
+        raise ConfigurationError(
+            f"fallback must be a list of readers, e.g. fallback=[StarletteReader(...)]; "
+            f"got {fallback!r}"
+        )
+    opts.fallback = tuple(fallback)
+    for index, reader in enumerate(opts.fallback):
+        if not callable(reader):
+            raise ConfigurationError(
+                f"fallback[{index}] must be a reader called with the cookies; got {reader!r}"
+            )
+
+
+def _check_size_relief(opts: SessionOptions) -> None:
+    for name in ("compress", "chunk"):
+        if not getattr(opts, name):
+            continue
+        if opts.uses_store:
+            raise ConfigurationError(
+                f"{name}=True is for cookie mode; in store mode the cookie holds only an id"
+            )
+        if opts.encode is not None or opts.decode is not None:
+            raise ConfigurationError(f"{name}=True cannot be combined with custom encode/decode")
+    check_compression(compress=opts.compress, encrypt=opts.encrypt)
+    if opts.chunk and (opts.encrypt or not opts.signed):
+        raise ConfigurationError(
+            "chunk=True needs signed cookies (one signature covers every chunk): "
+            "it cannot be combined with encrypt=True or signed=False"
+        )
 
 
 def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str | bytes]:

@@ -6,8 +6,10 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from . import cookieformat, cookies
+from . import cookieformat, cookies, cookiesize, events
+from .cookieformat import COOKIE_LINE_LIMIT
 from .errors import (
+    CookieTooLargeError,
     StoreError,
 )
 
@@ -35,6 +37,40 @@ class Responding(EngineState):
         """Queue ``name=value`` (and its ``.sig``) for this request's lifetime."""
         expires, seconds = self._lifetime()
         self._queue(name, value, expires, seconds, sign=True)
+
+    def write_chunked(self, name: str, value: str) -> None:
+        """Queue ``name=value`` whole when its line fits, else as ``name.1..N`` (``chunk=True``).
+
+        One signature in ``name.sig`` covers every chunk; chunk cookies the browser holds beyond
+        the count written are expired.
+        """
+        expires, seconds = self._lifetime()
+        opts = self._opts or self.cfg.options
+        secure = cookieformat.resolve_secure(opts.secure, self.is_secure())
+        attrs = cookieformat.attributes(opts, secure=secure, expires=expires, max_age=seconds)
+        signer = self.signer
+        count = 0
+        if signer is None or len(name) + len(value) + len(attrs) + 3 < COOKIE_LINE_LIMIT:
+            self._queue(name, value, expires, seconds, sign=True)
+        else:
+            try:
+                # One byte under the limit: "each line under 4096 bytes", the strict reading.
+                limit = COOKIE_LINE_LIMIT - 1
+                parts = cookiesize.chunk_cookies(
+                    name, value, signer, attributes_length=len(attrs), limit=limit
+                )
+            except ValueError as exc:
+                if self.cfg.options.on_oversize == "raise":
+                    raise CookieTooLargeError(str(exc)) from None
+                events.logger.warning("%s; cookie not sent", exc)
+                return
+            if name in self.cookies:
+                self.expire_cookie(name, sign=False)  # the manifest replaces its .sig
+            new = [(part, f"{part}={text}; {attrs}") for part, text in parts]
+            self.cookie_lines = cookieformat.merge(self.cookie_lines, new, overwrite=True)
+            count = len(parts) - 1
+        for stale in cookiesize.stale_chunk_names(name, self.cookies, count):
+            self.expire_cookie(stale, sign=False)
 
     def _lifetime(self) -> tuple[Any, Any]:
         max_age = (self._opts or self.cfg.options).max_age

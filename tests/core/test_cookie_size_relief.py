@@ -1,0 +1,128 @@
+"""``compress=True`` and ``chunk=True`` in cookie mode, through the middleware."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import pytest
+
+from koasession.errors import CookieTooLargeError
+
+from ._app import client, cookie_pairs, set_cookies, signed_cookie, wrap
+
+BIG = secrets.token_hex(3000)  # 6000 characters of incompressible text
+
+
+def size_app(**options: Any) -> Any:
+    def handler(scope: dict[str, Any]) -> Any:
+        session = scope["session"]
+        query = scope["query_string"].decode()
+        if scope["path"] == "/fill":
+            session["blob"] = "ab" * int(query) if query.isdigit() else BIG
+        elif scope["path"] == "/small":
+            session["blob"] = "tiny"
+        elif scope["path"] == "/logout":
+            scope["session"] = None
+        return dict(session) if scope["session"] is not None else None
+
+    return wrap(handler, **options)
+
+
+def jar_after(*responses: Any, jar: dict[str, str] | None = None) -> dict[str, str]:
+    jar = dict(jar or {})
+    for response in responses:
+        for line in set_cookies(response):
+            name, _, value = line.split(";", 1)[0].partition("=")
+            if value and "1970" not in line:
+                jar[name] = value
+            else:
+                jar.pop(name, None)
+    return jar
+
+
+def header(jar: dict[str, str]) -> dict[str, str]:
+    return {"cookie": "; ".join(f"{k}={v}" for k, v in jar.items())}
+
+
+async def test_compressed_cookie_is_shorter_and_reads_back() -> None:
+    app = size_app(compress=True)
+    async with client(app) as c:
+        first = await c.get("/fill?2000")
+        value = cookie_pairs(first)["koa.sess"]
+        assert value.startswith("~") and len(value) < 400
+        back = await c.get("/", headers=header(jar_after(first)))
+    assert back.json() == {"blob": "ab" * 2000}
+
+
+async def test_a_forged_compressed_value_is_refused() -> None:
+    # The signature covers the exact value, marker included.
+    events: list[str] = []
+    app = size_app(compress=True, on_event=lambda name, payload: events.append(name))
+    async with client(app) as c:
+        response = await c.get(
+            "/", headers={"cookie": signed_cookie({"a": 1}).replace("eyJ", "~eyJ", 1)}
+        )
+    assert response.json() == {}
+    assert "tampered" in events  # the signature covers the exact value
+
+
+async def test_chunked_session_survives_and_each_line_fits() -> None:
+    app = size_app(chunk=True)
+    async with client(app) as c:
+        first = await c.get("/fill")
+        lines = set_cookies(first)
+        assert all(len(line) < 4096 for line in lines)
+        names = set(cookie_pairs(first))
+        assert {"koa.sess.1", "koa.sess.2", "koa.sess.sig"} <= names
+        assert "koa.sess" not in names
+        jar = jar_after(first)
+        back = await c.get("/", headers=header(jar))
+        assert back.json() == {"blob": BIG}
+
+        small = await c.get("/small", headers=header(jar))
+        jar = jar_after(small, jar=jar)
+        assert set(jar) == {"koa.sess", "koa.sess.sig"}  # stale chunks expired
+        assert (await c.get("/", headers=header(jar))).json() == {"blob": "tiny"}
+
+
+async def test_a_tampered_or_missing_chunk_is_refused() -> None:
+    app = size_app(chunk=True)
+    async with client(app) as c:
+        jar = jar_after(await c.get("/fill"))
+        broken = dict(jar, **{"koa.sess.2": jar["koa.sess.2"][::-1]})
+        assert (await c.get("/", headers=header(broken))).json() == {}
+        missing = {k: v for k, v in jar.items() if k != "koa.sess.1"}
+        assert (await c.get("/", headers=header(missing))).json() == {}
+
+
+async def test_logout_expires_every_chunk() -> None:
+    app = size_app(chunk=True)
+    async with client(app) as c:
+        jar = jar_after(await c.get("/fill"))
+        out = await c.get("/logout", headers=header(jar))
+    assert jar_after(out, jar=jar) == {}
+
+
+async def test_compress_and_chunk_together() -> None:
+    app = size_app(compress=True, chunk=True)
+    async with client(app) as c:
+        first = await c.get("/fill")  # incompressible: stays base64, chunked
+        assert "koa.sess.2" in cookie_pairs(first)
+        back = await c.get("/", headers=header(jar_after(first)))
+    assert back.json() == {"blob": BIG}
+
+
+async def test_without_chunk_a_big_session_is_too_large() -> None:
+    app = size_app()
+    async with client(app) as c:
+        with pytest.raises(CookieTooLargeError):
+            await c.get("/fill")
+
+
+async def test_turning_compress_off_still_reads_compressed_cookies() -> None:
+    async with client(size_app(compress=True)) as c:
+        jar = jar_after(await c.get("/fill?2000"))
+    async with client(size_app()) as c:
+        back = await c.get("/", headers=header(jar))
+    assert back.json() == {"blob": "ab" * 2000}
