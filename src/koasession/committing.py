@@ -204,16 +204,7 @@ class Committing(EngineState):
         """
         opts = self.opts_view
         if not opts.uses_store:
-            if data_json is not None and self.cfg.cipher is None and opts.encode is None:
-                value = codec.encode_payload(data, data_json, self.metadata())
-            else:
-                value = self.encode(self.payload(data))
-            if opts.compress:
-                value = cookiesize.compress_value(value)
-            if opts.chunk:
-                self.write_chunked(opts.key, value)
-            else:
-                self.write_cookie(opts.key, value)
+            self.save_cookie(data, data_json)
             return
         if data_json is None:
             codec.snapshot(data)  # data JSON cannot hold is the app's error, not the store's
@@ -254,6 +245,20 @@ class Committing(EngineState):
             await _resolve(opts.external_key.set(self.ctx, key))
         else:
             self.write_cookie(opts.key, key)
+
+    def save_cookie(self, data: dict[str, Any], data_json: str | None) -> None:
+        """Write the session into the cookie itself (cookie mode)."""
+        opts = self.opts_view
+        if data_json is not None and self.cfg.cipher is None and opts.encode is None:
+            value = codec.encode_payload(data, data_json, self.metadata())
+        else:
+            value = self.encode(self.payload(data))
+        if opts.compress:
+            value = cookiesize.compress_value(value)
+        if opts.chunk:
+            self.write_chunked(opts.key, value)
+        else:
+            self.write_cookie(opts.key, value)
 
     def encode(self, payload: dict[str, Any]) -> str:
         """Serialise a payload for the cookie (see :func:`cookieformat.seal_payload`)."""

@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from . import atrest, codec, cookieformat, cookiesize, decisions, fallbacks
+from . import codec, cookieformat, cookiesize, decisions
 from .errors import (
     StoreError,
 )
@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     pass
 
 
-from .enginestate import EngineState, _resolve
+from .enginestate import _resolve
+from .migrating import Migrating
 
 
-class Loading(EngineState):
+class Loading(Migrating):
     """The loading part of the engine: read the cookie or the store, check, adopt."""
 
     # -- reading -------------------------------------------------------------------------
@@ -174,18 +175,6 @@ class Loading(EngineState):
             return True
         return False
 
-    def unseal(self, stored: dict[str, Any], key: str) -> tuple[dict[str, Any] | None, bool]:
-        """Open a value sealed at rest (``encrypt=True`` in store mode); ``None`` if it fails.
-
-        Returns the payload and whether an older key sealed it.
-        """
-        cipher = self.cfg.store_cipher
-        assert cipher is not None
-        data, rotated, problem = atrest.open_value(cipher, stored, atrest.bound_id(self.store, key))
-        if problem is not None:
-            self.emit("invalid", key, None, reason=problem)
-        return data, rotated
-
     def decode(self, value: str) -> dict[str, Any] | None:
         """Turn a cookie value into a payload, or emit ``invalid`` and return ``None``."""
         cfg = self.cfg
@@ -221,33 +210,6 @@ class Loading(EngineState):
         else:
             self.emit("invalid", None, value, reason=problem)
         return None
-
-    def _is_store_id_cookie(self, value: str) -> bool:
-        cfg = self.cfg
-        return cookieformat.is_store_id_cookie(
-            value,
-            jar=self.cookies,
-            name=cfg.options.key,
-            signed=cfg.signer is not None,
-            encrypted=cfg.cipher is not None,
-            keys=cfg.keys,
-            algorithms=cfg.options.algorithms,
-        )
-
-    def cross_mode(self, value: str, reason: str) -> None:
-        """Report a cookie written by this app in the other mode; a fresh session follows."""
-        mode = "store mode" if self.cfg.options.uses_store else "cookie mode"
-        self.emit(
-            "invalid",
-            None,
-            value,
-            reason=reason,
-            notice=(
-                f"a {self.cfg.options.key!r} cookie written in the other mode ({reason}) reached "
-                f"this {mode} middleware: was the configuration changed? Such cookies start "
-                "fresh sessions (event 'invalid'; logged once)"
-            ),
-        )
 
     def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
         """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""
@@ -317,37 +279,6 @@ class Loading(EngineState):
         if not self.adopt_fallback():
             self.adopt(None, None)
         self.external_key = await self.new_id()
-
-    def adopt_fallback(self) -> bool:
-        """Adopt a session from an old-format cookie (``fallback=``); False when none reads.
-
-        The session is re-issued in the current format on this response (a forced save), the
-        old cookies are expired, and ``migrated`` is emitted with the reader's ``source``.
-        """
-        opts = self.cfg.options
-        if not opts.fallback:
-            return False
-        result = fallbacks.read_fallback(opts.fallback, self.cookies)
-        if result is None:
-            return False
-        data = dict(result.data)
-        if opts.serializer is not None:
-            try:
-                data = opts.serializer.from_json_safe(data)
-            except ValueError as exc:
-                self.emit("invalid", None, None, reason=f"serializer refused the data: {exc}")
-                return False
-        self.adopt(data, None)
-        self.prev_json = None  # the current format has never held this session
-        self.session._require()
-        # Cookies this response writes anyway (the old format may share our cookie name) are
-        # left to that write: expiring them as well would race it in the browser.
-        ours = {opts.key, opts.key + ".sig"}
-        for name in result.remove:
-            if name not in ours:
-                self.expire_cookie(name, sign=False)
-        self.emit("migrated", None, dict(data), source=result.source)
-        return True
 
     async def new_id(self) -> str:
         """A new session id from ``genid`` (or the default generator)."""
