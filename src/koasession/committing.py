@@ -185,6 +185,7 @@ class Committing(EngineState):
             created=self.loaded_created,
             absolute_timeout=opts.absolute_timeout,
             idle_timeout=opts.idle_timeout,
+            record_created=self.cfg.record_created,
         )
 
     def max_age_ms(self, max_age: float) -> float:

@@ -37,6 +37,7 @@ class SessionConfig:
         "keys",
         "notices",
         "options",
+        "record_created",
         "signer",
         "store_timeout",
     )
@@ -55,6 +56,11 @@ class SessionConfig:
 
             self.cipher = CookieCipher(keys, cookie_name=options.key)
         self.genid: GenId = options.genid or make_genid(options.prefix)
+        #: Whether new sessions carry ``_created`` (``session.created_at``) without
+        #: ``absolute_timeout``: not with koa's sha1 signatures, the mode chosen for cookies a
+        #: Koa app shares byte for byte (koa keeps ``_created`` on ``ctx.session`` but drops it
+        #: on its next save).
+        self.record_created = options.algorithms[0] != "sha1"
         # asyncio.wait_for costs more than a whole in-process store call, and such a store
         # cannot hang on a network: it declares ``in_process = True`` to skip the timeout.
         in_process = getattr(options.store, "in_process", False) is True

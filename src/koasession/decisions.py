@@ -157,11 +157,13 @@ def metadata(
     created: Any,
     absolute_timeout: float | None,
     idle_timeout: float | None,
+    record_created: bool = False,
 ) -> dict[str, Any]:
     """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours for the timeouts.
 
     ``max_age_ms`` is :func:`lifetime_ms` of ``max_age`` (ignored for ``"session"``);
-    ``created`` the loaded ``_created`` (``None`` for a new session).
+    ``created`` the loaded ``_created`` (``None`` for a new session). ``_created`` is written
+    with ``absolute_timeout`` or ``record_created`` (``session.created_at``).
     """
     out: dict[str, Any] = {}
     if max_age == "session" or max_age_ms is None:
@@ -169,7 +171,7 @@ def metadata(
     else:
         out["_expire"] = now_ms + max_age_ms
         out["_maxAge"] = max_age_ms
-    if absolute_timeout is not None:
+    if absolute_timeout is not None or record_created:
         out["_created"] = created if created is not None else now_ms
     if idle_timeout is not None:
         out["_accessed"] = now_ms

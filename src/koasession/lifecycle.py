@@ -34,6 +34,7 @@ from .committing import Committing
 from .enginestate import UNAVAILABLE, Headers
 from .loading import Loading
 from .responding import Responding
+from .verbs import Verbs
 
 __all__ = ["COOKIE_LINE_LIMIT", "STORE_GRACE", "UNAVAILABLE", "Headers", "RequestSession"]
 
@@ -41,7 +42,7 @@ COOKIE_LINE_LIMIT = cookieformat.COOKIE_LINE_LIMIT
 STORE_GRACE = decisions.STORE_GRACE
 
 
-class RequestSession(Loading, Committing, Responding):
+class RequestSession(Loading, Committing, Responding, Verbs):
     """Session state and logic for one request: the engine an adapter drives."""
 
 
