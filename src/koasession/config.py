@@ -57,10 +57,9 @@ class SessionConfig:
             self.cipher = CookieCipher(keys, cookie_name=options.key)
         self.genid: GenId = options.genid or make_genid(options.prefix)
         #: Whether new sessions carry ``_created`` (``session.created_at``) without
-        #: ``absolute_timeout``: not with koa's sha1 signatures, the mode chosen for cookies a
-        #: Koa app shares byte for byte (koa keeps ``_created`` on ``ctx.session`` but drops it
-        #: on its next save).
-        self.record_created = options.algorithms[0] != "sha1"
+        #: ``absolute_timeout``. koa keeps it on ``ctx.session`` (out of ``toJSON()``) and drops
+        #: it on its next save, so it is harmless to a Koa app, but not byte-identical.
+        self.record_created = options.record_created is True
         # asyncio.wait_for costs more than a whole in-process store call, and such a store
         # cannot hang on a network: it declares ``in_process = True`` to skip the timeout.
         in_process = getattr(options.store, "in_process", False) is True

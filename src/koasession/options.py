@@ -116,6 +116,9 @@ class SessionOptions:
     store_timeout: float | None = 5.0
     session_store_ttl: float = 86400.0
     allow_weak_keys: bool = False
+    #: Write ``_created`` on every new session (``session.created_at``); False keeps cookies and
+    #: store entries byte-identical to koa-session's (``absolute_timeout`` records it anyway).
+    record_created: bool = True
 
     def copy(self) -> SessionOptions:
         """A shallow copy, for one request's private changes."""
@@ -176,6 +179,7 @@ class SessionOptionsDict(TypedDict, total=False):
     store_timeout: float | timedelta | None
     session_store_ttl: float
     allow_weak_keys: bool
+    record_created: bool
 
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
@@ -289,6 +293,10 @@ def validate(opts: SessionOptions) -> SessionOptions:
             'without spaces or any of ()<>@,;:\\"/[]?={})'
         )
     opts.max_age = normalize_max_age(opts.max_age)
+    if not isinstance(opts.record_created, bool):
+        raise ConfigurationError(
+            f"record_created must be True or False; got {opts.record_created!r}"
+        )
     for name in ("idle_timeout", "absolute_timeout", "store_timeout"):
         value = getattr(opts, name)
         if isinstance(value, timedelta):

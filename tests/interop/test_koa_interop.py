@@ -195,6 +195,8 @@ class PySide:
 def py_side(keys: list[str], **options: Any) -> PySide:
     options.setdefault("algorithm", "sha1")
     options.setdefault("max_age", DAY_S)
+    # Byte-for-byte comparisons with koa-session: koa never writes _created.
+    options.setdefault("record_created", False)
     if any(len(k.encode()) < 32 for k in keys):
         options["allow_weak_keys"] = True
     return PySide(SessionMiddleware(plain_app, keys=keys, **options))

@@ -59,3 +59,20 @@ async def test_verbs_on_every_store(harness: Harness) -> None:
     assert await store.get(old_id, 86400) is None
     entry = await store.get(new_id, 86400)
     assert entry is not None and entry["cart"] == 1 and "user" not in entry
+
+
+async def test_alogin_and_read_session_on_every_store(harness: Harness) -> None:
+    from koasession import testing
+
+    store = await harness.make()
+    app = make_app(store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        await testing.alogin(http, {"user": "ada"})
+        response = await http.get("/")
+        assert response.json()["data"] == {"user": "ada"}
+        assert await testing.aread_session(http) == {"user": "ada"}
+        login = await http.get("/login")
+        assert await testing.aread_session(login, app) == {"user": "ann"}
+        entry = await testing.aread_session(http, metadata=True)
+    assert entry is not None and isinstance(entry["_created"], int)
