@@ -72,6 +72,7 @@ class SessionMiddleware:
             slot=scope,
             raw=scope,
             websocket=kind == "websocket",
+            client=client[0] if (client := scope.get("client")) else None,
         )
         scope[cfg.options.scope_key] = rs.session
         if cfg.eager:

@@ -48,6 +48,8 @@ class LoadedMeta:
     accessed: Any = None
     #: ``_maxAge`` as loaded (ms), or ``"session"`` for ``_session``; ``None`` when absent.
     max_age: Any = None
+    #: ``_device``: the device facts (see :mod:`koasession.devices`).
+    device: Any = None
 
 
 def _is_number(value: object) -> bool:
@@ -107,6 +109,8 @@ def split_metadata(data: dict[str, Any]) -> tuple[dict[str, Any], LoadedMeta]:
             meta.created = value
         elif name == "_accessed":
             meta.accessed = value
+        elif name == "_device":
+            meta.device = value
     return body, meta
 
 

@@ -51,6 +51,8 @@ class EngineState:
     loaded_expire: float | None = None
     loaded_created: float | None = None
     loaded_accessed: float | None = None
+    #: ``_device`` as loaded, or as the device hook recorded it (written back with metadata).
+    loaded_device: Any = None
     # koa's ``_maxAge`` as loaded, and the lifetime in seconds it became: written back as is
     # while the lifetime is unchanged, so a re-save keeps koa's exact milliseconds.
     loaded_max_age_ms: float | None = None
@@ -80,6 +82,7 @@ class EngineState:
         slot: MutableMapping[str, Any],
         raw: Any = None,
         websocket: bool = False,
+        client: str | None = None,
     ) -> None:
         self.cfg = cfg
         #: The request headers, as ``(lower-case name, value)`` byte pairs.
@@ -91,6 +94,8 @@ class EngineState:
         #: The adapter's request object, for hooks (``ctx.scope``): the ASGI scope in ASGI.
         self.raw = raw
         self.websocket = websocket
+        #: The client address as the adapter knows it (ASGI: ``scope["client"][0]``).
+        self.client = client
         self.session = Session(self)
         self.store: Store | None = cfg.options.store
         self.cookie_lines: list[tuple[str, str]] = []
@@ -221,6 +226,7 @@ class EngineState:
         def reissue_signature(self) -> None: ...
         def write_cookie(self, name: str, value: str) -> None: ...
         def expire_cookie(self, name: str, *, sign: bool = True) -> None: ...
+        def note_device(self, data: dict[str, Any], *, regenerate: bool) -> None: ...
         # verbs.Verbs
         async def flush(self) -> None: ...
         def flush_now(self) -> None: ...

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from . import cookieformat, decisions
 from .committing import Committing
+from .devicehook import DeviceHook
 from .enginestate import UNAVAILABLE, Headers
 from .loading import Loading
 from .responding import Responding
@@ -42,7 +43,7 @@ COOKIE_LINE_LIMIT = cookieformat.COOKIE_LINE_LIMIT
 STORE_GRACE = decisions.STORE_GRACE
 
 
-class RequestSession(Loading, Committing, Responding, Verbs):
+class RequestSession(Loading, Committing, Responding, Verbs, DeviceHook):
     """Session state and logic for one request: the engine an adapter drives."""
 
 

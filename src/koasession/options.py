@@ -17,6 +17,7 @@ from typing import Literal, TypedDict, cast
 
 from . import keystrength
 from .cookies import is_token
+from .devices import DevicePolicy
 from .errors import ConfigurationError
 from .ids import prefix_problem
 from .protocols import (
@@ -119,6 +120,9 @@ class SessionOptions:
     #: Write ``_created`` on every new session (``session.created_at``); False keeps cookies and
     #: store entries byte-identical to koa-session's (``absolute_timeout`` records it anyway).
     record_created: bool = True
+    #: Record device facts (:mod:`koasession.devices`) for sessions with an owner, in store mode
+    #: with a store ``owner`` function; ``None`` records nothing.
+    device_policy: DevicePolicy | None = None
 
     def copy(self) -> SessionOptions:
         """A shallow copy, for one request's private changes."""
@@ -180,6 +184,7 @@ class SessionOptionsDict(TypedDict, total=False):
     session_store_ttl: float
     allow_weak_keys: bool
     record_created: bool
+    device_policy: DevicePolicy | None
 
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
@@ -297,6 +302,19 @@ def validate(opts: SessionOptions) -> SessionOptions:
         raise ConfigurationError(
             f"record_created must be True or False; got {opts.record_created!r}"
         )
+    if opts.device_policy is not None:
+        if not isinstance(opts.device_policy, DevicePolicy):
+            raise ConfigurationError(
+                f"device_policy must be a koasession.devices.DevicePolicy or None; got "
+                f"{opts.device_policy!r}"
+            )
+        if not opts.uses_store or (
+            opts.store is not None and getattr(opts.store, "owner", None) is None
+        ):
+            raise ConfigurationError(
+                "device_policy records devices per owner: it needs store=... created with "
+                "owner=<function of the session data>"
+            )
     for name in ("idle_timeout", "absolute_timeout", "store_timeout"):
         value = getattr(opts, name)
         if isinstance(value, timedelta):

@@ -33,6 +33,7 @@ class Verbs(EngineState):
     def _forget_loaded(self) -> None:
         """Drop what was loaded, so the next adopt starts from nothing."""
         self.loaded_expire = self.loaded_created = self.loaded_accessed = None
+        self.loaded_device = None
         self.loaded_max_age_ms = self.loaded_max_age = None
         self.prev_json = None
         self.loaded_key = None

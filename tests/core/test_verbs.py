@@ -228,13 +228,29 @@ async def test_browser_session_has_no_expiry_and_idle_timeout_records_access() -
     assert times["accessed"] is not None and abs(times["accessed"] - time.time()) < 60
 
 
-async def test_sha1_koa_mode_does_not_record_created() -> None:
-    async with client(cookie_app(algorithm="sha1")) as http:
+@pytest.mark.parametrize("how", ["option", "koa_middleware"])
+async def test_record_created_false_keeps_koa_bytes(how: str) -> None:
+    if how == "option":
+        app = cookie_app(record_created=False)
+    else:
+        from koasession.koa import koa_middleware
+
+        from ._app import KEY
+
+        app = koa_middleware(wrap(verbs, keys=[KEY]).app, [KEY])
+    async with client(app) as http:
         first = await http.get("/set")
         times = (await http.get("/times", headers={"cookie": cookie_header(first)})).json()
     payload = codec.decode(cookie_pairs(first)[COOKIE])
-    assert payload is not None and "_created" not in payload
+    assert payload is not None and set(payload) == {"user", "_expire", "_maxAge"}
     assert times["created"] is None
+
+
+async def test_record_created_must_be_a_bool() -> None:
+    from koasession.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="record_created"):
+        cookie_app(record_created="yes")
 
 
 async def test_created_cannot_be_set_by_the_app() -> None:
