@@ -10,7 +10,7 @@ format in :mod:`koasession.cookieformat`, store I/O in :mod:`koasession.storeio`
 
 The adapter's part, for any protocol::
 
-    rs = RequestSession(cfg, headers, scheme=..., slot=mapping, raw=request)
+    rs = RequestSession(cfg, headers, scheme=..., slot=mapping, raw=request, client=address)
     mapping[cfg.options.scope_key] = rs.session
     if cfg.eager: await rs.load_async()        # StoreError: answer UNAVAILABLE
     ...run the app...
