@@ -64,7 +64,12 @@ class SessionMiddleware:
         # every request a frame, and this is the hot path.
         cfg = self.config
         rs = RequestSession(
-            cfg, scope.get("headers") or (), scheme=scope.get("scheme"), slot=scope, raw=scope
+            cfg,
+            scope.get("headers") or (),
+            scheme=scope.get("scheme"),
+            slot=scope,
+            raw=scope,
+            client=client[0] if (client := scope.get("client")) else None,
         )
         scope[cfg.options.scope_key] = rs.session
         if cfg.eager:
@@ -130,6 +135,7 @@ class SessionMiddleware:
             slot=scope,
             raw=scope,
             websocket=True,
+            client=client[0] if (client := scope.get("client")) else None,
         )
         scope[cfg.options.scope_key] = rs.session
         try:

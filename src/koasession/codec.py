@@ -21,7 +21,7 @@ from json.encoder import encode_basestring
 from typing import Any
 
 #: Names the middleware writes into the payload; application data may use any other key.
-META_KEYS = frozenset({"_expire", "_maxAge", "_session", "_created", "_accessed"})
+META_KEYS = frozenset({"_expire", "_maxAge", "_session", "_created", "_accessed", "_device"})
 
 _B64_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
 _URLSAFE = str.maketrans("-_", "+/")

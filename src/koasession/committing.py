@@ -114,7 +114,10 @@ class Committing(EngineState):
         # koa's stores see ``changed`` on the write that carries a change; a forced save is
         # that write too when the data differs from what was loaded (koa writes twice then).
         changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
-        await self.save(self.json_safe(session._load()), changed=changed, data_json=data_json)
+        data = self.json_safe(session._load())
+        if opts.device_policy is not None:
+            self.note_device(data, regenerate=regenerate)
+        await self.save(data, changed=changed, data_json=data_json)
         session._require(False)
         self.prev_json = data_json
         self.committed = True
@@ -175,17 +178,21 @@ class Committing(EngineState):
         return out
 
     def metadata(self) -> dict[str, Any]:
-        """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours for the timeouts."""
+        """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours (timeouts, device)."""
         opts = self.opts_view
         max_age = opts.max_age
-        return decisions.metadata(
+        out = decisions.metadata(
             now_ms=int(time.time() * 1000),
             max_age=max_age,
             max_age_ms=None if isinstance(max_age, str) else self.max_age_ms(max_age),
             created=self.loaded_created,
             absolute_timeout=opts.absolute_timeout,
             idle_timeout=opts.idle_timeout,
+            record_created=self.cfg.record_created,
         )
+        if self.loaded_device is not None:
+            out["_device"] = self.loaded_device
+        return out
 
     def max_age_ms(self, max_age: float) -> float:
         """koa's ``maxAge`` in ms for ``max_age`` seconds (see :func:`decisions.lifetime_ms`)."""

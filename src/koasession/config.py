@@ -38,6 +38,7 @@ class SessionConfig:
         "keys",
         "notices",
         "options",
+        "record_created",
         "signer",
         "store_cipher",
         "store_timeout",
@@ -62,6 +63,10 @@ class SessionConfig:
             else:
                 self.cipher = CookieCipher(keys, cookie_name=options.key)
         self.genid: GenId = options.genid or make_genid(options.prefix)
+        #: Whether new sessions carry ``_created`` (``session.created_at``) without
+        #: ``absolute_timeout``. koa keeps it on ``ctx.session`` (out of ``toJSON()``) and drops
+        #: it on its next save, so it is harmless to a Koa app, but not byte-identical.
+        self.record_created = options.record_created is True
         # asyncio.wait_for costs more than a whole in-process store call, and such a store
         # cannot hang on a network: it declares ``in_process = True`` to skip the timeout.
         in_process = getattr(options.store, "in_process", False) is True

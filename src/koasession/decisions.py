@@ -48,6 +48,8 @@ class LoadedMeta:
     accessed: Any = None
     #: ``_maxAge`` as loaded (ms), or ``"session"`` for ``_session``; ``None`` when absent.
     max_age: Any = None
+    #: ``_device``: the device facts (see :mod:`koasession.devices`).
+    device: Any = None
 
 
 def _is_number(value: object) -> bool:
@@ -107,6 +109,8 @@ def split_metadata(data: dict[str, Any]) -> tuple[dict[str, Any], LoadedMeta]:
             meta.created = value
         elif name == "_accessed":
             meta.accessed = value
+        elif name == "_device":
+            meta.device = value
     return body, meta
 
 
@@ -157,11 +161,13 @@ def metadata(
     created: Any,
     absolute_timeout: float | None,
     idle_timeout: float | None,
+    record_created: bool = False,
 ) -> dict[str, Any]:
     """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours for the timeouts.
 
     ``max_age_ms`` is :func:`lifetime_ms` of ``max_age`` (ignored for ``"session"``);
-    ``created`` the loaded ``_created`` (``None`` for a new session).
+    ``created`` the loaded ``_created`` (``None`` for a new session). ``_created`` is written
+    with ``absolute_timeout`` or ``record_created`` (``session.created_at``).
     """
     out: dict[str, Any] = {}
     if max_age == "session" or max_age_ms is None:
@@ -169,7 +175,7 @@ def metadata(
     else:
         out["_expire"] = now_ms + max_age_ms
         out["_maxAge"] = max_age_ms
-    if absolute_timeout is not None:
+    if absolute_timeout is not None or record_created:
         out["_created"] = created if created is not None else now_ms
     if idle_timeout is not None:
         out["_accessed"] = now_ms

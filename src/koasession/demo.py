@@ -36,7 +36,7 @@ from urllib.parse import parse_qs
 
 from .asgi import Message, Receive, Scope, Send, SessionMiddleware
 from .csrf import CSRF_SESSION_KEY, CSRFMiddleware, csrf_token
-from .devices import DEVICE_KEY, DevicePolicy, device_facts, record_device, touch_device
+from .devices import DevicePolicy
 from .diagnose import format_duration
 from .envkeys import KEY_ENV, keys_from_env_or_random
 from .flash import flash, pop_flashes
@@ -138,10 +138,6 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
                 if form.get("remember"):
                     session.max_age = REMEMBER_ME
                     session["remember"] = True
-                if _owned(store):
-                    # Until the middleware records device facts itself at login.
-                    facts = device_facts(scope["headers"], _client(scope), DEVICE_POLICY)
-                    record_device(session, facts)
                 await session.regenerate()  # a new id at login defeats session fixation
             elif path.startswith("/sessions/") and session.get("user") and _owned(store):
                 await _manage_sessions(store, session, path, form)
@@ -160,7 +156,6 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
             if not session.get("user"):
                 await _send(send, 303, b"", [(b"location", b"/")])
                 return
-            touch_device(session, DEVICE_POLICY)
             page = await _sessions_page(store, session)
             await _send(send, 200, page.encode(), [(b"content-type", b"text/html; charset=utf-8")])
             return
@@ -168,7 +163,6 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
             await _send(send, 404, b"not found", [(b"content-type", b"text/plain")])
             return
         session["views"] = session.get("views", 0) + 1
-        touch_device(session, DEVICE_POLICY)
         shown_flashes = "".join(
             f'<p class="flash" id="flash-{html.escape(f.category)}">'
             f"{html.escape(str(f.message))}</p>\n"
@@ -190,9 +184,7 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
         # gave it; the middleware does not write it twice.
         await session.save()
         # The secret stays out of the page: tokens are masked so no body repeats it (BREACH).
-        shown = {
-            k: v for k, v in session.to_json().items() if k not in (CSRF_SESSION_KEY, DEVICE_KEY)
-        }
+        shown = {k: v for k, v in session.to_json().items() if k != CSRF_SESSION_KEY}
         page = _PAGE.format(
             mode=html.escape(
                 f"store: {type(store).__name__}" if store is not None else "signed cookie"
@@ -208,17 +200,14 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
         )
         await _send(send, 200, page.encode(), [(b"content-type", b"text/html; charset=utf-8")])
 
-    return SessionMiddleware(CSRFMiddleware(app), keys=keys, store=store)
+    # The middleware records each login's device (and refreshes last_seen on saves).
+    policy = DEVICE_POLICY if _owned(store) else None
+    return SessionMiddleware(CSRFMiddleware(app), keys=keys, store=store, device_policy=policy)
 
 
 def _owned(store: Any) -> bool:
     """Whether ``store`` keeps a per-owner index (the demo's stores do: owner = the user)."""
     return getattr(store, "owner", None) is not None
-
-
-def _client(scope: Scope) -> str | None:
-    client = scope.get("client")
-    return str(client[0]) if client else None
 
 
 def _when(timestamp: float | None) -> str:

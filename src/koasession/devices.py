@@ -2,9 +2,11 @@
 started on, and when it was last seen.
 
 Pure functions, no I/O. :func:`device_facts` turns a request's headers and client address into a
-small JSON-safe dict under a :class:`DevicePolicy`; :func:`record_device` writes it into the
-session at login under :data:`DEVICE_KEY`; :func:`touch_device` refreshes ``last_seen`` at most
-once per ``policy.touch_interval`` (so an active session is not rewritten on every request).
+small JSON-safe dict under a :class:`DevicePolicy`. The middleware records them itself with
+the ``device_policy`` option (store mode, a store with an ``owner`` function): at login
+(``regenerate()``), and refreshes ``last_seen`` on saves at most once per
+``policy.touch_interval``. :func:`record_device` and :func:`touch_device` do the same to a
+plain mapping of stored data (a session refuses the reserved :data:`DEVICE_KEY`).
 The stores' ``list_owner`` read the facts back (:func:`read_device`).
 
 Privacy: by default the facts hold the user agent (truncated) and the two timestamps, never an
@@ -35,11 +37,10 @@ __all__ = [
     "touch_device",
 ]
 
-#: The session key the device facts live under.
+#: The key the device facts live under in a stored session: metadata (``codec.META_KEYS``), so
+#: the application cannot set it and ``to_json()`` leaves it out; the middleware writes it when
+#: the ``device_policy`` option is set (:mod:`koasession.devicehook`).
 DEVICE_KEY = "_device"
-# Not (yet) in codec.META_KEYS, though it belongs there (the app must not forge it, to_json()
-# should not show it): the engine drops META keys it does not know when it loads a session, so
-# a META ``_device`` would be lost on the next request until the engine carries it through.
 
 #: How much of the client address to keep: nothing, a coarse prefix, or all of it.
 IpMode = Literal["none", "prefix", "full"]

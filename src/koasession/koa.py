@@ -165,8 +165,10 @@ def koa_middleware(
 
     ``keys`` are koa's ``app.keys``. ``options`` are koasession keywords for what koa has no
     option for (``algorithm="sha1"``, ``encrypt``, ``on_event``...); a keyword that a koa
-    option also sets is a :class:`~koasession.ConfigurationError`.
+    option also sets is a :class:`~koasession.ConfigurationError`. ``record_created`` defaults
+    to False here, so the cookies and store entries are koa-session's, byte for byte.
     """
+    options.setdefault("record_created", False)
     converted = from_koa_options(koa_options or {})
     clash = sorted(set(converted) & set(options))
     if clash:

@@ -10,7 +10,7 @@ format in :mod:`koasession.cookieformat`, store I/O in :mod:`koasession.storeio`
 
 The adapter's part, for any protocol::
 
-    rs = RequestSession(cfg, headers, scheme=..., slot=mapping, raw=request)
+    rs = RequestSession(cfg, headers, scheme=..., slot=mapping, raw=request, client=address)
     mapping[cfg.options.scope_key] = rs.session
     if cfg.eager: await rs.load_async()        # StoreError: answer UNAVAILABLE
     ...run the app...
@@ -31,9 +31,11 @@ from __future__ import annotations
 
 from . import cookieformat, decisions
 from .committing import Committing
+from .devicehook import DeviceHook
 from .enginestate import UNAVAILABLE, Headers
 from .loading import Loading
 from .responding import Responding
+from .verbs import Verbs
 
 __all__ = ["COOKIE_LINE_LIMIT", "STORE_GRACE", "UNAVAILABLE", "Headers", "RequestSession"]
 
@@ -41,7 +43,7 @@ COOKIE_LINE_LIMIT = cookieformat.COOKIE_LINE_LIMIT
 STORE_GRACE = decisions.STORE_GRACE
 
 
-class RequestSession(Loading, Committing, Responding):
+class RequestSession(Loading, Committing, Responding, Verbs, DeviceHook):
     """Session state and logic for one request: the engine an adapter drives."""
 
 

@@ -262,6 +262,7 @@ class Loading(Migrating):
         self.loaded_expire = meta.expire
         self.loaded_created = meta.created
         self.loaded_accessed = meta.accessed
+        self.loaded_device = meta.device
         configured = (self._opts or self.cfg.options).max_age
         seconds, override, exact = decisions.loaded_lifetime(meta.max_age, configured)
         if override:

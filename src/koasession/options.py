@@ -18,6 +18,7 @@ from typing import Literal, TypedDict, cast
 from . import keystrength
 from .cookies import is_token
 from .cookiesize import check_compression
+from .devices import DevicePolicy
 from .errors import ConfigurationError
 from .fallbacks import FallbackReader
 from .ids import prefix_problem
@@ -123,6 +124,12 @@ class SessionOptions:
     compress: bool = False
     chunk: bool = False
     serializer: Serializer | None = None
+    #: Write ``_created`` on every new session (``session.created_at``); False keeps cookies and
+    #: store entries byte-identical to koa-session's (``absolute_timeout`` records it anyway).
+    record_created: bool = True
+    #: Record device facts (:mod:`koasession.devices`) for sessions with an owner, in store mode
+    #: with a store ``owner`` function; ``None`` records nothing.
+    device_policy: DevicePolicy | None = None
 
     def copy(self) -> SessionOptions:
         """A shallow copy, for one request's private changes."""
@@ -187,6 +194,8 @@ class SessionOptionsDict(TypedDict, total=False):
     compress: bool
     chunk: bool
     serializer: Serializer | None
+    record_created: bool
+    device_policy: DevicePolicy | None
 
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
@@ -300,6 +309,23 @@ def validate(opts: SessionOptions) -> SessionOptions:
             'without spaces or any of ()<>@,;:\\"/[]?={})'
         )
     opts.max_age = normalize_max_age(opts.max_age)
+    if not isinstance(opts.record_created, bool):
+        raise ConfigurationError(
+            f"record_created must be True or False; got {opts.record_created!r}"
+        )
+    if opts.device_policy is not None:
+        if not isinstance(opts.device_policy, DevicePolicy):
+            raise ConfigurationError(
+                f"device_policy must be a koasession.devices.DevicePolicy or None; got "
+                f"{opts.device_policy!r}"
+            )
+        if not opts.uses_store or (
+            opts.store is not None and getattr(opts.store, "owner", None) is None
+        ):
+            raise ConfigurationError(
+                "device_policy records devices per owner: it needs store=... created with "
+                "owner=<function of the session data>"
+            )
     for name in ("idle_timeout", "absolute_timeout", "store_timeout"):
         value = getattr(opts, name)
         if isinstance(value, timedelta):

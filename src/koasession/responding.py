@@ -139,7 +139,7 @@ class Responding(EngineState):
                 return False
             self.error_response = True
             return True
-        if self.cfg.options.auto_commit and self.touched():
+        if self.cfg.options.auto_commit and not self.skipped and self.touched():
             return self._commit_at_start()
         self.started = True
         return True
@@ -197,7 +197,7 @@ class Responding(EngineState):
         opts = self.cfg.options
         if not (self.websocket or (self.started and not self.error_response)):
             return
-        if not (opts.auto_commit and self.touched() and self.unsaved_change()):
+        if self.skipped or not (opts.auto_commit and self.touched() and self.unsaved_change()):
             return
         if self.websocket:
             if opts.uses_store:

@@ -8,7 +8,9 @@ commit compares serialised data rather than watching assignments.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import Iterator, MutableMapping
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .codec import META_KEYS
@@ -134,6 +136,42 @@ class SessionEngine(Protocol):
     async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
         """Decide and apply: remove, save or nothing."""
         ...
+
+    async def flush(self) -> None:
+        """Destroy the session and start an empty one with a new id."""
+        ...
+
+    def flush_now(self) -> None:
+        """:meth:`flush` without I/O (cookie mode)."""
+        ...
+
+    async def reload(self) -> None:
+        """Read the session again as the request sent it."""
+        ...
+
+    def reload_now(self) -> None:
+        """:meth:`reload` without I/O (lazy cookie mode)."""
+        ...
+
+    def skip(self) -> None:
+        """Write nothing automatically for this request."""
+        ...
+
+    def created_ms(self) -> float | None:
+        """When the session was created, in ms since the epoch."""
+        ...
+
+    def accessed_ms(self) -> float | None:
+        """The recorded last access, in ms since the epoch."""
+        ...
+
+    def expires_ms(self) -> float | None:
+        """When the session expires, in ms since the epoch (``None``: browser session)."""
+        ...
+
+
+def _datetime(ms: float | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
 class Session(MutableMapping[str, Any]):
@@ -286,3 +324,75 @@ class Session(MutableMapping[str, Any]):
     async def manually_commit(self) -> None:
         """Commit now; the way to write when ``auto_commit=False``."""
         await self._rs.commit()
+
+    # -- everyday verbs ------------------------------------------------------------------
+    async def flush(self) -> None:
+        """Destroy this session and continue with an empty new one (Django's ``flush()``).
+
+        Store mode: the stored entry is destroyed now and the session gets a new id. Both
+        modes: the cookie is expired, unless the application stores values afterwards, which
+        are then saved as a new session (new id, new ``created_at``). Use it at logout.
+        """
+        await self._rs.flush()
+
+    def flush_sync(self) -> None:
+        """:meth:`flush` without awaiting, in cookie mode (it needs no I/O there).
+
+        In store mode it raises ``TypeError``: destroying the entry is store I/O.
+        """
+        self._rs.flush_now()
+
+    async def reload(self) -> None:
+        """Read the session again as this request sent it, discarding unsaved changes.
+
+        Store mode: the stored data is read again (changes another request saved meanwhile
+        appear; a session destroyed meanwhile becomes a new one). Cookie mode: the request's
+        cookie is decoded again.
+        """
+        await self._rs.reload()
+
+    def reload_sync(self) -> None:
+        """:meth:`reload` without awaiting, in cookie mode without an async ``valid``.
+
+        Otherwise it raises ``TypeError``: reading needs the store (or the hook) awaited.
+        """
+        self._rs.reload_now()
+
+    def skip_save(self) -> None:
+        """Let this request write nothing, whatever changed.
+
+        The automatic commit is skipped: no save, no rolling/renew/idle refresh, no removal.
+        Explicit ``await session.save()``, ``regenerate()`` or ``flush()`` still act.
+        """
+        self._rs.skip()
+
+    # -- metadata (read-only) ------------------------------------------------------------
+    @property
+    def created_at(self) -> datetime | None:
+        """When the session was created (UTC), ``None`` if it carries no ``_created``.
+
+        A new session answers now and saves that time. ``_created`` is recorded on every new
+        session except with koa's ``algorithm="sha1"`` (unless ``absolute_timeout`` is set).
+        """
+        return _datetime(self._rs.created_ms())
+
+    @property
+    def accessed_at(self) -> datetime | None:
+        """The last access as recorded (UTC): only with ``idle_timeout``, else ``None``."""
+        return _datetime(self._rs.accessed_ms())
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the session expires as loaded (UTC); ``None`` for ``max_age="session"``.
+
+        A new session answers now plus its lifetime.
+        """
+        return _datetime(self._rs.expires_ms())
+
+    @property
+    def remaining(self) -> float | None:
+        """Seconds until :attr:`expires_at` (0 at the earliest); ``None`` for browser sessions."""
+        expires = self._rs.expires_ms()
+        if expires is None:
+            return None
+        return max(0.0, (expires - time.time() * 1000) / 1000)

@@ -195,6 +195,8 @@ class PySide:
 def py_side(keys: list[str], **options: Any) -> PySide:
     options.setdefault("algorithm", "sha1")
     options.setdefault("max_age", DAY_S)
+    # Byte-for-byte comparisons with koa-session: koa never writes _created.
+    options.setdefault("record_created", False)
     if any(len(k.encode()) < 32 for k in keys):
         options["allow_weak_keys"] = True
     return PySide(SessionMiddleware(plain_app, keys=keys, **options))
@@ -675,3 +677,26 @@ async def test_underscore_keys_set_here_are_invisible_to_koa(koa_server: KoaFact
     assert (await py.get("/get", pair(minted))).json()["session"] == {"_csrf": "t", "u": 1}
     koa = koa_server(keys=[KEY_1], algorithm="sha1", max_age=DAY_MS)
     assert (await koa_get(koa, "/get", pair(minted))).json()["session"] == {"u": 1}
+
+
+# --------------------------------------------------------------------------------------------
+# _created (record_created=True, our default): what koa-session does with it
+# --------------------------------------------------------------------------------------------
+
+
+async def test_created_is_hidden_from_koa_and_dropped_by_its_saves(koa_server: KoaFactory) -> None:
+    py = py_side([KEY_1, KEY_2], algorithm="sha256", record_created=True)
+    koa = koa_server(keys=[KEY_1, KEY_2], algorithm="sha256", max_age=DAY_MS)
+
+    minted = await py.get("/set?" + urlencode({"user": "alice"}))
+    jar = pair(minted)
+    assert isinstance(decode_payload(jar[COOKIE])["_created"], int)
+
+    # koa accepts the cookie and keeps _created out of toJSON()...
+    seen = (await koa_get(koa, "/get", jar)).json()
+    assert seen["session"] == {"user": "alice"} and seen["isNew"] is False
+    # ...and a save by koa drops it, while the data survives the round trip back here.
+    changed = pair(await koa_get(koa, "/set?views=2", jar))
+    assert "_created" not in decode_payload(changed[COOKIE])
+    read = await py.get("/get", changed)
+    assert read.json()["session"] == {"user": "alice", "views": "2"}

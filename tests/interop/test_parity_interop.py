@@ -115,6 +115,7 @@ async def run_py(
         keys=[KEY],
         algorithm="sha1",
         same_site=None,
+        record_created=False,  # compared byte for byte with koa-session, which has no _created
         store=store,
         on_event=lambda name, p: events.append(
             {"name": name, "key": p["key"], "value": p["value"]}

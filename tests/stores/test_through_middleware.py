@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from koasession import SessionMiddleware
-from koasession.devices import DevicePolicy, device_facts, record_device
+from koasession.devices import DevicePolicy
 
 from .conftest import Harness, PrivateRedis
 
@@ -125,8 +125,6 @@ def devices_app(store: Any) -> SessionMiddleware:
         body: Any = None
         if scope["path"] == "/login":
             session["user"] = "ann"
-            facts = device_facts(scope["headers"], "198.51.100.23", DevicePolicy(ip="prefix"))
-            record_device(session, facts)
             await session.regenerate()
         elif scope["path"] == "/sessions":
             entries = await store.list_owner(session["user"], current=session.external_key)
@@ -145,12 +143,12 @@ def devices_app(store: Any) -> SessionMiddleware:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": json.dumps(body).encode()})
 
-    return SessionMiddleware(inner, keys=KEYS, store=store)
+    return SessionMiddleware(inner, keys=KEYS, store=store, device_policy=DevicePolicy(ip="prefix"))
 
 
 async def agent_call(app: Any, path: str, cookie: str | None, agent: str) -> httpx.Response:
     headers = {"user-agent": agent, **({"cookie": cookie} if cookie else {})}
-    transport = httpx.ASGITransport(app=app)
+    transport = httpx.ASGITransport(app=app, client=("198.51.100.23", 4711))
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         return await client.get(path, headers=headers)
 
@@ -298,7 +296,9 @@ async def test_session_lifetime_gets_a_finite_redis_ttl(redis_url: str) -> None:
         try:
             ttl = await store.client.ttl(key)
             assert 118 <= ttl <= 120
-            assert json.loads(await store.client.get(key)) == {"views": 1, "_session": True}
+            entry = json.loads(await store.client.get(key))
+            assert entry.pop("_created") > 0
+            assert entry == {"views": 1, "_session": True}
         finally:
             await store.client.delete(key)
 

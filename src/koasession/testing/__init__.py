@@ -21,10 +21,11 @@ variants (:func:`aset_session`, :func:`asession_cookies`, :func:`store_session`,
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections import deque
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar, cast
 
 from .. import cookieformat, cookies, decisions
 from ..asgi import Receive, Scope, Send, SessionMiddleware
@@ -36,10 +37,14 @@ from ..session import check_key
 
 __all__ = [
     "InvalidSessionCookie",
+    "aforce_session",
+    "alogin",
     "aread_session",
     "asession_cookies",
     "aset_session",
     "find_middleware",
+    "force_session",
+    "login",
     "read_session",
     "response_session_id",
     "session_cookies",
@@ -351,24 +356,35 @@ def _strip(data: dict[str, Any], metadata: bool) -> dict[str, Any]:
 
 
 def read_session(
-    response: _Response,
-    app: object,
+    response: _Response | _Client,
+    app: object = None,
     *,
     metadata: bool = False,
     scope_key: str = "session",
 ) -> dict[str, Any] | None:
-    """The session data a response wrote into its cookie (cookie mode).
+    """The session data a response wrote into its cookie, or a client now holds.
 
     ``None`` when the response did not write the session, or removed it (see
-    :func:`session_removed`). The signature is verified against the first key and the payload
-    decoded (or decrypted); :class:`InvalidSessionCookie` when either fails. Metadata
-    (``_expire``, ``_maxAge``...) is stripped unless ``metadata=True``. In store mode use
-    ``await aread_session(...)``.
+    :func:`session_removed`), or the client holds no session cookie. The signature is verified
+    against the first key and the payload decoded (or decrypted); :class:`InvalidSessionCookie`
+    when either fails. Metadata (``_expire``, ``_maxAge``...) is stripped unless
+    ``metadata=True``. ``app`` may be left out for a client whose app can be found (Starlette's
+    ``TestClient``, httpx's ``ASGITransport``). In store mode, a client is read from the store
+    (outside a running event loop); a response needs ``await aread_session(...)``.
     """
+    if _is_client(response):
+        client: Any = response
+        cfg = _config(_app_of(client, app), scope_key)
+        if cfg.options.uses_store:
+            return _run(client, lambda: aread_session(client, cfg, metadata=metadata))
+        value = _jar_value(client, cfg)
+        return None if value is None else _strip(_decode(cfg, value), metadata)
+    if app is None:
+        raise TypeError("read_session(response, app): pass the app (or its middleware)")
     cfg = _config(app, scope_key)
     if cfg.options.uses_store:
         raise TypeError("the middleware uses a store: use `await aread_session(...)`")
-    value = _verified_value(response, cfg)
+    value = _verified_value(cast(_Response, response), cfg)
     if value is None:
         return None
     return _strip(_decode(cfg, value), metadata)
@@ -385,18 +401,30 @@ def response_session_id(
 
 
 async def aread_session(
-    response: _Response,
-    app: object,
+    response: _Response | _Client,
+    app: object = None,
     *,
     metadata: bool = False,
     scope_key: str = "session",
 ) -> dict[str, Any] | None:
     """Like :func:`read_session`, in both modes: in store mode the data is read from the store
-    under the id the response's cookie carries (``None`` if the store has nothing)."""
+    under the id the response's cookie (or the client's) carries (``None`` if the store has
+    nothing)."""
+    is_client = _is_client(response)
+    if is_client:
+        app = _app_of(response, app)
+    elif app is None:
+        raise TypeError("aread_session(response, app): pass the app (or its middleware)")
     cfg = _config(app, scope_key)
     if not cfg.options.uses_store:
+        if is_client:
+            value = _jar_value(response, cfg)
+            return None if value is None else _strip(_decode(cfg, value), metadata)
         return read_session(response, cfg, metadata=metadata, scope_key=scope_key)
-    key = _verified_value(response, cfg)
+    if is_client:
+        key = _jar_value(response, cfg)
+    else:
+        key = _verified_value(cast(_Response, response), cfg)
     if key is None:
         return None
     rs = _request_session(cfg, None)
@@ -417,3 +445,109 @@ def session_removed(response: _Response, app: object, *, scope_key: str = "sessi
     jar = _set_cookies(response)
     entry = jar.get(cfg.options.key)
     return entry is not None and _is_removal(*entry)
+
+
+# -- logged-in clients -------------------------------------------------------------------------
+
+_T = TypeVar("_T")
+
+
+def _is_client(obj: object) -> bool:
+    return hasattr(obj, "base_url") and hasattr(obj, "cookies")
+
+
+def _app_of(client: object, app: object) -> object:
+    """The app a test client calls: ``app`` if given, else Starlette's ``client.app`` or the
+    ``app`` of httpx's ``ASGITransport``."""
+    if app is not None:
+        return app
+    found = getattr(client, "app", None) or getattr(
+        getattr(client, "_transport", None), "app", None
+    )
+    if found is None:
+        raise TypeError(
+            f"cannot tell which app {type(client).__name__} calls; pass middleware=app (the "
+            "SessionMiddleware or an app it sits in)"
+        )
+    return found
+
+
+def _jar_value(client: Any, cfg: SessionConfig) -> str | None:
+    """The session cookie the client holds, signature checked; ``None`` when it holds none."""
+    name = cfg.options.key
+    jar: dict[str, str] = {}
+    for cookie in client.cookies.jar:
+        if cookie.name in (name, name + ".sig") and cookie.value is not None:
+            jar[cookie.name] = cookie.value
+    value = jar.get(name)
+    if not value:
+        return None
+    if cfg.signer is not None:
+        checked, _, problem = cookieformat.read_signed(jar, name, cfg.signer)
+        if problem is not None or checked is None:
+            raise InvalidSessionCookie(f"the client's {name!r} cookie is not validly signed")
+    return value
+
+
+def _run(client: object, make: Callable[[], Awaitable[_T]]) -> _T:
+    """Run store I/O from a synchronous helper: in the ``TestClient``'s event loop when it is
+    running (``with TestClient(app) as client``), else in a fresh one."""
+
+    async def call() -> _T:
+        return await make()
+
+    portal = getattr(client, "portal", None)
+    if portal is not None:
+        result: _T = portal.call(call)
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(call())
+    raise TypeError(
+        "the middleware uses a store and an event loop is running: use the async variant "
+        "(`await alogin(...)`, `await aread_session(...)`)"
+    )
+
+
+def login(
+    client: _Client,
+    data: Mapping[str, Any],
+    *,
+    middleware: object = None,
+    max_age: MaxAge | float | None = None,
+    scope_key: str = "session",
+) -> dict[str, str]:
+    """Make the client logged in as ``data``, in one call (Django's ``force_login``).
+
+    Cookie mode: the signed (or encrypted) session cookie goes into the client's jar. Store
+    mode: ``data`` is saved in the store under a new id and the signed id cookie goes into
+    the jar; from inside a running event loop use ``await alogin(...)``. ``middleware`` is the
+    :class:`~koasession.SessionMiddleware` or an app it sits in; it may be left out when the
+    client knows its app (Starlette's ``TestClient``, httpx's ``ASGITransport``). Replaces any
+    session the client held; returns the cookies set.
+    """
+    app = _app_of(client, middleware)
+    cfg = _config(app, scope_key)
+    if cfg.options.uses_store:
+        return _run(client, lambda: alogin(client, data, middleware=cfg, max_age=max_age))
+    return set_session(client, cfg, data, max_age=max_age, scope_key=scope_key)
+
+
+async def alogin(
+    client: _Client,
+    data: Mapping[str, Any],
+    *,
+    middleware: object = None,
+    max_age: MaxAge | float | None = None,
+    scope_key: str = "session",
+) -> dict[str, str]:
+    """:func:`login` for async tests, in both modes."""
+    app = _app_of(client, middleware)
+    return await aset_session(client, app, data, max_age=max_age, scope_key=scope_key)
+
+
+#: Django's name for :func:`login`.
+force_session = login
+#: Django's name for :func:`alogin`.
+aforce_session = alogin
