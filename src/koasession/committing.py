@@ -19,6 +19,11 @@ if TYPE_CHECKING:
 
 from .enginestate import EngineState, _resolve
 
+#: Save reasons that only refresh the lifetime: a store with ``touch`` need not rewrite data.
+_REFRESHES = frozenset({"rolling", "renew", "idle"})
+#: The metadata a ``touch`` sets (``_created`` and ``_session`` never change on a refresh).
+_TOUCHED = ("_expire", "_maxAge", "_accessed")
+
 
 class Committing(EngineState):
     """The committing part of the engine: decide and write or remove (koa's ``commit``)."""
@@ -114,7 +119,8 @@ class Committing(EngineState):
         # koa's stores see ``changed`` on the write that carries a change; a forced save is
         # that write too when the data differs from what was loaded (koa writes twice then).
         changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
-        await self.save(session._load(), changed=changed, data_json=data_json)
+        if not (reason in _REFRESHES and data_json == self.prev_json and await self.refresh()):
+            await self.save(session._load(), changed=changed, data_json=data_json)
         session._require(False)
         self.prev_json = data_json
         self.committed = True
@@ -230,6 +236,38 @@ class Committing(EngineState):
             if opts.on_store_error == "raise":
                 raise
             return  # never point the cookie at data that was not saved
+        await self._written(key, written)
+
+    async def refresh(self) -> bool:
+        """Extend the loaded store entry with the store's ``touch``, leaving its data as stored
+        (see :class:`~koasession.protocols.TouchableStore`); ``False`` when only a full save
+        can do it (no ``touch``, a new id, or metadata that ``touch`` does not set)."""
+        opts = self.opts_view
+        touch = getattr(self.store, "touch", None) if opts.uses_store else None
+        key = self.external_key
+        if touch is None or key is None or key != self.loaded_key or key != self.stored_key:
+            return False
+        meta = self.metadata()
+        if ("_expire" in meta) != (self.loaded_expire is not None) or (
+            "_created" in meta and self.loaded_created is None
+        ):
+            return False  # the lifetime kind changed, or a timeout was switched on
+        fields = {name: meta[name] for name in _TOUCHED if name in meta}
+        ttl = decisions.store_ttl(opts.max_age, opts.session_store_ttl)
+        try:
+            written = await self.store_call("touch", touch, key, ttl, fields=fields, ctx=self.ctx)
+        except StoreError:
+            if opts.on_store_error == "raise":
+                raise
+            return True  # as a failed save: the cookie keeps pointing at the stored entry
+        if written is None:
+            return False  # the store cannot touch this entry: save it in full
+        await self._written(key, written)
+        return True
+
+    async def _written(self, key: str, written: Any) -> None:
+        """After a store write under ``key``: point the cookie at it, unless it vanished."""
+        opts = self.opts_view
         self.external_key = key
         if storeio.vanished(written):
             # The entry vanished (a logout, or a login's regenerate(), in a concurrent request):

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
@@ -94,6 +94,24 @@ def write_mode(key: str, ctx: LoadedKeyContext | None) -> WriteMode:
     if ctx is None:
         return "upsert"
     return "update" if key == ctx.loaded_key else "insert"
+
+
+#: The metadata fields ``touch`` may set. They are numbers under fixed names, so a SQL store can
+#: set them with constant JSON paths and no value ever becomes part of a statement.
+TOUCH_FIELDS = frozenset({"_expire", "_maxAge", "_accessed"})
+
+
+def touch_items(fields: Mapping[str, object]) -> list[tuple[str, float]]:
+    """The ``fields`` of a ``touch`` call as (name, number) pairs, after checking them."""
+    items: list[tuple[str, float]] = []
+    for name, value in fields.items():
+        if name not in TOUCH_FIELDS:
+            raise ValueError(f"touch() can only set {sorted(TOUCH_FIELDS)}; got {name!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(f"touch() needs a number for {name!r}; got {value!r}")
+        items.append((name, value))  # type: ignore[arg-type]
+    return items
 
 
 @dataclass(frozen=True)

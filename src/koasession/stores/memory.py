@@ -12,6 +12,7 @@ import heapq
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 
 from ..errors import ConfigurationError, SessionIdCollision
 from ._common import (
@@ -21,6 +22,7 @@ from ._common import (
     StoreOptionsMixin,
     dumps,
     loads,
+    touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
@@ -266,6 +268,32 @@ class MemoryStore(StoreOptionsMixin):
             self._entries.move_to_end(skey)
         self._set_deadline(entry, deadline)
         self._compact()
+        return True
+
+    async def touch(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        fields: Mapping[str, float],
+        ctx: object | None = None,
+    ) -> bool:
+        """Extend the entry under ``key`` to ``max_age`` seconds and set the metadata
+        ``fields`` in its value, keeping its data; ``False`` when the entry is gone."""
+        items = touch_items(fields)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        now = time.monotonic()
+        skey = self._stored_key(key)
+        entry = self._live(skey, now)
+        data = None if entry is None else loads(entry.raw)
+        if entry is None or data is None:
+            return False
+        data.update(items)
+        entry.raw = dumps(data)
+        ttl = ttl_seconds(max_age) if max_age is not None else self.session_ttl
+        self._set_deadline(entry, None if ttl is None else now + ttl)
+        self._entries.move_to_end(skey)
         return True
 
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:

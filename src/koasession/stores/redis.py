@@ -24,7 +24,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -34,7 +34,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, WatchError
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ModuleNotFoundError(
         "RedisStore needs redis-py, which is not installed: pip install 'koasession[redis]'",
@@ -50,6 +50,7 @@ from ._common import (
     WriteMode,
     dumps,
     loads,
+    touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
@@ -395,6 +396,27 @@ class RedisStore(StoreOptionsMixin):
         raw = dumps(data)
         return await self._run(self._set, key, data, raw, max_age, write_mode(key, ctx))
 
+    async def touch(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        fields: Mapping[str, float],
+        ctx: object | None = None,
+    ) -> bool:
+        """Extend the entry under ``key`` to ``max_age`` seconds and set the metadata
+        ``fields`` in its value, keeping its data; ``False`` when the entry is gone.
+
+        An optimistic transaction (``WATCH``, ``GET``, ``MULTI``/``SET XX``/``EXEC``, repeated
+        when another write intervened) rather than a Lua script: the cjson of Redis's Lua turns
+        an empty list into ``{}`` and rounds numbers to 14 digits, so a script re-encoding the
+        value would alter data it was meant to leave alone.
+        """
+        items = touch_items(fields)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        return await self._run(self._touch, key, items, max_age)
+
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the entry saved under ``key``; a missing or invalid id is not an error."""
         if not valid_id(key):
@@ -505,6 +527,35 @@ class RedisStore(StoreOptionsMixin):
             return True
         # SET XX without GET: None when the key was gone.
         return mode != "update" or bool(result)
+
+    async def _touch(
+        self,
+        r: Redis | RedisCluster,
+        key: str,
+        items: list[tuple[str, float]],
+        max_age: float | None,
+    ) -> bool:
+        rkey = self._key(key)
+        ttl = self._ttl(max_age)
+        async with r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(rkey)
+                    previous = _text(await pipe.get(rkey))
+                    data = None if previous is None else loads(previous)
+                    if data is None:
+                        return False
+                    data.update(items)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(rkey, dumps(data), ex=ttl, xx=True)
+                    (written,) = await pipe.execute()
+                except WatchError:
+                    continue  # another write landed first: apply the fields to it
+                break
+        owner = self._owner_of(data)
+        if written and owner is not None:
+            await self._index_add(r, owner, rkey, ttl)  # the index entry lives as long
+        return bool(written)
 
     async def _destroy(self, r: Redis | RedisCluster, key: str) -> None:
         rkey = self._key(key)

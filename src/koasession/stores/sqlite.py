@@ -15,7 +15,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar
 
 try:
@@ -33,6 +33,7 @@ from ._common import (
     StoreOptionsMixin,
     dumps,
     loads,
+    touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
@@ -306,6 +307,38 @@ class SQLiteStore(StoreOptionsMixin):
         if written:
             await self._purge.after_write(self._purge_batch)
         return written
+
+    async def touch(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        fields: Mapping[str, float],
+        ctx: object | None = None,
+    ) -> bool:
+        """Extend the row under ``key`` to ``max_age`` seconds and set the metadata ``fields``
+        in its value with one ``UPDATE`` (``json_set``), keeping its data; ``False`` when the
+        row is gone."""
+        items = touch_items(fields)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        now = time.time()
+        ttl = ttl_seconds(max_age)
+        data = "data"
+        params: list[Any] = []
+        if items:
+            # The names are TOUCH_FIELDS (checked above): constant paths, values bound.
+            data = "json_set(data" + "".join(f", '$.{n}', ?" for n, _ in items) + ")"
+            params = [v for _, v in items]
+        count = await self._execute(
+            "touch",
+            f"UPDATE {self._table} SET data = {data}, expires_at = ? WHERE id = ? AND {_LIVE}",
+            *params,
+            None if ttl is None else now + ttl,
+            self._stored_key(key),
+            now,
+        )
+        return count > 0
 
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the row saved under ``key``; a missing or invalid id is not an error."""
