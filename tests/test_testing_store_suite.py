@@ -54,7 +54,7 @@ async def test_memory_store_passes_every_check() -> None:
 
 async def test_undeclared_features_are_skipped() -> None:
     ran = await run_store_suite(make_memory, dump_memory)
-    optional = {"hash_ids", "owner", "owner_sessions", "touch"}
+    optional = {"hash_ids", "owner", "owner_sessions", "touch", "merge"}
     assert not optional & set(ran)
     assert len(ran) == len(CHECKS) - len(optional)
 

@@ -6,8 +6,9 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from . import codec, cookieformat, decisions, storeio
+from . import codec, cookieformat, decisions, merging, storeio
 from .errors import (
+    ConfigurationError,
     ResponseStartedError,
     StoreError,
 )
@@ -119,7 +120,9 @@ class Committing(EngineState):
         # koa's stores see ``changed`` on the write that carries a change; a forced save is
         # that write too when the data differs from what was loaded (koa writes twice then).
         changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
-        if not (reason in _REFRESHES and data_json == self.prev_json and await self.refresh()):
+        if reason in _REFRESHES and data_json == self.prev_json and await self.refresh():
+            pass
+        elif not (opts.merge and await self.merge(data_json)):
             await self.save(session._load(), changed=changed, data_json=data_json)
         session._require(False)
         self.prev_json = data_json
@@ -262,6 +265,35 @@ class Committing(EngineState):
             return True  # as a failed save: the cookie keeps pointing at the stored entry
         if written is None:
             return False  # the store cannot touch this entry: save it in full
+        await self._written(key, written)
+        return True
+
+    async def merge(self, data_json: str) -> bool:
+        """Save only the keys this request changed or deleted, merged into the stored value by
+        the store's ``merge`` (``merge=True``); ``False`` when only a full save can do it (a
+        session not loaded from the store, or a store that declines this value)."""
+        key = self.external_key
+        prev_json = self.prev_json
+        if key is None or prev_json is None or key != self.loaded_key or key != self.stored_key:
+            return False
+        merge = getattr(self.store, "merge", None)
+        if merge is None:
+            raise ConfigurationError(
+                f"merge=True needs a store with a merge() method; {self.store!r} has none"
+            )
+        opts = self.opts_view
+        changed, deleted = merging.diff(prev_json, data_json, self.metadata())
+        ttl = decisions.store_ttl(opts.max_age, opts.session_store_ttl)
+        try:
+            written = await self.store_call(
+                "merge", merge, key, changed, deleted, ttl, ctx=self.ctx
+            )
+        except StoreError:
+            if opts.on_store_error == "raise":
+                raise
+            return True  # as a failed save: the cookie keeps pointing at the stored entry
+        if written is None:
+            return False
         await self._written(key, written)
         return True
 

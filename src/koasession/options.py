@@ -116,6 +116,7 @@ class SessionOptions:
     store_timeout: float | None = 5.0
     session_store_ttl: float = 86400.0
     allow_weak_keys: bool = False
+    merge: bool = False
 
     def copy(self) -> SessionOptions:
         """A shallow copy, for one request's private changes."""
@@ -176,6 +177,7 @@ class SessionOptionsDict(TypedDict, total=False):
     store_timeout: float | timedelta | None
     session_store_ttl: float
     allow_weak_keys: bool
+    merge: bool
 
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
@@ -281,6 +283,19 @@ def _check_positive(name: str, value: object, *, optional: bool = True) -> None:
         raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
 
 
+def _check_merge(opts: SessionOptions) -> None:
+    if not opts.uses_store:
+        raise ConfigurationError(
+            "merge=True merges into a stored value, so it needs store mode (store= or "
+            "context_store=); a cookie holds one client's whole session"
+        )
+    if opts.store is not None and not callable(getattr(opts.store, "merge", None)):
+        raise ConfigurationError(
+            f"merge=True needs a store with a merge() method (MergeableStore); {opts.store!r} "
+            "has none: every bundled store has it, or leave merge off (last writer wins)"
+        )
+
+
 def validate(opts: SessionOptions) -> SessionOptions:
     """Normalise ``opts`` in place and check every rule; return it."""
     if not isinstance(opts.key, str) or not is_token(opts.key):
@@ -296,6 +311,8 @@ def validate(opts: SessionOptions) -> SessionOptions:
             setattr(opts, name, value)
         _check_positive(name, value)
     _check_positive("session_store_ttl", opts.session_store_ttl, optional=False)
+    if opts.merge:
+        _check_merge(opts)
 
     for name in ("path", "domain", "prefix", "priority", "same_site"):
         _check_attr(name, getattr(opts, name))

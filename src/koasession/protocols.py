@@ -226,6 +226,31 @@ class TouchableStore(Store, Protocol):
         ...
 
 
+@runtime_checkable
+class MergeableStore(Store, Protocol):
+    """A :class:`Store` that applies a change to the stored value instead of replacing it.
+
+    With ``merge=True`` a save of a session loaded from the store calls :meth:`merge` with the
+    top-level keys this request changed or deleted, so two requests that change different keys
+    both land.
+    """
+
+    def merge(
+        self,
+        key: str,
+        changed: SessionData,
+        deleted: list[str],
+        max_age: float,
+        *,
+        ctx: HookContext,
+    ) -> bool | Awaitable[bool | None] | None:
+        """Atomically set the keys ``changed`` and remove the keys ``deleted`` in the value
+        under ``key`` (other keys as stored) and extend its lifetime to ``max_age`` seconds.
+        Return ``False`` when the entry is gone (nothing is created), ``None`` when this
+        change cannot be merged and needs a full ``set``."""
+        ...
+
+
 #: ``context_store``: a class built once per request as ``cls(ctx)``, giving a :class:`Store`.
 ContextStoreFactory = Callable[[HookContext], Store]
 

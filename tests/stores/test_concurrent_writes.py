@@ -15,6 +15,7 @@ from urllib.parse import parse_qs
 import pytest
 
 from koasession import SessionMiddleware
+from koasession.errors import ConfigurationError
 from koasession.stores.memory import MemoryStore
 
 from .conftest import Harness
@@ -24,7 +25,8 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def gated_app(store: Any, gate: asyncio.Event, loaded: asyncio.Event, **options: Any) -> Any:
-    """``/set?k=..&v=..`` writes one key; ``/read`` loads, then waits for ``gate``; ``/get``."""
+    """``/set?k=..&v=..`` writes one key; ``/read`` loads, then waits for ``gate``;
+    ``/slowset?k=..&v=..`` loads, waits, then writes one key and deletes ``gone``; ``/get``."""
 
     async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
         session = scope["session"]
@@ -37,6 +39,12 @@ def gated_app(store: Any, gate: asyncio.Event, loaded: asyncio.Event, **options:
             len(session)  # loaded: what this request saw
             loaded.set()
             await gate.wait()
+        elif scope["path"] == "/slowset":
+            len(session)
+            loaded.set()
+            await gate.wait()
+            session[query["k"]] = int(query["v"])
+            session.pop("gone", None)
         body = json.dumps(dict(session)).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
@@ -147,3 +155,57 @@ async def test_refresh_of_a_value_holding_nul(harness: Harness) -> None:
     assert again.status_code == 200 and again.json() == {"s": "a\x00b"}
     stored = await store.get(sid)
     assert stored["s"] == "a\x00b" and stored["_expire"] > stale["_expire"]
+
+
+async def two_writers(app: Any, gate: asyncio.Event, loaded: asyncio.Event) -> str:
+    """A loads, B writes b=2, A writes a=1 and deletes ``gone``; returns the session id."""
+    first = await call(app, "/set?k=gone&v=0")
+    cookie = cookie_header(first)
+    slow = asyncio.ensure_future(call(app, "/slowset?k=a&v=1", cookie))
+    await loaded.wait()
+    assert (await call(app, "/set?k=b&v=2", cookie)).status_code == 200
+    gate.set()
+    assert (await slow).status_code == 200
+    return set_cookies(first)[COOKIE]
+
+
+async def test_merge_lands_writes_of_different_keys(harness: Harness) -> None:
+    store = await harness.make()
+    gate, loaded = asyncio.Event(), asyncio.Event()
+    app = gated_app(store, gate, loaded, merge=True)
+    sid = await two_writers(app, gate, loaded)
+    stored = await store.get(sid)
+    assert {k: v for k, v in stored.items() if not k.startswith("_")} == {"a": 1, "b": 2}
+    assert stored["_expire"] > time.time() * 1000
+
+
+async def test_without_merge_the_last_writer_wins(harness: Harness) -> None:
+    store = await harness.make()
+    gate, loaded = asyncio.Event(), asyncio.Event()
+    app = gated_app(store, gate, loaded)
+    sid = await two_writers(app, gate, loaded)
+    stored = await store.get(sid)
+    assert {k: v for k, v in stored.items() if not k.startswith("_")} == {"a": 1}
+
+
+async def test_merge_of_a_destroyed_session_creates_nothing(harness: Harness) -> None:
+    store = await harness.make()
+    gate, loaded = asyncio.Event(), asyncio.Event()
+    app = gated_app(store, gate, loaded, merge=True)
+    first = await call(app, "/set?k=x&v=1")
+    slow = asyncio.ensure_future(call(app, "/slowset?k=a&v=1", cookie_header(first)))
+    await loaded.wait()
+    await store.destroy(set_cookies(first)[COOKIE])
+    gate.set()
+    response = await slow
+    assert response.status_code == 200 and COOKIE not in set_cookies(response)
+    assert await harness.dump(store) == {}
+
+
+def test_merge_needs_store_mode_and_a_merging_store() -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"merge=True .* needs store mode"):
+        SessionMiddleware(app, keys=KEYS, merge=True)
+    with pytest.raises(ConfigurationError, match="merge=True needs a store with a merge"):
+        SessionMiddleware(app, keys=KEYS, store=WithoutTouch(), merge=True)

@@ -9,7 +9,7 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
@@ -112,6 +112,39 @@ def touch_items(fields: Mapping[str, object]) -> list[tuple[str, float]]:
             raise ValueError(f"touch() needs a number for {name!r}; got {value!r}")
         items.append((name, value))  # type: ignore[arg-type]
     return items
+
+
+def merge_items(
+    changed: Mapping[str, object], deleted: Sequence[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The arguments of a ``merge`` call checked: (name, value as JSON text) pairs to set and
+    the names to delete. Raises ``ValueError`` for data JSON cannot hold, like ``set``."""
+    if isinstance(deleted, str) or not all(isinstance(n, str) for n in deleted):
+        raise ValueError(f"merge() needs a list of key names to delete; got {deleted!r}")
+    items = []
+    for name, value in changed.items():
+        if not isinstance(name, str):
+            raise ValueError(f"merge() needs str keys; got {name!r}")
+        items.append((name, codec.dumps(value)))
+    return items, list(deleted)
+
+
+def loads_value(raw: str) -> Any:
+    """A value serialised by :func:`merge_items`, back as a Python value."""
+    return json.loads(raw)
+
+
+def dumps_name(name: str) -> str:
+    """A key name as a JSON string."""
+    return codec.dumps(name)
+
+
+def json_path(name: str) -> str | None:
+    """The JSON path of the top-level key ``name`` for SQLite and MySQL (``$."name"``), or
+    ``None`` when it cannot be written as one: neither quotes nor escapes are portable."""
+    if '"' in name or "\\" in name:
+        return None
+    return f'$."{name}"'
 
 
 @dataclass(frozen=True)

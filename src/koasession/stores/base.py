@@ -19,7 +19,7 @@ gone (destroyed by a concurrent logout or login); the middleware then writes not
 the cookie alone (a concurrent login may have replaced it), and the next request that sends the
 old id finds it missing.
 
-Optional methods (see :class:`ClosableStore` and :class:`TouchableStore`):
+Optional methods (see :class:`ClosableStore`, :class:`TouchableStore`, :class:`MergeableStore`):
 
 - ``close()`` (plain or coroutine) releases what the store opened: connections, threads, files.
   The middleware calls it at the ASGI lifespan shutdown, after the app's own shutdown, for
@@ -37,10 +37,31 @@ Optional methods (see :class:`ClosableStore` and :class:`TouchableStore`):
   calls it instead of ``set`` when a save would only refresh the lifetime (``rolling``,
   ``renew``, ``idle_timeout``) of data this request did not change, so a slow read-only request
   cannot overwrite a concurrent write. Every bundled store has it.
+- ``merge(key, changed, deleted, max_age, *, ctx)`` applies one request's change to the stored
+  value: it sets the top-level keys ``changed`` and removes the keys ``deleted``, atomically,
+  keeping the others; ``False`` when the entry is gone, ``None`` to ask for a full ``set``.
+  With ``merge=True`` the middleware calls it to save a session loaded from the store, so two
+  requests that change different keys both land. Every bundled store has it.
 """
 
 from __future__ import annotations
 
-from ..protocols import ClosableStore, HookContext, MaxAge, SessionData, Store, TouchableStore
+from ..protocols import (
+    ClosableStore,
+    HookContext,
+    MaxAge,
+    MergeableStore,
+    SessionData,
+    Store,
+    TouchableStore,
+)
 
-__all__ = ["ClosableStore", "HookContext", "MaxAge", "SessionData", "Store", "TouchableStore"]
+__all__ = [
+    "ClosableStore",
+    "HookContext",
+    "MaxAge",
+    "MergeableStore",
+    "SessionData",
+    "Store",
+    "TouchableStore",
+]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -33,7 +33,9 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     dumps,
+    dumps_name,
     loads,
+    merge_items,
     touch_items,
     ttl_seconds,
     valid_id,
@@ -355,6 +357,45 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
             return True
         live = await self._fetch(
             "touch", f"SELECT 1 FROM {self._table} WHERE id = $1 AND {_LIVE}", skey
+        )
+        return None if live else False
+
+    async def merge(
+        self,
+        key: str,
+        changed: Mapping[str, Any],
+        deleted: Sequence[str],
+        max_age: float | None = None,
+        *,
+        ctx: object | None = None,
+    ) -> bool | None:
+        """Set the keys ``changed`` and remove the keys ``deleted`` in the value under ``key``
+        with one ``UPDATE`` (``jsonb -`` and ``||``), keeping every other key as stored, and
+        extend it to ``max_age`` seconds; ``False`` when the row is gone. ``None`` (save in
+        full) with ``owner=``, whose column needs the whole value, or when the value or the
+        change holds U+0000, which ``jsonb`` cannot."""
+        items, names = merge_items(changed, deleted)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        patch = "{" + ",".join(f"{dumps_name(n)}:{raw}" for n, raw in items) + "}"
+        if self._owner is not None or "\\u0000" in patch:
+            return None
+        sql = (
+            f"UPDATE {self._table} SET data = ((data::jsonb - $4::text[]) || $2::jsonb)::text,"
+            f" expires_at = {_EXPIRES} WHERE id = $1 AND {_LIVE}"
+            " AND strpos(data, '\\u0000') = 0"
+        )
+        skey = self._stored_key(key)
+        args = (skey, patch, ttl_seconds(max_age), names)
+
+        async def query(conn: Any) -> str:
+            status: str = await conn.execute(sql, *args, timeout=self._command_timeout)
+            return status
+
+        if _rowcount(await self._run("merge", query)) > 0:
+            return True
+        live = await self._fetch(
+            "merge", f"SELECT 1 FROM {self._table} WHERE id = $1 AND {_LIVE}", skey
         )
         return None if live else False
 

@@ -15,7 +15,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 try:
@@ -32,7 +32,9 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     dumps,
+    json_path,
     loads,
+    merge_items,
     touch_items,
     ttl_seconds,
     valid_id,
@@ -332,6 +334,47 @@ class SQLiteStore(StoreOptionsMixin):
             params = [v for _, v in items]
         count = await self._execute(
             "touch",
+            f"UPDATE {self._table} SET data = {data}, expires_at = ? WHERE id = ? AND {_LIVE}",
+            *params,
+            None if ttl is None else now + ttl,
+            self._stored_key(key),
+            now,
+        )
+        return count > 0
+
+    async def merge(
+        self,
+        key: str,
+        changed: Mapping[str, Any],
+        deleted: Sequence[str],
+        max_age: float | None = None,
+        *,
+        ctx: object | None = None,
+    ) -> bool | None:
+        """Set the keys ``changed`` and remove the keys ``deleted`` in the value under ``key``
+        with one ``UPDATE`` (``json_remove``, ``json_set``), keeping every other key as stored,
+        and extend it to ``max_age`` seconds; ``False`` when the row is gone. ``None`` (save
+        in full) with ``owner=``, whose column needs the whole value, or for a key that has no
+        JSON path (one holding ``"`` or ``\\``)."""
+        items, names = merge_items(changed, deleted)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        set_paths = [json_path(n) for n, _ in items]
+        del_paths = [json_path(n) for n in names]
+        if self._owner is not None or None in set_paths or None in del_paths:
+            return None
+        now = time.time()
+        ttl = ttl_seconds(max_age)
+        data = "data"
+        if del_paths:
+            data = "json_remove(data" + ", ?" * len(del_paths) + ")"
+        if items:
+            data = f"json_set({data}" + ", ?, json(?)" * len(items) + ")"
+        params: list[Any] = [*del_paths]
+        for path, (_, raw) in zip(set_paths, items, strict=True):
+            params += [path, raw]
+        count = await self._execute(
+            "merge",
             f"UPDATE {self._table} SET data = {data}, expires_at = ? WHERE id = ? AND {_LIVE}",
             *params,
             None if ttl is None else now + ttl,
