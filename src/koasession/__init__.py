@@ -21,6 +21,7 @@ from .errors import (
     ResponseStartedError,
     SessionError,
     SessionIdCollision,
+    SessionNotLoaded,
     StoreError,
 )
 from .flash import Flash, flash, peek_flashes, pop_flashes
@@ -36,6 +37,7 @@ __all__ = [
     "InsecureConnectionError",
     "MemoryStore",
     "NoSessionError",
+    "SessionNotLoaded",
     "ResponseStartedError",
     "Session",
     "SessionContext",

@@ -11,9 +11,9 @@ import dataclasses
 import inspect
 import re
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import timedelta
-from typing import Literal, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
 from . import keystrength
 from .cookies import is_token
@@ -117,6 +117,8 @@ class SessionOptions:
     session_store_ttl: float = 86400.0
     allow_weak_keys: bool = False
     merge: bool = False
+    lazy: bool = False
+    exclude: Sequence[str] | Callable[[MutableMapping[str, Any]], object] | None = None
 
     def copy(self) -> SessionOptions:
         """A shallow copy, for one request's private changes."""
@@ -178,6 +180,8 @@ class SessionOptionsDict(TypedDict, total=False):
     session_store_ttl: float
     allow_weak_keys: bool
     merge: bool
+    lazy: bool
+    exclude: Sequence[str] | Callable[[MutableMapping[str, Any]], object] | None
 
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
@@ -283,6 +287,21 @@ def _check_positive(name: str, value: object, *, optional: bool = True) -> None:
         raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
 
 
+def _check_exclude(exclude: object) -> None:
+    if callable(exclude):
+        return
+    if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Sequence):
+        raise ConfigurationError(
+            "exclude must be a list of path prefixes (exclude=['/static/', '/health']) or a "
+            f"function of the ASGI scope returning True to skip the session; got {exclude!r}"
+        )
+    for prefix in exclude:
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise ConfigurationError(
+                f"exclude: every path prefix must be a str starting with '/'; got {prefix!r}"
+            )
+
+
 def _check_merge(opts: SessionOptions) -> None:
     if not opts.uses_store:
         raise ConfigurationError(
@@ -313,6 +332,8 @@ def validate(opts: SessionOptions) -> SessionOptions:
     _check_positive("session_store_ttl", opts.session_store_ttl, optional=False)
     if opts.merge:
         _check_merge(opts)
+    if opts.exclude is not None:
+        _check_exclude(opts.exclude)
 
     for name in ("path", "domain", "prefix", "priority", "same_site"):
         _check_attr(name, getattr(opts, name))
