@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from koasession import SessionMiddleware, SessionNotLoaded
+from koasession import SessionMiddleware, SessionNotLoaded, load_session
 from koasession.errors import ConfigurationError
 from koasession.stores import MemoryStore
 
@@ -44,7 +44,7 @@ async def inner(scope: dict[str, Any], receive: Any, send: Any) -> None:
         session["n"] = session.get("n", 0) + 1
         body = str(session["n"]).encode()
     elif path == "/read":
-        body = str((await scope["session"].load()).get("n")).encode()
+        body = str((await load_session(scope)).get("n")).encode()
     elif path == "/sync":
         try:
             scope["session"].get("n")
