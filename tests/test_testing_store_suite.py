@@ -54,8 +54,9 @@ async def test_memory_store_passes_every_check() -> None:
 
 async def test_undeclared_features_are_skipped() -> None:
     ran = await run_store_suite(make_memory, dump_memory)
-    assert "hash_ids" not in ran and "owner" not in ran and "owner_sessions" not in ran
-    assert len(ran) == len(CHECKS) - 3
+    optional = {"hash_ids", "owner", "owner_sessions", "touch", "merge"}
+    assert not optional & set(ran)
+    assert len(ran) == len(CHECKS) - len(optional)
 
 
 async def test_a_store_without_write_modes_fails_naming_each_guarantee() -> None:
@@ -89,3 +90,37 @@ async def test_a_store_whose_revoke_ignores_the_owner_fails() -> None:
     by_name = {check.name: check for check in CHECKS}
     with pytest.raises(ContractViolation, match="owner_sessions: revoked another owner's"):
         await by_name["owner_sessions"](make, dump_memory, features={"owner_sessions"})
+
+
+class NoTouch:
+    """A MemoryStore whose touch forgets the data it was meant to keep."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+
+    async def get(self, key: str, max_age: Any = None, **kw: Any) -> Any:
+        return await self.inner.get(key, max_age, **kw)
+
+    async def set(self, key: str, data: Any, max_age: Any = None, **kw: Any) -> Any:
+        return await self.inner.set(key, data, max_age, **kw)
+
+    async def destroy(self, key: str, **kw: Any) -> None:
+        await self.inner.destroy(key, **kw)
+
+    async def touch(self, key: str, max_age: Any = None, *, fields: Any, ctx: Any) -> bool:
+        if await self.inner.get(key) is None:
+            return False
+        return await self.inner.set(key, dict(fields), max_age)
+
+
+async def test_touch_that_rewrites_data_is_caught() -> None:
+    by_name = {check.name: check for check in CHECKS}
+
+    async def make(**options: Any) -> NoTouch:
+        return NoTouch()
+
+    async def dump(store: NoTouch) -> dict[str, str]:
+        return await dump_memory(store.inner)
+
+    with pytest.raises(ContractViolation, match="touch: after touch the entry is"):
+        await by_name["touch"](make, dump, features={"touch"})

@@ -21,6 +21,7 @@ from .errors import (
     ResponseStartedError,
     SessionError,
     SessionIdCollision,
+    SessionNotLoaded,
     StoreError,
 )
 from .flash import Flash, flash, peek_flashes, pop_flashes
@@ -36,6 +37,7 @@ __all__ = [
     "InsecureConnectionError",
     "MemoryStore",
     "NoSessionError",
+    "SessionNotLoaded",
     "ResponseStartedError",
     "Session",
     "SessionContext",
@@ -48,6 +50,7 @@ __all__ = [
     "csrf_token",
     "flash",
     "get_session",
+    "load_session",
     "keys_from_env",
     "keys_from_env_or_random",
     "peek_flashes",
@@ -70,3 +73,16 @@ def get_session(request_or_scope: Any, scope_key: str = "session") -> Session | 
             f"no session under scope[{scope_key!r}]: is SessionMiddleware installed "
             "(with this scope_key) around this app?"
         ) from None
+
+
+async def load_session(request_or_scope: Any, scope_key: str = "session") -> Session:
+    """:func:`get_session`, loaded: ``session = await load_session(request)``.
+
+    The one call a handler needs with ``lazy=True`` in store mode (see ``Session.load``).
+    """
+    session = get_session(request_or_scope, scope_key)
+    if not isinstance(session, Session):
+        raise NoSessionError(
+            f"scope[{scope_key!r}] holds {type(session).__name__}, not a koasession Session"
+        )
+    return await session.load()

@@ -28,10 +28,12 @@ class SessionMiddleware:
     ``SessionMiddleware(app, keys=[...], **options)``; see the README for every option
     (a misspelt or koa-style option name is a ``TypeError`` naming it). The
     session is ``scope[scope_key]`` (``request.session`` in Starlette and FastAPI). Cookie mode
-    loads lazily; store mode loads before the app. The commit runs when the app sends
-    ``http.response.start``, so streamed responses carry the cookie. A 5xx response is never
-    committed automatically and an exception that escapes the app leaves nothing written; a
-    ``StoreError`` from a session call in the app answers 503 like a failed load.
+    loads lazily; store mode loads before the app, or with ``lazy=True`` when the app awaits
+    ``session.load()``. Requests that ``exclude`` matches get no session at all. The commit
+    runs when the app sends ``http.response.start``, so streamed responses carry the cookie. A
+    5xx response is never committed automatically and an exception that escapes the app leaves
+    nothing written; a ``StoreError`` from a session call in the app answers 503 like a failed
+    load.
     """
 
     def __init__(
@@ -63,6 +65,9 @@ class SessionMiddleware:
         # The HTTP path stays in this one coroutine: a helper coroutine awaited here would cost
         # every request a frame, and this is the hot path.
         cfg = self.config
+        if cfg.excluded is not None and cfg.excluded(scope):
+            await self.app(scope, receive, send)  # no session, no store call, no headers
+            return
         rs = RequestSession(
             cfg,
             scope.get("headers") or (),

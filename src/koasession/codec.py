@@ -359,6 +359,19 @@ def check_save_depth(text: str) -> None:
         )
 
 
+def loads(text: str) -> Any:
+    """Parse JSON ``text`` of any type, with the payload rules (depth limit, no NaN).
+
+    Raises ``ValueError`` for anything that is not such JSON.
+    """
+    if too_deep(text):
+        raise ValueError(f"nested more than {MAX_DEPTH} levels")
+    try:
+        return _decoder.decode(text)
+    except RecursionError as exc:
+        raise ValueError(str(exc)) from exc
+
+
 def loads_object(text: str) -> dict[str, Any] | None:
     """Parse ``text`` as a JSON object; ``None`` for anything else or any error."""
     if too_deep(text):

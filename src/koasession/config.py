@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import weakref
+from collections.abc import Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import atrest
@@ -27,6 +28,22 @@ def is_async_callable(fn: object) -> bool:
     )
 
 
+def _exclusion(
+    exclude: Sequence[str] | Callable[[MutableMapping[str, Any]], object] | None,
+) -> Callable[[MutableMapping[str, Any]], object] | None:
+    if exclude is None or callable(exclude):
+        return exclude
+    prefixes = tuple(exclude)
+    if not prefixes:
+        return None
+
+    def excluded(scope: MutableMapping[str, Any]) -> bool:
+        path: str = scope.get("path", "")
+        return path.startswith(prefixes)
+
+    return excluded
+
+
 class SessionConfig:
     """Validated options plus the signer, cipher and id generator built from them."""
 
@@ -34,6 +51,7 @@ class SessionConfig:
         "_context_stores",
         "cipher",
         "eager",
+        "excluded",
         "genid",
         "keys",
         "notices",
@@ -71,8 +89,11 @@ class SessionConfig:
         # cannot hang on a network: it declares ``in_process = True`` to skip the timeout.
         in_process = getattr(options.store, "in_process", False) is True
         self.store_timeout = None if in_process else options.store_timeout
-        # Cookie mode stays lazy unless a hook needs awaiting before the handler reads data.
-        self.eager = options.uses_store or is_async_callable(options.valid)
+        # Cookie mode stays lazy unless a hook needs awaiting before the handler reads data;
+        # store mode loads before the handler unless lazy=True (then on `await session.load()`).
+        self.eager = (options.uses_store and not options.lazy) or is_async_callable(options.valid)
+        #: ``exclude`` as a test of the ASGI scope: True skips the session for that request.
+        self.excluded = _exclusion(options.exclude)
         #: What this middleware has explained once in the log (event name and reason).
         self.notices: set[tuple[str, Any]] = set()
         # context_store instances that can be closed, held weakly: closed at lifespan shutdown

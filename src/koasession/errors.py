@@ -52,3 +52,11 @@ class NoSessionError(SessionError, LookupError, RuntimeError):
 
 class ResponseStartedError(SessionError):
     """A session commit was attempted after the response headers were sent."""
+
+
+class SessionNotLoaded(SessionError, RuntimeError):
+    """A ``lazy=True`` store-mode session was used before ``await session.load()``.
+
+    Store reads are asynchronous and the session's mapping methods are not, so with
+    ``lazy=True`` the data arrives only when the application awaits ``session.load()``.
+    """

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeGuard
 
 from . import codec, cookieformat, cookiesize, decisions
 from .errors import (
+    SessionNotLoaded,
     StoreError,
 )
 from .ids import check_made_id, is_valid_id
@@ -50,6 +51,13 @@ class Loading(Migrating):
 
     def load(self) -> None:
         """Load the session from the cookie (cookie mode, on first use)."""
+        if self.cfg.options.uses_store:
+            # Only reachable with lazy=True: the other store-mode requests load before the app.
+            raise SessionNotLoaded(
+                "the session is not loaded yet: with lazy=True, `await session.load()` before "
+                "using it (store reads are asynchronous; a request that never loads it makes no "
+                "store call)"
+            )
         self.read = True
         data, rotated = self.cookie_payload()
         if data is not None:

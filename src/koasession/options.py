@@ -11,9 +11,9 @@ import dataclasses
 import inspect
 import re
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from datetime import timedelta
-from typing import Literal, TypedDict, cast
+from typing import Any, Literal, TypedDict, cast
 
 from . import keystrength
 from .cookies import is_token
@@ -130,6 +130,9 @@ class SessionOptions:
     #: Record device facts (:mod:`koasession.devices`) for sessions with an owner, in store mode
     #: with a store ``owner`` function; ``None`` records nothing.
     device_policy: DevicePolicy | None = None
+    merge: bool = False
+    lazy: bool = False
+    exclude: Sequence[str] | Callable[[MutableMapping[str, Any]], object] | None = None
 
     def copy(self) -> SessionOptions:
         """A shallow copy, for one request's private changes."""
@@ -196,6 +199,9 @@ class SessionOptionsDict(TypedDict, total=False):
     serializer: Serializer | None
     record_created: bool
     device_policy: DevicePolicy | None
+    merge: bool
+    lazy: bool
+    exclude: Sequence[str] | Callable[[MutableMapping[str, Any]], object] | None
 
 
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
@@ -301,6 +307,34 @@ def _check_positive(name: str, value: object, *, optional: bool = True) -> None:
         raise ConfigurationError(f"{name} must be a positive number of seconds; got {value!r}")
 
 
+def _check_exclude(exclude: object) -> None:
+    if callable(exclude):
+        return
+    if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Sequence):
+        raise ConfigurationError(
+            "exclude must be a list of path prefixes (exclude=['/static/', '/health']) or a "
+            f"function of the ASGI scope returning True to skip the session; got {exclude!r}"
+        )
+    for prefix in exclude:
+        if not isinstance(prefix, str) or not prefix.startswith("/"):
+            raise ConfigurationError(
+                f"exclude: every path prefix must be a str starting with '/'; got {prefix!r}"
+            )
+
+
+def _check_merge(opts: SessionOptions) -> None:
+    if not opts.uses_store:
+        raise ConfigurationError(
+            "merge=True merges into a stored value, so it needs store mode (store= or "
+            "context_store=); a cookie holds one client's whole session"
+        )
+    if opts.store is not None and not callable(getattr(opts.store, "merge", None)):
+        raise ConfigurationError(
+            f"merge=True needs a store with a merge() method (MergeableStore); {opts.store!r} "
+            "has none: every bundled store has it, or leave merge off (last writer wins)"
+        )
+
+
 def validate(opts: SessionOptions) -> SessionOptions:
     """Normalise ``opts`` in place and check every rule; return it."""
     if not isinstance(opts.key, str) or not is_token(opts.key):
@@ -333,6 +367,10 @@ def validate(opts: SessionOptions) -> SessionOptions:
             setattr(opts, name, value)
         _check_positive(name, value)
     _check_positive("session_store_ttl", opts.session_store_ttl, optional=False)
+    if opts.merge:
+        _check_merge(opts)
+    if opts.exclude is not None:
+        _check_exclude(opts.exclude)
 
     _validate_attributes(opts)
     _validate_secure(opts)

@@ -205,6 +205,52 @@ class ClosableStore(Store, Protocol):
         ...
 
 
+@runtime_checkable
+class TouchableStore(Store, Protocol):
+    """A :class:`Store` that can refresh an entry without rewriting its data.
+
+    When the only reason to save is a lifetime refresh (``rolling``, ``renew`` or idle
+    activity) and the data is what this request loaded, the middleware calls :meth:`touch`
+    instead of ``set``: a slow read-only request then cannot overwrite what a concurrent
+    request wrote meanwhile. Stores without it keep koa's behaviour (a full ``set``).
+    """
+
+    def touch(
+        self, key: str, max_age: float, *, fields: SessionData, ctx: HookContext
+    ) -> bool | Awaitable[bool | None] | None:
+        """Atomically set the metadata ``fields`` (numbers among ``_expire``, ``_maxAge`` and
+        ``_accessed``) in the value under ``key`` and extend its lifetime to ``max_age``
+        seconds, leaving every other key as stored. Return ``False`` when the entry is gone
+        (nothing is created), ``None`` when this entry cannot be touched and needs a full
+        ``set``."""
+        ...
+
+
+@runtime_checkable
+class MergeableStore(Store, Protocol):
+    """A :class:`Store` that applies a change to the stored value instead of replacing it.
+
+    With ``merge=True`` a save of a session loaded from the store calls :meth:`merge` with the
+    top-level keys this request changed or deleted, so two requests that change different keys
+    both land.
+    """
+
+    def merge(
+        self,
+        key: str,
+        changed: SessionData,
+        deleted: list[str],
+        max_age: float,
+        *,
+        ctx: HookContext,
+    ) -> bool | Awaitable[bool | None] | None:
+        """Atomically set the keys ``changed`` and remove the keys ``deleted`` in the value
+        under ``key`` (other keys as stored) and extend its lifetime to ``max_age`` seconds.
+        Return ``False`` when the entry is gone (nothing is created), ``None`` when this
+        change cannot be merged and needs a full ``set``."""
+        ...
+
+
 #: ``context_store``: a class built once per request as ``cls(ctx)``, giving a :class:`Store`.
 ContextStoreFactory = Callable[[HookContext], Store]
 

@@ -133,6 +133,10 @@ class SessionEngine(Protocol):
         """Load the data now; it calls :meth:`Session._adopt`."""
         ...
 
+    async def load_async(self) -> None:
+        """Load the data now, from the store if there is one; it calls :meth:`Session._adopt`."""
+        ...
+
     async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
         """Decide and apply: remove, save or nothing."""
         ...
@@ -307,6 +311,16 @@ class Session(MutableMapping[str, Any]):
         """
         self._load().clear()
         self._removed = True
+
+    async def load(self) -> Session:
+        """Load the data now if it is not loaded yet, and return the session.
+
+        Needed before the first use in store mode with ``lazy=True`` (the store read is
+        asynchronous); elsewhere it does nothing the first access would not do.
+        """
+        if self._data is None:
+            await self._rs.load_async()
+        return self
 
     async def save(self) -> None:
         """Save now, whether or not anything changed."""

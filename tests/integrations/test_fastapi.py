@@ -128,3 +128,31 @@ def test_websocket_reads_the_session() -> None:
         testing.set_session(http, app, {"user": "ada"})
         with http.websocket_connect("/ws") as socket:
             assert socket.receive_json() == {"user": "ada"}
+
+
+async def test_session_dep_loads_a_lazy_store_session_only_where_asked() -> None:
+    store = MemoryStore()
+    reads: list[str] = []
+    app = FastAPI()
+
+    @app.get("/")
+    async def home(session: SessionDep) -> dict[str, Any]:
+        session["n"] = session.get("n", 0) + 1
+        return {"n": session["n"]}
+
+    @app.get("/plain")
+    async def plain() -> dict[str, Any]:
+        return {}
+
+    async def get_spy(key: str, *args: Any, **kw: Any) -> Any:
+        reads.append(key)
+        return await MemoryStore.get(store, key, *args, **kw)
+
+    store.get = get_spy  # type: ignore[method-assign]
+    wrapped = SessionMiddleware(app, keys=[KEY], store=store, lazy=True)
+    async with client(wrapped) as http:
+        assert (await http.get("/")).json() == {"n": 1}
+        assert (await http.get("/plain")).status_code == 200
+        assert len(reads) == 0  # the first request started a new session, /plain never loads
+        assert (await http.get("/")).json() == {"n": 2}
+        assert len(reads) == 1

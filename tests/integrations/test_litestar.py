@@ -191,3 +191,32 @@ async def test_define_middleware_in_litestar_middleware_list() -> None:
 def test_session_middleware_validates_at_once() -> None:
     with pytest.raises(ConfigurationError):
         session_middleware(keys=["short"])
+
+
+async def test_route_opt_skip_session_gets_no_session_and_no_store_call() -> None:
+    store = MemoryStore()
+    seen: list[str] = []
+
+    @get("/")
+    async def home(request: Request[Any, Any, Any]) -> dict[str, Any]:
+        request.session["n"] = request.session.get("n", 0) + 1
+        return {"n": request.session["n"]}
+
+    @get("/health", opt={"skip_session": True})
+    async def health(request: Request[Any, Any, Any]) -> str:
+        return "session" if "session" in request.scope else "none"
+
+    async def get_spy(key: str, *args: Any, **kw: Any) -> Any:
+        seen.append(key)
+        return await MemoryStore.get(store, key, *args, **kw)
+
+    store.get = get_spy  # type: ignore[method-assign]
+    middleware = [session_middleware(keys=[KEY], store=store, rolling=True)]
+    app = Litestar(route_handlers=[home, health], middleware=middleware)
+    async with client(app) as http:
+        assert (await http.get("/")).json() == {"n": 1}
+        seen.clear()
+        response = await http.get("/health")
+        assert response.text == "none" and "set-cookie" not in response.headers
+        assert seen == []
+        assert (await http.get("/")).json() == {"n": 2}

@@ -29,7 +29,7 @@ Typed sessions and logins (pydantic comes with FastAPI):
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, HTTPException, Security, WebSocketException, params, status
@@ -71,7 +71,9 @@ def _lookup(connection: HTTPConnection, scope_key: str) -> Session:
     return value
 
 
-def get_session_dependency(scope_key: str = "session") -> Callable[[HTTPConnection], Session]:
+def get_session_dependency(
+    scope_key: str = "session",
+) -> Callable[[HTTPConnection], Awaitable[Session]]:
     """A dependency returning the session kept under ``scope[scope_key]``.
 
     Use it for a middleware built with a non-default ``scope_key``::
@@ -79,17 +81,18 @@ def get_session_dependency(scope_key: str = "session") -> Callable[[HTTPConnecti
         AdminSession = Annotated[Session, Depends(get_session_dependency("admin_session"))]
     """
 
-    def dependency(connection: HTTPConnection) -> Session:
-        return _lookup(connection, scope_key)
+    async def dependency(connection: HTTPConnection) -> Session:
+        return await _lookup(connection, scope_key).load()
 
     dependency.__name__ = f"session_dependency_{scope_key}"
     dependency.__doc__ = f"The koasession Session under scope[{scope_key!r}]."
     return dependency
 
 
-def session_dependency(connection: HTTPConnection) -> Session:
-    """The dependency behind :data:`SessionDep`: the session under ``scope["session"]``."""
-    return _lookup(connection, "session")
+async def session_dependency(connection: HTTPConnection) -> Session:
+    """The dependency behind :data:`SessionDep`: the session under ``scope["session"]``,
+    loaded (so ``lazy=True`` store mode reads the store only for routes that ask for it)."""
+    return await _lookup(connection, "session").load()
 
 
 #: ``session: SessionDep`` in a path operation gives the request's :class:`~koasession.Session`.
@@ -122,7 +125,7 @@ def typed_session(
     binding = TypedBinding(model, key)
 
     async def dependency(connection: HTTPConnection) -> AsyncIterator[BaseModel]:
-        session = _lookup(connection, scope_key)
+        session = await _lookup(connection, scope_key).load()
         loaded = binding.load(session)
         yield loaded.model
         # Not reached when the handler raises: its half-made changes are dropped.
@@ -195,7 +198,7 @@ def login_required(
         connection: HTTPConnection,
         _cookie: str | None = Security(scheme),
     ) -> Any:
-        session = _lookup(connection, scope_key)
+        session = await _lookup(connection, scope_key).load()
         check_cookie_name(session, cookie)
         value = logged_in_value(session, key)
         if value is None:

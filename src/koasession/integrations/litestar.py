@@ -176,6 +176,8 @@ class LitestarSessionMiddleware(SessionMiddleware):
     ``scope[scope_key]`` are translated by :func:`to_koa_value`, so ``request.set_session()``
     and ``request.clear_session()`` behave as koa's ``ctx.session = {...}`` and
     ``ctx.session = null``, manual commits (``await request.session.save()``) included.
+    A route handler with ``opt={"skip_session": True}`` gets no session (no store call, no
+    cookie), when the middleware runs per route (:func:`session_middleware`).
     """
 
     def __init__(
@@ -188,10 +190,20 @@ class LitestarSessionMiddleware(SessionMiddleware):
         super().__init__(cast("ASGIApp", app), keys, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if scope["type"] not in ("http", "websocket") or _skips_session(scope):
             await self.app(scope, receive, send)
             return
         await super().__call__(_KoaScope(scope, self.config.options.scope_key), receive, send)
+
+
+#: The route handler ``opt`` key that turns the session off for that route.
+SKIP_SESSION = "skip_session"
+
+
+def _skips_session(scope: Scope) -> bool:
+    handler = scope.get("route_handler")
+    opt = getattr(handler, "opt", None)
+    return bool(opt and opt.get(SKIP_SESSION))
 
 
 def session_middleware(
@@ -243,7 +255,7 @@ def typed_session(
 
     # Litestar injects its reserved ``scope`` kwarg by name; the annotation must be its Scope.
     async def dependency(scope: LitestarScope) -> AsyncGenerator[Any, None]:
-        session = _lookup(cast("Mapping[str, Any]", scope), scope_key)
+        session = await _lookup(cast("Mapping[str, Any]", scope), scope_key).load()
         loaded = binding.load(session)
         yield loaded.model
         # Litestar runs this after the handler returned and before the response is sent; it is
@@ -290,8 +302,8 @@ class LoginRequired(InitPlugin):
         self.scope_key = scope_key
         self.scheme_name = scheme_name or scheme_name_for(cookie)
 
-        def logged_in(scope: LitestarScope) -> Any:
-            session = _lookup(cast("Mapping[str, Any]", scope), scope_key)
+        async def logged_in(scope: LitestarScope) -> Any:
+            session = await _lookup(cast("Mapping[str, Any]", scope), scope_key).load()
             check_cookie_name(session, cookie)
             value = logged_in_value(session, key)
             if value is None:
@@ -302,7 +314,7 @@ class LoginRequired(InitPlugin):
 
         logged_in.__name__ = f"login_required_{key}"
         #: The ``Provide`` to put under the handler parameter's name in ``dependencies=``.
-        self.dependency = Provide(logged_in, sync_to_thread=False)
+        self.dependency = Provide(logged_in)
 
     @property
     def security(self) -> list[SecurityRequirement]:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
@@ -87,6 +87,57 @@ def write_mode(key: str, ctx: LoadedKeyContext | None) -> WriteMode:
     if ctx is None:
         return "upsert"
     return "update" if key == ctx.loaded_key else "insert"
+
+
+#: The metadata fields ``touch`` may set. They are numbers under fixed names, so a SQL store can
+#: set them with constant JSON paths and no value ever becomes part of a statement.
+TOUCH_FIELDS = frozenset({"_expire", "_maxAge", "_accessed"})
+
+
+def touch_items(fields: Mapping[str, object]) -> list[tuple[str, float]]:
+    """The ``fields`` of a ``touch`` call as (name, number) pairs, after checking them."""
+    items: list[tuple[str, float]] = []
+    for name, value in fields.items():
+        if name not in TOUCH_FIELDS:
+            raise ValueError(f"touch() can only set {sorted(TOUCH_FIELDS)}; got {name!r}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not number or not math.isfinite(value):  # type: ignore[arg-type]
+            raise ValueError(f"touch() needs a number for {name!r}; got {value!r}")
+        items.append((name, value))  # type: ignore[arg-type]
+    return items
+
+
+def merge_items(
+    changed: Mapping[str, object], deleted: Sequence[str]
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """The arguments of a ``merge`` call checked: (name, value as JSON text) pairs to set and
+    the names to delete. Raises ``ValueError`` for data JSON cannot hold, like ``set``."""
+    if isinstance(deleted, str) or not all(isinstance(n, str) for n in deleted):
+        raise ValueError(f"merge() needs a list of key names to delete; got {deleted!r}")
+    items = []
+    for name, value in changed.items():
+        if not isinstance(name, str):
+            raise ValueError(f"merge() needs str keys; got {name!r}")
+        items.append((name, codec.dumps(value)))
+    return items, list(deleted)
+
+
+def loads_value(raw: str) -> Any:
+    """A value serialised by :func:`merge_items`, back as a Python value."""
+    return codec.loads(raw)
+
+
+def dumps_name(name: str) -> str:
+    """A key name as a JSON string."""
+    return codec.dumps(name)
+
+
+def json_path(name: str) -> str | None:
+    """The JSON path of the top-level key ``name`` for SQLite and MySQL (``$."name"``), or
+    ``None`` when it cannot be written as one: neither quotes nor escapes are portable."""
+    if '"' in name or "\\" in name:
+        return None
+    return f'$."{name}"'
 
 
 @dataclass(frozen=True)

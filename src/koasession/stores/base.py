@@ -19,7 +19,7 @@ gone (destroyed by a concurrent logout or login); the middleware then writes not
 the cookie alone (a concurrent login may have replaced it), and the next request that sends the
 old id finds it missing.
 
-Two optional methods (see :class:`ClosableStore`):
+Optional methods (see :class:`ClosableStore`, :class:`TouchableStore`, :class:`MergeableStore`):
 
 - ``close()`` (plain or coroutine) releases what the store opened: connections, threads, files.
   The middleware calls it at the ASGI lifespan shutdown, after the app's own shutdown, for
@@ -31,10 +31,37 @@ Two optional methods (see :class:`ClosableStore`):
   that middleware's ``store_timeout`` (when it has one), so the store can bound its driver's own
   connect and read timeouts by it: a request that gives up on the store then also frees the
   connection in time. Timeouts configured on the store explicitly should win.
+- ``touch(key, max_age, *, fields, ctx)`` refreshes an entry without rewriting its data: it
+  sets the metadata ``fields`` (``_expire``, ``_maxAge``, ``_accessed``) in the stored value
+  and the lifetime, atomically, and returns ``False`` when the entry is gone. The middleware
+  calls it instead of ``set`` when a save would only refresh the lifetime (``rolling``,
+  ``renew``, ``idle_timeout``) of data this request did not change, so a slow read-only request
+  cannot overwrite a concurrent write. Every bundled store has it.
+- ``merge(key, changed, deleted, max_age, *, ctx)`` applies one request's change to the stored
+  value: it sets the top-level keys ``changed`` and removes the keys ``deleted``, atomically,
+  keeping the others; ``False`` when the entry is gone, ``None`` to ask for a full ``set``.
+  With ``merge=True`` the middleware calls it to save a session loaded from the store, so two
+  requests that change different keys both land. Every bundled store has it.
 """
 
 from __future__ import annotations
 
-from ..protocols import ClosableStore, HookContext, MaxAge, SessionData, Store
+from ..protocols import (
+    ClosableStore,
+    HookContext,
+    MaxAge,
+    MergeableStore,
+    SessionData,
+    Store,
+    TouchableStore,
+)
 
-__all__ = ["ClosableStore", "HookContext", "MaxAge", "SessionData", "Store"]
+__all__ = [
+    "ClosableStore",
+    "HookContext",
+    "MaxAge",
+    "MergeableStore",
+    "SessionData",
+    "Store",
+    "TouchableStore",
+]

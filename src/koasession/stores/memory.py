@@ -12,6 +12,8 @@ import heapq
 import math
 import time
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..errors import ConfigurationError, SessionIdCollision
 from ._common import (
@@ -21,6 +23,9 @@ from ._common import (
     StoreOptionsMixin,
     dumps,
     loads,
+    loads_value,
+    merge_items,
+    touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
@@ -266,6 +271,62 @@ class MemoryStore(StoreOptionsMixin):
             self._entries.move_to_end(skey)
         self._set_deadline(entry, deadline)
         self._compact()
+        return True
+
+    async def touch(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        fields: Mapping[str, float],
+        ctx: object | None = None,
+    ) -> bool:
+        """Extend the entry under ``key`` to ``max_age`` seconds and set the metadata
+        ``fields`` in its value, keeping its data; ``False`` when the entry is gone."""
+        items = touch_items(fields)
+        return self._patch(key, dict(items), [], max_age)
+
+    async def merge(
+        self,
+        key: str,
+        changed: Mapping[str, Any],
+        deleted: Sequence[str],
+        max_age: float | None = None,
+        *,
+        ctx: object | None = None,
+    ) -> bool:
+        """Set the keys ``changed`` and remove the keys ``deleted`` in the value under ``key``,
+        keeping every other key as stored, and extend it to ``max_age`` seconds; ``False``
+        when the entry is gone (nothing is created)."""
+        items, names = merge_items(changed, deleted)
+        return self._patch(key, {n: loads_value(v) for n, v in items}, names, max_age)
+
+    def _patch(
+        self, key: str, changed: dict[str, Any], deleted: list[str], max_age: float | None
+    ) -> bool:
+        # Synchronous from read to write: nothing else runs in between.
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        now = time.monotonic()
+        skey = self._stored_key(key)
+        entry = self._live(skey, now)
+        data = None if entry is None else loads(entry.raw)
+        if entry is None or data is None:
+            return False
+        for name in deleted:
+            data.pop(name, None)
+        data.update(changed)
+        entry.raw = dumps(data)
+        owner = self._owner_of(data)
+        if owner != entry.owner:
+            if entry.owner is not None:
+                self._unindex(entry.owner, skey)
+            if owner is not None:
+                self._owners.setdefault(owner, set()).add(skey)
+            entry.owner = owner
+        ttl = ttl_seconds(max_age) if max_age is not None else self.session_ttl
+        self._set_deadline(entry, None if ttl is None else now + ttl)
+        self._entries.move_to_end(skey)
         return True
 
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:

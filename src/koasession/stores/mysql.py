@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -37,7 +37,10 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     dumps,
+    json_path,
     loads,
+    merge_items,
+    touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
@@ -407,6 +410,79 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
             )
             if not expired:
                 raise SessionIdCollision("session id already exists")
+
+    async def touch(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        fields: Mapping[str, float],
+        ctx: object | None = None,
+    ) -> bool:
+        """Extend the row under ``key`` to ``max_age`` seconds and set the metadata ``fields``
+        in its value with one ``UPDATE`` (``JSON_SET``), keeping its data; ``False`` when the
+        row is gone."""
+        items = touch_items(fields)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        ttl = ttl_seconds(max_age)
+        micros = None if ttl is None or ttl > _MAX_TTL else round(ttl * 1_000_000)
+        data = "data"
+        if items:
+            # The names are TOUCH_FIELDS (checked above): constant paths, values bound.
+            data = "JSON_SET(data" + "".join(f", '$.{n}', %s" for n, _ in items) + ")"
+        count = await self._execute(
+            "touch",
+            f"UPDATE {self._table} SET data = {data}, expires_at = {_EXPIRES}"
+            f" WHERE id = %s AND {_LIVE}",
+            *[v for _, v in items],
+            micros,
+            self._stored_key(key),
+        )
+        return count > 0
+
+    async def merge(
+        self,
+        key: str,
+        changed: Mapping[str, Any],
+        deleted: Sequence[str],
+        max_age: float | None = None,
+        *,
+        ctx: object | None = None,
+    ) -> bool | None:
+        """Set the keys ``changed`` and remove the keys ``deleted`` in the value under ``key``
+        with one ``UPDATE`` (``JSON_REMOVE``, ``JSON_SET``), keeping every other key as stored,
+        and extend it to ``max_age`` seconds; ``False`` when the row is gone. ``None`` (save
+        in full) with ``owner=``, whose column needs the whole value, or for a key that has no
+        JSON path (one holding ``"`` or ``\\``)."""
+        items, names = merge_items(changed, deleted)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        set_paths = [json_path(n) for n, _ in items]
+        del_paths = [json_path(n) for n in names]
+        if self._owner is not None or None in set_paths or None in del_paths:
+            return None
+        ttl = ttl_seconds(max_age)
+        micros = None if ttl is None or ttl > _MAX_TTL else round(ttl * 1_000_000)
+        data = "data"
+        if del_paths:
+            data = "JSON_REMOVE(data" + ", %s" * len(del_paths) + ")"
+        if items:
+            # JSON_EXTRACT(text, '$') is JSON on MySQL and MariaDB alike (no CAST AS JSON there).
+            data = f"JSON_SET({data}" + ", %s, JSON_EXTRACT(%s, '$')" * len(items) + ")"
+        params: list[Any] = [*del_paths]
+        for path, (_, raw) in zip(set_paths, items, strict=True):
+            params += [path, raw]
+        count = await self._execute(
+            "merge",
+            f"UPDATE {self._table} SET data = {data}, expires_at = {_EXPIRES}"
+            f" WHERE id = %s AND {_LIVE}",
+            *params,
+            micros,
+            self._stored_key(key),
+            retry=False,
+        )
+        return count > 0
 
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the row saved under ``key``; a missing or invalid id is not an error."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import parse_qsl, unquote
@@ -32,7 +33,10 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     dumps,
+    dumps_name,
     loads,
+    merge_items,
+    touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
@@ -319,6 +323,81 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
         if written:
             await self._purge.after_write(self._purge_batch)
         return written
+
+    async def touch(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        fields: Mapping[str, float],
+        ctx: object | None = None,
+    ) -> bool | None:
+        """Extend the row under ``key`` to ``max_age`` seconds and set the metadata ``fields``
+        in its value with one ``UPDATE`` (``jsonb ||``), keeping its data; ``False`` when the
+        row is gone, ``None`` when its value holds U+0000, which ``jsonb`` cannot (the
+        middleware then saves in full)."""
+        patch = dumps(dict(touch_items(fields)))
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        # jsonb refuses U+0000 in strings: such a value is left to a full save (None).
+        sql = (
+            f"UPDATE {self._table} SET data = (data::jsonb || $2::jsonb)::text,"
+            f" expires_at = {_EXPIRES} WHERE id = $1 AND {_LIVE}"
+            " AND strpos(data, '\\u0000') = 0"
+        )
+        skey = self._stored_key(key)
+        args = (skey, patch, ttl_seconds(max_age))
+
+        async def query(conn: Any) -> str:
+            status: str = await conn.execute(sql, *args, timeout=self._command_timeout)
+            return status
+
+        # Safe to repeat: the same fields and lifetime give the same row.
+        if _rowcount(await self._run("touch", query, retry=True)) > 0:
+            return True
+        live = await self._fetch(
+            "touch", f"SELECT 1 FROM {self._table} WHERE id = $1 AND {_LIVE}", skey
+        )
+        return None if live else False
+
+    async def merge(
+        self,
+        key: str,
+        changed: Mapping[str, Any],
+        deleted: Sequence[str],
+        max_age: float | None = None,
+        *,
+        ctx: object | None = None,
+    ) -> bool | None:
+        """Set the keys ``changed`` and remove the keys ``deleted`` in the value under ``key``
+        with one ``UPDATE`` (``jsonb -`` and ``||``), keeping every other key as stored, and
+        extend it to ``max_age`` seconds; ``False`` when the row is gone. ``None`` (save in
+        full) with ``owner=``, whose column needs the whole value, or when the value or the
+        change holds U+0000, which ``jsonb`` cannot."""
+        items, names = merge_items(changed, deleted)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        patch = "{" + ",".join(f"{dumps_name(n)}:{raw}" for n, raw in items) + "}"
+        if self._owner is not None or "\\u0000" in patch:
+            return None
+        sql = (
+            f"UPDATE {self._table} SET data = ((data::jsonb - $4::text[]) || $2::jsonb)::text,"
+            f" expires_at = {_EXPIRES} WHERE id = $1 AND {_LIVE}"
+            " AND strpos(data, '\\u0000') = 0"
+        )
+        skey = self._stored_key(key)
+        args = (skey, patch, ttl_seconds(max_age), names)
+
+        async def query(conn: Any) -> str:
+            status: str = await conn.execute(sql, *args, timeout=self._command_timeout)
+            return status
+
+        if _rowcount(await self._run("merge", query)) > 0:
+            return True
+        live = await self._fetch(
+            "merge", f"SELECT 1 FROM {self._table} WHERE id = $1 AND {_LIVE}", skey
+        )
+        return None if live else False
 
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the row saved under ``key``; a missing or invalid id is not an error."""

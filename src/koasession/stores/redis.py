@@ -24,7 +24,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
@@ -34,7 +34,7 @@ try:
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import RedisError
+    from redis.exceptions import RedisError, WatchError
 except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subprocess test
     raise ModuleNotFoundError(
         "RedisStore needs redis-py, which is not installed: pip install 'koasession[redis]'",
@@ -50,6 +50,9 @@ from ._common import (
     WriteMode,
     dumps,
     loads,
+    loads_value,
+    merge_items,
+    touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
@@ -395,6 +398,46 @@ class RedisStore(StoreOptionsMixin):
         raw = dumps(data)
         return await self._run(self._set, key, data, raw, max_age, write_mode(key, ctx))
 
+    async def touch(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        fields: Mapping[str, float],
+        ctx: object | None = None,
+    ) -> bool:
+        """Extend the entry under ``key`` to ``max_age`` seconds and set the metadata
+        ``fields`` in its value, keeping its data; ``False`` when the entry is gone.
+
+        An optimistic transaction (``WATCH``, ``GET``, ``MULTI``/``SET XX``/``EXEC``, repeated
+        when another write intervened) rather than a Lua script: the cjson of Redis's Lua turns
+        an empty list into ``{}`` and rounds numbers to 14 digits, so a script re-encoding the
+        value would alter data it was meant to leave alone.
+        """
+        items = touch_items(fields)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        return await self._run(self._patch, key, dict(items), [], max_age)
+
+    async def merge(
+        self,
+        key: str,
+        changed: Mapping[str, Any],
+        deleted: Sequence[str],
+        max_age: float | None = None,
+        *,
+        ctx: object | None = None,
+    ) -> bool:
+        """Set the keys ``changed`` and remove the keys ``deleted`` in the value under ``key``,
+        keeping every other key as stored, and extend it to ``max_age`` seconds; ``False``
+        when the entry is gone (nothing is created). The same optimistic transaction as
+        :meth:`touch`."""
+        items, names = merge_items(changed, deleted)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        patch = {name: loads_value(raw) for name, raw in items}
+        return await self._run(self._patch, key, patch, names, max_age)
+
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the entry saved under ``key``; a missing or invalid id is not an error."""
         if not valid_id(key):
@@ -505,6 +548,41 @@ class RedisStore(StoreOptionsMixin):
             return True
         # SET XX without GET: None when the key was gone.
         return mode != "update" or bool(result)
+
+    async def _patch(
+        self,
+        r: Redis | RedisCluster,
+        key: str,
+        changed: dict[str, Any],
+        deleted: list[str],
+        max_age: float | None,
+    ) -> bool:
+        rkey = self._key(key)
+        ttl = self._ttl(max_age)
+        async with r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(rkey)
+                    previous = _text(await pipe.get(rkey))
+                    data = None if previous is None else loads(previous)
+                    if data is None:
+                        return False
+                    old_owner = self._owner_of(data)
+                    for name in deleted:
+                        data.pop(name, None)
+                    data.update(changed)
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    pipe.set(rkey, dumps(data), ex=ttl, xx=True)
+                    (written,) = await pipe.execute()
+                except WatchError:
+                    continue  # another write landed first: apply the change to it
+                break
+        owner = self._owner_of(data)
+        if written and owner is not None:
+            await self._index_add(r, owner, rkey, ttl)  # the index entry lives as long
+        if written and old_owner is not None and old_owner != owner:
+            await r.zrem(self._owner_key(old_owner), rkey)
+        return bool(written)
 
     async def _destroy(self, r: Redis | RedisCluster, key: str) -> None:
         rkey = self._key(key)

@@ -15,7 +15,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 try:
@@ -32,7 +32,10 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     dumps,
+    json_path,
     loads,
+    merge_items,
+    touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
@@ -306,6 +309,79 @@ class SQLiteStore(StoreOptionsMixin):
         if written:
             await self._purge.after_write(self._purge_batch)
         return written
+
+    async def touch(
+        self,
+        key: str,
+        max_age: float | None = None,
+        *,
+        fields: Mapping[str, float],
+        ctx: object | None = None,
+    ) -> bool:
+        """Extend the row under ``key`` to ``max_age`` seconds and set the metadata ``fields``
+        in its value with one ``UPDATE`` (``json_set``), keeping its data; ``False`` when the
+        row is gone."""
+        items = touch_items(fields)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        now = time.time()
+        ttl = ttl_seconds(max_age)
+        data = "data"
+        params: list[Any] = []
+        if items:
+            # The names are TOUCH_FIELDS (checked above): constant paths, values bound.
+            data = "json_set(data" + "".join(f", '$.{n}', ?" for n, _ in items) + ")"
+            params = [v for _, v in items]
+        count = await self._execute(
+            "touch",
+            f"UPDATE {self._table} SET data = {data}, expires_at = ? WHERE id = ? AND {_LIVE}",
+            *params,
+            None if ttl is None else now + ttl,
+            self._stored_key(key),
+            now,
+        )
+        return count > 0
+
+    async def merge(
+        self,
+        key: str,
+        changed: Mapping[str, Any],
+        deleted: Sequence[str],
+        max_age: float | None = None,
+        *,
+        ctx: object | None = None,
+    ) -> bool | None:
+        """Set the keys ``changed`` and remove the keys ``deleted`` in the value under ``key``
+        with one ``UPDATE`` (``json_remove``, ``json_set``), keeping every other key as stored,
+        and extend it to ``max_age`` seconds; ``False`` when the row is gone. ``None`` (save
+        in full) with ``owner=``, whose column needs the whole value, or for a key that has no
+        JSON path (one holding ``"`` or ``\\``)."""
+        items, names = merge_items(changed, deleted)
+        if not valid_id(key):
+            raise ValueError("invalid session id")
+        set_paths = [json_path(n) for n, _ in items]
+        del_paths = [json_path(n) for n in names]
+        if self._owner is not None or None in set_paths or None in del_paths:
+            return None
+        now = time.time()
+        ttl = ttl_seconds(max_age)
+        data = "data"
+        if del_paths:
+            data = "json_remove(data" + ", ?" * len(del_paths) + ")"
+        if items:
+            data = f"json_set({data}" + ", ?, json(?)" * len(items) + ")"
+        params: list[Any] = [*del_paths]
+        for path, (_, raw) in zip(set_paths, items, strict=True):
+            params += [path, raw]
+        count = await self._execute(
+            "merge",
+            f"UPDATE {self._table} SET data = {data}, expires_at = ? WHERE id = ? AND {_LIVE}",
+            *params,
+            None if ttl is None else now + ttl,
+            self._stored_key(key),
+            now,
+        )
+        return count > 0
 
     async def destroy(self, key: str, *, ctx: object | None = None) -> None:
         """Remove the row saved under ``key``; a missing or invalid id is not an error."""

@@ -17,7 +17,11 @@ Every bundled store passes it; a third-party store proves with it what the middl
   ``destroy_owner``) and ``"owner_sessions"`` (the "where you are signed in" API:
   ``list_owner(owner, current=id)`` with opaque ``handle``, ``device``, ``created_at``,
   ``last_seen`` and ``is_current``; ``revoke(owner, handle)``; ``destroy_owner(owner, keep=id)``;
-  also with ``hash_ids=True``).
+  also with ``hash_ids=True``) and ``"touch"`` (``touch(key, max_age, fields=..., ctx=...)``
+  sets the metadata fields and keeps every other key as stored; a missing entry stays missing)
+  and ``"merge"`` (``merge(key, changed, deleted, max_age, ctx=...)`` sets and removes top-level
+  keys and keeps the others; concurrent merges of different keys all land; a missing entry stays
+  missing).
 
 The suite needs two coroutines from you: ``make(**options)`` returns a new store over empty
 storage (the options are the features' constructor arguments), and ``dump(store)`` returns what
@@ -62,7 +66,7 @@ Make = Callable[..., Awaitable[Any]]
 Dump = Callable[[Any], Awaitable[Mapping[str, Any]]]
 
 #: The optional features a store may declare.
-FEATURES = frozenset({"hash_ids", "owner", "owner_sessions"})
+FEATURES = frozenset({"hash_ids", "owner", "owner_sessions", "touch", "merge"})
 
 # A key long enough for stores that check it (the bundled ones want 32 bytes).
 _HASH_KEY = "store-suite-hash-key-0123456789abcdef"
@@ -357,6 +361,59 @@ async def _owner(make: Make, dump: Dump, features: Collection[str]) -> None:
     _expect(await _get(store, _sid("anon")) == {"cart": []}, "an anonymous session was removed")
 
 
+async def _touch(make: Make, dump: Dump, features: Collection[str]) -> None:
+    store = await make()
+    key = _sid("touch")
+    await _set(store, key, {"x": 1, "nested": {"empty": []}, "_expire": 1, "_maxAge": 60000}, 60)
+    loaded = _Ctx(key)
+    # Another request writes after this one loaded: the refresh must keep that write.
+    await _set(store, key, {"x": 2, "nested": {"empty": []}, "_expire": 1, "_maxAge": 60000}, 60)
+    fields = {"_expire": 1700000123456, "_maxAge": 120000, "_accessed": 1700000003456}
+    touched = await _call(store.touch(key, 120, fields=fields, ctx=loaded))
+    _expect(touched is True, f"touch of a live entry returned {touched!r}, not True")
+    got = await _get(store, key)
+    want = {"x": 2, "nested": {"empty": []}, **fields}
+    _expect(got == want, f"after touch the entry is {got!r}, expected {want!r}")
+    missing = _sid("touch-missing")
+    gone = await _call(store.touch(missing, 60, fields=fields, ctx=_Ctx(missing)))
+    _expect(gone is False, f"touch of a missing entry returned {gone!r}, not False")
+    await _destroy(store, key)
+    after = await _call(store.touch(key, 60, fields=fields, ctx=loaded))
+    _expect(after is False, f"touch after destroy returned {after!r}, not False")
+    await _empty(dump, store, "touch must never create an entry")
+
+
+async def _merge(make: Make, dump: Dump, features: Collection[str]) -> None:
+    store = await make()
+    key = _sid("merge")
+    loaded = _Ctx(key)
+    base = {"a": 1, "b": 1, "list": [], "dotted.key": "d", "_expire": 1, "_maxAge": 60000}
+    await _set(store, key, base, 60)
+    changed = {"a": {"nested": None, "empty": []}, "c": "caf\u00e9", "_expire": 1700000123456}
+    merged = await _call(store.merge(key, changed, ["b", "absent"], 120, ctx=loaded))
+    _expect(merged is True, f"merge of a live entry returned {merged!r}, not True")
+    got = await _get(store, key)
+    want = {"a": changed["a"], "list": [], "dotted.key": "d", "c": "caf\u00e9"}
+    want.update(_expire=1700000123456, _maxAge=60000)
+    _expect(got == want, f"after merge the entry is {got!r}, expected {want!r}")
+
+    async def write(i: int) -> Any:
+        return await _call(store.merge(key, {f"k{i}": i}, [], 120, ctx=loaded))
+
+    answers = await asyncio.gather(*(write(i) for i in range(8)))
+    _expect(all(a is True for a in answers), f"concurrent merges returned {answers!r}")
+    got = await _get(store, key)
+    lost = [i for i in range(8) if (got or {}).get(f"k{i}") != i]
+    _expect(not lost, f"concurrent merges of different keys lost k{lost}: {got!r}")
+    missing = _sid("merge-missing")
+    gone = await _call(store.merge(missing, {"a": 1}, [], 60, ctx=_Ctx(missing)))
+    _expect(gone is False, f"merge into a missing entry returned {gone!r}, not False")
+    await _destroy(store, key)
+    after = await _call(store.merge(key, {"a": 1}, [], 60, ctx=loaded))
+    _expect(after is False, f"merge after destroy returned {after!r}, not False")
+    await _empty(dump, store, "merge must never create an entry")
+
+
 _DEVICE = {"user_agent": "SuiteBrowser/1.0", "created_at": 1700000000, "last_seen": 1700000060}
 
 
@@ -503,6 +560,18 @@ CHECKS: tuple[Check, ...] = (
         "where you are signed in: handles, is_current, revoke, destroy_owner(keep=)",
         _owner_sessions,
         needs="owner_sessions",
+    ),
+    Check(
+        "touch",
+        "touch refreshes metadata and lifetime, keeps data, creates nothing",
+        _touch,
+        needs="touch",
+    ),
+    Check(
+        "merge",
+        "merge sets and removes keys, keeps the others; concurrent merges all land",
+        _merge,
+        needs="merge",
     ),
 )
 
