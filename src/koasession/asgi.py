@@ -68,15 +68,7 @@ class SessionMiddleware:
         if cfg.excluded is not None and cfg.excluded(scope):
             await self.app(scope, receive, send)  # no session, no store call, no headers
             return
-        rs = RequestSession(
-            cfg,
-            scope.get("headers") or (),
-            scheme=scope.get("scheme"),
-            slot=scope,
-            raw=scope,
-            client=client[0] if (client := scope.get("client")) else None,
-        )
-        scope[cfg.options.scope_key] = rs.session
+        rs = _engine(cfg, scope)
         if cfg.eager:
             try:
                 await rs.load_async()
@@ -133,16 +125,7 @@ class SessionMiddleware:
         A store outage while loading propagates: there is no HTTP response to answer 503 with.
         """
         cfg = self.config
-        rs = RequestSession(
-            cfg,
-            scope.get("headers") or (),
-            scheme=scope.get("scheme"),
-            slot=scope,
-            raw=scope,
-            websocket=True,
-            client=client[0] if (client := scope.get("client")) else None,
-        )
-        scope[cfg.options.scope_key] = rs.session
+        rs = _engine(cfg, scope, websocket=True)
         try:
             if cfg.eager:
                 await rs.load_async()
@@ -260,6 +243,22 @@ async def _answer_crash(rs: RequestSession, send: Send) -> None:
     extra = rs.error_headers()
     if extra is not None:
         await _send_error(send, 500, b"Internal Server Error", extra)
+
+
+def _engine(cfg: SessionConfig, scope: Scope, *, websocket: bool = False) -> RequestSession:
+    """The engine for one HTTP or WebSocket scope, its session published in the scope."""
+    client = scope.get("client")
+    rs = RequestSession(
+        cfg,
+        scope.get("headers") or (),
+        scheme=scope.get("scheme"),
+        slot=scope,
+        raw=scope,
+        websocket=websocket,
+        client=client[0] if client else None,
+    )
+    scope[cfg.options.scope_key] = rs.session
+    return rs
 
 
 async def _send_unavailable(send: Send) -> None:
