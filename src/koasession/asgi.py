@@ -79,6 +79,7 @@ class SessionMiddleware:
                 await rs.load_async()
             except StoreError:
                 await events.settle(rs.pending_events)
+                rs.release()
                 if kind == "http":
                     await _send_unavailable(send)
                     return
@@ -90,6 +91,7 @@ class SessionMiddleware:
             finally:
                 if rs.pending_events:
                     await events.settle(rs.pending_events)
+                rs.release()
             return
 
         replaced = False  # our 503 went out instead of the app's reply
@@ -130,6 +132,7 @@ class SessionMiddleware:
         finally:
             if rs.pending_events:
                 await events.settle(rs.pending_events)
+            rs.release()
 
     # -- lifespan ------------------------------------------------------------------------------
 
