@@ -208,10 +208,13 @@ class EngineState:
         back here; cutting those links lets reference counting free the request's objects
         without the garbage collector (see :mod:`koasession.released`).
         """
-        self.session._rebind(ReleasedEngine(self.external_key, self.opts_view))
-        self._ctx = None
-        self.store = None
-        self.pending_events = []
+        self.session._rebind(ReleasedEngine(self.external_key, self._opts or self.cfg.options))
+        # Only set when used: an untouched request skips the assignments.
+        if self._ctx is not None:
+            self._ctx = None
+            self.store = None
+        if self.pending_events:
+            self.pending_events = []
 
     def _report_store_error(self, operation: str, key: str, exc: BaseException) -> None:
         self.emit("store_error", key, None, operation=operation, error=exc)
