@@ -74,6 +74,7 @@ class SessionMiddleware:
                 await rs.load_async()
             except StoreError:
                 await events.settle(rs.pending_events)
+                rs.release()
                 await _send_unavailable(send)
                 return
         replaced = False  # our 503 went out instead of the app's reply
@@ -108,6 +109,7 @@ class SessionMiddleware:
         finally:
             if rs.pending_events:
                 await events.settle(rs.pending_events)
+            rs.release()
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Websocket sessions, the lifespan protocol, and anything else passed through."""
@@ -134,6 +136,7 @@ class SessionMiddleware:
         finally:
             if rs.pending_events:
                 await events.settle(rs.pending_events)
+            rs.release()
 
     # -- lifespan ------------------------------------------------------------------------------
 

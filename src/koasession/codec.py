@@ -44,6 +44,30 @@ _encode_string: Callable[[str], str] = encode_basestring
 _decoder = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
+
+def _build_c_encoder() -> Callable[[Any], str]:
+    """``_encoder.encode`` without its per-call cost of building the C encoder again.
+
+    ``JSONEncoder.encode`` makes a new C encoder object on every call (about a microsecond);
+    this one is made once with the same settings, so its output is identical. No circular
+    reference check (``markers=None``), because an exception could leave the markers dict
+    stale for the next call: circular data ends in ``RecursionError`` instead, handled by the
+    callers like every other refusal. Falls back to ``_encoder.encode`` where the json module
+    has no C accelerator.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _encoder.encode
+    c_encode = make(None, _encoder.default, encode_basestring, None, ":", ",", False, False, False)
+
+    def encode(data: Any) -> str:
+        return "".join(c_encode(data, 0))
+
+    return encode
+
+
+_encode = _build_c_encoder()
+
 # A key ending in a digit is the only way ``<digit>":`` can occur in the C encoder's output (a
 # quote inside a string is always escaped), so this finds every key that may be an array index.
 # It runs on the reversed text, where the pattern starts with a literal that re finds quickly.
@@ -192,6 +216,15 @@ def _offending_path(value: Any, path: str, seen: tuple[int, ...] = ()) -> str:
 def _named_error(data: Any, exc: Exception) -> Exception:
     """The json module's error, saying where in the session the offending value is."""
     if isinstance(exc, RecursionError):
+        # The prebuilt encoder does not look for cycles; the checking one tells a cycle apart.
+        try:
+            _encoder.encode(data)
+        except ValueError as checked:
+            if "Circular" in str(checked):
+                exc = checked
+        except (TypeError, RecursionError):
+            pass
+    if isinstance(exc, RecursionError):
         # Far past MAX_DEPTH: name the limit, as check_save_depth does for shallower excess.
         return ValueError(
             f"session data is nested too deeply to serialise; the limit is {MAX_DEPTH} levels"
@@ -222,7 +255,7 @@ def snapshot(data: Any) -> str:
     It is the C encoder's output, not the wire form (:func:`dumps`), and raises the same errors.
     """
     try:
-        return _encoder.encode(data)
+        return _encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _named_error(data, exc) from exc
 
@@ -261,7 +294,7 @@ def dumps(data: Any) -> str:
 
 def _js_text(data: Any) -> str:
     try:
-        text: str = _encoder.encode(data)
+        text: str = _encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _named_error(data, exc) from exc
     if _needs_js_pass(text):
@@ -377,16 +410,23 @@ def loads_object(text: str) -> dict[str, Any] | None:
     if too_deep(text):
         return None  # before the decoder, which recurses once per level
     try:
-        value = _decoder.decode(text)
+        # raw_decode skips decode()'s two whitespace scans; text it does not consume entirely
+        # (surrounding whitespace, or garbage) goes through decode() for the usual verdict.
+        value, end = _decoder.raw_decode(text)
+        if end != len(text):
+            value = _decoder.decode(text)
     except (ValueError, RecursionError):
-        return None
+        try:
+            value = _decoder.decode(text)
+        except (ValueError, RecursionError):
+            return None
     return value if isinstance(value, dict) else None
 
 
 def to_bytes(data: Any) -> bytes:
     """:func:`dumps` as UTF-8 bytes (``Buffer.from(JSON.stringify(data))``)."""
     try:
-        text: str = _encoder.encode(data)
+        text: str = _encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _named_error(data, exc) from exc
     # _needs_js_pass, inlined on the hot path of every cookie write
@@ -405,7 +445,7 @@ def to_bytes(data: Any) -> bytes:
 
 def encode(data: dict[str, Any]) -> str:
     """Encode a session payload as koa-session does: base64 of compact JSON."""
-    return base64.b64encode(to_bytes(data)).decode("ascii")
+    return binascii.b2a_base64(to_bytes(data), newline=False).decode("ascii")
 
 
 def encode_payload(data: dict[str, Any], data_text: str, metadata: dict[str, Any]) -> str:
@@ -429,7 +469,7 @@ def encode_payload(data: dict[str, Any], data_text: str, metadata: dict[str, Any
         raw = text.encode()
     except UnicodeEncodeError:
         raw = _SURROGATE.sub(_fix_surrogate, text).encode()
-    return base64.b64encode(raw).decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
 
 
 def _scalar(value: Any) -> str:

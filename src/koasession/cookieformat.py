@@ -227,7 +227,24 @@ def attributes(
     opts: SessionOptions, *, secure: bool, expires: float | str | None, max_age: int | None
 ) -> str:
     """The attribute part of the session's Set-Cookie lines under the options in force."""
-    return cookies.attributes(
+    global _last_attributes
+    # Consecutive responses mostly share every attribute (the expiry date changes once a
+    # second): the last text is reused when all inputs are equal, as http_date does for dates.
+    key = (
+        opts.path,
+        int(expires) if isinstance(expires, float) else expires,  # the date has whole seconds
+        max_age,
+        opts.domain,
+        opts.priority,
+        opts.same_site,
+        secure,
+        opts.http_only,
+        opts.partitioned,
+    )
+    cached_key, text = _last_attributes
+    if key == cached_key:
+        return text
+    text = cookies.attributes(
         path=opts.path,
         expires=expires,
         max_age=max_age,
@@ -238,6 +255,11 @@ def attributes(
         http_only=opts.http_only,
         partitioned=opts.partitioned,
     )
+    _last_attributes = (key, text)
+    return text
+
+
+_last_attributes: tuple[tuple[Any, ...] | None, str] = (None, "")
 
 
 def lines(

@@ -11,6 +11,7 @@ from . import cookies, events, storeio
 from .context import SessionContext
 from .options import SessionOptions
 from .protocols import Store
+from .released import ReleasedEngine
 from .session import RequestOptions, Session
 from .signing import Signer
 
@@ -211,6 +212,21 @@ class EngineState:
             store=self.store,
             report=self._report_store_error,
         )
+
+    def release(self) -> None:
+        """End of request (after the events settled): drop the references back to this engine.
+
+        The session, the scope, the context, a ``context_store`` and event payloads all point
+        back here; cutting those links lets reference counting free the request's objects
+        without the garbage collector (see :mod:`koasession.released`).
+        """
+        self.session._rebind(ReleasedEngine(self.external_key, self._opts or self.cfg.options))
+        # Only set when used: an untouched request skips the assignments.
+        if self._ctx is not None:
+            self._ctx = None
+            self.store = None
+        if self.pending_events:
+            self.pending_events = []
 
     def _report_store_error(self, operation: str, key: str, exc: BaseException) -> None:
         self.emit("store_error", key, None, operation=operation, error=exc)

@@ -220,6 +220,10 @@ class Session(MutableMapping[str, Any]):
             self._data = {}
         self._removed = True
 
+    def _rebind(self, rs: SessionEngine) -> None:
+        """Talk to ``rs`` from now on (the engine's stand-in once the request ended)."""
+        self._rs = rs
+
     def _require(self, required: bool = True) -> None:
         """Force (or, after a save, stop forcing) the next commit to save."""
         self._require_save = required

@@ -11,8 +11,6 @@ from __future__ import annotations
 import gc
 from typing import Any
 
-import pytest
-
 from koasession import MemoryStore, SessionMiddleware
 
 KEY = "I1cqobbcERqZlXvRYLhB82BbjJ7sjJtktOu_Skgzmw8"
@@ -91,20 +89,12 @@ async def test_the_measurement_sees_no_garbage_from_a_bare_app() -> None:
     assert await _collected_per_request(_bare, None) == 0
 
 
-# raises=AssertionError: only the count may fail; a crash in the set-up is a real failure.
-CYCLES = pytest.mark.xfail(
-    strict=True, raises=AssertionError, reason="issue 12: per-request reference cycles"
-)
-
-
-@CYCLES
 async def test_cookie_mode_leaves_no_cycles_per_request() -> None:
     app = SessionMiddleware(_app, keys=[KEY])
     cookie = await _cookie_after(app, await _cookie_after(app, None))
     assert await _collected_per_request(app, cookie) == 0
 
 
-@CYCLES
 async def test_memory_store_mode_leaves_no_cycles_per_request() -> None:
     app = SessionMiddleware(_app, keys=[KEY], store=MemoryStore(max_entries=100))
     cookie = await _cookie_after(app, await _cookie_after(app, None))

@@ -1,0 +1,51 @@
+"""What a :class:`~koasession.session.Session` talks to once its request is over.
+
+The per-request engine and the session point at each other, and the ASGI scope, the
+:class:`~koasession.context.SessionContext` and event payloads point back at the engine: left
+alone, every request would leave a reference cycle for the garbage collector, which under load
+costs more server CPU than the session work itself (issue 12). At the end of the request the
+adapter calls :meth:`RequestSession.release`, which hands the session this stand-in instead, so
+reference counting frees everything at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .errors import ResponseStartedError
+
+if TYPE_CHECKING:
+    from .options import SessionOptions
+    from .session import RequestOptions
+
+
+class ReleasedEngine:
+    """A :class:`~koasession.session.SessionEngine` for a session whose request has ended.
+
+    Data the request loaded stays readable; loading, committing or changing options now raise
+    :class:`~koasession.errors.ResponseStartedError`, since no response can carry the result.
+    """
+
+    __slots__ = ("external_key", "opts_view")
+
+    def __init__(self, external_key: str | None, opts_view: SessionOptions) -> None:
+        #: The store id the session had when its request ended.
+        self.external_key = external_key
+        #: The options that were in force.
+        self.opts_view = opts_view
+
+    @property
+    def opts(self) -> RequestOptions:
+        """Refused: per-request options cannot change once the request is over."""
+        raise ResponseStartedError("the request is over: its session options can no longer change")
+
+    def load(self) -> None:
+        """Refused: the session was not read during its request."""
+        raise ResponseStartedError(
+            "the request is over and its session was never read during it; read the session "
+            "inside the request (or its background tasks) to use it afterwards"
+        )
+
+    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
+        """Refused, as a commit after the response headers is."""
+        raise ResponseStartedError("the request is over; commit the session before responding")
