@@ -49,3 +49,38 @@ class ReleasedEngine:
     async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
         """Refused, as a commit after the response headers is."""
         raise ResponseStartedError("the request is over; commit the session before responding")
+
+    async def load_async(self) -> None:
+        """Refused, as :meth:`load` is."""
+        self.load()
+
+    async def flush(self) -> None:
+        """Refused: no response can carry the new session."""
+        raise ResponseStartedError("the request is over; flush the session before responding")
+
+    def flush_now(self) -> None:
+        """Refused, as :meth:`flush` is."""
+        raise ResponseStartedError("the request is over; flush the session before responding")
+
+    async def reload(self) -> None:
+        """Refused: the request that could read the session again is over."""
+        raise ResponseStartedError("the request is over; reload the session during it")
+
+    def reload_now(self) -> None:
+        """Refused, as :meth:`reload` is."""
+        raise ResponseStartedError("the request is over; reload the session during it")
+
+    def skip(self) -> None:
+        """Nothing to skip: the request is over and wrote what it wrote."""
+
+    def created_ms(self) -> float | None:
+        """Refused: the session's times are read during its request."""
+        raise ResponseStartedError("the request is over; read the session's times during it")
+
+    def accessed_ms(self) -> float | None:
+        """Refused, as :meth:`created_ms` is."""
+        raise ResponseStartedError("the request is over; read the session's times during it")
+
+    def expires_ms(self) -> float | None:
+        """Refused, as :meth:`created_ms` is."""
+        raise ResponseStartedError("the request is over; read the session's times during it")
