@@ -244,8 +244,10 @@ class SessionMiddleware:
         return _Body(response, body)
 
     def _settle(self, rs: RequestSession) -> None:
+        """Deliver the request's events, then release the engine (no reference cycles left)."""
         if rs.pending_events:
             self._drive(events.settle(rs.pending_events))
+        rs.release()
 
 
 class _Response:
