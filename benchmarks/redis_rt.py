@@ -28,7 +28,7 @@ async def _run(store: Any) -> list[dict[str, Any]]:
 
     client.execute_command = counting
 
-    def app_for(scenario: str) -> Any:
+    def app_for(scenario: str, lazy: bool = False) -> Any:
         async def app(scope: Scope, receive: Any, send: Any) -> None:
             marks.append(len(log))
             session = scope["session"]
@@ -39,9 +39,11 @@ async def _run(store: Any) -> list[dict[str, Any]]:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        return SessionMiddleware(app, keys=[KEY], store=store)
+        return SessionMiddleware(app, keys=[KEY], store=store, lazy=lazy)
 
-    async def request(scenario: str, cookie: str | None) -> tuple[list[str], list[str], Any]:
+    async def request(
+        scenario: str, cookie: str | None, lazy: bool = False
+    ) -> tuple[list[str], list[str], Any]:
         sent: list[Any] = []
 
         async def send(message: Any) -> None:
@@ -49,7 +51,7 @@ async def _run(store: Any) -> list[dict[str, Any]]:
 
         log.clear()
         marks.clear()
-        await app_for(scenario)(make_scope(cookie), receive, send)
+        await app_for(scenario, lazy)(make_scope(cookie), receive, send)
         split = marks[0]
         return log[:split], log[split:], sent
 
@@ -65,6 +67,10 @@ async def _run(store: Any) -> list[dict[str, Any]]:
         load, save, sent = await request(scenario, cookie)
         rows.append({"case": label, "load": load, "save": save})
         cookie = cookie_from(sent) or cookie
+    # lazy=True: the store is read only when the handler awaits session.load(), so a request
+    # that never looks at its session makes no round trip at all (issue 14).
+    load, save, sent = await request("untouched", cookie, lazy=True)
+    rows.append({"case": "existing session, untouched, lazy=True", "load": load, "save": save})
     client.execute_command = original
     return rows
 
