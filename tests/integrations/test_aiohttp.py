@@ -413,3 +413,22 @@ async def test_websocket_changes_are_not_committed() -> None:
         assert (await socket.receive_str()) == "hi"
         await socket.close()
         assert "koa.sess" not in jar(http)
+
+
+async def test_crash_after_a_manual_save_sends_its_cookie() -> None:
+    """Explicit work survives a crash: the 500 carries the cookie ``save()`` wrote."""
+
+    async def crash(request: web.Request) -> web.Response:
+        session = request["session"]
+        session["saved"] = True
+        await session.save()
+        raise RuntimeError("boom")
+
+    app = web.Application()
+    app.router.add_get("/", crash)
+    setup(app, keys=[KEY])
+    async with serve(app) as http:
+        response = await http.get("/")
+        assert response.status == 500
+        assert cookie_lines(response, "koa.sess")
+    assert await asgi_reads(jar(http)) == {"saved": True}
