@@ -432,3 +432,16 @@ async def test_crash_after_a_manual_save_sends_its_cookie() -> None:
         assert response.status == 500
         assert cookie_lines(response, "koa.sess")
     assert await asgi_reads(jar(http)) == {"saved": True}
+
+
+async def test_example_without_a_key_uses_a_random_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two starts without KOASESSION_KEY: one start's cookie is refused by the other."""
+    monkeypatch.delenv("KOASESSION_KEY")
+    first, second = load_example("aiohttp_app"), load_example("aiohttp_app")
+    async with serve(first.app) as a:
+        await a.get("/")
+        header = "; ".join(f"{k}={v}" for k, v in jar(a).items())
+        assert (await (await a.get("/", headers={"Cookie": header})).json())["views"] == 2
+    async with serve(second.app) as b:
+        replay = await b.get("/", headers={"Cookie": header})
+        assert (await replay.json())["views"] == 1
