@@ -52,8 +52,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _server_log = logging.getLogger("aiohttp.server")
 
 
-class _Unavailable(StoreError):
-    """The commit at ``prepare`` failed: the handler's stream must not go out."""
+class _Unavailable(Exception):
+    """The commit at ``prepare`` failed: the handler's stream must not go out.
+
+    Not a ``StoreError``: the ``store_error`` event is already out, and the middleware, not the
+    handler, answers it.
+    """
 
     def __init__(self, chunked: bool) -> None:
         super().__init__("the session store failed at the commit")
