@@ -70,7 +70,9 @@ class SessionMiddleware:
     [...])``); :func:`setup` adds it to an app with its signal and cleanup.
 
     ``SessionMiddleware(keys=[...], **options)`` takes the options of
-    :class:`koasession.SessionMiddleware`. The session is ``request[scope_key]``.
+    :class:`koasession.SessionMiddleware`. The session is ``request[scope_key]``. Without
+    :func:`setup`, append :meth:`on_response_prepare` to ``app.on_response_prepare`` (streamed
+    responses) and await :meth:`close` at shutdown yourself.
     """
 
     # aiohttp 3 calls a middleware with (request, handler) only when it carries this mark.
