@@ -2,10 +2,11 @@
 
 The blocks of one file share a namespace, in order, as a reader reads them (a later block may use
 what an earlier one imported or defined). A block that assigns ``app`` is then served through
-Starlette's ``TestClient`` (lifespan included): by default one ``GET /`` that must not fail with
-a 5xx; an HTML comment right after the block, ``<!-- requests: GET / => 1 views | GET / => 2
-views -->``, lists requests made in turn by one client (cookies kept) and a text each response
-body must contain. Comment lines right after a ``print(...)`` line are the output it must show
+Starlette's ``TestClient`` (lifespan included; aiohttp's test client for an ``aiohttp.web``
+app): by default one ``GET /`` that must not fail with a 5xx; an HTML comment right after the
+block, ``<!-- requests: GET / => 1 views | GET / => 2 views -->``, lists requests made in turn
+by one client (cookies kept) and a text each response body must contain. Comment lines right
+after a ``print(...)`` line are the output it must show
 (``...`` at the end: a prefix).
 
 A block that cannot run on its own says so in an HTML comment right before it:
@@ -174,12 +175,15 @@ def _serve(block: Block, app: Any, namespace: dict[str, Any]) -> None:
     from starlette.testclient import TestClient
 
     requests = block.requests or [("GET", "/", "")]
-    with TestClient(app) as client:
-        for method, target, expected in requests:
-            response = client.request(method, target)
-            assert response.status_code < 500, f"{method} {target}: {response.status_code}"
-            assert expected in response.text, f"{method} {target}: {response.text[:200]!r}"
-        session_id = client.cookies.get("koa.sess")
+    if type(app).__module__.startswith("aiohttp."):
+        session_id = asyncio.run(_serve_aiohttp(app, requests))
+    else:
+        with TestClient(app) as client:
+            for method, target, expected in requests:
+                response = client.request(method, target)
+                assert response.status_code < 500, f"{method} {target}: {response.status_code}"
+                assert expected in response.text, f"{method} {target}: {response.text[:200]!r}"
+            session_id = client.cookies.get("koa.sess")
     store = namespace.get("store")
     if session_id and type(store).__name__ == "RedisStore":
         # The documented prefix may be shared with real users of this Redis: delete only the
@@ -191,6 +195,20 @@ def _serve(block: Block, app: Any, namespace: dict[str, Any]) -> None:
             client_.delete(f"{store.key_prefix}{session_id}")
         finally:
             client_.close()
+
+
+async def _serve_aiohttp(app: Any, requests: list[tuple[str, str, str]]) -> str | None:
+    """The same requests for an ``aiohttp.web.Application``, through aiohttp's test client."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    async with TestClient(TestServer(app)) as client:
+        for method, target, expected in requests:
+            response = await client.request(method, target)
+            text = await response.text()
+            assert response.status < 500, f"{method} {target}: {response.status}"
+            assert expected in text, f"{method} {target}: {text[:200]!r}"
+        cookies = {cookie.key: cookie.value for cookie in client.session.cookie_jar}
+    return cookies.get("koa.sess")
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +50,7 @@ class SessionMiddleware:
             # the reason must show in the start-up output.
             events.logger.error("koasession: invalid SessionMiddleware configuration: %s", exc)
             raise
-        _offer_store_timeout(self.config)
+        self.config.offer_store_timeout()
 
     @property
     def options(self) -> SessionOptions:
@@ -211,25 +210,7 @@ class SessionMiddleware:
         Runs at the ASGI lifespan shutdown; call it yourself when the server does not send
         lifespan events. A failure to close one store is logged and does not stop the others.
         """
-        stores = [self.config.options.store, *self.config.context_store_instances()]
-        for store in stores:
-            close = getattr(store, "close", None)
-            if store is None or not callable(close):
-                continue
-            try:
-                result = close()
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                events.logger.exception("closing the session store %r failed", store)
-
-
-def _offer_store_timeout(cfg: SessionConfig) -> None:
-    """Tell the store the middleware's ``store_timeout`` if it wants to bound its own driver
-    timeouts by it (the optional ``use_store_timeout`` of :mod:`koasession.stores.base`)."""
-    hook = getattr(cfg.options.store, "use_store_timeout", None)
-    if cfg.store_timeout and callable(hook):
-        hook(cfg.store_timeout)
+        await self.config.close_stores()
 
 
 async def _answer_outage(rs: RequestSession, send: Send) -> bool:

@@ -8,7 +8,7 @@ import weakref
 from collections.abc import Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import atrest
+from . import atrest, events
 from .errors import ConfigurationError
 from .ids import make_genid
 from .options import SessionOptions, SessionOptionsDict, build_options, validate, validate_keys
@@ -111,6 +111,30 @@ class SessionConfig:
     def context_store_instances(self) -> list[Store]:
         """The closeable ``context_store`` instances made so far that are still alive."""
         return list(self._context_stores)
+
+    def offer_store_timeout(self) -> None:
+        """Tell the store ``store_timeout`` if it wants to bound its own driver timeouts by it
+        (the optional ``use_store_timeout`` of :mod:`koasession.stores.base`)."""
+        hook = getattr(self.options.store, "use_store_timeout", None)
+        if self.store_timeout and callable(hook):
+            hook(self.store_timeout)
+
+    async def close_stores(self) -> None:
+        """Close ``store`` and the live ``context_store`` instances, where they have a
+        ``close()`` (sync or async); an adapter calls it at shutdown.
+
+        A failure to close one store is logged and does not stop the others.
+        """
+        for store in [self.options.store, *self.context_store_instances()]:
+            close = getattr(store, "close", None)
+            if store is None or not callable(close):
+                continue
+            try:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                events.logger.exception("closing the session store %r failed", store)
 
     @classmethod
     def build(cls, keys: object = None, **kwargs: Unpack[SessionOptionsDict]) -> SessionConfig:

@@ -22,7 +22,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
-from .asgi import _offer_store_timeout
 from .config import SessionConfig, is_async_callable
 from .errors import ConfigurationError, StoreError
 from .lifecycle import UNAVAILABLE, RequestSession
@@ -138,7 +137,7 @@ class SessionMiddleware:
         except ConfigurationError as exc:
             events.logger.error("koasession: invalid SessionMiddleware configuration: %s", exc)
             raise
-        _offer_store_timeout(self.config)
+        self.config.offer_store_timeout()
         opts = self.config.options
         hooks = (opts.valid, opts.before_save, opts.genid, opts.on_event)
         # Without a store or an async hook, no engine coroutine ever waits for anything: it is
@@ -195,7 +194,7 @@ class SessionMiddleware:
                 return
             loop = _LoopThread()  # the stores were never used here; close them all the same
         try:
-            closer = _close_stores(self.config)
+            closer = self.config.close_stores()
             asyncio.run_coroutine_threadsafe(closer, loop.loop).result(CLOSE_TIMEOUT)
         except Exception:
             events.logger.exception("closing the koasession stores failed")
@@ -382,20 +381,6 @@ def _error(
     ]
     start_response(f"{status} {reason}", start_headers, exc_info)
     return [body]
-
-
-async def _close_stores(cfg: SessionConfig) -> None:
-    """Close ``store`` and the live ``context_store`` instances that have a ``close()``."""
-    for store in [cfg.options.store, *cfg.context_store_instances()]:
-        close = getattr(store, "close", None)
-        if store is None or not callable(close):
-            continue
-        try:
-            result = close()
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            events.logger.exception("closing the session store %r failed", store)
 
 
 def _close_at_exit(ref: weakref.ref[SessionMiddleware]) -> None:

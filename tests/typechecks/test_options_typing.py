@@ -65,6 +65,15 @@ session_middleware(keys=["{KEY}"], priority="high")
 LitestarSessionMiddleware(app, ["{KEY}"], scope_key="s")
 koa_middleware(app, ["{KEY}"], {{"maxAge": 1000}}, encrypt=True)
 """,
+    "good_aiohttp": f"""
+from aiohttp import web
+
+from koasession.aiohttp import SessionMiddleware as AiohttpSessionMiddleware
+from koasession.aiohttp import setup
+
+setup(web.Application(), keys=["{KEY}"], store=MemoryStore(), same_site="strict")
+web.Application(middlewares=[AiohttpSessionMiddleware(keys=["{KEY}"], rolling=True)])
+""",
     "stores_conform": """
 from koasession import Session, SessionContext
 from koasession.protocols import ClosableStore, HookContext, SessionView, Store
@@ -118,6 +127,13 @@ from quart import Quart
 from koasession.integrations.quart import install
 
 install(Quart(__name__), keys=["{KEY}"], maxAge=60)
+""",
+    "bad_aiohttp": f"""
+from aiohttp import web
+
+from koasession.aiohttp import setup
+
+setup(web.Application(), keys=["{KEY}"], maxAge=60)
 """,
     "bad_koa_middleware": f"""
 from koasession.koa import koa_middleware
@@ -210,7 +226,7 @@ def test_typed_dict_and_dataclass_declare_the_same_options() -> None:
 
 
 @pytest.mark.parametrize("checker", ["mypy", "pyright"])
-@pytest.mark.parametrize("name", ["good_options", "stores_conform", "roundtrip"])
+@pytest.mark.parametrize("name", ["good_options", "good_aiohttp", "stores_conform", "roundtrip"])
 def test_good_options_type_check(
     checker: str,
     name: str,
@@ -230,6 +246,7 @@ def test_good_options_type_check(
         ("bad_store", "store"),
         ("bad_store_signature", "NoCtxStore"),
         ("bad_quart", "maxAge"),
+        ("bad_aiohttp", "maxAge"),
         ("bad_koa_middleware", "sometimes"),
     ],
 )

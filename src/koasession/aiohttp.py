@@ -1,0 +1,253 @@
+"""aiohttp: koasession as an ``aiohttp.web`` middleware, on the same engine as the ASGI one.
+
+::
+
+    from aiohttp import web
+from multidict import CIMultiDict
+    from koasession.aiohttp import get_session, setup
+
+    async def home(request: web.Request) -> web.Response:
+        session = await get_session(request)  # or request["session"]
+        session["views"] = session.get("views", 0) + 1
+        return web.Response(text=f"{session['views']} views")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    setup(app, keys=[...])
+
+The session commits when the handler returns (before aiohttp sends the response, so outer
+middlewares still see the final headers), or, for a response the handler prepares itself
+(``StreamResponse.prepare``, a download or server-sent events), as it prepares, through
+aiohttp's ``on_response_prepare`` signal. A ``web.HTTPException`` raised as control flow (an
+``HTTPFound`` redirect after login) is a response like any other: a 3xx or 4xx commits. A 5xx
+commits nothing automatically, nor does an exception that escapes the handler; a store outage
+answers 503. The stores are closed on ``app.on_cleanup``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
+from aiohttp import web
+from multidict import CIMultiDict
+
+from . import events
+from .config import SessionConfig
+from .errors import NoSessionError, StoreError
+from .lifecycle import UNAVAILABLE, RequestSession
+from .options import SessionOptions, SessionOptionsDict
+from .session import Session
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = ["SessionMiddleware", "get_session", "setup"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+# aiohttp logs an exception that escapes a handler under this name; a 500 we answer ourselves
+# (to carry a manual save's cookie) logs it the same way.
+_server_log = logging.getLogger("aiohttp.server")
+
+
+class _Unavailable(Exception):
+    """The commit at ``prepare`` failed: the handler's stream must not go out.
+
+    Not a ``StoreError``: the ``store_error`` event is already out, and the middleware, not the
+    handler, answers it.
+    """
+
+    def __init__(self, chunked: bool) -> None:
+        super().__init__("the session store failed at the commit")
+        #: prepare() had already switched the connection's writer to chunked encoding.
+        self.chunked = chunked
+
+
+class SessionMiddleware:
+    """koa-session for ``aiohttp.web``: an aiohttp middleware (``web.Application(middlewares=
+    [...])``); :func:`setup` adds it to an app with its signal and cleanup.
+
+    ``SessionMiddleware(keys=[...], **options)`` takes the options of
+    :class:`koasession.SessionMiddleware`. The session is ``request[scope_key]``. Without
+    :func:`setup`, append :meth:`on_response_prepare` to ``app.on_response_prepare`` (streamed
+    responses) and await :meth:`close` at shutdown yourself.
+    """
+
+    # aiohttp 3 calls a middleware with (request, handler) only when it carries this mark.
+    __middleware_version__ = 1
+
+    def __init__(
+        self, keys: Sequence[str | bytes] | None = None, **options: Unpack[SessionOptionsDict]
+    ) -> None:
+        self.config = SessionConfig.build(keys, **options)
+        self.config.offer_store_timeout()
+        # The engines of the requests in flight, by id(request), for on_response_prepare; one
+        # table per middleware, so two sessions (two scope keys) on one app stay apart.
+        self._engines: dict[int, RequestSession] = {}
+
+    @property
+    def options(self) -> SessionOptions:
+        """The validated :class:`~koasession.options.SessionOptions`."""
+        return self.config.options
+
+    def install(self, app: web.Application) -> None:
+        """Add this middleware, its ``on_response_prepare`` hook and its cleanup to ``app``.
+
+        Call it before the app starts (aiohttp freezes middlewares and signals then).
+        """
+        if not isinstance(app, web.Application):
+            raise TypeError(f"setup() needs an aiohttp.web.Application, got {type(app).__name__}")
+        app.middlewares.append(self)
+        app.on_response_prepare.append(self.on_response_prepare)
+        app.on_cleanup.append(self._cleanup)
+
+    async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        cfg = self.config
+        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+        rs = RequestSession(
+            cfg,
+            [(k.lower(), v) for k, v in request.raw_headers],
+            scheme=request.scheme,
+            # aiohttp types its keys as str | RequestKey; the engine uses str keys only.
+            slot=cast("MutableMapping[str, Any]", request),
+            raw=request,
+            websocket=websocket,
+        )
+        request[cfg.options.scope_key] = rs.session
+        self._engines[id(request)] = rs
+        try:
+            if cfg.eager:
+                try:
+                    await rs.load_async()
+                except StoreError:
+                    return _unavailable()
+            if websocket:
+                response = await handler(request)
+                rs.finish()
+                return response
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                # Control flow (a redirect, a 404): a response like a returned one.
+                if not await self._respond(rs, exc.status, exc.headers):
+                    return _unavailable()
+                raise
+            except _Unavailable as exc:
+                # The commit at prepare failed before the handler's headers went out.
+                return _unavailable(chunked=exc.chunked)
+            except StoreError:
+                # From save(), regenerate() or destroy() in the handler: the same outage as a
+                # failed load.
+                if rs.started:
+                    raise
+                rs.started = True
+                return _unavailable()
+            except Exception:
+                extra = rs.error_headers()
+                if extra is None:
+                    raise
+                _server_log.exception("Error handling request")
+                return _error_response(500, "Internal Server Error", extra)
+            if not response.prepared and not await self._respond(
+                rs, response.status, response.headers, response
+            ):
+                return _unavailable()
+            rs.finish()
+            return response
+        finally:
+            del self._engines[id(request)]
+            if rs.pending_events:
+                await events.settle(rs.pending_events)
+            rs.release()  # no reference cycles left behind (see koasession.released)
+
+    async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        """The commit for a response the handler prepares itself (streamed)."""
+        rs = self._engines.get(id(request))
+        if rs is None or rs.started or rs.websocket:
+            return
+        if not await self._respond(rs, response.status, response.headers, response):
+            raise _Unavailable(response.headers.get("Transfer-Encoding") == "chunked")
+
+    async def _respond(
+        self,
+        rs: RequestSession,
+        status: int,
+        headers: CIMultiDict[str],
+        response: web.StreamResponse | None = None,
+    ) -> bool:
+        """Commit for a response of ``status``, then merge the session headers into it."""
+        if rs.started:
+            return True
+        ok = rs.start_response(status)
+        if not (ok if isinstance(ok, bool) else await ok):
+            return False
+        if rs.read or rs.cookie_lines or rs.extra_headers:
+            if response is not None and rs.cookie_lines and rs.opts_view.overwrite:
+                # Cookies the handler set with response.set_cookie() join the headers only at
+                # prepare: the session's own lines replace them, as in the ASGI adapter.
+                for name, _ in rs.cookie_lines:
+                    response.cookies.pop(name, None)
+            merged = rs.merge_headers(
+                [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+            )
+            headers.clear()
+            for key, value in merged:
+                headers.add(key.decode("latin-1"), value.decode("latin-1"))
+        return True
+
+    async def _cleanup(self, app: web.Application) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the stores this middleware uses (runs on ``app.on_cleanup``)."""
+        await self.config.close_stores()
+
+
+def setup(
+    app: web.Application,
+    keys: Sequence[str | bytes] | None = None,
+    **options: Unpack[SessionOptionsDict],
+) -> SessionMiddleware:
+    """Add koasession to ``app``; return the :class:`SessionMiddleware`.
+
+    Options are those of :class:`koasession.SessionMiddleware`. Calling it twice (with
+    different ``key`` and ``scope_key`` values) gives the app two independent sessions.
+    """
+    middleware = SessionMiddleware(keys, **options)
+    middleware.install(app)
+    return middleware
+
+
+async def get_session(request: web.Request, scope_key: str = "session") -> Session:
+    """The koasession :class:`~koasession.Session` of ``request`` (``request[scope_key]``).
+
+    Awaitable like aiohttp-session's ``get_session``. Raises
+    :class:`~koasession.NoSessionError` when no koasession middleware put a session there.
+    """
+    value = request.get(scope_key)
+    if not isinstance(value, Session):
+        raise NoSessionError(
+            f"no koasession Session under request[{scope_key!r}]: call "
+            "koasession.aiohttp.setup(app, keys=[...])"
+            + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
+        )
+    return value
+
+
+def _unavailable(*, chunked: bool = False) -> web.Response:
+    status, headers, body = UNAVAILABLE
+    response = _error_response(status, body.decode(), headers)
+    if chunked:
+        # The connection's writer already encodes chunks (aiohttp set it up in prepare()
+        # before the hook that failed): the replacement must say so.
+        response.enable_chunked_encoding()
+    return response
+
+
+def _error_response(status: int, text: str, headers: list[tuple[bytes, bytes]]) -> web.Response:
+    response = web.Response(status=status, text=text)
+    for key, value in headers:
+        response.headers.add(key.decode("latin-1"), value.decode("latin-1"))
+    return response
