@@ -98,7 +98,8 @@ TAG_LENGTH = 16
 #: Tokens longer than this many characters are rejected without decoding (4x the browser limit).
 MAX_TOKEN_LENGTH = 16384
 #: Deepest nesting of objects/arrays accepted in a payload (the top-level object is depth 1).
-MAX_DEPTH = 32
+#: The one depth limit of the package (see :mod:`koasession.codec`).
+MAX_DEPTH = codec.MAX_DEPTH
 
 _VERSION_BYTE = bytes([FORMAT_VERSION])
 _HEADER_LENGTH = 1 + KID_LENGTH
@@ -123,23 +124,6 @@ def _load_backend() -> tuple[Any, Any, Any, Any]:
     except ImportError as exc:  # pragma: no cover - exercised by monkeypatching in tests
         raise ImportError(_INSTALL_HINT) from exc
     return AESGCM, HKDF, hashes, InvalidTag
-
-
-def _depth_ok(value: Any, limit: int) -> bool:
-    """True when ``value`` nests dicts/lists at most ``limit`` levels (iterative, no recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict):
-            children: Any = item.values()
-        elif isinstance(item, (list, tuple)):
-            children = item
-        else:
-            continue
-        if depth > limit:
-            return False
-        stack.extend((child, depth + 1) for child in children)
-    return True
 
 
 class CookieCipher:
@@ -192,7 +176,7 @@ class CookieCipher:
         """
         if not isinstance(data, dict):
             raise TypeError(f"session data must be a dict, not {type(data).__name__}")
-        if not _depth_ok(data, MAX_DEPTH):
+        if codec.exceeds_depth(data):
             raise ValueError(f"session data is nested deeper than {MAX_DEPTH} levels")
         plaintext = codec.to_bytes(data)  # the exact JSON signed mode writes
         header = _VERSION_BYTE + self._kids[0]
@@ -238,6 +222,6 @@ def _parse_payload(plaintext: bytes) -> dict[str, Any] | None:
     except UnicodeDecodeError:
         return None
     value = codec.loads_object(text)  # signed mode's parser: object only, finite numbers
-    if value is None or not _depth_ok(value, MAX_DEPTH):
+    if value is None or codec.exceeds_depth(value):
         return None
     return value
