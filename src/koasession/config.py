@@ -57,6 +57,7 @@ class SessionConfig:
         "notices",
         "options",
         "record_created",
+        "released",
         "signer",
         "store_cipher",
         "store_timeout",
@@ -64,6 +65,10 @@ class SessionConfig:
 
     def __init__(self, options: SessionOptions, keys: list[str | bytes]) -> None:
         self.options = options
+        #: The stand-in engine shared by every ended request that neither had an id nor changed
+        #: its options (a ``koasession.released.ReleasedEngine``, made by the engine on first
+        #: use; typed loosely so this module does not import the request-time classes).
+        self.released: Any = None
         self.keys = keys
         self.signer = (
             Signer(keys, options.algorithms)

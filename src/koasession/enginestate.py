@@ -220,7 +220,14 @@ class EngineState:
         back here; cutting those links lets reference counting free the request's objects
         without the garbage collector (see :mod:`koasession.released`).
         """
-        self.session._rebind(ReleasedEngine(self.external_key, self._opts or self.cfg.options))
+        if self._opts is None and self.external_key is None:
+            # The common case: nothing of this request to keep, so one stand-in serves all.
+            released = self.cfg.released
+            if released is None:
+                released = self.cfg.released = ReleasedEngine(None, self.cfg.options)
+        else:
+            released = ReleasedEngine(self.external_key, self._opts or self.cfg.options)
+        self.session._rebind(released)
         # Only set when used: an untouched request skips the assignments.
         if self._ctx is not None:
             self._ctx = None
