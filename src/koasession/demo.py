@@ -58,7 +58,10 @@ button{{padding:.3rem .8rem}} .muted{{color:#666}}
 </style></head><body>
 <h1>koasession demo</h1>
 {flashes}<p class="muted">Mode: <b id="mode">{mode}</b></p>
-{id_block}<p>Expires: <b id="expires">{expires}</b></p>
+{id_block}<p>Created: <b id="created">{created}</b>; expires: <b id="expires">{expires}</b>
+<span class="muted">(<code>session.created_at</code>, <code>session.remaining</code>)</span></p>
+<form method="post" action="/flush">{flush_csrf}<button id="flush">Start over</button></form>
+<span class="muted">(<code>await session.flush()</code>: a new, empty session)</span>
 <p>You have viewed this page <b id="views">{views}</b> time(s).</p>
 {user_block}
 <h2>Decoded session</h2>
@@ -145,6 +148,8 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
                 return
             elif path == "/logout":
                 session.destroy()
+            elif path == "/flush":
+                await session.flush()  # Django's flush: the old session ends, a new id follows
             elif path == "/logout-everywhere" and session.get("user"):
                 destroy_owner = getattr(store, "destroy_owner", None)
                 if destroy_owner is not None:
@@ -191,7 +196,9 @@ def build_app(store: Any = None, keys: Sequence[str] | None = None) -> SessionMi
             ),
             views=session["views"],
             id_block=_id_block(session.external_key) if store is not None else "",
-            expires=html.escape(_expiry(session.max_age, store is not None)),
+            expires=html.escape(_expiry(session.remaining, store is not None)),
+            created=html.escape(_when(_timestamp(session.created_at))),
+            flush_csrf=_csrf_input(session),
             user_block=user_block,
             session=html.escape(json.dumps(shown, indent=2)),
             csrf_key=CSRF_SESSION_KEY,
@@ -278,13 +285,18 @@ def _id_block(session_id: str | None) -> str:
     return f'<p>Session id: <code id="sid">{html.escape(shown)}</code></p>\n'
 
 
-def _expiry(max_age: float | str, in_store: bool) -> str:
-    if max_age == "session":
+def _timestamp(moment: datetime | None) -> float | None:
+    return None if moment is None else moment.timestamp()
+
+
+def _expiry(max_age: float | str | None, in_store: bool) -> str:
+    if max_age is None or max_age == "session":
         where = " (the store keeps it 1 day)" if in_store else ""
         return "when the browser closes" + where
     assert not isinstance(max_age, str)
     at = datetime.fromtimestamp(time.time() + max_age, tz=timezone.utc)
-    return f"{at:%Y-%m-%d %H:%M} UTC (in {format_duration(max_age)})"
+    # To the minute: the time left is read a moment after the save (86399.9 s is "1 day").
+    return f"{at:%Y-%m-%d %H:%M} UTC (in {format_duration(round(max_age / 60) * 60)})"
 
 
 def _cookie_size(scope: Scope) -> int:
