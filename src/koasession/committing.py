@@ -207,9 +207,7 @@ class Committing(PartialWrites):
             record_created=self.cfg.record_created,
         )
         if self.loaded_created is None and "_created" in out:
-            # A new session's creation is the moment of its first save: keep it, so the
-            # session's created_at and later saves in this request agree with what was written.
-            self.loaded_created = out["_created"]
+            self.loaded_created = out["_created"]  # a new session's created_at: its first save
         if self.loaded_device is not None:
             out["_device"] = self.loaded_device
         return out
