@@ -7,12 +7,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 from ..errors import ConfigurationError, StoreError
+from ._common import json_path, merge_items
 
 logger = logging.getLogger("koasession")
 
@@ -291,3 +292,35 @@ class PooledSQLStore:
                 if attempt + 1 == attempts:
                     raise store_error(repr(self), operation, exc, self._secrets) from exc
         raise AssertionError("unreachable")
+
+
+def json_merge(
+    changed: Mapping[str, Any],
+    deleted: Sequence[str],
+    *,
+    remove: str,
+    set_pair: str,
+    placeholder: str,
+) -> tuple[str, list[Any]] | None:
+    """The SQL expression that rewrites the ``data`` column for a ``merge`` (SQLite, MySQL),
+    and its parameters; ``None`` when a key has no portable JSON path (save in full then).
+
+    ``remove`` is the dialect's JSON remove function (``json_remove``), ``set_pair`` one
+    path/value argument pair of its ``json_set`` (``?, json(?)``), ``placeholder`` its parameter
+    mark.
+    """
+    items, names = merge_items(changed, deleted)
+    set_paths = [json_path(n) for n, _ in items]
+    del_paths = [json_path(n) for n in names]
+    if None in set_paths or None in del_paths:
+        return None
+    data = "data"
+    params: list[Any] = [*del_paths]
+    if del_paths:
+        data = f"{remove}(data" + f", {placeholder}" * len(del_paths) + ")"
+    if items:
+        # SQL function names are case-insensitive in both dialects.
+        data = f"json_set({data}" + f", {set_pair}" * len(items) + ")"
+        for path, (_, raw) in zip(set_paths, items, strict=True):
+            params += [path, raw]
+    return data, params

@@ -37,15 +37,21 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     dumps,
-    json_path,
     loads,
-    merge_items,
     touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
 )
-from ._sql import DEFAULT_TABLE, AutoPurge, PerLoop, PooledSQLStore, check_table, url_password
+from ._sql import (
+    DEFAULT_TABLE,
+    AutoPurge,
+    PerLoop,
+    PooledSQLStore,
+    check_table,
+    json_merge,
+    url_password,
+)
 from .base import MaxAge, SessionData
 
 __all__ = ["MySQLStore"]
@@ -455,24 +461,21 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
         and extend it to ``max_age`` seconds; ``False`` when the row is gone. ``None`` (save
         in full) with ``owner=``, whose column needs the whole value, or for a key that has no
         JSON path (one holding ``"`` or ``\\``)."""
-        items, names = merge_items(changed, deleted)
         if not valid_id(key):
             raise ValueError("invalid session id")
-        set_paths = [json_path(n) for n, _ in items]
-        del_paths = [json_path(n) for n in names]
-        if self._owner is not None or None in set_paths or None in del_paths:
+        # JSON_EXTRACT(text, '$') is JSON on MySQL and MariaDB alike (no CAST AS JSON there).
+        update = json_merge(
+            changed,
+            deleted,
+            remove="JSON_REMOVE",
+            set_pair="%s, JSON_EXTRACT(%s, '$')",
+            placeholder="%s",
+        )
+        if self._owner is not None or update is None:
             return None
+        data, params = update
         ttl = ttl_seconds(max_age)
         micros = None if ttl is None or ttl > _MAX_TTL else round(ttl * 1_000_000)
-        data = "data"
-        if del_paths:
-            data = "JSON_REMOVE(data" + ", %s" * len(del_paths) + ")"
-        if items:
-            # JSON_EXTRACT(text, '$') is JSON on MySQL and MariaDB alike (no CAST AS JSON there).
-            data = f"JSON_SET({data}" + ", %s, JSON_EXTRACT(%s, '$')" * len(items) + ")"
-        params: list[Any] = [*del_paths]
-        for path, (_, raw) in zip(set_paths, items, strict=True):
-            params += [path, raw]
         count = await self._execute(
             "merge",
             f"UPDATE {self._table} SET data = {data}, expires_at = {_EXPIRES}"

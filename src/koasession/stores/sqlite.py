@@ -32,15 +32,13 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     dumps,
-    json_path,
     loads,
-    merge_items,
     touch_items,
     ttl_seconds,
     valid_id,
     write_mode,
 )
-from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name, store_error
+from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name, json_merge, store_error
 from .base import MaxAge, SessionData
 
 __all__ = ["SQLiteStore"]
@@ -356,23 +354,16 @@ class SQLiteStore(StoreOptionsMixin):
         and extend it to ``max_age`` seconds; ``False`` when the row is gone. ``None`` (save
         in full) with ``owner=``, whose column needs the whole value, or for a key that has no
         JSON path (one holding ``"`` or ``\\``)."""
-        items, names = merge_items(changed, deleted)
         if not valid_id(key):
             raise ValueError("invalid session id")
-        set_paths = [json_path(n) for n, _ in items]
-        del_paths = [json_path(n) for n in names]
-        if self._owner is not None or None in set_paths or None in del_paths:
+        update = json_merge(
+            changed, deleted, remove="json_remove", set_pair="?, json(?)", placeholder="?"
+        )
+        if self._owner is not None or update is None:
             return None
+        data, params = update
         now = time.time()
         ttl = ttl_seconds(max_age)
-        data = "data"
-        if del_paths:
-            data = "json_remove(data" + ", ?" * len(del_paths) + ")"
-        if items:
-            data = f"json_set({data}" + ", ?, json(?)" * len(items) + ")"
-        params: list[Any] = [*del_paths]
-        for path, (_, raw) in zip(set_paths, items, strict=True):
-            params += [path, raw]
         count = await self._execute(
             "merge",
             f"UPDATE {self._table} SET data = {data}, expires_at = ? WHERE id = ? AND {_LIVE}",
