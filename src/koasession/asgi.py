@@ -89,7 +89,7 @@ class SessionMiddleware:
                     await _send_unavailable(send)
                     return
                 if rs.read or rs.cookie_lines or rs.extra_headers:
-                    message["headers"] = rs.merge_headers(list(message.get("headers") or ()))
+                    message["headers"] = rs.merge_headers(message.get("headers") or [])
             await send(message)
 
         try:
@@ -231,7 +231,8 @@ async def _answer_crash(rs: RequestSession, send: Send) -> None:
 
 def _engine(cfg: SessionConfig, scope: Scope, *, websocket: bool = False) -> RequestSession:
     """The engine for one HTTP or WebSocket scope, its session published in the scope."""
-    client = scope.get("client")
+    # The client address only feeds the device policy: without one, skip the lookup.
+    client = scope.get("client") if cfg.options.device_policy is not None else None
     rs = RequestSession(
         cfg,
         scope.get("headers") or (),

@@ -26,7 +26,11 @@ _REFRESHES = frozenset({"rolling", "renew", "idle"})
 
 
 class Committing(PartialWrites):
-    """The committing part of the engine: decide and write or remove (koa's ``commit``)."""
+    """The committing part of the engine: decide and write or remove (koa's ``commit``).
+
+    Its methods read ``self._opts or self.cfg.options`` (what ``opts_view`` returns) directly:
+    they run on every saving request, where a property call each adds up.
+    """
 
     # -- committing ----------------------------------------------------------------------
     def touched(self) -> bool:
@@ -77,7 +81,7 @@ class Committing(PartialWrites):
 
     def _check_websocket_commit(self, regenerate: bool) -> None:
         """Refuse a commit on a WebSocket whose result a cookie would have to carry."""
-        opts = self.opts_view
+        opts = self._opts or self.cfg.options
         if not opts.uses_store:
             raise ResponseStartedError(
                 "a WebSocket has no HTTP response to carry the session cookie: in cookie mode a "
@@ -98,28 +102,33 @@ class Committing(PartialWrites):
                 self.removed = True
             return
         self.removed = False
-        opts = self.opts_view
+        opts = self._opts or self.cfg.options
         if regenerate:
             await self.remove()
             if opts.uses_store:
                 self.external_key = await self.new_id()
                 self.loaded_key = None
-        data_json = codec.snapshot(self.json_safe(session._load()))
+        data = self.json_safe(session._load())
+        data_json = self.prev_json if session._writes == self.clean_writes else None
+        if data_json is None:
+            data_json = codec.snapshot(data)
         if save or regenerate or session._require_save:
-            reason = "force"
+            reason: decisions.SaveReason = "force"
         else:
             reason = self.reason_to_save(data_json)
         if not reason:
+            if data_json == self.prev_json and session._writes != self.clean_writes:
+                self.note_clean(data_json)  # the finish check can then skip serialising
             return
         if opts.before_save is not None:
             await _resolve(opts.before_save(self.ctx, session))
-            data_json = codec.snapshot(self.json_safe(session._load()))
+            data = self.json_safe(session._load())
+            data_json = codec.snapshot(data)
         # The load side refuses deeper data: writing it would lose the session next request.
         codec.check_save_depth(data_json)
         # koa's stores see ``changed`` on the write that carries a change; a forced save is
         # that write too when the data differs from what was loaded (koa writes twice then).
         changed = reason == "changed" or (reason == "force" and data_json != self.prev_json)
-        data = self.json_safe(session._load())
         if opts.device_policy is not None:
             self.note_device(data, regenerate=regenerate)
         # touch() and merge() edit the stored JSON in place: not possible when the value is
@@ -132,15 +141,21 @@ class Committing(PartialWrites):
             and await self.refresh()
         ):
             pass
+        elif not opts.uses_store:
+            self.save_cookie(data, data_json)  # what save() does in cookie mode, no coroutine
         elif not (partial and opts.merge and await self.merge(data_json)):
             await self.save(data, changed=changed, data_json=data_json)
         session._require(False)
-        self.prev_json = data_json
+        self.note_clean(data_json)
         self.committed = True
 
     def reason_to_save(self, data_json: str) -> decisions.SaveReason:
         """Why an unforced commit saves (see :func:`decisions.reason_to_save`)."""
-        opts = self.opts_view
+        prev_json = self.prev_json
+        if data_json != prev_json:
+            # Its first two rules, without the ten-argument call, for the common case.
+            return "" if prev_json is None and data_json == "{}" else "changed"
+        opts = self._opts or self.cfg.options
         return decisions.reason_to_save(
             data_json=data_json,
             prev_json=self.prev_json,
@@ -154,39 +169,6 @@ class Committing(PartialWrites):
             now_ms=time.time() * 1000,
         )
 
-    def unsaved_change(self) -> bool:
-        """Whether the session holds a change that no commit wrote (checked after the app)."""
-        session = self.session
-        value = self.slot.get(self.cfg.options.scope_key, session)
-        if value is None:
-            return not self.removed
-        if value is not session:
-            return True
-        data = session._data
-        if data is None:
-            return False
-        if session._removed:
-            return not self.removed
-        if session._require_save:
-            return True
-        try:
-            data_json = codec.snapshot(self.json_safe(data))  # the text of prev_json
-        except (TypeError, ValueError):
-            return True
-        prev = self.prev_json
-        return data_json != ("{}" if prev is None else prev)
-
-    def report_lost(self, reason: str, explanation: str) -> None:
-        """Emit ``lost`` for a change that cannot be delivered; explain it once in the log."""
-        data = self.session._data
-        self.emit(
-            "lost",
-            self.external_key,
-            None if data is None else dict(data),
-            reason=reason,
-            notice=f"koasession: session change lost: {explanation} (event 'lost'; logged once)",
-        )
-
     def payload(self, data: dict[str, Any]) -> dict[str, Any]:
         """The data plus koa's metadata (and ours for timeouts)."""
         out = dict(data)
@@ -195,7 +177,7 @@ class Committing(PartialWrites):
 
     def metadata(self) -> dict[str, Any]:
         """koa's ``_expire`` and ``_maxAge`` (or ``_session``), and ours (timeouts, device)."""
-        opts = self.opts_view
+        opts = self._opts or self.cfg.options
         max_age = opts.max_age
         out = decisions.metadata(
             now_ms=int(time.time() * 1000),
@@ -227,7 +209,7 @@ class Committing(PartialWrites):
         ``data_json`` is ``codec.snapshot(data)`` when the caller has it: the default cookie
         encoding then appends the metadata to it instead of serialising the data again.
         """
-        opts = self.opts_view
+        opts = self._opts or self.cfg.options
         if not opts.uses_store:
             self.save_cookie(data, data_json)
             return
@@ -260,7 +242,7 @@ class Committing(PartialWrites):
 
     def save_cookie(self, data: dict[str, Any], data_json: str | None) -> None:
         """Write the session into the cookie itself (cookie mode)."""
-        opts = self.opts_view
+        opts = self._opts or self.cfg.options
         if data_json is not None and self.cfg.cipher is None and opts.encode is None:
             value = codec.encode_payload(data, data_json, self.metadata())
         else:
@@ -280,7 +262,7 @@ class Committing(PartialWrites):
 
     async def remove(self) -> None:
         """Destroy the store entry (if any) and expire the cookies."""
-        opts = self.opts_view
+        opts = self._opts or self.cfg.options
         key = self.stored_key
         if key and opts.uses_store and self.store is not None:
             try:

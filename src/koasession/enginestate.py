@@ -59,6 +59,9 @@ class EngineState:
     loaded_max_age_ms: float | None = None
     loaded_max_age: float | None = None
     prev_json: str | None = None
+    #: The session's write count when its data was last known to read as ``prev_json`` with
+    #: nothing in it that can change in place (see :meth:`note_clean`); -1 when unknown.
+    clean_writes = -1
     read = False
     clear_on_error = False
     removed = False
@@ -192,6 +195,24 @@ class EngineState:
         if pending is not None:
             self.pending_events.append(pending)
 
+    def note_clean(self, data_json: str) -> None:
+        """Record ``data_json`` (a snapshot of the data now) as ``prev_json``.
+
+        When the data holds no object or array (and no serializer maps its values), the only
+        way it can change is a write through the session, which counts it: until the count
+        moves, commit and the after-response check know it is unchanged without serialising it
+        again. A bracket inside a string only makes the check take the slow path.
+        """
+        self.prev_json = data_json
+        if (
+            "[" not in data_json
+            and data_json.find("{", 1) < 0
+            and self.cfg.options.serializer is None
+        ):
+            self.clean_writes = self.session._writes
+        else:
+            self.clean_writes = -1
+
     def json_safe(self, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` as the codec writes it: through the ``serializer`` option when one is set."""
         serializer = self.cfg.options.serializer
@@ -247,6 +268,7 @@ class EngineState:
         async def adopt_new(self) -> None: ...
         async def remove(self) -> None: ...
         async def commit(self, *, save: bool = False, regenerate: bool = False) -> None: ...
+        async def _commit(self, *, save: bool, regenerate: bool) -> None: ...
         def touched(self) -> bool: ...
         def unsaved_change(self) -> bool: ...
         def report_lost(self, reason: str, explanation: str) -> None: ...

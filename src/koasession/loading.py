@@ -281,7 +281,7 @@ class Loading(Migrating):
             self.loaded_max_age = seconds  # type: ignore[assignment]
         session._adopt(body, is_new=False)
         self.external_key = key
-        self.prev_json = codec.snapshot(self.json_safe(body))
+        self.note_clean(codec.snapshot(self.json_safe(body)))
 
     async def adopt_new(self) -> None:
         """Start a fresh session with a new id (store mode), or one an old cookie carries."""

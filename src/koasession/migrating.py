@@ -75,6 +75,7 @@ class Migrating(EngineState):
                 return False
         self.adopt(data, None)
         self.prev_json = None  # the current format has never held this session
+        self.clean_writes = -1
         self.session._require()
         # Cookies this response writes anyway (the old format may share our cookie name) are
         # left to that write: expiring them as well would race it in the browser.

@@ -6,7 +6,7 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-from . import cookieformat, cookies, cookiesize, events
+from . import codec, cookieformat, cookies, cookiesize, events
 from .cookieformat import COOKIE_LINE_LIMIT
 from .errors import (
     CookieTooLargeError,
@@ -145,9 +145,12 @@ class Responding(EngineState):
         return True
 
     async def _commit_at_start(self) -> bool:
+        # commit() without its entry checks, which start_response has just made (not started,
+        # touched, not a websocket): one coroutine less on every saving request.
         try:
-            await self.commit()
+            await self._commit(save=False, regenerate=False)
         except StoreError:
+            self.store_error_raised = True
             return False
         finally:
             self.started = True
@@ -160,26 +163,43 @@ class Responding(EngineState):
         ``overwrite``); a response that sets a cookie gets ``Cache-Control: private`` unless it
         has a Cache-Control, and one that read or set the session gets ``Vary: Cookie``.
         """
-        if not (self.read or self.cookie_lines or self.extra_headers):
+        queued = self.cookie_lines
+        if not (self.read or queued or self.extra_headers):
             return headers
-        extra = self.response_headers()
-        headers = list(headers)
-        if self.cookie_lines:
-            if self.opts_view.overwrite and any(k.lower() == b"set-cookie" for k, _ in headers):
-                prefixes = tuple(f"{name}=".encode("latin-1") for name, _ in self.cookie_lines)
-                headers = [
-                    (k, v)
-                    for k, v in headers
-                    if not (k.lower() == b"set-cookie" and v.startswith(prefixes))
-                ]
-            if not any(k.lower() == b"cache-control" for k, _ in headers):
-                headers.append((b"cache-control", b"private"))
-        if self.read or self.cookie_lines:
+        # One pass over the application's headers finds all three names (each lower() once);
+        # responses carry a handful of headers, so this beats a scan per rule.
+        out: list[tuple[bytes, bytes]] = []
+        vary = -1
+        has_cache_control = False
+        prefixes: tuple[bytes, ...] | None = None
+        if queued and (self._opts or self.cfg.options).overwrite:
+            prefixes = tuple(f"{name}=".encode("latin-1") for name, _ in queued)
+        for header in headers:
+            lower = header[0].lower()
+            if lower == b"set-cookie":
+                if prefixes is not None and header[1].startswith(prefixes):
+                    continue  # replaced by the session's line for the same cookie
+            elif lower == b"cache-control":
+                has_cache_control = True
+            elif lower == b"vary" and vary < 0:
+                vary = len(out)
+            out.append(header)
+        if queued and not has_cache_control:
+            out.append((b"cache-control", b"private"))
+        if self.read or queued:
             # A response that sets or clears the session cookie (a logout that never read the
             # session included) must not be served from a shared cache to another browser.
-            _add_vary_cookie(headers)
-        headers.extend(extra)
-        return headers
+            if vary < 0:
+                out.append((b"vary", b"Cookie"))
+            else:
+                key, value = out[vary]
+                tokens = [t.strip().lower() for t in value.split(b",")]
+                if b"cookie" not in tokens and b"*" not in tokens:
+                    out[vary] = (key, value + b", Cookie")
+        for _, line in queued:
+            out.append((b"set-cookie", line.encode("latin-1")))
+        out.extend(self.extra_headers)
+        return out
 
     def error_headers(self) -> list[tuple[bytes, bytes]] | None:
         """Headers for the 500 an adapter sends when the application raised, or ``None``.
@@ -191,6 +211,41 @@ class Responding(EngineState):
             return None
         self.started = True
         return self.response_headers()
+
+    def unsaved_change(self) -> bool:
+        """Whether the session holds a change that no commit wrote (checked after the app)."""
+        session = self.session
+        value = self.slot.get(self.cfg.options.scope_key, session)
+        if value is None:
+            return not self.removed
+        if value is not session:
+            return True
+        data = session._data
+        if data is None:
+            return False
+        if session._removed:
+            return not self.removed
+        if session._require_save:
+            return True
+        if session._writes == self.clean_writes:
+            return False  # see note_clean
+        try:
+            data_json = codec.snapshot(self.json_safe(data))  # the text of prev_json
+        except (TypeError, ValueError):
+            return True
+        prev = self.prev_json
+        return data_json != ("{}" if prev is None else prev)
+
+    def report_lost(self, reason: str, explanation: str) -> None:
+        """Emit ``lost`` for a change that cannot be delivered; explain it once in the log."""
+        data = self.session._data
+        self.emit(
+            "lost",
+            self.external_key,
+            None if data is None else dict(data),
+            reason=reason,
+            notice=f"koasession: session change lost: {explanation} (event 'lost'; logged once)",
+        )
 
     def finish(self) -> None:
         """After the application returned: report a change that no response could carry."""
@@ -219,13 +274,3 @@ class Responding(EngineState):
                 "background task), so the change could not be sent; change it, or call "
                 "`await session.save()`, before the response starts",
             )
-
-
-def _add_vary_cookie(headers: list[tuple[bytes, bytes]]) -> None:
-    for index, (key, value) in enumerate(headers):
-        if key.lower() == b"vary":
-            tokens = [t.strip().lower() for t in value.split(b",")]
-            if b"cookie" not in tokens and b"*" not in tokens:
-                headers[index] = (key, value + b", Cookie")
-            return
-    headers.append((b"vary", b"Cookie"))

@@ -186,7 +186,7 @@ class Session(MutableMapping[str, Any]):
     interface" section below.
     """
 
-    __slots__ = ("_data", "_is_new", "_removed", "_require_save", "_rs")
+    __slots__ = ("_data", "_is_new", "_removed", "_require_save", "_rs", "_writes")
 
     def __init__(self, rs: SessionEngine) -> None:
         self._rs = rs
@@ -194,6 +194,9 @@ class Session(MutableMapping[str, Any]):
         self._removed = False
         self._require_save = False
         self._is_new = True
+        #: Counts writes through this object (assignments, deletions, the engine's swaps). With
+        #: no nested values, an unchanged count proves unchanged data without serialising it.
+        self._writes = 0
 
     def _load(self) -> dict[str, Any]:
         data = self._data
@@ -208,17 +211,20 @@ class Session(MutableMapping[str, Any]):
         """Become ``data`` as loaded (``is_new``: nothing was loaded)."""
         self._data = data
         self._is_new = is_new
+        self._writes += 1
 
     def _replace(self, data: dict[str, Any]) -> None:
         """Take over ``data`` the application assigned (koa's ``ctx.session = {...}``)."""
         self._data = data
         self._removed = False
+        self._writes += 1
 
     def _mark_removed(self) -> None:
         """Remove at commit (koa's ``ctx.session = null``)."""
         if self._data is None:
             self._data = {}
         self._removed = True
+        self._writes += 1
 
     def _rebind(self, rs: SessionEngine) -> None:
         """Talk to ``rs`` from now on (the engine's stand-in once the request ended)."""
@@ -236,9 +242,11 @@ class Session(MutableMapping[str, Any]):
         data = self._load()
         data[check_key(key)] = value
         self._removed = False
+        self._writes += 1
 
     def __delitem__(self, key: str) -> None:
         del self._load()[key]
+        self._writes += 1
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._load())
@@ -256,6 +264,7 @@ class Session(MutableMapping[str, Any]):
     def clear(self) -> None:
         """Remove every value (the session is then saved empty, not removed)."""
         self._load().clear()
+        self._writes += 1
 
     def __repr__(self) -> str:
         if self._data is None:

@@ -36,6 +36,7 @@ class Verbs(EngineState):
         self.loaded_device = None
         self.loaded_max_age_ms = self.loaded_max_age = None
         self.prev_json = None
+        self.clean_writes = -1
         self.loaded_key = None
         session = self.session
         session._removed = False

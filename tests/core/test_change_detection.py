@@ -1,0 +1,153 @@
+"""Change detection: what the commit saves and what the after-response check reports as lost.
+
+The engine proves flat data (no nested object or array) unchanged by counting the session's
+writes instead of serialising it again; these cases make sure that shortcut never hides a change,
+whichever way the data was changed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from koasession import SessionMiddleware
+
+from ._app import KEY, client, cookie_pairs, decode_value, set_cookies, signed_cookie
+
+Events = list[tuple[str, Any]]
+
+
+def _cookie(data: dict[str, Any]) -> str:
+    return signed_cookie(
+        {**data, "_expire": int(time.time() * 1000) + 86_400_000, "_maxAge": 86_400_000}
+    )
+
+
+def _app(handler: Any, events: Events) -> Any:
+    """A plain ASGI app: ``handler(session, phase)`` runs before and after the response start."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        handler(session, "before")
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        handler(session, "after")
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    return SessionMiddleware(
+        app, keys=[KEY], on_event=lambda name, payload: events.append((name, payload.get("reason")))
+    )
+
+
+async def _run(handler: Any, data: dict[str, Any]) -> tuple[list[str], dict[str, str], Events]:
+    events: Events = []
+    async with client(_app(handler, events)) as http:
+        response = await http.get("/", headers={"cookie": _cookie(data)})
+    return set_cookies(response), cookie_pairs(response), events
+
+
+async def test_reading_flat_data_saves_nothing_and_reports_nothing() -> None:
+    lines, _, events = await _run(lambda s, phase: s.get("views"), {"views": 1})
+    assert lines == []
+    assert events == []
+
+
+async def test_setting_the_same_value_is_no_change() -> None:
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            session["views"] = session["views"]
+
+    lines, _, events = await _run(handler, {"views": 1})
+    assert lines == []  # koa compares serialised data: an equal value is no change
+    assert events == []
+
+
+async def test_a_flat_change_is_saved() -> None:
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            session["views"] += 1
+
+    _, pairs, events = await _run(handler, {"views": 1})
+    assert decode_value(pairs["koa.sess"])["views"] == 2
+    assert events == []
+
+
+@pytest.mark.parametrize("edit", ["set", "delete", "clear", "pop", "update"])
+async def test_a_flat_change_after_the_response_started_is_reported_lost(edit: str) -> None:
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            session.get("views")
+        elif edit == "set":
+            session["views"] = 2
+        elif edit == "delete":
+            del session["views"]
+        elif edit == "clear":
+            session.clear()
+        elif edit == "pop":
+            session.pop("views")
+        else:
+            session.update(views=3)
+
+    lines, _, events = await _run(handler, {"views": 1})
+    assert lines == []
+    assert events == [("lost", "changed after the response started")]
+
+
+async def test_a_nested_value_edited_in_place_is_saved() -> None:
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            session["cart"].append("pear")  # no write through the session itself
+
+    _, pairs, events = await _run(handler, {"cart": ["apple"]})
+    assert decode_value(pairs["koa.sess"])["cart"] == ["apple", "pear"]
+    assert events == []
+
+
+async def test_a_nested_value_held_from_before_and_edited_after_is_reported_lost() -> None:
+    held: dict[str, Any] = {}
+
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            held["cart"] = session["cart"]
+        else:
+            held["cart"].append("pear")
+
+    lines, _, events = await _run(handler, {"cart": ["apple"]})
+    assert lines == []
+    assert events == [("lost", "changed after the response started")]
+
+
+async def test_a_string_with_brackets_is_still_compared() -> None:
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            session["note"] = "[kept] {as text}"
+
+    _, pairs, _ = await _run(handler, {"note": "old"})
+    assert decode_value(pairs["koa.sess"])["note"] == "[kept] {as text}"
+
+
+async def test_a_change_after_a_save_in_the_handler_is_saved_again() -> None:
+    async def handler_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        session["views"] = 5
+        await session.save()  # writes the cookie now; the commit at the start sees the rest
+        session["views"] = 6
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with client(SessionMiddleware(handler_app, keys=[KEY])) as http:
+        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    assert decode_value(cookie_pairs(response)["koa.sess"])["views"] == 6
+
+
+async def test_replacing_the_session_with_a_dict_is_saved() -> None:
+    async def replacing_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["session"].get("views")  # loaded and known clean first
+        scope["session"] = {"views": 9}  # koa's ctx.session = {...}
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with client(SessionMiddleware(replacing_app, keys=[KEY])) as http:
+        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    assert decode_value(cookie_pairs(response)["koa.sess"])["views"] == 9
