@@ -474,19 +474,26 @@ def encode_payload(data: dict[str, Any], data_text: str, metadata: dict[str, Any
 
 
 def _scalar(value: Any) -> str:
-    return "true" if value is True else js_number(value)
+    if value is True:
+        return "true"
+    if type(value) is float:
+        return js_number(value)
+    # ``_device`` (an object) and whatever a payload carried under a reserved name
+    return dumps(value)
 
 
 if sys.version_info >= (3, 11):
 
-    def _strict_b64decode(value: str) -> bytes:
+    def strict_b64decode(value: str) -> bytes:
+        """Decode canonical standard base64; ``binascii.Error`` for anything else."""
         # binascii's strict mode is b64decode(validate=True) without its two Python-level
         # calls and regular expression: this runs for every cookie read.
         return binascii.a2b_base64(value, strict_mode=True)
 
 else:  # pragma: no cover - Python 3.10 has no strict_mode
 
-    def _strict_b64decode(value: str) -> bytes:
+    def strict_b64decode(value: str) -> bytes:
+        """Decode canonical standard base64; ``binascii.Error`` for anything else."""
         return base64.b64decode(value, validate=True)
 
 
@@ -498,7 +505,7 @@ def lenient_b64decode(value: str) -> bytes | None:
     """
     if len(value) % 4 == 0:
         try:
-            return _strict_b64decode(value)  # the common, canonical case
+            return strict_b64decode(value)  # the common, canonical case
         except (binascii.Error, ValueError):
             pass
     head = value.partition("=")[0].translate(_URLSAFE)

@@ -141,7 +141,7 @@ class Committing(PartialWrites):
             and await self.refresh()
         ):
             pass
-        elif not opts.uses_store:
+        elif self.store is None:  # cookie mode
             self.save_cookie(data, data_json)  # what save() does in cookie mode, no coroutine
         elif not (partial and opts.merge and await self.merge(data_json)):
             await self.save(data, changed=changed, data_json=data_json)

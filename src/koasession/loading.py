@@ -51,7 +51,7 @@ class Loading(Migrating):
 
     def load(self) -> None:
         """Load the session from the cookie (cookie mode, on first use)."""
-        if self.cfg.options.uses_store:
+        if self.store is not None:  # store mode (options.uses_store, without the property)
             # Only reachable with lazy=True: the other store-mode requests load before the app.
             raise SessionNotLoaded(
                 "the session is not loaded yet: with lazy=True, `await session.load()` before "
@@ -59,10 +59,16 @@ class Loading(Migrating):
                 "store call)"
             )
         self.read = True
+        plain = self.cfg.plain_reader if self._opts is None else None
+        if plain is not None:  # the default configuration's fast lane (see plaincookie)
+            payload = plain.read(self.cookies, time.time() * 1000)
+            if payload is not None:
+                self.adopt(payload, None)
+                return
         data, rotated = self.cookie_payload()
         if data is not None:
             verdict = self.check(data, None)
-            if inspect.isawaitable(verdict):
+            if type(verdict) is not bool and inspect.isawaitable(verdict):
                 verdict.close()  # type: ignore[attr-defined]
                 raise TypeError(
                     "valid() returned an awaitable from a plain function; declare it with "
@@ -182,42 +188,6 @@ class Loading(Migrating):
         else:
             return True
         return False
-
-    def decode(self, value: str) -> dict[str, Any] | None:
-        """Turn a cookie value into a payload, or emit ``invalid`` and return ``None``."""
-        cfg = self.cfg
-        decode = None if cfg.cipher is not None else (self._opts or cfg.options).decode
-        try:
-            data, rotated, problem = cookieformat.open_payload(
-                value, cipher=cfg.cipher, decode=decode
-            )
-        except Exception:
-            if decode is None:
-                raise
-            # koa: any other error from a custom decode clears the cookie, so the next request
-            # recovers.
-            self.expire_cookie(cfg.options.key)
-            self.clear_on_error = True
-            raise
-        if problem is None:
-            if rotated:
-                self.emit("rotated", None, data, reason="encrypted with an older key")
-                # Re-seal under the first key now, so the old key can be retired safely.
-                self.session._require()
-            payload: dict[str, Any] = data
-            return payload
-        if problem == cookieformat.EMPTY:
-            # koa's valid() reports a falsy payload (null, 0, false, "") as missed.
-            self.emit("missed", None, data, reason=problem)
-        elif problem == cookieformat.TOO_DEEP:
-            self.emit("invalid", None, value, reason=problem)
-        elif decode is None and self._is_store_id_cookie(value):
-            self.cross_mode(value, "cookie from store mode")
-        elif problem == cookieformat.CANNOT_DECRYPT:
-            self.emit("tampered", None, value, reason=problem)
-        else:
-            self.emit("invalid", None, value, reason=problem)
-        return None
 
     def check(self, data: dict[str, Any], key: str | None) -> bool | Awaitable[Any]:
         """koa's validity checks in order: expiry, our timeouts, then the ``valid`` hook."""

@@ -1,7 +1,8 @@
 """Values from another format or mode: sealed store values, cross-mode cookies, migrations.
 
 Part of the engine (see :mod:`koasession.lifecycle`): what loading does when the cookie or the
-stored value was not written the way this middleware writes it today.
+stored value was not written the way this middleware writes it today, including the verdict on
+a cookie value that does not open (:meth:`Migrating.decode`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,42 @@ from .enginestate import EngineState
 
 class Migrating(EngineState):
     """Open sealed store values, recognise cookies of the other mode, adopt old formats."""
+
+    def decode(self, value: str) -> dict[str, Any] | None:
+        """Turn a cookie value into a payload, or emit ``invalid`` and return ``None``."""
+        cfg = self.cfg
+        decode = None if cfg.cipher is not None else (self._opts or cfg.options).decode
+        try:
+            data, rotated, problem = cookieformat.open_payload(
+                value, cipher=cfg.cipher, decode=decode
+            )
+        except Exception:
+            if decode is None:
+                raise
+            # koa: any other error from a custom decode clears the cookie, so the next request
+            # recovers.
+            self.expire_cookie(cfg.options.key)
+            self.clear_on_error = True
+            raise
+        if problem is None:
+            if rotated:
+                self.emit("rotated", None, data, reason="encrypted with an older key")
+                # Re-seal under the first key now, so the old key can be retired safely.
+                self.session._require()
+            payload: dict[str, Any] = data
+            return payload
+        if problem == cookieformat.EMPTY:
+            # koa's valid() reports a falsy payload (null, 0, false, "") as missed.
+            self.emit("missed", None, data, reason=problem)
+        elif problem == cookieformat.TOO_DEEP:
+            self.emit("invalid", None, value, reason=problem)
+        elif decode is None and self._is_store_id_cookie(value):
+            self.cross_mode(value, "cookie from store mode")
+        elif problem == cookieformat.CANNOT_DECRYPT:
+            self.emit("tampered", None, value, reason=problem)
+        else:
+            self.emit("invalid", None, value, reason=problem)
+        return None
 
     def unseal(self, stored: dict[str, Any], key: str) -> tuple[dict[str, Any] | None, bool]:
         """Open a value sealed at rest (``encrypt=True`` in store mode); ``None`` if it fails.

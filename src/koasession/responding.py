@@ -172,13 +172,14 @@ class Responding(EngineState):
         vary = -1
         has_cache_control = False
         prefixes: tuple[bytes, ...] | None = None
-        if queued and (self._opts or self.cfg.options).overwrite:
-            prefixes = tuple(f"{name}=".encode("latin-1") for name, _ in queued)
         for header in headers:
             lower = header[0].lower()
             if lower == b"set-cookie":
-                if prefixes is not None and header[1].startswith(prefixes):
-                    continue  # replaced by the session's line for the same cookie
+                if queued and (self._opts or self.cfg.options).overwrite:
+                    if prefixes is None:
+                        prefixes = tuple([f"{name}=".encode("latin-1") for name, _ in queued])
+                    if header[1].startswith(prefixes):
+                        continue  # replaced by the session's line for the same cookie
             elif lower == b"cache-control":
                 has_cache_control = True
             elif lower == b"vary" and vary < 0:

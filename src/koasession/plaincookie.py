@@ -1,0 +1,91 @@
+"""The fast lane for koa's default cookie: signed base64 JSON, read with no hook in the way.
+
+Most applications run the default configuration: cookie mode, signed, no custom ``encode`` or
+``decode``, no encryption, compression, chunking, serializer, ``valid`` hook or timeouts. For them,
+reading a good cookie is always the same few steps, and this module takes them in one function
+instead of the general path's dozen (:mod:`koasession.loading` over
+:mod:`koasession.cookieformat`, :mod:`koasession.codec` and :mod:`koasession.decisions`), which
+the hot path of every request that reads its session pays for (issue 12).
+
+It only ever *accepts*: a cookie it does not find plainly valid (absent, unsigned, signed by an
+older key, not canonical base64, not a JSON object, expired, any metadata beyond ``_expire``,
+``_maxAge`` and ``_created``, any number it would have to think about) gets ``None``, and the
+general path reads it again and decides, with its events and reasons. So the verdicts cannot
+drift apart: at worst a cookie takes the slow path. ``tests/core/test_plaincookie.py`` checks
+that both paths leave the same session for a corpus of good and hostile cookies.
+"""
+
+from __future__ import annotations
+
+import binascii
+from typing import TYPE_CHECKING, Any
+
+from . import codec
+from .decisions import MAX_TIME_MS
+
+if TYPE_CHECKING:
+    from .options import SessionOptions
+    from .signing import Signer
+
+# Metadata the fast lane understands; any other reserved name sends the cookie the slow way.
+_PLAIN_META = ("_expire", "_maxAge", "_created")
+_OTHER_META = tuple(sorted(codec.META_KEYS.difference(_PLAIN_META)))
+
+
+class PlainCookieReader:
+    """Reads the session cookie of the default configuration (see the module docstring)."""
+
+    __slots__ = ("_name", "_sig_name", "_signer")
+
+    def __init__(self, name: str, signer: Signer) -> None:
+        self._name = name
+        self._sig_name = name + ".sig"
+        self._signer = signer
+
+    @classmethod
+    def for_options(
+        cls, options: SessionOptions, signer: Signer | None
+    ) -> PlainCookieReader | None:
+        """A reader when ``options`` are plain enough for the fast lane, else ``None``."""
+        plain = (
+            signer is not None
+            and not options.uses_store
+            and not options.encrypt
+            and options.encode is None
+            and options.decode is None
+            and not options.compress
+            and not options.chunk
+            and options.serializer is None
+            and options.valid is None
+            and options.absolute_timeout is None
+            and options.idle_timeout is None
+            and options.device_policy is None
+        )
+        return cls(options.key, signer) if plain and signer is not None else None
+
+    def read(self, jar: dict[str, str], now_ms: float) -> dict[str, Any] | None:
+        """The payload of a plainly valid session cookie in ``jar``, or ``None``."""
+        value = jar.get(self._name)
+        signature = jar.get(self._sig_name)
+        if not value or signature is None or len(value) % 4:
+            return None
+        if self._signer.verify(f"{self._name}={value}", signature) != 0:
+            return None  # a bad signature, or an older key's (re-signed by the slow path)
+        try:
+            text = codec.strict_b64decode(value).decode()
+        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+            return None
+        data = codec.loads_object(text)
+        if data is None:
+            return None
+        expire = data.get("_expire")
+        if type(expire) is not int or not now_ms <= expire <= MAX_TIME_MS:
+            return None
+        for name in ("_maxAge", "_created"):
+            stamp = data.get(name)
+            if stamp is not None and (type(stamp) is not int or not 0 <= stamp <= MAX_TIME_MS):
+                return None
+        for name in _OTHER_META:
+            if name in data:
+                return None
+        return data

@@ -1,0 +1,179 @@
+"""The default configuration's fast cookie reader leaves exactly the session the general path does.
+
+Every cookie of the corpus goes through two middlewares that differ only in whether the fast lane
+is on: the responses (status, Set-Cookie lines, the session the handler saw) and the events must
+be identical, and the fast lane must have taken the plainly valid cookies itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from typing import Any
+
+import pytest
+
+from koasession import SessionMiddleware
+from koasession.plaincookie import PlainCookieReader
+
+from ._app import KEY, OLD_KEY, client, set_cookies, sign
+
+NOW_MS = int(time.time() * 1000)
+DAY_MS = 86_400_000
+FUTURE = NOW_MS + DAY_MS
+
+
+def _value(payload: Any) -> str:
+    return base64.b64encode(json.dumps(payload, separators=(",", ":")).encode()).decode()
+
+
+def _signed(value: str, key: str = KEY) -> str:
+    return f"koa.sess={value}; koa.sess.sig={sign('koa.sess', value, key)}"
+
+
+def _plain(**extra: Any) -> dict[str, Any]:
+    return {"views": 3, "_expire": FUTURE, "_maxAge": DAY_MS, **extra}
+
+
+def _unpadded() -> str:
+    for filler in ("a", "ab", "abc"):
+        value = _value(_plain(v=filler))
+        if value.endswith("="):
+            return value.rstrip("=")
+    raise AssertionError("unreachable: one of three lengths needs padding")
+
+
+#: (id, Cookie header, whether the fast lane should accept it)
+CORPUS: list[tuple[str, str, bool]] = [
+    ("valid", _signed(_value(_plain())), True),
+    ("valid-created", _signed(_value(_plain(_created=NOW_MS - 5000))), True),
+    ("valid-nested", _signed(_value(_plain(cart=[{"id": 1}], note="[x]"))), True),
+    ("valid-other-max-age", _signed(_value(_plain(_maxAge=3_600_000))), True),
+    ("valid-max-age-zero", _signed(_value(_plain(_maxAge=0))), True),
+    ("valid-unicode", _signed(_value(_plain(name="Zoë 🎉"))), True),
+    ("valid-among-others", "a=1; " + _signed(_value(_plain())) + "; b=2", True),
+    ("expired", _signed(_value(_plain(_expire=NOW_MS - 1000))), False),
+    ("expire-float", _signed(_value(_plain(_expire=FUTURE + 0.5))), False),
+    ("expire-bool", _signed(_value(_plain(_expire=True))), False),
+    ("expire-text", _signed(_value(_plain(_expire=str(FUTURE)))), False),
+    ("expire-huge", _signed(_value(_plain(_expire=10**20))), False),
+    ("no-expire", _signed(_value({"views": 3, "_maxAge": DAY_MS})), False),
+    ("max-age-negative", _signed(_value(_plain(_maxAge=-5))), False),
+    ("max-age-float", _signed(_value(_plain(_maxAge=1500.5))), False),
+    ("max-age-text", _signed(_value(_plain(_maxAge="1 day"))), False),
+    ("created-huge", _signed(_value(_plain(_created=10**17))), False),
+    ("session-cookie", _signed(_value({"views": 3, "_expire": FUTURE, "_session": True})), False),
+    ("accessed", _signed(_value(_plain(_accessed=NOW_MS))), False),
+    ("device", _signed(_value(_plain(_device={"ua": "x"}))), False),
+    ("bad-signature", f"koa.sess={_value(_plain())}; koa.sess.sig=AAAA", False),
+    ("old-key", _signed(_value(_plain()), OLD_KEY), False),
+    ("no-signature", f"koa.sess={_value(_plain())}", False),
+    ("unpadded", _signed(_unpadded()), False),
+    ("url-safe", _signed(_value(_plain(v="??>>")).replace("+", "-").replace("/", "_")), False),
+    ("not-json", _signed(base64.b64encode(b"{views:3}").decode()), False),
+    ("array", _signed(_value([1, 2])), False),
+    ("null", _signed(_value(None)), False),
+    ("deep", _signed(_value(_plain(deep=json.loads("[" * 40 + "]" * 40)))), False),
+    ("bad-utf8", _signed(base64.b64encode(b'{"v":"\xff"}').decode()), False),
+    ("surrogate", _signed(base64.b64encode(b'{"v":"\\ud800","_expire":1}').decode()), False),
+    ("quoted", _signed(f'"{_value(_plain())}"'), False),
+    ("empty", "koa.sess=; koa.sess.sig=", False),
+]
+
+
+class SpyReader(PlainCookieReader):
+    """Records what the fast lane accepted."""
+
+    __slots__ = ("accepted",)
+
+    def read(self, jar: dict[str, str], now_ms: float) -> dict[str, Any] | None:
+        result = super().read(jar, now_ms)
+        self.accepted.append(result is not None)
+        return result
+
+
+def _middleware(fast: bool, events: list[tuple[str, Any]]) -> SessionMiddleware:
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        body = json.dumps({"data": dict(session), "new": session.is_new}).encode()
+        session["seen"] = session.get("seen", 0) + 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": body})
+
+    middleware = SessionMiddleware(
+        app,
+        keys=[KEY, OLD_KEY],
+        on_event=lambda name, payload: events.append((name, payload.get("reason"))),
+    )
+    reader = middleware.config.plain_reader
+    assert reader is not None, "the default configuration has the fast lane"
+    if fast:
+        spy = SpyReader("koa.sess", middleware.config.signer)  # type: ignore[arg-type]
+        spy.accepted = []
+        middleware.config.plain_reader = spy
+    else:
+        middleware.config.plain_reader = None
+    return middleware
+
+
+def _normalise(lines: list[str]) -> list[Any]:
+    """The Set-Cookie lines with the times of "now" masked (the two requests run ms apart)."""
+    out: list[Any] = []
+    for line in lines:
+        name, _, rest = line.partition("=")
+        value, _, attributes = rest.partition(";")
+        attributes = attributes.split("; expires=")[0]
+        if name == "koa.sess" and value:
+            payload = json.loads(base64.b64decode(value))
+            now_ms = time.time() * 1000
+            if abs(payload.get("_created", 0) - now_ms) < 60_000:
+                payload["_created"] = "now"
+            if abs(payload.get("_expire", 0) - now_ms - payload.get("_maxAge", 0)) < 60_000:
+                payload["_expire"] = "now + _maxAge"
+            out.append((name, payload, attributes))
+        elif name == "koa.sess.sig" and value:
+            out.append((name, "signature", attributes))  # covers the masked times
+        else:
+            out.append((name, value, attributes))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("cookie", "fast_accepts"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS]
+)
+async def test_fast_lane_and_general_path_agree(cookie: str, fast_accepts: bool) -> None:
+    outcomes = []
+    for fast in (True, False):
+        events: list[tuple[str, Any]] = []
+        middleware = _middleware(fast, events)
+        async with client(middleware) as http:
+            response = await http.get("/", headers={"cookie": cookie})
+        outcomes.append(
+            (response.status_code, response.text, _normalise(set_cookies(response)), events)
+        )
+        if fast:
+            assert middleware.config.plain_reader.accepted == [fast_accepts]  # type: ignore[union-attr]
+    assert outcomes[0] == outcomes[1]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"encrypt": True},
+        {"signed": False},
+        {"compress": True},
+        {"chunk": True},
+        {"valid": lambda ctx, data: True},
+        {"idle_timeout": 600},
+        {"absolute_timeout": 600},
+        {"decode": lambda value: {}, "encode": lambda data: "x"},
+    ],
+    ids=lambda o: next(iter(o)),
+)
+def test_only_the_default_configuration_takes_the_fast_lane(options: dict[str, Any]) -> None:
+    async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - not called
+        pass
+
+    assert SessionMiddleware(app, keys=[KEY]).config.plain_reader is not None
+    assert SessionMiddleware(app, keys=[KEY], **options).config.plain_reader is None
