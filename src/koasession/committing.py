@@ -243,7 +243,16 @@ class Committing(PartialWrites):
     def save_cookie(self, data: dict[str, Any], data_json: str | None) -> None:
         """Write the session into the cookie itself (cookie mode)."""
         opts = self._opts or self.cfg.options
-        if data_json is not None and self.cfg.cipher is None and opts.encode is None:
+        plain = self.cfg.plain_cookie if self._opts is None else None
+        if plain is not None and data_json is not None and not self.cookie_lines:
+            # The default configuration's fast lane (see plaincookie); None: the general way.
+            metadata = self.metadata()
+            value = codec.encode_payload(data, data_json, metadata)
+            lines = plain.lines(value, metadata["_expire"], self.is_secure())
+            if lines is not None:
+                self.cookie_lines = lines
+                return
+        elif data_json is not None and self.cfg.cipher is None and opts.encode is None:
             value = codec.encode_payload(data, data_json, self.metadata())
         else:
             value = self.encode(self.payload(data))

@@ -12,7 +12,7 @@ from . import atrest, events
 from .errors import ConfigurationError
 from .ids import make_genid
 from .options import SessionOptions, SessionOptionsDict, build_options, validate, validate_keys
-from .plaincookie import PlainCookieReader
+from .plaincookie import PlainCookie
 from .protocols import GenId, Store
 from .signing import Signer
 
@@ -57,7 +57,7 @@ class SessionConfig:
         "keys",
         "notices",
         "options",
-        "plain_reader",
+        "plain_cookie",
         "record_created",
         "released",
         "signer",
@@ -78,7 +78,7 @@ class SessionConfig:
             else None
         )
         #: The default configuration's fast cookie reader (see :mod:`koasession.plaincookie`).
-        self.plain_reader = PlainCookieReader.for_options(options, self.signer)
+        self.plain_cookie = PlainCookie.for_options(options, self.signer)
         self.cipher: CookieCipher | None = None
         #: Seals stored values in store mode with ``encrypt=True`` (see :mod:`atrest`).
         self.store_cipher: CookieCipher | None = None

@@ -59,7 +59,7 @@ class Loading(Migrating):
                 "store call)"
             )
         self.read = True
-        plain = self.cfg.plain_reader if self._opts is None else None
+        plain = self.cfg.plain_cookie if self._opts is None else None
         if plain is not None:  # the default configuration's fast lane (see plaincookie)
             payload = plain.read(self.cookies, time.time() * 1000)
             if payload is not None:

@@ -1,11 +1,16 @@
-"""The fast lane for koa's default cookie: signed base64 JSON, read with no hook in the way.
+"""The fast lane for koa's default cookie: signed base64 JSON, with no hook in the way.
 
 Most applications run the default configuration: cookie mode, signed, no custom ``encode`` or
 ``decode``, no encryption, compression, chunking, serializer, ``valid`` hook or timeouts. For them,
-reading a good cookie is always the same few steps, and this module takes them in one function
-instead of the general path's dozen (:mod:`koasession.loading` over
-:mod:`koasession.cookieformat`, :mod:`koasession.codec` and :mod:`koasession.decisions`), which
-the hot path of every request that reads its session pays for (issue 12).
+reading a good cookie and writing the next one are always the same few steps, and this module
+takes each in one function instead of the general path's dozen (:mod:`koasession.loading` and
+:mod:`koasession.responding` over :mod:`koasession.cookieformat`, :mod:`koasession.codec` and
+:mod:`koasession.decisions`), which every request that reads or saves its session pays for
+(issue 12).
+
+Writing makes the same two Set-Cookie lines :mod:`koasession.cookieformat` would, with the
+attribute text built once per second; a line that may come near the browser limit is left to the
+general path and its ``on_oversize`` rule.
 
 It only ever *accepts*: a cookie it does not find plainly valid (absent, unsigned, signed by an
 older key, not canonical base64, not a JSON object, expired, any metadata beyond ``_expire``,
@@ -20,7 +25,7 @@ from __future__ import annotations
 import binascii
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import codec, cookieformat
 from .decisions import MAX_TIME_MS
 
 if TYPE_CHECKING:
@@ -32,21 +37,24 @@ _PLAIN_META = ("_expire", "_maxAge", "_created")
 _OTHER_META = tuple(sorted(codec.META_KEYS.difference(_PLAIN_META)))
 
 
-class PlainCookieReader:
-    """Reads the session cookie of the default configuration (see the module docstring)."""
+class PlainCookie:
+    """Reads and writes the session cookie of the default configuration (see the module doc)."""
 
-    __slots__ = ("_name", "_sig_name", "_signer")
+    __slots__ = ("_attributes", "_max_age", "_name", "_options", "_sig_name", "_signer")
 
-    def __init__(self, name: str, signer: Signer) -> None:
-        self._name = name
-        self._sig_name = name + ".sig"
+    def __init__(self, options: SessionOptions, signer: Signer) -> None:
+        self._options = options
+        self._name = options.key
+        self._sig_name = options.key + ".sig"
         self._signer = signer
+        assert not isinstance(options.max_age, str)  # see for_options
+        self._max_age = int(options.max_age)
+        #: (expiry second, secure) and the attribute text made for them, reused within a second
+        self._attributes: tuple[tuple[int, bool], str] = ((-1, False), "")
 
     @classmethod
-    def for_options(
-        cls, options: SessionOptions, signer: Signer | None
-    ) -> PlainCookieReader | None:
-        """A reader when ``options`` are plain enough for the fast lane, else ``None``."""
+    def for_options(cls, options: SessionOptions, signer: Signer | None) -> PlainCookie | None:
+        """The fast lane when ``options`` are plain enough for it, else ``None``."""
         plain = (
             signer is not None
             and not options.uses_store
@@ -60,8 +68,9 @@ class PlainCookieReader:
             and options.absolute_timeout is None
             and options.idle_timeout is None
             and options.device_policy is None
+            and not isinstance(options.max_age, str)  # "session": no _expire to read or write
         )
-        return cls(options.key, signer) if plain and signer is not None else None
+        return cls(options, signer) if plain and signer is not None else None
 
     def read(self, jar: dict[str, str], now_ms: float) -> dict[str, Any] | None:
         """The payload of a plainly valid session cookie in ``jar``, or ``None``."""
@@ -89,3 +98,27 @@ class PlainCookieReader:
             if name in data:
                 return None
         return data
+
+    def lines(self, value: str, expire_ms: int, is_secure: bool) -> list[tuple[str, str]] | None:
+        """The two Set-Cookie lines for a session ``value`` expiring at ``expire_ms``.
+
+        ``None`` when the general path must write them: a configured ``secure`` (it may refuse
+        plain HTTP), or a line that may come near the size limit.
+        """
+        if self._options.secure is not None:
+            return None
+        key = (expire_ms // 1000, is_secure)
+        cached, attributes = self._attributes
+        if key != cached:
+            attributes = cookieformat.attributes(
+                self._options, secure=is_secure, expires=expire_ms / 1000, max_age=self._max_age
+            )
+            self._attributes = (key, attributes)
+        if len(value) + len(attributes) + 100 > cookieformat.COOKIE_LINE_LIMIT:
+            return None
+        name = self._name
+        signature = self._signer.sign(f"{name}={value}")
+        return [
+            (name, f"{name}={value}; {attributes}"),
+            (self._sig_name, f"{self._sig_name}={signature}; {attributes}"),
+        ]

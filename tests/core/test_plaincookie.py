@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import time
 from typing import Any
 
 import pytest
 
 from koasession import SessionMiddleware
-from koasession.plaincookie import PlainCookieReader
+from koasession.plaincookie import PlainCookie
 
 from ._app import KEY, OLD_KEY, client, set_cookies, sign
 
@@ -82,14 +83,24 @@ CORPUS: list[tuple[str, str, bool]] = [
 ]
 
 
-class SpyReader(PlainCookieReader):
+#: Cookies whose loaded lifetime differs from the configured one: the request's options change,
+#: so the response is written the general way.
+OWN_LIFETIME = {cookie for name, cookie, _ in CORPUS if name == "valid-other-max-age"}
+
+
+class SpyReader(PlainCookie):
     """Records what the fast lane accepted."""
 
-    __slots__ = ("accepted",)
+    __slots__ = ("accepted", "wrote")
 
     def read(self, jar: dict[str, str], now_ms: float) -> dict[str, Any] | None:
         result = super().read(jar, now_ms)
         self.accepted.append(result is not None)
+        return result
+
+    def lines(self, value: str, expire_ms: int, is_secure: bool) -> list[tuple[str, str]] | None:
+        result = super().lines(value, expire_ms, is_secure)
+        self.wrote.append(result is not None)
         return result
 
 
@@ -106,14 +117,15 @@ def _middleware(fast: bool, events: list[tuple[str, Any]]) -> SessionMiddleware:
         keys=[KEY, OLD_KEY],
         on_event=lambda name, payload: events.append((name, payload.get("reason"))),
     )
-    reader = middleware.config.plain_reader
+    reader = middleware.config.plain_cookie
     assert reader is not None, "the default configuration has the fast lane"
     if fast:
-        spy = SpyReader("koa.sess", middleware.config.signer)  # type: ignore[arg-type]
+        spy = SpyReader(middleware.config.options, middleware.config.signer)  # type: ignore[arg-type]
         spy.accepted = []
-        middleware.config.plain_reader = spy
+        spy.wrote = []
+        middleware.config.plain_cookie = spy
     else:
-        middleware.config.plain_reader = None
+        middleware.config.plain_cookie = None
     return middleware
 
 
@@ -123,7 +135,7 @@ def _normalise(lines: list[str]) -> list[Any]:
     for line in lines:
         name, _, rest = line.partition("=")
         value, _, attributes = rest.partition(";")
-        attributes = attributes.split("; expires=")[0]
+        attributes = re.sub(r"expires=[^;]*", "expires=<date>", attributes)
         if name == "koa.sess" and value:
             payload = json.loads(base64.b64decode(value))
             now_ms = time.time() * 1000
@@ -142,19 +154,28 @@ def _normalise(lines: list[str]) -> list[Any]:
 @pytest.mark.parametrize(
     ("cookie", "fast_accepts"), [c[1:] for c in CORPUS], ids=[c[0] for c in CORPUS]
 )
-async def test_fast_lane_and_general_path_agree(cookie: str, fast_accepts: bool) -> None:
+@pytest.mark.parametrize("https", [False, True], ids=["http", "https"])
+async def test_fast_lane_and_general_path_agree(
+    cookie: str, fast_accepts: bool, https: bool
+) -> None:
     outcomes = []
     for fast in (True, False):
         events: list[tuple[str, Any]] = []
         middleware = _middleware(fast, events)
-        async with client(middleware) as http:
+        async with client(middleware, https=https) as http:
             response = await http.get("/", headers={"cookie": cookie})
         outcomes.append(
             (response.status_code, response.text, _normalise(set_cookies(response)), events)
         )
         if fast:
-            assert middleware.config.plain_reader.accepted == [fast_accepts]  # type: ignore[union-attr]
+            spy = middleware.config.plain_cookie
+            assert isinstance(spy, SpyReader)
+            assert spy.accepted == [fast_accepts]
+            if fast_accepts and cookie not in OWN_LIFETIME:
+                assert spy.wrote == [True]  # the saving response's lines came from the fast lane
     assert outcomes[0] == outcomes[1]
+    assert any(line.startswith("koa.sess=") for line in set_cookies(response))
+    assert ("secure" in set_cookies(response)[-1].split("; ")) is https
 
 
 @pytest.mark.parametrize(
@@ -167,6 +188,7 @@ async def test_fast_lane_and_general_path_agree(cookie: str, fast_accepts: bool)
         {"valid": lambda ctx, data: True},
         {"idle_timeout": 600},
         {"absolute_timeout": 600},
+        {"max_age": "session"},
         {"decode": lambda value: {}, "encode": lambda data: "x"},
     ],
     ids=lambda o: next(iter(o)),
@@ -175,5 +197,5 @@ def test_only_the_default_configuration_takes_the_fast_lane(options: dict[str, A
     async def app(scope: Any, receive: Any, send: Any) -> None:  # pragma: no cover - not called
         pass
 
-    assert SessionMiddleware(app, keys=[KEY]).config.plain_reader is not None
-    assert SessionMiddleware(app, keys=[KEY], **options).config.plain_reader is None
+    assert SessionMiddleware(app, keys=[KEY]).config.plain_cookie is not None
+    assert SessionMiddleware(app, keys=[KEY], **options).config.plain_cookie is None
