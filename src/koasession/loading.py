@@ -63,7 +63,7 @@ class Loading(Migrating):
         if plain is not None:  # the default configuration's fast lane (see plaincookie)
             payload = plain.read(self.cookies, time.time() * 1000)
             if payload is not None:
-                self.adopt(payload, None)
+                self.adopt_plain(payload)
                 return
         data, rotated = self.cookie_payload()
         if data is not None:
@@ -252,6 +252,22 @@ class Loading(Migrating):
         session._adopt(body, is_new=False)
         self.external_key = key
         self.note_clean(codec.snapshot(self.json_safe(body)))
+
+    def adopt_plain(self, data: dict[str, Any]) -> None:
+        """:meth:`adopt` for a payload the fast lane accepted (see :mod:`plaincookie`).
+
+        Its only metadata are integer ``_expire``, ``_maxAge`` and ``_created``, and the dict is
+        this request's own, fresh from the decoder: they are taken out in place.
+        """
+        max_age = data.get("_maxAge")
+        if max_age is not None and max_age / 1000 != self.cfg.options.max_age:
+            self.adopt(data, None)  # a lifetime of its own: the general rules apply
+            return
+        self.loaded_expire = data.pop("_expire")
+        data.pop("_maxAge", None)
+        self.loaded_created = data.pop("_created", None)
+        self.session._adopt(data, is_new=False)
+        self.note_clean(codec.snapshot(data))
 
     async def adopt_new(self) -> None:
         """Start a fresh session with a new id (store mode), or one an old cookie carries."""
