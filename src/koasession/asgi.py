@@ -84,7 +84,7 @@ class SessionMiddleware:
                 return
             if message["type"] == "http.response.start":
                 ok = rs.start_response(message.get("status", 200))
-                if not (ok if isinstance(ok, bool) else await ok):
+                if ok is not True and (ok is False or not await ok):
                     replaced = True
                     await _send_unavailable(send)
                     return

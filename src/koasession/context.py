@@ -22,7 +22,7 @@ class ContextSource(Protocol):
 
     raw: Any
     headers: Sequence[tuple[bytes, bytes]]
-    extra_headers: list[tuple[bytes, bytes]]
+    extra_headers: Sequence[tuple[bytes, bytes]]
 
     @property
     def opts(self) -> SessionOptions:
@@ -107,7 +107,8 @@ class SessionContext:
 
     def set_header(self, name: str, value: str) -> None:
         """Add a header to the response (sent with ``http.response.start``)."""
-        self._rs.extra_headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        header = (name.lower().encode("latin-1"), value.encode("latin-1"))
+        self._rs.extra_headers = [*self._rs.extra_headers, header]
 
     def __repr__(self) -> str:
         raw = self._rs.raw

@@ -295,14 +295,14 @@ def fits(new: Sequence[CookieLine], on_oversize: str) -> bool:
 
 
 def merge(
-    queued: list[CookieLine], new: Sequence[CookieLine], *, overwrite: bool
+    queued: Sequence[CookieLine], new: Sequence[CookieLine], *, overwrite: bool
 ) -> list[CookieLine]:
-    """``queued`` plus ``new``; with ``overwrite``, a later line replaces one of the same name."""
+    """A new list: ``queued`` plus ``new``; with ``overwrite``, a later line replaces one of the
+    same name."""
     if overwrite and queued:
         names = {name for name, _ in new}
-        queued = [item for item in queued if item[0] not in names]
-    queued.extend(new)
-    return queued
+        return [item for item in queued if item[0] not in names] + list(new)
+    return [*queued, *new]
 
 
 def values(queued: Sequence[CookieLine]) -> dict[str, str]:

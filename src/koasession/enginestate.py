@@ -76,6 +76,15 @@ class EngineState:
     error_response = False
     #: ``session.skip_save()`` was called: the automatic commit writes nothing.
     skipped = False
+    # Shared empty defaults, so a request that adds nothing allocates no list: each is replaced
+    # by a new sequence when something is added, never changed in place.
+    #: The Set-Cookie lines to send, ``(cookie name, line)``.
+    cookie_lines: Sequence[tuple[str, str]] = ()
+    #: Headers added through ``ctx.set_header``.
+    extra_headers: Sequence[tuple[bytes, bytes]] = ()
+    #: Awaitables of async event listeners, settled by the adapter after the request.
+    pending_events: Sequence[Awaitable[Any]] = ()
+    store: Store | None = None
 
     def __init__(
         self,
@@ -101,13 +110,11 @@ class EngineState:
         #: The client address as the adapter knows it (ASGI: ``scope["client"][0]``).
         self.client = client
         self.session = Session(self)
-        self.store: Store | None = cfg.options.store
-        self.cookie_lines: list[tuple[str, str]] = []
-        self.extra_headers: list[tuple[bytes, bytes]] = []
-        self.pending_events: list[Awaitable[Any]] = []
-        if cfg.options.context_store is not None:
+        if cfg.options.context_store is not None:  # it takes precedence over ``store``
             self.store = cfg.options.context_store(self.ctx)
             cfg.track_context_store(self.store)
+        elif cfg.options.store is not None:
+            self.store = cfg.options.store
 
     # -- small accessors -----------------------------------------------------------------
     @property
@@ -193,7 +200,7 @@ class EngineState:
                 events.logger.log(events.LEVELS.get(name, logging.INFO), "%s", notice)
         pending = events.emit(self.cfg.options.on_event, name, payload, level=level)
         if pending is not None:
-            self.pending_events.append(pending)
+            self.pending_events = [*self.pending_events, pending]
 
     def note_clean(self, data_json: str) -> None:
         """Record ``data_json`` (a snapshot of the data now) as ``prev_json``.
@@ -254,7 +261,7 @@ class EngineState:
             self._ctx = None
             self.store = None
         if self.pending_events:
-            self.pending_events = []
+            self.pending_events = ()
 
     def _report_store_error(self, operation: str, key: str, exc: BaseException) -> None:
         self.emit("store_error", key, None, operation=operation, error=exc)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 from .protocols import EventListener
@@ -57,7 +57,7 @@ def emit(
     return result if inspect.isawaitable(result) else None
 
 
-async def settle(pending: list[Awaitable[Any]]) -> None:
+async def settle(pending: Sequence[Awaitable[Any]]) -> None:
     """Await the async listeners of one request, logging their failures."""
     for awaitable in pending:
         try:

@@ -139,7 +139,12 @@ class Responding(EngineState):
                 return False
             self.error_response = True
             return True
-        if self.cfg.options.auto_commit and not self.skipped and self.touched():
+        session = self.session
+        # touched(), inlined: this runs for every response, most of which never used the session
+        if (
+            session._data is not None
+            or self.slot.get(self.cfg.options.scope_key, session) is not session
+        ) and (self.cfg.options.auto_commit and not self.skipped):
             return self._commit_at_start()
         self.started = True
         return True
@@ -253,7 +258,8 @@ class Responding(EngineState):
         opts = self.cfg.options
         if not (self.websocket or (self.started and not self.error_response)):
             return
-        if self.skipped or not (opts.auto_commit and self.touched() and self.unsaved_change()):
+        # unsaved_change() is False for an untouched session: no touched() needed first.
+        if self.skipped or not (opts.auto_commit and self.unsaved_change()):
             return
         if self.websocket:
             if opts.uses_store:
