@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -10,6 +11,8 @@ from .config import SessionConfig
 from .errors import ConfigurationError, StoreError
 from .lifecycle import UNAVAILABLE, RequestSession
 from .options import SessionOptions, SessionOptionsDict
+from .released import ReleasedEngine
+from .session import Session
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -51,6 +54,9 @@ class SessionMiddleware:
             events.logger.error("koasession: invalid SessionMiddleware configuration: %s", exc)
             raise
         self.config.offer_store_timeout()
+        # Made once: a Session with a deferred engine holds one of these, not a new closure.
+        self._engine_on_use = functools.partial(_engine_on_use, self.config)
+        self._engine_after_start = functools.partial(_engine_after_start, self.config)
 
     @property
     def options(self) -> SessionOptions:
@@ -61,21 +67,20 @@ class SessionMiddleware:
         if scope["type"] != "http":
             await self._not_http(scope, receive, send)
             return
-        # The HTTP path stays in this one coroutine: a helper coroutine awaited here would cost
-        # every request a frame, and this is the hot path.
+        # The HTTP path stays in this coroutine: a helper coroutine would cost every request.
         cfg = self.config
         if cfg.excluded is not None and cfg.excluded(scope):
             await self.app(scope, receive, send)  # no session, no store call, no headers
             return
-        rs = _engine(cfg, scope)
+        key = cfg.options.scope_key
         if cfg.eager:
-            try:
-                await rs.load_async()
-            except StoreError:
-                await events.settle(rs.pending_events)
-                rs.release()
-                await _send_unavailable(send)
-                return
+            loaded = await _loaded_session(cfg, scope, send)
+            if loaded is None:
+                return  # the store failed: 503 sent
+            session = loaded
+        else:
+            # The engine is made when the app first uses the session: most requests never do.
+            session = scope[key] = Session(None, self._engine_on_use, scope)
         replaced = False  # our 503 went out instead of the app's reply
 
         async def send_with_session(message: Message) -> None:
@@ -83,32 +88,36 @@ class SessionMiddleware:
             if replaced:
                 return
             if message["type"] == "http.response.start":
-                ok = rs.start_response(message.get("status", 200))
-                if ok is not True and (ok is False or not await ok):
-                    replaced = True
-                    await _send_unavailable(send)
-                    return
-                if rs.read or rs.cookie_lines or rs.extra_headers:
-                    message["headers"] = rs.merge_headers(message.get("headers") or [])
+                status = message.get("status", 200)
+                if session._bound is None and status < 500 and scope.get(key) is session:
+                    session._make = self._engine_after_start  # nothing to add to this response
+                else:
+                    rs = session._bound or _engine_of(session)
+                    ok = rs.start_response(status)
+                    if ok is not True and (ok is False or not await ok):
+                        replaced = True
+                        await _send_unavailable(send)
+                        return
+                    if rs.read or rs.cookie_lines or rs.extra_headers:
+                        message["headers"] = rs.merge_headers(message.get("headers") or [])
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_session)
         except StoreError:
-            # From save(), regenerate(), destroy() or manually_commit() in the handler: the same
-            # outage as a failed load, so the same 503 (the store_error event is already out).
-            if not replaced and not await _answer_outage(rs, send):
+            if not replaced and not await _answer_outage(_engine_of(session), send):
                 raise
         except Exception:
-            await _answer_crash(rs, send)
+            await _answer_crash(_engine_of(session), send)
             raise
         else:
-            if not replaced:
-                rs.finish()
+            if not replaced and session._bound is not None:
+                session._bound.finish()
         finally:
-            if rs.pending_events:
-                await events.settle(rs.pending_events)
-            rs.release()
+            if session._bound is None:
+                session._rebind(cfg.released or _shared_released(cfg))  # let go of the scope
+            else:
+                await _release(session._bound)
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Websocket sessions, the lifespan protocol, and anything else passed through."""
@@ -116,7 +125,7 @@ class SessionMiddleware:
         if kind == "websocket":
             await self._websocket(scope, receive, send)
         elif kind == "lifespan":
-            await self._lifespan(scope, receive, send)
+            await _lifespan(self.app, self.close, scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -137,72 +146,6 @@ class SessionMiddleware:
                 await events.settle(rs.pending_events)
             rs.release()
 
-    # -- lifespan ------------------------------------------------------------------------------
-
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the lifespan protocol through to the app; close the stores at shutdown.
-
-        The app sees startup and shutdown as usual and answers them itself; the stores are
-        closed once its shutdown has completed (or failed). An app that does not speak the
-        protocol (it raises or returns without answering, as a plain ASGI app does) is treated
-        as uvicorn treats it in "auto" mode: startup and shutdown are completed here.
-        """
-        seen: list[str] = []  # the lifespan messages the app received, in order
-        answered: list[str] = []  # the answers the app sent
-
-        async def app_receive() -> Message:
-            message = await receive()
-            seen.append(message["type"])
-            return message
-
-        async def app_send(message: Message) -> None:
-            kind = message["type"]
-            if kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                await self.close()
-            answered.append(kind)
-            await send(message)
-
-        error: Exception | None = None
-        try:
-            await self.app(scope, app_receive, app_send)
-        except Exception as exc:
-            error = exc
-        if any(a.startswith("lifespan.shutdown.") for a in answered):
-            pass  # the app finished the protocol; app_send closed the stores
-        elif "lifespan.startup.failed" in answered:
-            await self.close()  # the server stops here
-        elif error is not None and "lifespan.shutdown" in seen:
-            # The app's own shutdown crashed without answering: report it, as Starlette does.
-            await self.close()
-            await send({"type": "lifespan.shutdown.failed", "message": repr(error)})
-        else:
-            if not answered:
-                events.logger.info(
-                    "the app does not handle the ASGI lifespan protocol (%r); the session "
-                    "middleware completes startup and shutdown itself",
-                    error or "it returned",
-                )
-            elif error is not None:
-                events.logger.error("the app's lifespan task failed", exc_info=error)
-            error = None
-            await self._finish_lifespan(receive, send, seen, answered)
-        if error is not None:
-            raise error
-
-    async def _finish_lifespan(
-        self, receive: Receive, send: Send, seen: list[str], answered: list[str]
-    ) -> None:
-        """Answer what the app left unanswered: startup, then shutdown after closing."""
-        if "lifespan.startup.complete" not in answered:
-            if "lifespan.startup" not in seen:
-                await receive()
-            await send({"type": "lifespan.startup.complete"})
-        if "lifespan.shutdown" not in seen:
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-        await self.close()
-        await send({"type": "lifespan.shutdown.complete"})
-
     async def close(self) -> None:
         """Close the stores this middleware uses: ``store`` and the ``context_store`` instances
         it made that are still alive, where they have a ``close()`` (sync or async).
@@ -213,8 +156,110 @@ class SessionMiddleware:
         await self.config.close_stores()
 
 
+async def _lifespan(
+    app: ASGIApp, close: Callable[[], Awaitable[None]], scope: Scope, receive: Receive, send: Send
+) -> None:
+    """Pass the lifespan protocol through to the app; close the stores at shutdown.
+
+    The app sees startup and shutdown as usual and answers them itself; the stores are
+    closed once its shutdown has completed (or failed). An app that does not speak the
+    protocol (it raises or returns without answering, as a plain ASGI app does) is treated
+    as uvicorn treats it in "auto" mode: startup and shutdown are completed here.
+    """
+    seen: list[str] = []  # the lifespan messages the app received, in order
+    answered: list[str] = []  # the answers the app sent
+
+    async def app_receive() -> Message:
+        message = await receive()
+        seen.append(message["type"])
+        return message
+
+    async def app_send(message: Message) -> None:
+        kind = message["type"]
+        if kind in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await close()
+        answered.append(kind)
+        await send(message)
+
+    error: Exception | None = None
+    try:
+        await app(scope, app_receive, app_send)
+    except Exception as exc:
+        error = exc
+    if any(a.startswith("lifespan.shutdown.") for a in answered):
+        pass  # the app finished the protocol; app_send closed the stores
+    elif "lifespan.startup.failed" in answered:
+        await close()  # the server stops here
+    elif error is not None and "lifespan.shutdown" in seen:
+        # The app's own shutdown crashed without answering: report it, as Starlette does.
+        await close()
+        await send({"type": "lifespan.shutdown.failed", "message": repr(error)})
+    else:
+        if not answered:
+            events.logger.info(
+                "the app does not handle the ASGI lifespan protocol (%r); the session "
+                "middleware completes startup and shutdown itself",
+                error or "it returned",
+            )
+        elif error is not None:
+            events.logger.error("the app's lifespan task failed", exc_info=error)
+        error = None
+        await _finish_lifespan(close, receive, send, seen, answered)
+    if error is not None:
+        raise error
+
+
+async def _finish_lifespan(
+    close: Callable[[], Awaitable[None]],
+    receive: Receive,
+    send: Send,
+    seen: list[str],
+    answered: list[str],
+) -> None:
+    """Answer what the app left unanswered: startup, then shutdown after closing."""
+    if "lifespan.startup.complete" not in answered:
+        if "lifespan.startup" not in seen:
+            await receive()
+        await send({"type": "lifespan.startup.complete"})
+    if "lifespan.shutdown" not in seen:
+        while (await receive())["type"] != "lifespan.shutdown":
+            pass
+    await close()
+    await send({"type": "lifespan.shutdown.complete"})
+
+
+async def _loaded_session(cfg: SessionConfig, scope: Scope, send: Send) -> Session | None:
+    """The session loaded before the app (store mode); ``None`` after answering a store outage."""
+    rs = _engine(cfg, scope)
+    try:
+        await rs.load_async()
+    except StoreError:
+        await events.settle(rs.pending_events)
+        rs.release()
+        await _send_unavailable(send)
+        return None
+    return rs.session
+
+
+def _shared_released(cfg: SessionConfig) -> ReleasedEngine:
+    """The stand-in engine every ended request without an id of its own shares."""
+    released = cfg.released = ReleasedEngine(None, cfg.options)
+    return released
+
+
+async def _release(rs: RequestSession) -> None:
+    """End of a request whose session was used: settle its events, free its engine."""
+    if rs.pending_events:
+        await events.settle(rs.pending_events)
+    rs.release()
+
+
 async def _answer_outage(rs: RequestSession, send: Send) -> bool:
-    """Answer 503 for a store outage raised by the app; False when the response had started."""
+    """Answer 503 for a store outage raised by the app; False when the response had started.
+
+    A ``StoreError`` from save(), regenerate(), destroy() or manually_commit() in the handler is
+    the same outage as a failed load, so it gets the same 503 (its store_error event is out).
+    """
     if rs.started:
         return False
     rs.started = True
@@ -229,8 +274,14 @@ async def _answer_crash(rs: RequestSession, send: Send) -> None:
         await _send_error(send, 500, b"Internal Server Error", extra)
 
 
-def _engine(cfg: SessionConfig, scope: Scope, *, websocket: bool = False) -> RequestSession:
-    """The engine for one HTTP or WebSocket scope, its session published in the scope."""
+def _engine(
+    cfg: SessionConfig, scope: Scope, *, websocket: bool = False, session: Session | None = None
+) -> RequestSession:
+    """The engine for one HTTP or WebSocket scope, its session published in the scope.
+
+    With ``session`` (made first, engine deferred), the engine takes that one, already in the
+    scope unless the app replaced it there.
+    """
     # The client address only feeds the device policy: without one, skip the lookup.
     client = scope.get("client") if cfg.options.device_policy is not None else None
     rs = RequestSession(
@@ -241,8 +292,29 @@ def _engine(cfg: SessionConfig, scope: Scope, *, websocket: bool = False) -> Req
         raw=scope,
         websocket=websocket,
         client=client[0] if client else None,
+        session=session,
     )
-    scope[cfg.options.scope_key] = rs.session
+    if session is None:
+        scope[cfg.options.scope_key] = rs.session
+    return rs
+
+
+def _engine_of(session: Session) -> RequestSession:
+    """The engine of ``session``, made now if it was deferred (always this adapter's class)."""
+    rs = session._rs
+    assert isinstance(rs, RequestSession)
+    return rs
+
+
+def _engine_on_use(cfg: SessionConfig, session: Session, scope: Scope) -> RequestSession:
+    """The deferred engine of ``session``, made when the app first uses it."""
+    return _engine(cfg, scope, session=session)
+
+
+def _engine_after_start(cfg: SessionConfig, session: Session, scope: Scope) -> RequestSession:
+    """The deferred engine of a session first used after its response started."""
+    rs = _engine(cfg, scope, session=session)
+    rs.started = True  # nothing can be added to the response any more
     return rs
 
 

@@ -96,6 +96,7 @@ class EngineState:
         raw: Any = None,
         websocket: bool = False,
         client: str | None = None,
+        session: Session | None = None,
     ) -> None:
         self.cfg = cfg
         #: The request headers, as ``(lower-case name, value)`` byte pairs.
@@ -109,7 +110,12 @@ class EngineState:
         self.websocket = websocket
         #: The client address as the adapter knows it (ASGI: ``scope["client"][0]``).
         self.client = client
-        self.session = Session(self)
+        #: The session: made here, or one an adapter made first (bound to this engine now).
+        if session is None:
+            self.session = Session(self)
+        else:
+            session._bound = self
+            self.session = session
         if cfg.options.context_store is not None:  # it takes precedence over ``store``
             self.store = cfg.options.context_store(self.ctx)
             cfg.track_context_store(self.store)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -178,7 +178,39 @@ def _datetime(ms: float | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
 
 
-class Session(MutableMapping[str, Any]):
+class _EngineHolder:
+    """How a :class:`Session` reaches its engine: given, or made on first use.
+
+    An adapter may pass ``make`` and ``request`` instead of the engine, so that a request that
+    never touches its session never builds one (the untouched hot path, issue 12): ``_rs``
+    calls ``make(session, request)`` the first time it is read.
+    """
+
+    __slots__ = ("_bound", "_make", "_request")
+
+    #: The engine once there is one (typed loosely: adapters read their own engine class).
+    _bound: Any
+    _make: Callable[[Any, Any], SessionEngine] | None
+    _request: Any
+
+    @property
+    def _rs(self) -> SessionEngine:
+        """The engine, made on first use when the adapter deferred it."""
+        rs: SessionEngine | None = self._bound
+        if rs is None:
+            make = self._make
+            assert make is not None, "a Session needs an engine or a way to make one"
+            rs = self._bound = make(self, self._request)
+            self._make = self._request = None
+        return rs
+
+    def _rebind(self, rs: SessionEngine) -> None:
+        """Talk to ``rs`` from now on (the engine's stand-in once the request ended)."""
+        self._bound = rs
+        self._make = self._request = None
+
+
+class Session(_EngineHolder, MutableMapping[str, Any]):
     """The session of one request: a mutable mapping plus koa's session methods.
 
     Its engine (:class:`SessionEngine`) reads ``_data`` (``None`` until loaded), ``_removed``
@@ -186,10 +218,17 @@ class Session(MutableMapping[str, Any]):
     interface" section below.
     """
 
-    __slots__ = ("_data", "_is_new", "_removed", "_require_save", "_rs", "_writes")
+    __slots__ = ("_data", "_is_new", "_removed", "_require_save", "_writes")
 
-    def __init__(self, rs: SessionEngine) -> None:
-        self._rs = rs
+    def __init__(
+        self,
+        rs: SessionEngine | None,
+        make: Callable[[Session, Any], SessionEngine] | None = None,
+        request: Any = None,
+    ) -> None:
+        self._bound: Any = rs  # see _EngineHolder
+        self._make = make
+        self._request = request
         self._data: dict[str, Any] | None = None
         self._removed = False
         self._require_save = False
@@ -225,10 +264,6 @@ class Session(MutableMapping[str, Any]):
             self._data = {}
         self._removed = True
         self._writes += 1
-
-    def _rebind(self, rs: SessionEngine) -> None:
-        """Talk to ``rs`` from now on (the engine's stand-in once the request ended)."""
-        self._rs = rs
 
     def _require(self, required: bool = True) -> None:
         """Force (or, after a save, stop forcing) the next commit to save."""

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from koasession import SessionMiddleware
+from koasession.errors import ResponseStartedError
 
 from ._app import KEY, client, cookie_pairs, decode_value, set_cookies, signed_cookie
 
@@ -151,3 +152,46 @@ async def test_replacing_the_session_with_a_dict_is_saved() -> None:
     async with client(SessionMiddleware(replacing_app, keys=[KEY])) as http:
         response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
     assert decode_value(cookie_pairs(response)["koa.sess"])["views"] == 9
+
+
+async def test_a_session_first_used_after_the_response_started_is_reported_lost() -> None:
+    # The engine is made on first use; made after the response start, it knows it is too late.
+    lines, _, events = await _run(
+        lambda s, phase: s.__setitem__("views", 9) if phase == "after" else None, {"views": 1}
+    )
+    assert lines == []
+    assert events == [("lost", "changed after the response started")]
+
+
+async def test_saving_a_session_first_used_after_the_response_started_is_refused() -> None:
+    errors: list[BaseException] = []
+
+    async def late_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        scope["session"]["views"] = 9
+        try:
+            await scope["session"].save()
+        except ResponseStartedError as exc:
+            errors.append(exc)
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with client(SessionMiddleware(late_app, keys=[KEY])) as http:
+        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    assert set_cookies(response) == []
+    assert len(errors) == 1
+
+
+async def test_an_untouched_session_adds_nothing_and_is_released() -> None:
+    seen: list[Any] = []
+
+    async def untouched_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        seen.append(scope["session"])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async with client(SessionMiddleware(untouched_app, keys=[KEY])) as http:
+        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    assert set_cookies(response) == []
+    assert "vary" not in response.headers
+    with pytest.raises(ResponseStartedError):
+        seen[0].get("views")  # the request is over: its session was never read during it
