@@ -13,6 +13,12 @@ Connections belong to an event loop, so a store made from a URL opens its client
 the running loop, and keeps one client per loop: a store created at import time works under
 successive test clients, per-test loops and server reloads. Every command the store sends is
 safe to repeat, which is why one retry on a fresh connection is enabled for all of them.
+
+A load or a save is one round trip (``GET``; ``SET ... XX``/``NX``), so the cost around it is
+what remains, and the request path keeps it low: each store call runs in the caller's own task
+under one deadline (the middleware's ``store_timeout``), rather than in tasks of its own (which
+cost event-loop turns), and the clients it opens have no per-socket-operation timeout (with one,
+redis-py wraps every socket write in ``asyncio.wait_for``, before Python 3.12 another task).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 try:
-    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+    from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
     from redis.asyncio.connection import parse_url
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
@@ -60,9 +66,6 @@ from ._common import (
 from .base import MaxAge, SessionData
 
 __all__ = ["RedisStore"]
-
-# See RedisStore._run.
-_DETACH_ON_CANCEL = sys.version_info < (3, 12)
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -106,11 +109,23 @@ async def _get(r: Redis | RedisCluster, rkey: str) -> Any:
     return await r.get(rkey)
 
 
-def _forget(task: asyncio.Future[Any]) -> None:
-    # Retrieve the outcome of an operation nobody waits for any more, so asyncio does not
-    # report it as "never retrieved".
-    if not task.cancelled():
-        task.exception()
+async def _ping(r: Redis | RedisCluster) -> bool:
+    return bool(await r.ping())
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, call: Awaitable[_T]) -> _T:
+        """``await call``, cancelled at ``seconds``: ``asyncio.TimeoutError`` then.
+
+        ``asyncio.timeout`` runs it in the caller's task: no task of its own to schedule."""
+        async with asyncio.timeout(seconds):
+            return await call
+
+else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+
+    async def _within(seconds: float, call: Awaitable[_T]) -> _T:
+        return await asyncio.wait_for(call, seconds)
 
 
 def _default_retry() -> Retry:
@@ -189,15 +204,22 @@ class RedisStore(StoreOptionsMixin):
     :param max_concurrency: at most this many store operations in flight at once per event
         loop (others wait); ``None`` for no limit.
     :param client_options: passed to the connection pool when a URL is given, or to
-        ``RedisCluster.from_url``. Unless given here, the store sets: a blocking pool of at most
-        64 connections; ``socket_timeout`` and ``socket_connect_timeout`` (and the wait for a
-        free pooled connection) of the middleware's ``store_timeout``, or
-        :data:`DEFAULT_TIMEOUT` when no middleware said; ``health_check_interval`` of
-        :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; and (standalone; a cluster client keeps
-        redis-py's own retry policy) ``retry``: one retry after a connection error, on a fresh
-        connection, after a short backoff, so a server restart costs no request. Errors raised
-        by the store are :class:`~koasession.errors.StoreError` naming the store and its
-        :attr:`address` (``host:port`` or socket path), never a password.
+        ``RedisCluster.from_url``. Every store call (waiting for a free slot and connection
+        included) must end within the middleware's ``store_timeout``, or
+        :data:`DEFAULT_TIMEOUT` when no middleware said, else it fails with a
+        :class:`~koasession.errors.StoreError`. Unless given here, the store sets:
+        ``socket_connect_timeout`` of that timeout; ``health_check_interval`` of
+        :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; for a cluster, ``socket_timeout`` of that
+        timeout too; and, standalone, a pool of ``max_concurrency`` connections (a blocking
+        pool of 64, waiting at most that timeout for a free connection, when
+        ``max_concurrency`` is ``None`` or the options set ``max_connections`` or ``timeout``)
+        and ``retry``: one retry after a connection error, on a fresh connection, after a short
+        backoff, so a server restart costs no request (a cluster client keeps redis-py's own
+        retry policy). A standalone client gets no ``socket_timeout``, the call's deadline
+        bounds its reads: so commands sent through :attr:`client` by application code have
+        none either, unless given here. Errors raised by the store are
+        :class:`~koasession.errors.StoreError` naming the store and its :attr:`address`
+        (``host:port`` or socket path), never a password.
     """
 
     #: ``host:port`` or the socket path of the server, for messages (never credentials).
@@ -230,6 +252,7 @@ class RedisStore(StoreOptionsMixin):
             raise ConfigurationError("key_prefix must be a string")
         self.key_prefix = key_prefix
         self._url: str | None = None
+        self._pool_options: dict[str, Any] = {}
         self._given: Redis | RedisCluster | None = None
         self._cluster = cluster
         self._client_options = client_options
@@ -243,9 +266,12 @@ class RedisStore(StoreOptionsMixin):
                     "(redis:// or rediss:// for a cluster)"
                 )
             try:
-                parse_url(url_or_client)  # a bad URL fails here, not at the first request
+                url_options = parse_url(url_or_client)  # a bad URL fails here, not at first use
             except ValueError as exc:
                 raise ConfigurationError(f"invalid Redis URL: {exc}") from None
+            # What the pool will be given: the URL's query wins over keyword options in
+            # redis-py's from_url.
+            self._pool_options = {**client_options, **url_options}
             self._url = url_or_client
             self.address = _address_of_url(url_or_client)
             password = urlsplit(url_or_client).password
@@ -262,6 +288,11 @@ class RedisStore(StoreOptionsMixin):
             self.address = _address_of_client(url_or_client)
         else:
             raise ConfigurationError("RedisStore needs a redis URL or a redis.asyncio client")
+        self._deadline_holds = (
+            self._url is not None
+            and not cluster
+            and (sys.version_info >= (3, 12) or not self._pool_options.get("socket_timeout"))
+        )
         # The binding of the loop in use, and those of other loops that are still open.
         self._bound = _UNBOUND
         self._bindings: dict[asyncio.AbstractEventLoop, _Binding] = {}
@@ -272,14 +303,31 @@ class RedisStore(StoreOptionsMixin):
         return f"RedisStore({kind}{self.address})"
 
     def use_store_timeout(self, timeout: float) -> None:
-        """Bound socket reads, connects and the wait for a pooled connection by ``timeout``.
+        """Bound every store call by ``timeout`` (the smallest one offered wins).
 
         The middleware calls this with its ``store_timeout`` (see :mod:`.base`), so a request
-        that gives up on the store also frees its connection in time. Timeouts given as client
-        options win; clients already open keep theirs.
+        that gives up on the store also frees its connection in time. It applies to the next
+        call; socket timeouts given as client options still apply, and clients already open
+        keep the connect timeout they were made with.
         """
         if timeout > 0:
             self._timeout = min(self._timeout, float(timeout))
+
+    @property
+    def call_deadline(self) -> float | None:
+        """Seconds within which every call ends by itself (``StoreError`` at the deadline), or
+        ``None`` when the store cannot promise it.
+
+        The middleware then awaits a call directly, in the request's task, when this is within
+        its ``store_timeout`` (see :func:`koasession.storeio.call`), instead of running it in a
+        task of its own to stop waiting at the timeout. :meth:`_run` cancels each call at the
+        store's timeout; that holds unless the client can lose the cancellation: before Python
+        3.12, ``asyncio.wait_for`` returns a result that arrives together with the cancel and
+        drops the cancel, and redis-py wraps socket writes in it whenever ``socket_timeout``
+        is set, which it is for a cluster, for a client passed in (its owner's choice) and
+        when the options say so.
+        """
+        return self._timeout if self._deadline_holds else None
 
     # -- per-loop clients ----------------------------------------------------------------------
 
@@ -318,23 +366,37 @@ class RedisStore(StoreOptionsMixin):
     def _open_client(self) -> Redis | RedisCluster:
         assert self._url is not None
         timeouts: dict[str, Any] = {
-            "socket_timeout": self._timeout,
             "socket_connect_timeout": self._timeout,
             "health_check_interval": DEFAULT_HEALTH_CHECK_INTERVAL,
         }
         if self._cluster:
+            # redis-py's cluster client retries on socket timeouts itself: keep them.
+            timeouts["socket_timeout"] = self._timeout
             options = {**_CLUSTER_HANDSHAKE_WORKAROUND, **timeouts, **self._client_options}
             return RedisCluster.from_url(self._url, **options)
-        # A blocking pool: a burst of concurrent requests waits for a connection instead of
-        # failing with "Too many connections" (but no longer than a store call may last).
+        # No socket_timeout (redis-py 8 sets 5 s unless told None): the deadline of _run bounds
+        # each call as a whole, and with a socket_timeout redis-py would put asyncio.wait_for
+        # around every socket write.
         options = {
-            "max_connections": 64,
-            "timeout": self._timeout,
             "retry": _default_retry(),
+            "socket_timeout": None,
             **timeouts,
             **self._client_options,
         }
-        pool = BlockingConnectionPool.from_url(self._url, **options)
+        if self._max_concurrency is not None and not (
+            {"max_connections", "timeout"} & self._pool_options.keys()
+        ):
+            # At most max_concurrency calls are in flight in this loop and each holds one
+            # connection at a time (released before its slot is), so a pool of that many
+            # always has one free: no need for the blocking pool's lock and timer per checkout.
+            pool: ConnectionPool = ConnectionPool.from_url(
+                self._url, max_connections=self._max_concurrency, **options
+            )
+        else:
+            # Nothing else bounds the connections: a burst of concurrent requests waits for one
+            # instead of failing with "Too many connections" (within the call's deadline).
+            options = {"max_connections": 64, "timeout": self._timeout, **options}
+            pool = BlockingConnectionPool.from_url(self._url, **options)
         return Redis.from_pool(pool)
 
     def _error(self, exc: BaseException) -> StoreError:
@@ -464,38 +526,30 @@ class RedisStore(StoreOptionsMixin):
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        """Run ``operation`` with this loop's client, within the concurrency limit.
+        """Run ``operation`` with this loop's client, within the concurrency limit, and end it
+        at the store's timeout (the wait for a free slot included).
 
-        Before Python 3.12 the operation runs in a task of its own, so that a caller that gives
-        up (the middleware's ``store_timeout``) is released at once rather than when the
-        operation has unwound: there, ``asyncio.wait_for`` (which redis-py puts around socket
-        writes) can lose a cancellation, and the operation then reads on until its socket
-        timeout. Python 3.12 rewrote ``wait_for`` on ``asyncio.timeout``; the direct call is
-        cheaper.
+        It runs in the caller's task: the cancellation at the deadline unwinds redis-py at
+        once (it drops the connection without waiting), so nothing is left to detach.
         """
         bound = self._binding()
-        if not _DETACH_ON_CANCEL:
-            return await self._guarded(bound, operation, *args, **kwargs)
-        task = asyncio.ensure_future(self._guarded(bound, operation, *args, **kwargs))
+        timeout = self._timeout
         try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.cancel()
-            task.add_done_callback(_forget)
-            raise
+            return await _within(timeout, self._limited(bound, operation, *args, **kwargs))
+        except asyncio.TimeoutError:
+            raise StoreError(f"{self!r}: timed out after {timeout} s") from None
+        except (RedisError, OSError) as exc:
+            raise self._error(exc) from exc
 
-    async def _guarded(
-        self,
+    @staticmethod
+    async def _limited(
         bound: _Binding,
         operation: Callable[Concatenate[Redis | RedisCluster, _P], Awaitable[_T]],
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        try:
-            async with bound.limit:
-                return await operation(bound.client, *args, **kwargs)
-        except (RedisError, OSError) as exc:
-            raise self._error(exc) from exc
+        async with bound.limit:
+            return await operation(bound.client, *args, **kwargs)
 
     async def _set(
         self,
@@ -664,11 +718,8 @@ class RedisStore(StoreOptionsMixin):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def ping(self) -> bool:
-        """Return whether the server answers (for health checks)."""
-        try:
-            return bool(await self.client.ping())
-        except (RedisError, OSError) as exc:
-            raise self._error(exc) from exc
+        """Return whether the server answers (for health checks), within the store's timeout."""
+        return await self._run(_ping)
 
     async def close(self) -> None:
         """Close the connections this store opened; a later call opens new ones.
