@@ -19,7 +19,7 @@ import pytest
 
 from koasession import SessionMiddleware
 
-from .conftest import PrivateRedis
+from .conftest import RUN_ID, PrivateRedis
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,7 +108,7 @@ async def test_a_request_costs_one_command_to_load_and_one_to_save(
             assert await commands_since_reset(server) == {"get": 5}
 
 
-async def test_calls_share_a_pool_of_max_concurrency_connections(
+async def test_a_burst_uses_at_most_max_concurrency_connections(
     private_redis: PrivateRedis, server: Any
 ) -> None:
     from koasession.stores.redis import RedisStore
@@ -134,6 +134,26 @@ async def test_without_a_concurrency_limit_a_burst_waits_for_connections(
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             responses = await asyncio.gather(*(client.get("/") for _ in range(40)))
     assert [r.status_code for r in responses] == [200] * 40
+
+
+async def test_replies_decoded_by_the_client_options_are_read_alike(redis_url: str) -> None:
+    from koasession.errors import SessionIdCollision
+    from koasession.stores.redis import RedisStore
+
+    class Ctx:
+        def __init__(self, loaded_key: str | None) -> None:
+            self.loaded_key = loaded_key
+
+    prefix = f"kstest:{RUN_ID}:decoded:"
+    async with RedisStore(redis_url, key_prefix=prefix, decode_responses=True) as store:
+        assert await store.set("a", {"v": "\u00e9"}, 60, ctx=Ctx(None)) is True
+        assert await store.get("a") == {"v": "\u00e9"}
+        with pytest.raises(SessionIdCollision):
+            await store.set("a", {"v": 2}, 60, ctx=Ctx(None))
+        assert await store.set("a", {"v": 3}, 60, ctx=Ctx("a")) is True
+        await store.destroy("a")
+        assert await store.get("a") is None
+        assert await store.set("a", {"v": 4}, 60, ctx=Ctx("a")) is False  # gone: not revived
 
 
 def test_the_call_deadline_is_the_store_timeout_when_the_store_can_keep_it() -> None:

@@ -17,8 +17,9 @@ safe to repeat, which is why one retry on a fresh connection is enabled for all 
 A load or a save is one round trip (``GET``; ``SET ... XX``/``NX``), so the cost around it is
 what remains, and the request path keeps it low: each store call runs in the caller's own task
 under one deadline (the middleware's ``store_timeout``), rather than in tasks of its own (which
-cost event-loop turns), and the clients it opens have no per-socket-operation timeout (with one,
-redis-py wraps every socket write in ``asyncio.wait_for``, before Python 3.12 another task).
+cost event-loop turns); the clients it opens have no per-socket-operation timeout (with one,
+redis-py wraps every socket write in ``asyncio.wait_for``, before Python 3.12 another task);
+and its single commands skip redis-py's pool checkout (see ``_Binding.execute``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 try:
@@ -64,6 +65,9 @@ from ._common import (
     write_mode,
 )
 from .base import MaxAge, SessionData
+
+if TYPE_CHECKING:
+    from redis.asyncio.connection import AbstractConnection
 
 __all__ = ["RedisStore"]
 
@@ -105,12 +109,12 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-async def _get(r: Redis | RedisCluster, rkey: str) -> Any:
-    return await r.get(rkey)
+async def _get(b: _Binding, rkey: str) -> Any:
+    return await b.execute("GET", rkey)
 
 
-async def _ping(r: Redis | RedisCluster) -> bool:
-    return bool(await r.ping())
+async def _ping(b: _Binding) -> bool:
+    return bool(await b.client.ping())
 
 
 if sys.version_info >= (3, 11):
@@ -166,19 +170,65 @@ def _address_of_client(client: Redis | RedisCluster) -> str:
 
 
 class _Binding:
-    """The client and the concurrency limit a store uses inside one event loop."""
+    """The client and the concurrency limit a store uses inside one event loop, and the
+    connections of its own that the store's single commands use (see :meth:`execute`)."""
 
-    __slots__ = ("client", "limit", "loop")
+    __slots__ = ("client", "idle", "limit", "loop")
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop | None,
         client: Any,
         limit: asyncio.Semaphore | contextlib.nullcontext[None],
+        *,
+        own_connections: bool = False,
     ) -> None:
         self.loop = loop
         self.client = client
         self.limit = limit
+        self.idle: list[AbstractConnection] | None = [] if own_connections else None
+
+    async def execute(self, *args: Any) -> Any:
+        """Send one command and return its reply: raw (``OK`` is truthy, nil is ``None``).
+
+        With connections of its own (a standalone client the store opened, within
+        ``max_concurrency``), the command goes to an idle one of them, made by the client's
+        pool, rather than through the client: redis-py's pool checkout (a lock, deprecation
+        checks, observability hooks) costs more than the round trip's own Python work. The
+        retry policy is the connection's own (see ``_default_retry``), as in the client. At
+        most ``max_concurrency`` calls run at once in a loop, each using one connection, so
+        there are never more connections than that.
+        """
+        idle = self.idle
+        if idle is None:
+            return await self.client.execute_command(*args)
+        conn = idle.pop() if idle else self.client.connection_pool.make_connection()
+        finished = False
+        try:
+            reply = await conn.retry.call_with_retry(
+                lambda: _round_trip(conn, args), lambda error: conn.disconnect()
+            )
+            finished = True
+            return reply
+        finally:
+            if not finished:
+                # Cut short (an error, or cancelled at the deadline), it may be in the middle
+                # of a reply or of its handshake: close it, and its next use reconnects.
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+            idle.append(conn)
+
+    async def aclose(self) -> None:
+        """Close the store's own connections, then the client's."""
+        idle, self.idle = self.idle, None
+        for conn in idle or ():
+            await conn.disconnect()
+        await self.client.aclose()
+
+
+async def _round_trip(conn: AbstractConnection, args: tuple[Any, ...]) -> Any:
+    await conn.send_command(*args)
+    return await conn.read_response()
 
 
 # A binding to no loop: asyncio.get_running_loop() never returns None, so the hot path's single
@@ -204,20 +254,22 @@ class RedisStore(StoreOptionsMixin):
     :param max_concurrency: at most this many store operations in flight at once per event
         loop (others wait); ``None`` for no limit.
     :param client_options: passed to the connection pool when a URL is given, or to
-        ``RedisCluster.from_url``. Every store call (waiting for a free slot and connection
-        included) must end within the middleware's ``store_timeout``, or
-        :data:`DEFAULT_TIMEOUT` when no middleware said, else it fails with a
-        :class:`~koasession.errors.StoreError`. Unless given here, the store sets:
-        ``socket_connect_timeout`` of that timeout; ``health_check_interval`` of
-        :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; for a cluster, ``socket_timeout`` of that
-        timeout too; and, standalone, a pool of ``max_concurrency`` connections (a blocking
-        pool of 64, waiting at most that timeout for a free connection, when
-        ``max_concurrency`` is ``None`` or the options set ``max_connections`` or ``timeout``)
-        and ``retry``: one retry after a connection error, on a fresh connection, after a short
-        backoff, so a server restart costs no request (a cluster client keeps redis-py's own
-        retry policy). A standalone client gets no ``socket_timeout``, the call's deadline
-        bounds its reads: so commands sent through :attr:`client` by application code have
-        none either, unless given here. Errors raised by the store are
+        ``RedisCluster.from_url``. Every store call (the wait for a free slot and connection
+        included) ends within the middleware's ``store_timeout``, or :data:`DEFAULT_TIMEOUT`
+        when no middleware said, else fails with a :class:`~koasession.errors.StoreError`.
+        Unless given here, the store sets: ``socket_connect_timeout`` of that timeout;
+        ``health_check_interval`` of :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; for a cluster,
+        ``socket_timeout`` of that timeout too; standalone, ``retry``: one retry after a
+        connection error, on a fresh connection, after a short backoff, so a server restart
+        costs no request (a cluster client keeps redis-py's own retry policy), and a pool of
+        ``max_concurrency`` connections for transactions, the owner index and commands sent
+        through :attr:`client` (a blocking pool of 64, waiting at most that timeout for a free
+        connection, when ``max_concurrency`` is ``None`` or the options set ``max_connections``
+        or ``timeout``). The store's single commands (``GET``, ``SET``, ``DEL``) use as many
+        connections of its own, made by that pool, when there is a ``max_concurrency``. A
+        standalone client gets no ``socket_timeout``, since the call's deadline bounds its
+        reads: commands sent through :attr:`client` by application code have none either,
+        unless given here. Errors raised by the store are
         :class:`~koasession.errors.StoreError` naming the store and its :attr:`address`
         (``host:port`` or socket path), never a password.
     """
@@ -358,7 +410,12 @@ class RedisStore(StoreOptionsMixin):
                     else contextlib.nullcontext()
                 )
                 client = self._given if self._given is not None else self._open_client()
-                binding = _Binding(loop, client, limit)
+                # Connections of its own only where they are bounded (max_concurrency) and the
+                # store made the client, so that it closes them.
+                own = (
+                    self._given is None and not self._cluster and self._max_concurrency is not None
+                )
+                binding = _Binding(loop, client, limit, own_connections=own)
                 self._bindings[loop] = binding
             self._bound = binding
             return binding
@@ -522,7 +579,7 @@ class RedisStore(StoreOptionsMixin):
 
     async def _run(
         self,
-        operation: Callable[Concatenate[Redis | RedisCluster, _P], Awaitable[_T]],
+        operation: Callable[Concatenate[_Binding, _P], Awaitable[_T]],
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
@@ -544,22 +601,23 @@ class RedisStore(StoreOptionsMixin):
     @staticmethod
     async def _limited(
         bound: _Binding,
-        operation: Callable[Concatenate[Redis | RedisCluster, _P], Awaitable[_T]],
+        operation: Callable[Concatenate[_Binding, _P], Awaitable[_T]],
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
         async with bound.limit:
-            return await operation(bound.client, *args, **kwargs)
+            return await operation(bound, *args, **kwargs)
 
     async def _set(
         self,
-        r: Redis | RedisCluster,
+        b: _Binding,
         key: str,
         data: SessionData,
         raw: str,
         max_age: float | None,
         mode: WriteMode,
     ) -> bool:
+        r: Redis | RedisCluster = b.client
         owner = self._owner_of(data)
         rkey = self._key(key)
         ttl = self._ttl(max_age)
@@ -568,16 +626,15 @@ class RedisStore(StoreOptionsMixin):
             # later), but never misses a live session that destroy_owner must find.
             await self._index_add(r, owner, rkey, ttl)
         track_old = self._owner is not None and mode != "insert"
-        result = await r.set(
-            rkey,
-            raw,
-            ex=ttl,
-            nx=mode == "insert",
-            xx=mode == "update",
-            get=track_old,
-        )
+        if track_old:
+            result = await r.set(rkey, raw, ex=ttl, xx=mode == "update", get=True)
+        else:
+            # The usual save: one command, whose reply is truthy when it wrote.
+            expiry = () if ttl is None else ("EX", ttl)
+            condition = {"insert": ("NX",), "update": ("XX",), "upsert": ()}[mode]
+            result = await b.execute("SET", rkey, raw, *expiry, *condition)
         if mode == "insert":
-            if not result and _text(await r.get(rkey)) == raw:
+            if not result and _text(await b.execute("GET", rkey)) == raw:
                 # A command is retried after a connection error (see _default_retry; Redis
                 # Cluster clients do so often under bursts); when the first attempt had reached
                 # the server, the retried SET NX finds our own value. Same random id and same
@@ -605,12 +662,13 @@ class RedisStore(StoreOptionsMixin):
 
     async def _patch(
         self,
-        r: Redis | RedisCluster,
+        b: _Binding,
         key: str,
         changed: dict[str, Any],
         deleted: list[str],
         max_age: float | None,
     ) -> bool:
+        r: Redis | RedisCluster = b.client
         rkey = self._key(key)
         ttl = self._ttl(max_age)
         async with r.pipeline(transaction=True) as pipe:
@@ -638,11 +696,12 @@ class RedisStore(StoreOptionsMixin):
             await r.zrem(self._owner_key(old_owner), rkey)
         return bool(written)
 
-    async def _destroy(self, r: Redis | RedisCluster, key: str) -> None:
+    async def _destroy(self, b: _Binding, key: str) -> None:
         rkey = self._key(key)
         if self._owner is None:
-            await r.delete(rkey)
+            await b.execute("DEL", rkey)
             return
+        r: Redis | RedisCluster = b.client
         previous = _text(await r.getdel(rkey))
         old_owner = self._owner_of(loads(previous)) if previous is not None else None
         if old_owner is not None:
@@ -673,7 +732,8 @@ class RedisStore(StoreOptionsMixin):
         if not await r.exists(rkey):
             await r.zrem(self._owner_key(owner), rkey)
 
-    async def _destroy_owner(self, r: Redis | RedisCluster, owner_id: str) -> int:
+    async def _destroy_owner(self, b: _Binding, owner_id: str) -> int:
+        r: Redis | RedisCluster = b.client
         okey = self._owner_key(owner_id)
         members = [m for m in map(_text, await r.zrange(okey, 0, -1)) if m]
         removed = 0
@@ -685,7 +745,8 @@ class RedisStore(StoreOptionsMixin):
             await r.zrem(okey, *members)
         return removed
 
-    async def _destroy_owned(self, r: Redis | RedisCluster, rkey: str, owner: str) -> bool:
+    async def _destroy_owned(self, b: _Binding, rkey: str, owner: str) -> bool:
+        r: Redis | RedisCluster = b.client
         raw = await r.get(rkey)
         if raw is None or self._owner_of(loads(raw)) != owner:
             return False
@@ -693,7 +754,8 @@ class RedisStore(StoreOptionsMixin):
         await r.zrem(self._owner_key(owner), rkey)
         return removed > 0
 
-    async def _list_owner(self, r: Redis | RedisCluster, owner: str) -> list[StoredSession]:
+    async def _list_owner(self, b: _Binding, owner: str) -> list[StoredSession]:
+        r: Redis | RedisCluster = b.client
         okey = self._owner_key(owner)
         members = sorted(m for m in map(_text, await r.zrange(okey, 0, -1)) if m)
         result = []
@@ -742,6 +804,6 @@ class RedisStore(StoreOptionsMixin):
             loop = binding.loop
             assert loop is not None
             if loop is current:
-                await binding.client.aclose()
+                await binding.aclose()
             elif loop.is_running() and not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(binding.client.aclose(), loop)
+                asyncio.run_coroutine_threadsafe(binding.aclose(), loop)
