@@ -7,6 +7,7 @@ anything the store sends is seen: retries, health-check PINGs, transactions.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
@@ -202,3 +203,43 @@ async def test_every_call_ends_at_the_store_timeout_on_a_paused_server(
         # The connections cut at the deadline are replaced: the store works again.
         assert await store.get("warm") == {"n": 1}
         assert await store.ping() is True
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("GET", "koa:sess:abc"),
+        ("SET", "pr\u00e9fixe:\u4e2d", '{"v":"\u00e9\U0001f600"}', "EX", 86400, "XX"),
+        ("SET", "k", "x" * 70_000, "NX"),
+        ("DEL", ""),
+    ],
+)
+def test_commands_are_sent_as_redis_py_would_send_them(args: tuple[str | int, ...]) -> None:
+    from redis.asyncio.connection import Connection
+
+    from koasession.stores.redis import _resp
+
+    assert _resp(args, "utf-8", "strict") == b"".join(Connection().pack_command(*args))
+
+
+async def test_large_and_non_ascii_entries_read_back_through_a_plain_client(
+    redis_url: str,
+) -> None:
+    from redis.asyncio import Redis
+
+    from koasession.stores.redis import RedisStore
+
+    prefix = f"kstest:{RUN_ID}:pr\u00e9fixe:"
+    data = {"text": "\u00e9\u4e2d\U0001f600" * 5000, "n": 1}
+    plain = Redis.from_url(redis_url)
+    async with RedisStore(redis_url, key_prefix=prefix) as store:
+        try:
+            assert await store.set("big", data, 60) is True
+            assert await store.get("big") == data
+            raw = await plain.get(prefix + "big")
+            assert json.loads(raw) == data
+            assert 0 < await plain.ttl(prefix + "big") <= 60
+        finally:
+            await store.destroy("big")
+            assert await plain.exists(prefix + "big") == 0
+            await plain.aclose()

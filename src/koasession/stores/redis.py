@@ -188,7 +188,7 @@ class _Binding:
         self.limit = limit
         self.idle: list[AbstractConnection] | None = [] if own_connections else None
 
-    async def execute(self, *args: Any) -> Any:
+    async def execute(self, *args: str | int) -> Any:
         """Send one command and return its reply: raw (``OK`` is truthy, nil is ``None``).
 
         With connections of its own (a standalone client the store opened, within
@@ -226,9 +226,20 @@ class _Binding:
         await self.client.aclose()
 
 
-async def _round_trip(conn: AbstractConnection, args: tuple[Any, ...]) -> Any:
-    await conn.send_command(*args)
+async def _round_trip(conn: AbstractConnection, args: tuple[str | int, ...]) -> Any:
+    encoder = conn.encoder
+    await conn.send_packed_command(_resp(args, encoder.encoding, encoder.encoding_errors))
     return await conn.read_response()
+
+
+def _resp(args: tuple[str | int, ...], encoding: str, errors: str) -> bytes:
+    """``args`` as a RESP array of bulk strings: the bytes redis-py's ``pack_command`` writes,
+    in a third of its time (it takes any argument type, and is on every request)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode(encoding, errors) if isinstance(arg, str) else b"%d" % arg
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 # A binding to no loop: asyncio.get_running_loop() never returns None, so the hot path's single
