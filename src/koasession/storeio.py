@@ -36,7 +36,9 @@ async def call(
     The call runs as its own task and the request stops waiting for it at the timeout: a
     driver's clean-up of a cancelled operation (asyncpg cancels a query over a new
     connection, which a stalled server never answers) happens in the background instead of
-    holding the response.
+    holding the response. A store whose ``call_deadline`` (seconds) says that each of its
+    calls ends by itself, with an error, within ``timeout`` is awaited directly instead: a
+    task of its own costs event-loop turns on every call.
 
     A ``TypeError`` passes through unchanged: it is the application's bug (an ``owner()``
     returning a non-string, data JSON cannot hold), not an outage to answer with 503. So does
@@ -45,7 +47,9 @@ async def call(
     try:
         result = method(key, *args, **(kwargs or {}))
         if inspect.isawaitable(result):
-            return await (_bounded(result, timeout) if timeout else result)
+            if timeout and not _ends_within(store, timeout):
+                return await _bounded(result, timeout)
+            return await result
         return result
     except (SessionIdCollision, TypeError):
         raise
@@ -59,6 +63,11 @@ async def call(
         if report is not None:
             report(operation, key, exc)
         raise StoreError(f"session store{where} {operation}({key!r}) failed: {reason}") from exc
+
+
+def _ends_within(store: object, timeout: float) -> bool:
+    deadline = getattr(store, "call_deadline", None)
+    return isinstance(deadline, (int, float)) and 0 < deadline <= timeout
 
 
 async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:

@@ -79,6 +79,40 @@ async def test_timeout_does_not_wait_for_cancelled_cleanup() -> None:
     await asyncio.wait_for(cleanup_started.wait(), 1.0)
 
 
+class _TimedStore:
+    """A store that says how long its calls can last at most (``call_deadline``)."""
+
+    def __init__(self, call_deadline: object) -> None:
+        self.call_deadline = call_deadline
+
+    async def get(self, key: str) -> asyncio.Task[Any] | None:
+        return asyncio.current_task()
+
+
+@pytest.mark.parametrize(
+    ("deadline", "own_task"),
+    [(0.5, False), (1.0, False), (1.5, True), (None, True), (0, True), ("0.5", True)],
+)
+async def test_a_store_that_ends_its_calls_in_time_is_awaited_in_the_callers_task(
+    deadline: object, own_task: bool
+) -> None:
+    # A store whose calls end by themselves within the timeout needs no task of its own (one
+    # costs event-loop turns per call); any other store gets one, to be left at the timeout.
+    store = _TimedStore(deadline)
+    task = await storeio.call("get", store.get, "k", timeout=1.0, store=store)
+    assert (task is not asyncio.current_task()) is own_task
+
+
+async def test_a_store_that_ends_its_calls_in_time_still_fails_as_store_error() -> None:
+    async def get(key: str) -> None:
+        raise StoreError("SomeStore: timed out after 0.5 s")
+
+    report = _Recorder()
+    with pytest.raises(StoreError, match=r"get\('k'\) failed: SomeStore: timed out"):
+        await storeio.call("get", get, "k", timeout=1.0, store=_TimedStore(0.5), report=report)
+    assert report.reports == [("get", "k", "StoreError")]
+
+
 async def test_save_new_id_retries_collisions_with_fresh_ids() -> None:
     taken = {"a", "b"}
     fresh = iter(["b", "c"])

@@ -13,6 +13,13 @@ Connections belong to an event loop, so a store made from a URL opens its client
 the running loop, and keeps one client per loop: a store created at import time works under
 successive test clients, per-test loops and server reloads. Every command the store sends is
 safe to repeat, which is why one retry on a fresh connection is enabled for all of them.
+
+A load or a save is one round trip (``GET``; ``SET ... XX``/``NX``), so the cost around it is
+what remains, and the request path keeps it low: each store call runs in the caller's own task
+under one deadline (the middleware's ``store_timeout``), rather than in tasks of its own (which
+cost event-loop turns); the clients it opens have no per-socket-operation timeout (with one,
+redis-py wraps every socket write in ``asyncio.wait_for``, before Python 3.12 another task);
+and its single commands skip redis-py's pool checkout (see ``_Binding.execute``).
 """
 
 from __future__ import annotations
@@ -25,11 +32,11 @@ import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 try:
-    from redis.asyncio import BlockingConnectionPool, Redis, RedisCluster
+    from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
     from redis.asyncio.connection import parse_url
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
@@ -59,10 +66,10 @@ from ._common import (
 )
 from .base import MaxAge, SessionData
 
-__all__ = ["RedisStore"]
+if TYPE_CHECKING:
+    from redis.asyncio.connection import AbstractConnection
 
-# See RedisStore._run.
-_DETACH_ON_CANCEL = sys.version_info < (3, 12)
+__all__ = ["RedisStore"]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -102,15 +109,27 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
-async def _get(r: Redis | RedisCluster, rkey: str) -> Any:
-    return await r.get(rkey)
+async def _get(b: _Binding, rkey: str) -> Any:
+    return await b.execute("GET", rkey)
 
 
-def _forget(task: asyncio.Future[Any]) -> None:
-    # Retrieve the outcome of an operation nobody waits for any more, so asyncio does not
-    # report it as "never retrieved".
-    if not task.cancelled():
-        task.exception()
+async def _ping(b: _Binding) -> bool:
+    return bool(await b.client.ping())
+
+
+if sys.version_info >= (3, 11):
+
+    async def _within(seconds: float, call: Awaitable[_T]) -> _T:
+        """``await call``, cancelled at ``seconds``: ``asyncio.TimeoutError`` then.
+
+        ``asyncio.timeout`` runs it in the caller's task: no task of its own to schedule."""
+        async with asyncio.timeout(seconds):
+            return await call
+
+else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
+
+    async def _within(seconds: float, call: Awaitable[_T]) -> _T:
+        return await asyncio.wait_for(call, seconds)
 
 
 def _default_retry() -> Retry:
@@ -151,19 +170,76 @@ def _address_of_client(client: Redis | RedisCluster) -> str:
 
 
 class _Binding:
-    """The client and the concurrency limit a store uses inside one event loop."""
+    """The client and the concurrency limit a store uses inside one event loop, and the
+    connections of its own that the store's single commands use (see :meth:`execute`)."""
 
-    __slots__ = ("client", "limit", "loop")
+    __slots__ = ("client", "idle", "limit", "loop")
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop | None,
         client: Any,
         limit: asyncio.Semaphore | contextlib.nullcontext[None],
+        *,
+        own_connections: bool = False,
     ) -> None:
         self.loop = loop
         self.client = client
         self.limit = limit
+        self.idle: list[AbstractConnection] | None = [] if own_connections else None
+
+    async def execute(self, *args: str | int) -> Any:
+        """Send one command and return its reply: raw (``OK`` is truthy, nil is ``None``).
+
+        With connections of its own (a standalone client the store opened, within
+        ``max_concurrency``), the command goes to an idle one of them, made by the client's
+        pool, rather than through the client: redis-py's pool checkout (a lock, deprecation
+        checks, observability hooks) costs more than the round trip's own Python work. The
+        retry policy is the connection's own (see ``_default_retry``), as in the client. At
+        most ``max_concurrency`` calls run at once in a loop, each using one connection, so
+        there are never more connections than that.
+        """
+        idle = self.idle
+        if idle is None:
+            return await self.client.execute_command(*args)
+        conn = idle.pop() if idle else self.client.connection_pool.make_connection()
+        finished = False
+        try:
+            reply = await conn.retry.call_with_retry(
+                lambda: _round_trip(conn, args), lambda error: conn.disconnect()
+            )
+            finished = True
+            return reply
+        finally:
+            if not finished:
+                # Cut short (an error, or cancelled at the deadline), it may be in the middle
+                # of a reply or of its handshake: close it, and its next use reconnects.
+                with contextlib.suppress(Exception):
+                    await conn.disconnect(nowait=True)
+            idle.append(conn)
+
+    async def aclose(self) -> None:
+        """Close the store's own connections, then the client's."""
+        idle, self.idle = self.idle, None
+        for conn in idle or ():
+            await conn.disconnect()
+        await self.client.aclose()
+
+
+async def _round_trip(conn: AbstractConnection, args: tuple[str | int, ...]) -> Any:
+    encoder = conn.encoder
+    await conn.send_packed_command(_resp(args, encoder.encoding, encoder.encoding_errors))
+    return await conn.read_response()
+
+
+def _resp(args: tuple[str | int, ...], encoding: str, errors: str) -> bytes:
+    """``args`` as a RESP array of bulk strings: the bytes redis-py's ``pack_command`` writes,
+    in less than half its time (it takes any type; the store's arguments are str and int)."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode(encoding, errors) if isinstance(arg, str) else b"%d" % arg
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
 
 
 # A binding to no loop: asyncio.get_running_loop() never returns None, so the hot path's single
@@ -189,15 +265,24 @@ class RedisStore(StoreOptionsMixin):
     :param max_concurrency: at most this many store operations in flight at once per event
         loop (others wait); ``None`` for no limit.
     :param client_options: passed to the connection pool when a URL is given, or to
-        ``RedisCluster.from_url``. Unless given here, the store sets: a blocking pool of at most
-        64 connections; ``socket_timeout`` and ``socket_connect_timeout`` (and the wait for a
-        free pooled connection) of the middleware's ``store_timeout``, or
-        :data:`DEFAULT_TIMEOUT` when no middleware said; ``health_check_interval`` of
-        :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; and (standalone; a cluster client keeps
-        redis-py's own retry policy) ``retry``: one retry after a connection error, on a fresh
-        connection, after a short backoff, so a server restart costs no request. Errors raised
-        by the store are :class:`~koasession.errors.StoreError` naming the store and its
-        :attr:`address` (``host:port`` or socket path), never a password.
+        ``RedisCluster.from_url``. Every store call (the wait for a free slot and connection
+        included) ends within the middleware's ``store_timeout``, or :data:`DEFAULT_TIMEOUT`
+        when no middleware said, else fails with a :class:`~koasession.errors.StoreError`.
+        Unless given here, the store sets: ``socket_connect_timeout`` of that timeout;
+        ``health_check_interval`` of :data:`DEFAULT_HEALTH_CHECK_INTERVAL`; for a cluster,
+        ``socket_timeout`` of that timeout too; standalone, ``retry``: one retry after a
+        connection error, on a fresh connection, after a short backoff, so a server restart
+        costs no request (a cluster client keeps redis-py's own retry policy), and a pool of
+        ``max_concurrency`` connections for transactions, the owner index and commands sent
+        through :attr:`client` (a blocking pool of 64, waiting at most that timeout for a free
+        connection, when ``max_concurrency`` is ``None`` or the options set ``max_connections``
+        or ``timeout``). The store's single commands (``GET``, ``SET``, ``DEL``) use as many
+        connections of its own, made by that pool, when there is a ``max_concurrency``. A
+        standalone client gets no ``socket_timeout``, since the call's deadline bounds its
+        reads: commands sent through :attr:`client` by application code have none either,
+        unless given here. Errors raised by the store are
+        :class:`~koasession.errors.StoreError` naming the store and its :attr:`address`
+        (``host:port`` or socket path), never a password.
     """
 
     #: ``host:port`` or the socket path of the server, for messages (never credentials).
@@ -230,6 +315,7 @@ class RedisStore(StoreOptionsMixin):
             raise ConfigurationError("key_prefix must be a string")
         self.key_prefix = key_prefix
         self._url: str | None = None
+        self._pool_options: dict[str, Any] = {}
         self._given: Redis | RedisCluster | None = None
         self._cluster = cluster
         self._client_options = client_options
@@ -243,9 +329,12 @@ class RedisStore(StoreOptionsMixin):
                     "(redis:// or rediss:// for a cluster)"
                 )
             try:
-                parse_url(url_or_client)  # a bad URL fails here, not at the first request
+                url_options = parse_url(url_or_client)  # a bad URL fails here, not at first use
             except ValueError as exc:
                 raise ConfigurationError(f"invalid Redis URL: {exc}") from None
+            # What the pool will be given: the URL's query wins over keyword options in
+            # redis-py's from_url.
+            self._pool_options = {**client_options, **url_options}
             self._url = url_or_client
             self.address = _address_of_url(url_or_client)
             password = urlsplit(url_or_client).password
@@ -262,6 +351,11 @@ class RedisStore(StoreOptionsMixin):
             self.address = _address_of_client(url_or_client)
         else:
             raise ConfigurationError("RedisStore needs a redis URL or a redis.asyncio client")
+        self._deadline_holds = (
+            self._url is not None
+            and not cluster
+            and (sys.version_info >= (3, 12) or not self._pool_options.get("socket_timeout"))
+        )
         # The binding of the loop in use, and those of other loops that are still open.
         self._bound = _UNBOUND
         self._bindings: dict[asyncio.AbstractEventLoop, _Binding] = {}
@@ -272,14 +366,31 @@ class RedisStore(StoreOptionsMixin):
         return f"RedisStore({kind}{self.address})"
 
     def use_store_timeout(self, timeout: float) -> None:
-        """Bound socket reads, connects and the wait for a pooled connection by ``timeout``.
+        """Bound every store call by ``timeout`` (the smallest one offered wins).
 
         The middleware calls this with its ``store_timeout`` (see :mod:`.base`), so a request
-        that gives up on the store also frees its connection in time. Timeouts given as client
-        options win; clients already open keep theirs.
+        that gives up on the store also frees its connection in time. It applies to the next
+        call; socket timeouts given as client options still apply, and clients already open
+        keep the connect timeout they were made with.
         """
         if timeout > 0:
             self._timeout = min(self._timeout, float(timeout))
+
+    @property
+    def call_deadline(self) -> float | None:
+        """Seconds within which every call ends by itself (``StoreError`` at the deadline), or
+        ``None`` when the store cannot promise it.
+
+        The middleware then awaits a call directly, in the request's task, when this is within
+        its ``store_timeout`` (see :func:`koasession.storeio.call`), instead of running it in a
+        task of its own to stop waiting at the timeout. :meth:`_run` cancels each call at the
+        store's timeout; that holds unless the client can lose the cancellation: before Python
+        3.12, ``asyncio.wait_for`` returns a result that arrives together with the cancel and
+        drops the cancel, and redis-py wraps socket writes in it whenever ``socket_timeout``
+        is set, which it is for a cluster, for a client passed in (its owner's choice) and
+        when the options say so.
+        """
+        return self._timeout if self._deadline_holds else None
 
     # -- per-loop clients ----------------------------------------------------------------------
 
@@ -310,7 +421,12 @@ class RedisStore(StoreOptionsMixin):
                     else contextlib.nullcontext()
                 )
                 client = self._given if self._given is not None else self._open_client()
-                binding = _Binding(loop, client, limit)
+                # Connections of its own only where they are bounded (max_concurrency) and the
+                # store made the client, so that it closes them.
+                own = (
+                    self._given is None and not self._cluster and self._max_concurrency is not None
+                )
+                binding = _Binding(loop, client, limit, own_connections=own)
                 self._bindings[loop] = binding
             self._bound = binding
             return binding
@@ -318,23 +434,37 @@ class RedisStore(StoreOptionsMixin):
     def _open_client(self) -> Redis | RedisCluster:
         assert self._url is not None
         timeouts: dict[str, Any] = {
-            "socket_timeout": self._timeout,
             "socket_connect_timeout": self._timeout,
             "health_check_interval": DEFAULT_HEALTH_CHECK_INTERVAL,
         }
         if self._cluster:
+            # redis-py's cluster client retries on socket timeouts itself: keep them.
+            timeouts["socket_timeout"] = self._timeout
             options = {**_CLUSTER_HANDSHAKE_WORKAROUND, **timeouts, **self._client_options}
             return RedisCluster.from_url(self._url, **options)
-        # A blocking pool: a burst of concurrent requests waits for a connection instead of
-        # failing with "Too many connections" (but no longer than a store call may last).
+        # No socket_timeout (redis-py 8 sets 5 s unless told None): the deadline of _run bounds
+        # each call as a whole, and with a socket_timeout redis-py would put asyncio.wait_for
+        # around every socket write.
         options = {
-            "max_connections": 64,
-            "timeout": self._timeout,
             "retry": _default_retry(),
+            "socket_timeout": None,
             **timeouts,
             **self._client_options,
         }
-        pool = BlockingConnectionPool.from_url(self._url, **options)
+        if self._max_concurrency is not None and not (
+            {"max_connections", "timeout"} & self._pool_options.keys()
+        ):
+            # At most max_concurrency calls are in flight in this loop and each holds one
+            # connection at a time (released before its slot is), so a pool of that many
+            # always has one free: no need for the blocking pool's lock and timer per checkout.
+            pool: ConnectionPool = ConnectionPool.from_url(
+                self._url, max_connections=self._max_concurrency, **options
+            )
+        else:
+            # Nothing else bounds the connections: a burst of concurrent requests waits for one
+            # instead of failing with "Too many connections" (within the call's deadline).
+            options = {"max_connections": 64, "timeout": self._timeout, **options}
+            pool = BlockingConnectionPool.from_url(self._url, **options)
         return Redis.from_pool(pool)
 
     def _error(self, exc: BaseException) -> StoreError:
@@ -460,52 +590,45 @@ class RedisStore(StoreOptionsMixin):
 
     async def _run(
         self,
-        operation: Callable[Concatenate[Redis | RedisCluster, _P], Awaitable[_T]],
+        operation: Callable[Concatenate[_Binding, _P], Awaitable[_T]],
         *args: _P.args,
         **kwargs: _P.kwargs,
     ) -> _T:
-        """Run ``operation`` with this loop's client, within the concurrency limit.
+        """Run ``operation`` with this loop's client, within the concurrency limit, and end it
+        at the store's timeout (the wait for a free slot included).
 
-        Before Python 3.12 the operation runs in a task of its own, so that a caller that gives
-        up (the middleware's ``store_timeout``) is released at once rather than when the
-        operation has unwound: there, ``asyncio.wait_for`` (which redis-py puts around socket
-        writes) can lose a cancellation, and the operation then reads on until its socket
-        timeout. Python 3.12 rewrote ``wait_for`` on ``asyncio.timeout``; the direct call is
-        cheaper.
+        It runs in the caller's task: the cancellation at the deadline unwinds redis-py at
+        once (it drops the connection without waiting), so nothing is left to detach.
         """
         bound = self._binding()
-        if not _DETACH_ON_CANCEL:
-            return await self._guarded(bound, operation, *args, **kwargs)
-        task = asyncio.ensure_future(self._guarded(bound, operation, *args, **kwargs))
+        timeout = self._timeout
         try:
-            return await asyncio.shield(task)
-        except asyncio.CancelledError:
-            task.cancel()
-            task.add_done_callback(_forget)
-            raise
-
-    async def _guarded(
-        self,
-        bound: _Binding,
-        operation: Callable[Concatenate[Redis | RedisCluster, _P], Awaitable[_T]],
-        *args: _P.args,
-        **kwargs: _P.kwargs,
-    ) -> _T:
-        try:
-            async with bound.limit:
-                return await operation(bound.client, *args, **kwargs)
+            return await _within(timeout, self._limited(bound, operation, *args, **kwargs))
+        except asyncio.TimeoutError:
+            raise StoreError(f"{self!r}: timed out after {timeout} s") from None
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
 
+    @staticmethod
+    async def _limited(
+        bound: _Binding,
+        operation: Callable[Concatenate[_Binding, _P], Awaitable[_T]],
+        *args: _P.args,
+        **kwargs: _P.kwargs,
+    ) -> _T:
+        async with bound.limit:
+            return await operation(bound, *args, **kwargs)
+
     async def _set(
         self,
-        r: Redis | RedisCluster,
+        b: _Binding,
         key: str,
         data: SessionData,
         raw: str,
         max_age: float | None,
         mode: WriteMode,
     ) -> bool:
+        r: Redis | RedisCluster = b.client
         owner = self._owner_of(data)
         rkey = self._key(key)
         ttl = self._ttl(max_age)
@@ -514,16 +637,15 @@ class RedisStore(StoreOptionsMixin):
             # later), but never misses a live session that destroy_owner must find.
             await self._index_add(r, owner, rkey, ttl)
         track_old = self._owner is not None and mode != "insert"
-        result = await r.set(
-            rkey,
-            raw,
-            ex=ttl,
-            nx=mode == "insert",
-            xx=mode == "update",
-            get=track_old,
-        )
+        if track_old:
+            result = await r.set(rkey, raw, ex=ttl, xx=mode == "update", get=True)
+        else:
+            # The usual save: one command, whose reply is truthy when it wrote.
+            expiry = () if ttl is None else ("EX", ttl)
+            condition = {"insert": ("NX",), "update": ("XX",), "upsert": ()}[mode]
+            result = await b.execute("SET", rkey, raw, *expiry, *condition)
         if mode == "insert":
-            if not result and _text(await r.get(rkey)) == raw:
+            if not result and _text(await b.execute("GET", rkey)) == raw:
                 # A command is retried after a connection error (see _default_retry; Redis
                 # Cluster clients do so often under bursts); when the first attempt had reached
                 # the server, the retried SET NX finds our own value. Same random id and same
@@ -551,12 +673,13 @@ class RedisStore(StoreOptionsMixin):
 
     async def _patch(
         self,
-        r: Redis | RedisCluster,
+        b: _Binding,
         key: str,
         changed: dict[str, Any],
         deleted: list[str],
         max_age: float | None,
     ) -> bool:
+        r: Redis | RedisCluster = b.client
         rkey = self._key(key)
         ttl = self._ttl(max_age)
         async with r.pipeline(transaction=True) as pipe:
@@ -584,11 +707,12 @@ class RedisStore(StoreOptionsMixin):
             await r.zrem(self._owner_key(old_owner), rkey)
         return bool(written)
 
-    async def _destroy(self, r: Redis | RedisCluster, key: str) -> None:
+    async def _destroy(self, b: _Binding, key: str) -> None:
         rkey = self._key(key)
         if self._owner is None:
-            await r.delete(rkey)
+            await b.execute("DEL", rkey)
             return
+        r: Redis | RedisCluster = b.client
         previous = _text(await r.getdel(rkey))
         old_owner = self._owner_of(loads(previous)) if previous is not None else None
         if old_owner is not None:
@@ -619,7 +743,8 @@ class RedisStore(StoreOptionsMixin):
         if not await r.exists(rkey):
             await r.zrem(self._owner_key(owner), rkey)
 
-    async def _destroy_owner(self, r: Redis | RedisCluster, owner_id: str) -> int:
+    async def _destroy_owner(self, b: _Binding, owner_id: str) -> int:
+        r: Redis | RedisCluster = b.client
         okey = self._owner_key(owner_id)
         members = [m for m in map(_text, await r.zrange(okey, 0, -1)) if m]
         removed = 0
@@ -631,7 +756,8 @@ class RedisStore(StoreOptionsMixin):
             await r.zrem(okey, *members)
         return removed
 
-    async def _destroy_owned(self, r: Redis | RedisCluster, rkey: str, owner: str) -> bool:
+    async def _destroy_owned(self, b: _Binding, rkey: str, owner: str) -> bool:
+        r: Redis | RedisCluster = b.client
         raw = await r.get(rkey)
         if raw is None or self._owner_of(loads(raw)) != owner:
             return False
@@ -639,7 +765,8 @@ class RedisStore(StoreOptionsMixin):
         await r.zrem(self._owner_key(owner), rkey)
         return removed > 0
 
-    async def _list_owner(self, r: Redis | RedisCluster, owner: str) -> list[StoredSession]:
+    async def _list_owner(self, b: _Binding, owner: str) -> list[StoredSession]:
+        r: Redis | RedisCluster = b.client
         okey = self._owner_key(owner)
         members = sorted(m for m in map(_text, await r.zrange(okey, 0, -1)) if m)
         result = []
@@ -664,11 +791,8 @@ class RedisStore(StoreOptionsMixin):
     # -- lifecycle -----------------------------------------------------------------------------
 
     async def ping(self) -> bool:
-        """Return whether the server answers (for health checks)."""
-        try:
-            return bool(await self.client.ping())
-        except (RedisError, OSError) as exc:
-            raise self._error(exc) from exc
+        """Return whether the server answers (for health checks), within the store's timeout."""
+        return await self._run(_ping)
 
     async def close(self) -> None:
         """Close the connections this store opened; a later call opens new ones.
@@ -691,6 +815,6 @@ class RedisStore(StoreOptionsMixin):
             loop = binding.loop
             assert loop is not None
             if loop is current:
-                await binding.client.aclose()
+                await binding.aclose()
             elif loop.is_running() and not loop.is_closed():
-                asyncio.run_coroutine_threadsafe(binding.client.aclose(), loop)
+                asyncio.run_coroutine_threadsafe(binding.aclose(), loop)
