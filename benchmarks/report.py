@@ -372,8 +372,9 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
     lines += ["## Redis round trips (store mode)", ""]
     if data.redis:
         lines += [
-            "Commands sent by koasession's RedisStore, counted by wrapping the client's "
-            "`execute_command`: before the handler ran (load) and after (save).",
+            "Commands sent by koasession's RedisStore, counted per write on redis-py's "
+            "connections (after a warm-up request that opened them): before the handler ran "
+            "(load) and after (save).",
             "",
             "| request | load | save |",
             "|---|---|---|",

@@ -121,10 +121,11 @@ class SessionConfig:
         """The closeable ``context_store`` instances made so far that are still alive."""
         return list(self._context_stores)
 
-    def offer_store_timeout(self) -> None:
-        """Tell the store ``store_timeout`` if it wants to bound its own driver timeouts by it
-        (the optional ``use_store_timeout`` of :mod:`koasession.stores.base`)."""
-        hook = getattr(self.options.store, "use_store_timeout", None)
+    def offer_store_timeout(self, store: object = None) -> None:
+        """Tell ``store`` (default: the ``store`` option) ``store_timeout`` if it wants to bound
+        its own driver timeouts by it (the optional ``use_store_timeout`` of
+        :mod:`koasession.stores.base`); the engine offers it to each ``context_store`` too."""
+        hook = getattr(self.options.store if store is None else store, "use_store_timeout", None)
         if self.store_timeout and callable(hook):
             hook(self.store_timeout)
 

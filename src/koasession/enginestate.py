@@ -119,6 +119,7 @@ class EngineState:
         if cfg.options.context_store is not None:  # it takes precedence over ``store``
             self.store = cfg.options.context_store(self.ctx)
             cfg.track_context_store(self.store)
+            cfg.offer_store_timeout(self.store)
         elif cfg.options.store is not None:
             self.store = cfg.options.store
 

@@ -216,6 +216,24 @@ async def test_context_store_instances_alive_at_shutdown_are_closed(
     assert "closing the session store" in caplog.text
 
 
+async def test_each_context_store_instance_is_offered_the_store_timeout() -> None:
+    offered: list[float] = []
+
+    class PerRequest(MemoryStore):
+        def __init__(self, ctx: Any) -> None:
+            super().__init__()
+
+        def use_store_timeout(self, seconds: float) -> None:
+            offered.append(seconds)
+
+    app = SessionMiddleware(plain_app, keys=KEYS, context_store=PerRequest, store_timeout=1.5)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        for _ in range(2):
+            assert (await client.get("/")).status_code == 200
+    assert offered == [1.5, 1.5]
+
+
 # -- a module-level RedisStore across event loops ----------------------------------------------
 
 
