@@ -129,8 +129,8 @@ class MemoryStore(StoreOptionsMixin):
         # entries with the earliest deadlines, as found by the last sweep or added since;
         # every entry not in it has a deadline >= _horizon. So until the clock reaches
         # _horizon the expired entries are all in _due; once it has, a sweep looks at every
-        # entry. A write with a deadline before the horizon joins _due when it falls within
-        # the deadlines listed (up to _due_last), or else lowers the horizon.
+        # entry. Every write keeps that true: a deadline before the horizon joins _due when it
+        # falls within the deadlines listed (up to _due_last), or else lowers the horizon.
         self._due: list[tuple[float, str]] = []
         self._due_last = -math.inf
         self._horizon = math.inf
@@ -233,15 +233,11 @@ class MemoryStore(StoreOptionsMixin):
             if due and due[0][0] <= now:
                 _, skey = heapq.heappop(due)
                 raw = entries.get(skey)
-                if raw is not None:  # else dropped since it was listed
-                    deadline = _deadline(raw)
-                    if deadline <= now:
-                        self._drop(skey)
-                        dropped += 1
-                    elif deadline < self._horizon:
-                        # Rewritten with a later deadline since it was listed, and now off the
-                        # list: the horizon must cover it.
-                        self._horizon = deadline
+                # Not expired: rewritten since it was listed, and that write listed it again
+                # or left its deadline at or past the horizon.
+                if raw is not None and _deadline(raw) <= now:
+                    self._drop(skey)
+                    dropped += 1
             elif self._horizon <= now:
                 return dropped + self._sweep(now)
             else:
