@@ -86,7 +86,8 @@ class MemoryStore(StoreOptionsMixin):
       ones (O(n)), paid for by the many operations since the last time.
     - **Memory.** A session is one bytes object (a 16-byte header with its deadline, then its
       JSON as UTF-8) in a dict, plus an item in the log of uses: about 80 bytes on top of its
-      JSON, the id being shared with the caller (a new string with ``hash_ids``).
+      JSON (more while the dict or the log has spare room), the id being shared with the
+      caller (a new string with ``hash_ids``).
     - Data is copied in and out through JSON, so callers never alias stored data.
     - Writes from the middleware follow the ``ctx.loaded_key`` contract (see
       :mod:`koasession.stores.base`): no resurrection after a destroy, and
