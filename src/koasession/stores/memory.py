@@ -173,11 +173,8 @@ class MemoryStore(StoreOptionsMixin):
             self._owner_keys[skey] = owner
 
     def _append_use(self, skey: str) -> int:
-        """Append a use of ``skey`` to the use log; return the stamp its entry must carry.
-
-        The caller writes the entry with that stamp right away. (Callers skip this when the
-        entry is the one used last already: a request's read then write of one session, or one
-        user's successive requests, then add nothing to the log.)"""
+        """Append a use of ``skey`` to the log of uses; return the stamp that the caller must
+        write into its entry right away."""
         if len(self._uses) > 2 * len(self._entries) + _USES_SLACK:
             self._compact_uses()
         self._uses.append(skey)
@@ -186,6 +183,8 @@ class MemoryStore(StoreOptionsMixin):
     def _store(self, skey: str, stamp: int | None, deadline: float, body: bytes) -> None:
         """Write ``body`` with ``deadline`` under ``skey`` as its most recent use (``stamp``:
         that of the entry stored there now, if any)."""
+        # An entry used last already needs no new item: a request's read then write of one
+        # session, or one user's successive requests, add nothing to the log.
         if stamp is None or stamp != self._first_use + len(self._uses) - 1:
             stamp = self._append_use(skey)
         self._entries[skey] = _HEADER.pack(deadline, stamp) + body
@@ -249,9 +248,12 @@ class MemoryStore(StoreOptionsMixin):
 
     def _sweep(self, now: float) -> int:
         """Drop every expired entry and list the earliest deadlines of the rest; return how
-        many were dropped. O(n): it runs when the clock passes the horizon, which takes as
-        many expiries or rewrites as the sweep listed (or, with mixed lifetimes, at most once
-        per shortest lifetime written)."""
+        many were dropped.
+
+        O(n), paid for by the entries it lists (1/32 of them, at least 64): the clock passes
+        the new horizon only after all of those have come due, expired or rewritten since (a
+        write lowers the horizon only to a deadline later than every one listed).
+        """
         entries = self._entries
         expired = [skey for skey, raw in entries.items() if _deadline(raw) <= now]
         for skey in expired:
@@ -293,7 +295,7 @@ class MemoryStore(StoreOptionsMixin):
             self._drop(skey)
             return None
         body = raw[_BODY:]
-        if stamp != self._first_use + len(self._uses) - 1:  # recently used: evicted last
+        if stamp != self._first_use + len(self._uses) - 1:  # not used last: record this use
             self._entries[skey] = _HEADER.pack(deadline, self._append_use(skey)) + body
         return loads_object(body.decode())  # valid UTF-8: the store wrote it
 
