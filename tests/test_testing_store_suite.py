@@ -19,7 +19,7 @@ async def make_memory(**options: Any) -> MemoryStore:
 
 
 async def dump_memory(store: MemoryStore) -> dict[str, str]:
-    return {key: str(value) for key, value in store._entries.items()}
+    return store._dump()
 
 
 class Upserting:

@@ -280,7 +280,7 @@ async def harness(
             return store
 
         async def dump(store: Any) -> dict[str, str]:
-            return {k: e.raw for k, e in store._entries.items()}
+            return dict(store._dump())
 
         def forbid(store: Any) -> None:
             store._entries = _ForbiddenDict()
