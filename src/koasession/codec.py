@@ -239,10 +239,11 @@ def _needs_js_pass(text: str) -> bool:
     """Whether the C encoder's ``text`` may differ from ``JSON.stringify``'s (a superset test).
 
     Only two things differ: a float whose repr is not JavaScript's (integral ones end in ``.0``,
-    others with an exponent contain ``e+`` or ``e-``), and a key that is an array index. Plain
-    substring tests come first because they cost a fraction of a regular-expression scan.
+    followed by ``,``, ``}``, ``]`` or nothing when the float is the whole text; others with an
+    exponent contain ``e+`` or ``e-``), and a key that is an array index. Plain substring tests
+    come first because they cost a fraction of a regular-expression scan.
     """
-    if "." in text and (".0," in text or ".0}" in text or ".0]" in text):
+    if "." in text and (".0," in text or ".0}" in text or ".0]" in text or text[-2:] == ".0"):
         return True
     if "e+" in text or "e-" in text:
         return True
@@ -431,7 +432,7 @@ def to_bytes(data: Any) -> bytes:
         raise _named_error(data, exc) from exc
     # _needs_js_pass, inlined on the hot path of every cookie write
     if (
-        ("." in text and (".0," in text or ".0}" in text or ".0]" in text))
+        ("." in text and (".0," in text or ".0}" in text or ".0]" in text or text[-2:] == ".0"))
         or "e+" in text
         or "e-" in text
         or _DIGIT_KEY_REVERSED.search(text[::-1]) is not None

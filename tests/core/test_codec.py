@@ -111,6 +111,8 @@ def test_lone_surrogate_is_escaped_instead_of_failing() -> None:
 )
 def test_floats_are_written_as_javascript_writes_numbers(value: float, javascript: str) -> None:
     assert codec.dumps([value]) == f"[{javascript}]"
+    assert codec.dumps(value) == javascript  # also alone (a store's merge writes one value)
+    assert codec.to_bytes(value) == javascript.encode()
     assert codec.js_number(value) == javascript
 
 
