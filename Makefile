@@ -37,7 +37,8 @@ pytest: $(STAMP)
 ## bench: run the benchmark suite (not part of `make test`)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	@# orjson only feeds the "floor with orjson" reference row; the bench runs without it.
+	@# orjson (also in the dev extra) feeds the "floor with orjson" reference row, and koasession
+	@# uses it too; KOASESSION_JSON=std measures koasession on the json module alone.
 	-$(BIN)/python -m pip install --quiet orjson
 	$(BIN)/python benchmarks/run.py
 

@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from koasession import codec
 
+# Every test runs with the json module and with orjson (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("each_json_backend")
+
 VECTOR = "eyJtZXNzYWdlIjoiaGVsbG8iLCJfZXhwaXJlIjoxNzAwMDAwMDAwMDAwLCJfbWF4QWdlIjo4NjQwMDAwMH0="
 VECTOR_DATA = {"message": "hello", "_expire": 1700000000000, "_maxAge": 86400000}
 
