@@ -47,7 +47,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run.py --quick $(ARGS)
 
-## bench-mypyc: compile the core with mypyc in /tmp/mypyc-build and compare (docs/performance.md)
+## bench-mypyc: compile the core with mypyc in a temporary copy and compare (docs/performance.md)
 bench-mypyc: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/mypyc_build.py $(ARGS)

@@ -1,15 +1,15 @@
 """Compile koasession's core with mypyc in a throw-away copy and measure it (issue 12).
 
-    python benchmarks/mypyc_build.py [--build-dir /tmp/mypyc-build] [--runs 3] [--tests]
+    python benchmarks/mypyc_build.py [--build-dir DIR] [--runs 3] [--tests]
     make bench-mypyc
 
-Copies ``src/koasession`` to ``BUILD/src``, compiles :data:`MODULES` there with mypyc (the
-dev extra's mypy brings it; a C compiler and the Python headers are needed), then runs
-``benchmarks/run.py --quick`` in turn against the pure-Python package and the compiled copy
-(``PYTHONPATH``), each with the json module and with orjson, and prints the counter rows and
-their medians. ``--tests`` also runs a slice of the test suite against the compiled copy.
-Nothing is written inside the repository; not part of ``make test``. The results and the
-decision are in docs/performance.md.
+Copies ``src/koasession`` to ``DIR/src`` (``DIR``: ``mypyc-build`` in the temporary directory,
+emptied first), compiles :data:`MODULES` there with mypyc (the dev extra's mypy brings it; a C
+compiler and the Python headers are needed), then runs ``benchmarks/run.py --quick`` in turn
+against the pure-Python package and the compiled copy (``PYTHONPATH``), each with the json
+module and with orjson, and prints the counter rows and their medians. ``--tests`` also runs
+a slice of the test suite against the compiled copy. Nothing is written inside the repository;
+not part of ``make test``. The results and the decision are in docs/performance.md.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -127,7 +128,8 @@ def run_tests(src: Path) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--build-dir", type=Path, default=Path("/tmp/mypyc-build"))
+    default = Path(tempfile.gettempdir()) / "mypyc-build"
+    parser.add_argument("--build-dir", type=Path, default=default)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--tests", action="store_true", help="also run a slice of the tests")
     args = parser.parse_args()
