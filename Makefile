@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install demo test lint typecheck pytest bench bench-quick clean
+.PHONY: install demo test lint typecheck pytest bench bench-quick bench-mypyc clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "koasession needs Python 3.10+"'
@@ -37,7 +37,8 @@ pytest: $(STAMP)
 ## bench: run the benchmark suite (not part of `make test`)
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
-	@# orjson only feeds the "floor with orjson" reference row; the bench runs without it.
+	@# orjson (also in the dev extra) feeds the "floor with orjson" reference row, and koasession
+	@# uses it too; KOASESSION_JSON=std measures koasession on the json module alone.
 	-$(BIN)/python -m pip install --quiet orjson
 	$(BIN)/python benchmarks/run.py
 
@@ -45,6 +46,11 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/run.py --quick $(ARGS)
+
+## bench-mypyc: compile the core with mypyc in a temporary copy and compare (docs/performance.md)
+bench-mypyc: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/mypyc_build.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist build

@@ -301,7 +301,8 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
         "`redis`, `profile`, comma-separated) runs and prints one part.",
         "",
         f"Machine: {env['cpu']}, {env['cpus']} CPUs, load average at start {env['load']}; "
-        f"Python {env['python']}, koasession {env['koasession']}, Starlette {env['starlette']}, "
+        f"Python {env['python']}, koasession {env['koasession']} (JSON: {env.get('json', '?')}), "
+        f"Starlette {env['starlette']}, "
         f"starsessions {env['starsessions']}, uvicorn {env['uvicorn']}, redis-py {env['redis']}, "
         f"Node {env['node']}. Whole run: {env['elapsed']}.",
         "",

@@ -36,6 +36,7 @@ import profiling  # noqa: E402
 import report  # noqa: E402
 
 import e2e  # noqa: E402
+from koasession import codec  # noqa: E402
 
 log = e2e.log
 
@@ -87,6 +88,8 @@ def versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[name] = "-"
     out["node"] = e2e.node_version()
+    # orjson when installed, unless KOASESSION_JSON=std (koasession.codec)
+    out["json"] = codec.json_backend()
     out["cpu"] = _cpu_model()
     out["cpus"] = str(os.cpu_count())
     try:
@@ -142,7 +145,7 @@ def main() -> int:
     seconds, runs = 4.0, 5
 
     env = versions()
-    log(f"python {env['python']}, {env['cpus']} CPUs, load {env['load']}")
+    log(f"python {env['python']}, {env['cpus']} CPUs, load {env['load']}, JSON {env['json']}")
     harness_out = asyncio.run(in_process(rounds, target, budget, args.quick, parts))
     notes: list[str] = list(harness_out["notes"])
 

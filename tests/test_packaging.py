@@ -19,7 +19,18 @@ import pytest
 from koasession import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = {"redis", "postgres", "sqlite", "mysql", "crypto", "demo", "pydantic", "aiohttp", "all"}
+EXTRAS = {
+    "redis",
+    "postgres",
+    "sqlite",
+    "mysql",
+    "crypto",
+    "demo",
+    "pydantic",
+    "aiohttp",
+    "orjson",
+    "all",
+}
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 

@@ -7,14 +7,24 @@ with koa's algorithm): see its docstring for the rules and the one deliberate di
 lenient as Node's base64 reader (url-safe alphabet, missing padding, stray characters) so cookies
 minted by koa-session are read, but it is strict about what comes out: only a JSON object of
 finite numbers is a session, and every failure is reported as ``None``, never an exception.
+
+orjson, when installed (``pip install 'koasession[orjson]'``), does the work wherever it gives
+the same result as the standard library: the same bytes written, the same values read, the same
+data refused. Its output is only taken after a check that it could not differ (see
+:class:`_Orjson`); everything else takes the standard path.
+``KOASESSION_JSON=std`` in the environment (read at import) forces the standard path;
+:func:`set_json_backend` switches at run time, for tests.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
+import marshal
 import math
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -240,21 +250,168 @@ def _needs_js_pass(text: str) -> bool:
     """Whether the C encoder's ``text`` may differ from ``JSON.stringify``'s (a superset test).
 
     Only two things differ: a float whose repr is not JavaScript's (integral ones end in ``.0``,
-    others with an exponent contain ``e+`` or ``e-``), and a key that is an array index. Plain
-    substring tests come first because they cost a fraction of a regular-expression scan.
+    followed by ``,``, ``}``, ``]`` or nothing when the float is the whole text; others with an
+    exponent contain ``e+`` or ``e-``), and a key that is an array index. Plain substring tests
+    come first because they cost a fraction of a regular-expression scan. orjson's text differs
+    from JavaScript's in the same ways only (checked when it is chosen,
+    :func:`_orjson_writes_as_expected`).
     """
-    if "." in text and (".0," in text or ".0}" in text or ".0]" in text):
+    if "." in text and (".0," in text or ".0}" in text or ".0]" in text or text[-2:] == ".0"):
         return True
     if "e+" in text or "e-" in text:
         return True
     return _DIGIT_KEY_REVERSED.search(text[::-1]) is not None
 
 
+# -- The optional orjson backend -------------------------------------------------------------
+#
+# orjson is several times faster than the json module both ways, but it is not the same policy:
+# it refuses lone surrogates, dict keys that are not str and integers beyond 64 bits (the
+# standard path then does the work), it writes NaN and infinities as null, enum members as their
+# values and UUIDs as strings (the json module refuses all three), and it lays out some floats
+# differently (``1e+16``, ``1e-6``; JavaScript writes ``10000000000000000``, ``0.000001``).
+# Reading, it takes integers beyond 64 bits as floats. Its strings are escaped exactly as
+# JSON.stringify and the C encoder escape them (only ``"``, ``\\`` and controls below U+0020;
+# ``/``, DEL and U+2028 are raw), and it keeps insertion order. Each difference is handled by
+# a check below, and tests/core/test_codec*.py run every codec test with both backends.
+
+
+class _Orjson:
+    """orjson's ``dumps`` and ``loads``, used only where they agree with the standard path."""
+
+    def __init__(
+        self, dumps: Callable[..., bytes], option: int, loads: Callable[[str | bytes], Any]
+    ) -> None:
+        # orjson.dumps and its option flags, called directly: a functools.partial with a
+        # keyword argument would cost more than the call itself on a small session.
+        self.dumps = dumps
+        self.option = option
+        self.loads = loads
+
+    def write(self, data: Any) -> bytes | None:
+        """orjson's JSON of ``data`` when it is what the json module writes but for float layout.
+
+        ``None`` (the standard path then decides) when orjson refuses ``data``, or may have
+        written something the json module refuses. orjson writes enum members, UUIDs and
+        ``orjson.Fragment`` objects; ``marshal`` refuses every object whose type is not exactly
+        a built-in one (those, subclasses, ``IntEnum`` members), in C, for less than reading the
+        bytes back and comparing would cost (about half, on a 400-byte session). What both
+        accept is made of dicts, lists, tuples, str, int, float, bool and None only, which
+        orjson writes as the json module does but for the layout of floats and for NaN and
+        infinities, written as ``null``: when ``null`` occurs, the bytes read back must equal
+        ``data`` (``None != nan``).
+        """
+        try:
+            raw = self.dumps(data, option=self.option)
+            marshal.dumps(data)
+        except (TypeError, ValueError):  # orjson.JSONEncodeError; marshal: unmarshallable
+            return None
+        if b"null" in raw and self.loads(raw) != data:
+            return None
+        return raw
+
+    def read(self, text: str | bytes) -> Any:
+        """The JSON value of ``text``, or ``_UNREAD`` for the standard path to read it.
+
+        The value is taken only when orjson writes it back as exactly ``text``: then every
+        number and string of ``text`` was in the one form that both parsers read alike (an
+        integer beyond 64 bits, which orjson reads as a float, comes back with an exponent;
+        duplicate keys, non-shortest floats and escapes JSON.stringify does not write come back
+        otherwise). What koa-session or this package wrote passes; anything else, including all
+        orjson refuses (lone surrogate escapes, NaN, 1e400), gets the standard path's verdict.
+        """
+        try:
+            value = self.loads(text)
+            again = self.dumps(value, option=self.option)
+        except (TypeError, ValueError):  # orjson.JSONDecodeError is a ValueError
+            return _UNREAD
+        if again != (text if isinstance(text, bytes) else text.encode()):
+            return _UNREAD
+        return value
+
+
+_UNREAD: Any = object()
+#: The orjson backend when in use (see :func:`set_json_backend`).
+_orjson: _Orjson | None = None
+
+
+#: Floats at each of JavaScript's and Python's layout boundaries, for the check below.
+_LAYOUT_PROBES = (1.0, -0.0, 0.5, -2.5, 123.456, 0.1 + 0.2, 1e-7, 1.5e-7, 1e-6, 1e-5, 1e-4)
+_LAYOUT_PROBES_LARGE = (1e15, 1e16, 1.5e16, 2.0**53, 2.0**60, 1e20, 1e21, 1.5e21, 1e22)
+_LAYOUT_PROBES_EXTREME = (5e-324, 2.2250738585072014e-308, 1.7976931348623157e308)
+_TEXT_PROBE = "".join(map(chr, range(0x80))) + "\x7f\x80\x9f\u2028\u2029\ufeff\uffff\U0001f600/"
+
+
+def _orjson_writes_as_expected(dumps: Callable[[Any], bytes]) -> bool:
+    """Whether this orjson writes floats and strings as the fast paths assume.
+
+    Every float must be written as JavaScript writes it or in a form :func:`_needs_js_pass`
+    catches, and strings exactly as the C encoder writes them. True for the orjson versions
+    tested; a future release that changed its layout would quietly fall back to the standard
+    path rather than write different bytes.
+    """
+    for value in (*_LAYOUT_PROBES, *_LAYOUT_PROBES_LARGE, *_LAYOUT_PROBES_EXTREME):
+        for number in (value, -value):
+            text = dumps([number]).decode()
+            if text != f"[{js_number(number)}]" and not _needs_js_pass(text):
+                return False
+    return dumps(_TEXT_PROBE).decode() == _encode(_TEXT_PROBE)
+
+
+def json_backend() -> str:
+    """The JSON backend in use: ``"orjson"`` or ``"std"`` (the json module)."""
+    return "std" if _orjson is None else "orjson"
+
+
+def set_json_backend(name: str) -> str:
+    """Use ``name``'s JSON backend from now on and return the previous one's name.
+
+    ``"std"``: the json module only. ``"orjson"``: orjson where it gives the same result
+    (``ImportError`` when it is not installed or not usable). ``"auto"``: orjson when it can be
+    used, else the json module. The environment variable ``KOASESSION_JSON`` (``std``,
+    ``orjson`` or ``auto``, the default) is applied this way at import; this function is for
+    tests and benchmarks, which run both ways.
+    """
+    global _orjson
+    if name not in ("std", "orjson", "auto"):
+        raise ValueError(f"unknown JSON backend {name!r}: use 'std', 'orjson' or 'auto'")
+    previous = json_backend()
+    _orjson = None
+    if name == "std":
+        return previous
+    try:
+        import orjson
+    except ImportError:
+        if name == "orjson":
+            raise ImportError("the orjson JSON backend needs orjson installed") from None
+        return previous
+    # Subclasses of str, int, dict and list, dataclasses and datetimes go to the standard
+    # path, which writes or refuses them as it always has (orjson has its own ways).
+    option = (
+        orjson.OPT_PASSTHROUGH_SUBCLASS
+        | orjson.OPT_PASSTHROUGH_DATACLASS
+        | orjson.OPT_PASSTHROUGH_DATETIME
+    )
+    if not _orjson_writes_as_expected(functools.partial(orjson.dumps, option=option)):
+        if name == "orjson":
+            raise ImportError(f"orjson {orjson.__version__} writes floats or strings unexpectedly")
+        return previous
+    _orjson = _Orjson(orjson.dumps, option, orjson.loads)
+    return previous
+
+
 def snapshot(data: Any) -> str:
     """A cheap serialisation for change detection: equal data gives equal text.
 
-    It is the C encoder's output, not the wire form (:func:`dumps`), and raises the same errors.
+    It is the C encoder's output, or orjson's when that is the same but for the layout of some
+    floats; not the wire form (:func:`dumps`), but :func:`encode_payload` makes it that with the
+    same test as :func:`dumps`. It raises the same errors as :func:`dumps`.
     """
+    fast = _orjson
+    if fast is not None:
+        raw = fast.write(data)
+        if raw is not None:
+            return raw.decode()
     try:
         return _encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -279,11 +436,18 @@ def dumps(data: Any) -> str:
     - NaN and infinities are refused (``JSON.stringify`` would silently write ``null``).
 
     The common case (no floats, no keys ending in a digit, no surrogates) is the C encoder's
-    output after a few substring tests; only data that needs it takes the exact, slower pass.
+    (or orjson's) output after a few substring tests; only data that needs it takes the exact,
+    slower pass.
 
     Raises ``TypeError`` or ``ValueError`` for data JSON cannot represent, naming where the
     offending value is (``session['cart'][2] cannot be stored as JSON: ...``).
     """
+    fast = _orjson
+    if fast is not None:
+        raw = fast.write(data)
+        if raw is not None:  # no lone surrogates: orjson refuses them
+            text = raw.decode()
+            return _js_pass(data) if _needs_js_pass(text) else text
     text = _js_text(data)
     if not text.isascii():
         try:
@@ -400,6 +564,11 @@ def loads(text: str) -> Any:
     """
     if too_deep(text):
         raise ValueError(f"nested more than {MAX_DEPTH} levels")
+    fast = _orjson
+    if fast is not None:
+        value = fast.read(text)
+        if value is not _UNREAD:
+            return value
     try:
         return _decoder.decode(text)
     except RecursionError as exc:
@@ -410,6 +579,11 @@ def loads_object(text: str) -> dict[str, Any] | None:
     """Parse ``text`` as a JSON object; ``None`` for anything else or any error."""
     if too_deep(text):
         return None  # before the decoder, which recurses once per level
+    fast = _orjson
+    if fast is not None:
+        value = fast.read(text)
+        if value is not _UNREAD:
+            return value if isinstance(value, dict) else None
     try:
         # raw_decode skips decode()'s two whitespace scans; text it does not consume entirely
         # (surrounding whitespace, or garbage) goes through decode() for the usual verdict.
@@ -426,13 +600,18 @@ def loads_object(text: str) -> dict[str, Any] | None:
 
 def to_bytes(data: Any) -> bytes:
     """:func:`dumps` as UTF-8 bytes (``Buffer.from(JSON.stringify(data))``)."""
+    fast = _orjson
+    if fast is not None:
+        raw = fast.write(data)
+        if raw is not None:
+            return _js_pass(data).encode() if _needs_js_pass(raw.decode()) else raw
     try:
         text: str = _encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _named_error(data, exc) from exc
     # _needs_js_pass, inlined on the hot path of every cookie write
     if (
-        ("." in text and (".0," in text or ".0}" in text or ".0]" in text))
+        ("." in text and (".0," in text or ".0}" in text or ".0]" in text or text[-2:] == ".0"))
         or "e+" in text
         or "e-" in text
         or _DIGIT_KEY_REVERSED.search(text[::-1]) is not None
@@ -527,6 +706,13 @@ def decode(value: str) -> dict[str, Any] | None:
     raw = lenient_b64decode(value)
     if raw is None:
         return None
+    fast = _orjson
+    if fast is not None and raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
+        # Straight from the bytes (orjson checks the UTF-8), when too few brackets to nest too
+        # deep: the first test of too_deep, which the text path below makes in full.
+        data = fast.read(raw)
+        if data is not _UNREAD:
+            return data if isinstance(data, dict) else None
     try:
         text = raw.decode()
     except UnicodeDecodeError:
@@ -550,3 +736,6 @@ def decode_value(value: str) -> Any:
         return _decoder.decode(text)
     except (UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(str(exc)) from exc
+
+
+set_json_backend(os.environ.get("KOASESSION_JSON", "auto").strip().lower() or "auto")

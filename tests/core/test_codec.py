@@ -12,6 +12,9 @@ from hypothesis import strategies as st
 
 from koasession import codec
 
+# Every test runs with the json module and with orjson (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("each_json_backend")
+
 VECTOR = "eyJtZXNzYWdlIjoiaGVsbG8iLCJfZXhwaXJlIjoxNzAwMDAwMDAwMDAwLCJfbWF4QWdlIjo4NjQwMDAwMH0="
 VECTOR_DATA = {"message": "hello", "_expire": 1700000000000, "_maxAge": 86400000}
 
@@ -111,6 +114,8 @@ def test_lone_surrogate_is_escaped_instead_of_failing() -> None:
 )
 def test_floats_are_written_as_javascript_writes_numbers(value: float, javascript: str) -> None:
     assert codec.dumps([value]) == f"[{javascript}]"
+    assert codec.dumps(value) == javascript  # also alone (a store's merge writes one value)
+    assert codec.to_bytes(value) == javascript.encode()
     assert codec.js_number(value) == javascript
 
 

@@ -10,10 +10,14 @@ import base64
 import json
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from koasession import codec
+
+# Every test runs with the json module and with orjson (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("each_json_backend")
 
 json_scalars = (
     st.none()
