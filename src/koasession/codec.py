@@ -636,6 +636,15 @@ def encode_payload(data: dict[str, Any], data_text: str, metadata: dict[str, Any
     cost is about a microsecond). ``metadata`` holds the package's own names (never array
     indices, never keys of ``data``) with finite numbers or ``True`` as values.
     """
+    raw = payload_bytes(data, data_text, metadata)
+    return binascii.b2a_base64(raw, newline=False).decode("ascii")
+
+
+def payload_bytes(data: dict[str, Any], data_text: str, metadata: dict[str, Any]) -> bytes:
+    """:func:`to_bytes` of ``{**data, **metadata}``, given ``data_text == snapshot(data)``.
+
+    See :func:`encode_payload`; an encrypted cookie seals these bytes.
+    """
     text = _js_pass(data) if _needs_js_pass(data_text) else data_text
     if metadata:
         joined = ",".join(
@@ -646,10 +655,9 @@ def encode_payload(data: dict[str, Any], data_text: str, metadata: dict[str, Any
         )
         text = "{" + joined + "}" if text == "{}" else text[:-1] + "," + joined + "}"
     try:
-        raw = text.encode()
+        return text.encode()
     except UnicodeEncodeError:
-        raw = _SURROGATE.sub(_fix_surrogate, text).encode()
-    return binascii.b2a_base64(raw, newline=False).decode("ascii")
+        return _SURROGATE.sub(_fix_surrogate, text).encode()
 
 
 def _scalar(value: Any) -> str:

@@ -247,13 +247,22 @@ class Committing(PartialWrites):
         if plain is not None and data_json is not None and not self.cookie_lines:
             # The default configuration's fast lane (see plaincookie); None: the general way.
             metadata = self.metadata()
-            value = codec.encode_payload(data, data_json, metadata)
+            cipher = self.cfg.cipher
+            if cipher is None:
+                value = codec.encode_payload(data, data_json, metadata)
+            else:
+                value = cipher.seal_bytes(codec.payload_bytes(data, data_json, metadata))
             lines = plain.lines(value, metadata["_expire"], self.is_secure())
             if lines is not None:
                 self.cookie_lines = lines
                 return
-        elif data_json is not None and self.cfg.cipher is None and opts.encode is None:
-            value = codec.encode_payload(data, data_json, self.metadata())
+        elif data_json is not None and opts.encode is None:
+            # The commit's snapshot, with the metadata appended, instead of a second encode.
+            cipher = self.cfg.cipher
+            if cipher is None:
+                value = codec.encode_payload(data, data_json, self.metadata())
+            else:
+                value = cipher.seal_bytes(codec.payload_bytes(data, data_json, self.metadata()))
         else:
             value = self.encode(self.payload(data))
         if opts.compress:

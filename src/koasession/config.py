@@ -77,8 +77,6 @@ class SessionConfig:
             if options.signed and keys and not (options.encrypt and not options.uses_store)
             else None
         )
-        #: The default configuration's fast cookie reader (see :mod:`koasession.plaincookie`).
-        self.plain_cookie = PlainCookie.for_options(options, self.signer)
         self.cipher: CookieCipher | None = None
         #: Seals stored values in store mode with ``encrypt=True`` (see :mod:`atrest`).
         self.store_cipher: CookieCipher | None = None
@@ -89,6 +87,8 @@ class SessionConfig:
                 self.store_cipher = CookieCipher(keys, cookie_name=atrest.CIPHER_NAME)
             else:
                 self.cipher = CookieCipher(keys, cookie_name=options.key)
+        #: The default configuration's fast lane for its cookie (see :mod:`koasession.plaincookie`).
+        self.plain_cookie = PlainCookie.for_options(options, self.signer, self.cipher)
         self.genid: GenId = options.genid or make_genid(options.prefix)
         #: Whether new sessions carry ``_created`` (``session.created_at``) without
         #: ``absolute_timeout``. koa keeps it on ``ctx.session`` (out of ``toJSON()``) and drops

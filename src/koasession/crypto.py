@@ -178,7 +178,11 @@ class CookieCipher:
             raise TypeError(f"session data must be a dict, not {type(data).__name__}")
         if codec.exceeds_depth(data):
             raise ValueError(f"session data is nested deeper than {MAX_DEPTH} levels")
-        plaintext = codec.to_bytes(data)  # the exact JSON signed mode writes
+        return self.seal_bytes(codec.to_bytes(data), context=context)  # signed mode's JSON
+
+    def seal_bytes(self, plaintext: bytes, *, context: bytes = b"") -> str:
+        """:meth:`seal` of a payload already serialised (UTF-8 JSON of an object, not nested
+        deeper than :data:`MAX_DEPTH`: the engine's commit has checked its text)."""
         header = _VERSION_BYTE + self._kids[0]
         nonce = os.urandom(NONCE_LENGTH)
         aad = header + self._aad_suffix + (b"\x00" + context if context else b"")
@@ -221,7 +225,6 @@ def _parse_payload(plaintext: bytes) -> dict[str, Any] | None:
         text = plaintext.decode("utf-8")
     except UnicodeDecodeError:
         return None
-    value = codec.loads_object(text)  # signed mode's parser: object only, finite numbers
-    if value is None or codec.exceeds_depth(value):
-        return None
-    return value
+    # Signed mode's parser: an object only, finite numbers, and no deeper than MAX_DEPTH (its
+    # text is measured before it is parsed).
+    return codec.loads_object(text)

@@ -1,23 +1,24 @@
-"""The fast lane for koa's default cookie: signed base64 JSON, with no hook in the way.
+"""The fast lane for the default cookie: signed base64 JSON (or encrypted), no hook in the way.
 
-Most applications run the default configuration: cookie mode, signed, no custom ``encode`` or
-``decode``, no encryption, compression, chunking, serializer, ``valid`` hook or timeouts. For them,
-reading a good cookie and writing the next one are always the same few steps, and this module
-takes each in one function instead of the general path's dozen (:mod:`koasession.loading` and
-:mod:`koasession.responding` over :mod:`koasession.cookieformat`, :mod:`koasession.codec` and
-:mod:`koasession.decisions`), which every request that reads or saves its session pays for
-(issue 12).
+Most applications run the default configuration: cookie mode, signed (or encrypted with
+``encrypt=True``), no custom ``encode`` or ``decode``, compression, chunking, serializer, ``valid``
+hook or timeouts. For them, reading a good cookie and writing the next one are always the same
+few steps, and this module takes each in one function instead of the general path's dozen
+(:mod:`koasession.loading` and :mod:`koasession.responding` over :mod:`koasession.cookieformat`,
+:mod:`koasession.codec` and :mod:`koasession.decisions`), which every request that reads or
+saves its session pays for (issue 12).
 
-Writing makes the same two Set-Cookie lines :mod:`koasession.cookieformat` would, with the
-attribute text built once per second; a line that may come near the browser limit is left to the
-general path and its ``on_oversize`` rule.
+Writing makes the same Set-Cookie lines :mod:`koasession.cookieformat` would (the value and its
+``.sig``, or the sealed value alone), with the attribute text built once per second; a line that
+may come near the browser limit is left to the general path and its ``on_oversize`` rule.
 
-It only ever *accepts*: a cookie it does not find plainly valid (absent, unsigned, signed by an
-older key, not canonical base64, not a JSON object, expired, any metadata beyond ``_expire``,
-``_maxAge`` and ``_created``, any number it would have to think about) gets ``None``, and the
-general path reads it again and decides, with its events and reasons. So the verdicts cannot
-drift apart: at worst a cookie takes the slow path. ``tests/core/test_plaincookie.py`` checks
-that both paths leave the same session for a corpus of good and hostile cookies.
+It only ever *accepts*: a cookie it does not find plainly valid (absent, unsigned, signed or
+sealed by an older key, not canonical base64, not sealed by us, not a JSON object, expired, any
+metadata beyond ``_expire``, ``_maxAge`` and ``_created``, any number it would have to think
+about) gets ``None``, and the general path reads it again and decides, with its events and
+reasons. So the verdicts cannot drift apart: at worst a cookie takes the slow path.
+``tests/core/test_plaincookie.py`` checks that both paths leave the same session for a corpus of
+good and hostile cookies, signed and encrypted.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from . import codec, cookieformat
 from .decisions import MAX_TIME_MS
 
 if TYPE_CHECKING:
+    from .crypto import CookieCipher
     from .options import SessionOptions
     from .signing import Signer
 
@@ -40,25 +42,33 @@ _OTHER_META = tuple(sorted(codec.META_KEYS.difference(_PLAIN_META)))
 class PlainCookie:
     """Reads and writes the session cookie of the default configuration (see the module doc)."""
 
-    __slots__ = ("_attributes", "_max_age", "_name", "_options", "_sig_name", "_signer")
+    __slots__ = ("_attributes", "_cipher", "_max_age", "_name", "_options", "_sig_name", "_signer")
 
-    def __init__(self, options: SessionOptions, signer: Signer) -> None:
+    def __init__(
+        self, options: SessionOptions, signer: Signer | None, cipher: CookieCipher | None = None
+    ) -> None:
         self._options = options
         self._name = options.key
         self._sig_name = options.key + ".sig"
+        #: Exactly one of the two: a signed cookie (and its .sig), or an encrypted one.
         self._signer = signer
+        self._cipher = cipher
         assert not isinstance(options.max_age, str)  # see for_options
         self._max_age = int(options.max_age)
         #: (expiry second, secure) and the attribute text made for them, reused within a second
         self._attributes: tuple[tuple[int, bool], str] = ((-1, False), "")
 
     @classmethod
-    def for_options(cls, options: SessionOptions, signer: Signer | None) -> PlainCookie | None:
-        """The fast lane when ``options`` are plain enough for it, else ``None``."""
+    def for_options(
+        cls, options: SessionOptions, signer: Signer | None, cipher: CookieCipher | None = None
+    ) -> PlainCookie | None:
+        """The fast lane when ``options`` are plain enough for it, else ``None``.
+
+        ``signer`` and ``cipher`` are the configuration's: a signed cookie needs the one, an
+        encrypted cookie (``encrypt=True``) the other.
+        """
         plain = (
-            signer is not None
-            and not options.uses_store
-            and not options.encrypt
+            not options.uses_store
             and options.encode is None
             and options.decode is None
             and not options.compress
@@ -70,21 +80,35 @@ class PlainCookie:
             and options.device_policy is None
             and not isinstance(options.max_age, str)  # "session": no _expire to read or write
         )
-        return cls(options, signer) if plain and signer is not None else None
+        if not plain:
+            return None
+        if options.encrypt:
+            return cls(options, None, cipher) if cipher is not None else None
+        return cls(options, signer) if signer is not None else None
 
     def read(self, jar: dict[str, str], now_ms: float) -> dict[str, Any] | None:
         """The payload of a plainly valid session cookie in ``jar``, or ``None``."""
         value = jar.get(self._name)
-        signature = jar.get(self._sig_name)
-        if not value or signature is None or len(value) % 4:
+        if not value:
             return None
-        if self._signer.verify(f"{self._name}={value}", signature) != 0:
-            return None  # a bad signature, or an older key's (re-signed by the slow path)
-        try:
-            text = codec.strict_b64decode(value).decode()
-        except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
-            return None
-        data = codec.loads_object(text)
+        cipher = self._cipher
+        if cipher is not None:
+            opened = cipher.open(value)
+            if opened is None or opened[1] != 0:
+                return None  # not ours, or an older key's (re-sealed by the slow path)
+            data: dict[str, Any] | None = opened[0]
+        else:
+            signature = jar.get(self._sig_name)
+            if signature is None or len(value) % 4:
+                return None
+            assert self._signer is not None
+            if self._signer.verify(f"{self._name}={value}", signature) != 0:
+                return None  # a bad signature, or an older key's (re-signed by the slow path)
+            try:
+                text = codec.strict_b64decode(value).decode()
+            except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+                return None
+            data = codec.loads_object(text)
         if data is None:
             return None
         expire = data.get("_expire")
@@ -117,6 +141,8 @@ class PlainCookie:
         if len(value) + len(attributes) + 100 > cookieformat.COOKIE_LINE_LIMIT:
             return None
         name = self._name
+        if self._signer is None:  # encrypted: the value authenticates itself
+            return [(name, f"{name}={value}; {attributes}")]
         signature = self._signer.sign(f"{name}={value}")
         return [
             (name, f"{name}={value}; {attributes}"),
