@@ -324,6 +324,12 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
             "",
             *[f"- {line}" for line in floor],
             "",
+            "The floor row is the counter's wire work in as little Python as possible, with no "
+            "options, events, hooks or change detection. Where a target's limit is at or below the "
+            "floor's own ratio (the counter's 0.5x of Starlette's overhead; the untouched "
+            "request's 1.5x of the pass-through's), pure Python doing this work cannot meet it; "
+            "[performance](performance.md) has what orjson and a compiled build change.",
+            "",
         ]
     bare = data.bare
     lines += [
