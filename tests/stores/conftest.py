@@ -35,6 +35,18 @@ RUN_ID = secrets.token_hex(4)
 _counter = itertools.count()
 
 HASH_KEY = "k" * 32
+#: Middleware keys for the store tests that drive a whole app.
+APP_KEYS = ["tsa0Tv6lXhtc-yUygN3NWHPP5mQE1S9RoUrTRqKrW_M"]
+
+
+async def counter_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A plain ASGI app that counts requests in ``session["n"]`` and answers the count."""
+    session = scope["session"]
+    session["n"] = session.get("n", 0) + 1
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(session["n"]).encode()})
+
+
 STORE_KINDS = ["memory", "redis", "postgres", "sqlite", "mysql", "redis_cluster"]
 SQL_KINDS = {"postgres", "sqlite", "mysql"}
 

@@ -10,25 +10,17 @@ import asyncio
 import os
 import signal
 import time
-from typing import Any
 
 import httpx
 import pytest
 
 from koasession import SessionMiddleware
 
+from .conftest import APP_KEYS as KEYS
 from .conftest import PrivateRedis
+from .conftest import counter_app as counter
 
 pytestmark = pytest.mark.timeout(90)
-
-KEYS = ["tsa0Tv6lXhtc-yUygN3NWHPP5mQE1S9RoUrTRqKrW_M"]
-
-
-async def counter(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    session = scope["session"]
-    session["n"] = session.get("n", 0) + 1
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": str(session["n"]).encode()})
 
 
 def cookie_of(response: httpx.Response, previous: str | None) -> str | None:

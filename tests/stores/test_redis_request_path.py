@@ -20,18 +20,11 @@ import pytest
 
 from koasession import SessionMiddleware
 
+from .conftest import APP_KEYS as KEYS
 from .conftest import RUN_ID, PrivateRedis
+from .conftest import counter_app as counter
 
 pytestmark = pytest.mark.timeout(60)
-
-KEYS = ["tsa0Tv6lXhtc-yUygN3NWHPP5mQE1S9RoUrTRqKrW_M"]
-
-
-async def counter(scope: dict[str, Any], receive: Any, send: Any) -> None:
-    session = scope["session"]
-    session["n"] = session.get("n", 0) + 1
-    await send({"type": "http.response.start", "status": 200, "headers": []})
-    await send({"type": "http.response.body", "body": str(session["n"]).encode()})
 
 
 async def reader(scope: dict[str, Any], receive: Any, send: Any) -> None:
