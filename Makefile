@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install demo test lint typecheck pytest bench bench-quick bench-mypyc clean
+.PHONY: install demo test test-oldest lint typecheck pytest bench bench-quick bench-mypyc clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "koasession needs Python 3.10+"'
@@ -33,6 +33,16 @@ typecheck: $(STAMP)
 
 pytest: $(STAMP)
 	$(BIN)/pytest
+
+## test-oldest: the engine, koa, security and store tests on the oldest supported Python (3.10),
+## whose code paths differ (asyncio.wait_for, base64 without strict mode); CI runs it too
+OLDEST ?= python3.10
+test-oldest:
+	@command -v $(OLDEST) >/dev/null || { echo "$(OLDEST) not found (set OLDEST=...)"; exit 1; }
+	$(OLDEST) -m venv .venv-oldest
+	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
+	.venv-oldest/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-oldest/bin/pytest -p no:cacheprovider tests/core tests/koa tests/security tests/stores
 
 ## bench: run the benchmark suite (not part of `make test`)
 bench: $(STAMP)
