@@ -141,8 +141,8 @@ class Committing(PartialWrites):
             and await self.refresh()
         ):
             pass
-        elif self.store is None:  # cookie mode
-            self.save_cookie(data, data_json)  # what save() does in cookie mode, no coroutine
+        elif self.store is None:  # cookie mode: no store write to await
+            self.save_cookie(data, data_json)
         elif not (partial and opts.merge and await self.merge(data_json)):
             await self.save(data, changed=changed, data_json=data_json)
         session._require(False)
@@ -204,15 +204,12 @@ class Committing(PartialWrites):
     async def save(
         self, data: dict[str, Any], *, changed: bool, data_json: str | None = None
     ) -> None:
-        """Write the session: to the store then the id cookie, or into the cookie itself.
+        """Write the session to the store, then the id cookie (store mode; cookie mode writes
+        with :meth:`save_cookie`).
 
-        ``data_json`` is ``codec.snapshot(data)`` when the caller has it: the default cookie
-        encoding then appends the metadata to it instead of serialising the data again.
+        ``data_json`` is ``codec.snapshot(data)`` when the caller has it.
         """
         opts = self._opts or self.cfg.options
-        if not opts.uses_store:
-            self.save_cookie(data, data_json)
-            return
         if data_json is None:
             codec.snapshot(data)  # data JSON cannot hold is the app's error, not the store's
         payload = self.payload(data)

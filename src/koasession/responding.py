@@ -139,12 +139,7 @@ class Responding(EngineState):
                 return False
             self.error_response = True
             return True
-        session = self.session
-        # touched(), inlined: this runs for every response, most of which never used the session
-        if (
-            session._data is not None
-            or self.slot.get(self.cfg.options.scope_key, session) is not session
-        ) and (self.cfg.options.auto_commit and not self.skipped):
+        if self.cfg.options.auto_commit and not self.skipped and self.touched():
             return self._commit_at_start()
         self.started = True
         return True
@@ -202,9 +197,7 @@ class Responding(EngineState):
                 tokens = [t.strip().lower() for t in value.split(b",")]
                 if b"cookie" not in tokens and b"*" not in tokens:
                     out[vary] = (key, value + b", Cookie")
-        for _, line in queued:
-            out.append((b"set-cookie", line.encode("latin-1")))
-        out.extend(self.extra_headers)
+        out.extend(self.response_headers())
         return out
 
     def error_headers(self) -> list[tuple[bytes, bytes]] | None:
