@@ -102,6 +102,21 @@ def test_keys_from_the_environment(
     assert status == 1 and "no keys given" in out
 
 
+def test_a_key_and_a_signature_may_start_with_a_dash(capsys: pytest.CaptureFixture[str]) -> None:
+    # One random key or signature in 64 starts with "-", which argparse reads as an option.
+    dashed = next(k for k in (secrets.token_urlsafe(32) for _ in range(10_000)) if k[0] == "-")
+    cookie = signed_header(live(3600, views=1), key=dashed)
+    status, out, err = run(["inspect", cookie, "--keys", dashed], capsys)
+    assert status == 0, out + err
+    value = cookie.split("; ")[0].split("=", 1)[1]
+    keys = (secrets.token_urlsafe(32) for _ in range(10_000))
+    key = next(k for k in keys if Signer([k]).sign(f"koa.sess={value}")[0] == "-")
+    signature = Signer([key]).sign(f"koa.sess={value}")
+    status, out, err = run(["inspect", value, "--signature", signature, "--keys", key], capsys)
+    assert status == 0, out + err
+    assert "signed by keys[0]" in out
+
+
 def test_several_keys_in_one_option_value(capsys: pytest.CaptureFixture[str]) -> None:
     cookie = signed_header(live(3600, views=1), key=OLD)
     status, out, _ = run(["inspect", cookie, "--keys", f"{KEY} {OLD}"], capsys)

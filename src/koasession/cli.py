@@ -75,7 +75,7 @@ def _demo(args: argparse.Namespace) -> int:
     if args.store:
         argv += ["--store", args.store]
     for key in args.keys or ():
-        argv += ["--keys", key]
+        argv.append(f"--keys={key}")  # one token: a key may start with "-"
     return demo_main(argv)
 
 
@@ -260,10 +260,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Options whose value is a secret or a signature: base64url text, which may start with "-".
+_VALUE_OPTIONS = ("--keys", "--signature")
+
+
+def _join_dashed_values(argv: Sequence[str]) -> list[str]:
+    """``--keys -x...`` as ``--keys=-x...``, which argparse would otherwise read as an option.
+
+    A key (43 characters or more) or a signature (27 or more) that starts with "-" is one
+    value in 64; no option of this command is 20 characters long, so a longer token after one
+    of these options is its value.
+    """
+    out: list[str] = []
+    for arg in argv:
+        if out and out[-1] in _VALUE_OPTIONS and arg.startswith("-") and len(arg) >= 20:
+            out[-1] = f"{out[-1]}={arg}"
+        else:
+            out.append(arg)
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``koasession`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_join_dashed_values(sys.argv[1:] if argv is None else argv))
     try:
         status: int = args.func(args)
     except KeyboardInterrupt:
