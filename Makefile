@@ -35,14 +35,16 @@ pytest: $(STAMP)
 	$(BIN)/pytest
 
 ## test-oldest: the engine, koa, security and store tests on the oldest supported Python (3.10),
-## whose code paths differ (asyncio.wait_for, base64 without strict mode); CI runs it too
+## whose code paths differ (asyncio.wait_for, base64 without strict mode); CI runs it too.
+## It runs on the json module (KOASESSION_JSON=std), the path of an install without the orjson
+## extra, while `make test` runs with orjson (in the dev extra): the suite runs both ways.
 OLDEST ?= python3.10
 test-oldest:
 	@command -v $(OLDEST) >/dev/null || { echo "$(OLDEST) not found (set OLDEST=...)"; exit 1; }
 	$(OLDEST) -m venv .venv-oldest
 	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
 	.venv-oldest/bin/python -m pip install --quiet -e '.[dev]'
-	.venv-oldest/bin/pytest -p no:cacheprovider tests/core tests/koa tests/security tests/stores
+	KOASESSION_JSON=std .venv-oldest/bin/pytest -p no:cacheprovider tests/core tests/koa tests/security tests/stores
 
 ## bench: run the benchmark suite (not part of `make test`)
 bench: $(STAMP)

@@ -17,6 +17,12 @@ import pytest
 from koasession import codec
 
 
+def pytest_report_header() -> str:
+    """Name the JSON backend the run uses (``make test``: orjson; ``make test-oldest``: std)."""
+    chosen = os.environ.get("KOASESSION_JSON", "auto")
+    return f"koasession JSON backend: {codec.json_backend()} (KOASESSION_JSON={chosen})"
+
+
 @pytest.fixture(scope="module", params=["std", "orjson"])
 def each_json_backend(request: pytest.FixtureRequest) -> Iterator[str]:
     name: str = request.param

@@ -107,3 +107,42 @@ def test_wheel_installs_in_a_fresh_venv(dists: tuple[Path, Path], tmp_path: Path
     assert _run(env / "bin" / "koasession", "--version").strip() == f"koasession {__version__}"
     key = _run(env / "bin" / "koasession", "keygen").strip()
     assert len(key) == 43
+    # A request through the middleware on the standard library alone (no extra installed).
+    out = _run(python, "-c", _ROUND_TRIP, key)
+    assert out.split() == ["std", "2", "koa.sess", "koa.sess.sig"]
+
+
+# Two counter requests through the ASGI middleware, the second with the first one's cookies;
+# prints the JSON backend, the count the second request saw plus one, and the cookie names.
+_ROUND_TRIP = """
+import asyncio, sys
+from koasession import SessionMiddleware, codec
+
+async def app(scope, receive, send):
+    session = scope["session"]
+    session["views"] = session.get("views", 0) + 1
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b""})
+
+async def request(middleware, cookie):
+    sent = []
+    async def send(message):
+        sent.append(message)
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+    headers = [(b"cookie", cookie.encode())] if cookie else []
+    scope = {"type": "http", "method": "GET", "path": "/", "scheme": "http", "headers": headers}
+    await middleware(scope, receive, send)
+    return [v.decode() for k, v in sent[0]["headers"] if k == b"set-cookie"]
+
+async def main():
+    middleware = SessionMiddleware(app, keys=[sys.argv[1]])
+    first = await request(middleware, None)
+    cookie = "; ".join(line.split(";")[0] for line in first)
+    second = await request(middleware, cookie)
+    value = second[0].split(";")[0].split("=", 1)[1]
+    names = [line.split("=")[0] for line in second]
+    print(codec.json_backend(), codec.decode(value)["views"], *names)
+
+asyncio.run(main())
+"""
