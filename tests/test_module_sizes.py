@@ -17,6 +17,7 @@ SRC = Path(koasession.__file__).parent
 #: The per-request engine, its pure parts, its plug-in protocols, options and the adapter.
 ENGINE_MODULES = [
     "asgi.py",
+    "changes.py",
     "committing.py",
     "config.py",
     "cookieformat.py",

@@ -149,26 +149,6 @@ class Committing(PartialWrites):
         self.note_clean(data_json)
         self.committed = True
 
-    def reason_to_save(self, data_json: str) -> decisions.SaveReason:
-        """Why an unforced commit saves (see :func:`decisions.reason_to_save`)."""
-        prev_json = self.prev_json
-        if data_json != prev_json:
-            # Its first two rules, without the ten-argument call, for the common case.
-            return "" if prev_json is None and data_json == "{}" else "changed"
-        opts = self._opts or self.cfg.options
-        return decisions.reason_to_save(
-            data_json=data_json,
-            prev_json=self.prev_json,
-            committed=self.committed,
-            rolling=opts.rolling,
-            renew=opts.renew,
-            max_age=opts.max_age,
-            loaded_expire=self.loaded_expire,
-            idle_timeout=opts.idle_timeout,
-            loaded_accessed=self.loaded_accessed,
-            now_ms=time.time() * 1000,
-        )
-
     def payload(self, data: dict[str, Any]) -> dict[str, Any]:
         """The data plus koa's metadata (and ours for timeouts)."""
         out = dict(data)

@@ -17,6 +17,7 @@ from .signing import Signer
 
 if TYPE_CHECKING:
     from .config import SessionConfig
+    from .decisions import SaveReason
 
 
 #: The response that replaces the application's when the store fails (status, headers, body).
@@ -58,7 +59,11 @@ class EngineState:
     # while the lifetime is unchanged, so a re-save keeps koa's exact milliseconds.
     loaded_max_age_ms: float | None = None
     loaded_max_age: float | None = None
-    prev_json: str | None = None
+    # prev_json's value (None: nothing was loaded), or, while _prev_flat is set, not made yet.
+    _prev_json: str | None = None
+    #: A copy of flat loaded data standing in for its snapshot until one is needed (see
+    #: :meth:`note_clean_flat`); ``None`` once ``prev_json`` is text.
+    _prev_flat: dict[str, Any] | None = None
     #: The session's write count when its data was last known to read as ``prev_json`` with
     #: nothing in it that can change in place (see :meth:`note_clean`); -1 when unknown.
     clean_writes = -1
@@ -209,24 +214,6 @@ class EngineState:
         if pending is not None:
             self.pending_events = [*self.pending_events, pending]
 
-    def note_clean(self, data_json: str) -> None:
-        """Record ``data_json`` (a snapshot of the data now) as ``prev_json``.
-
-        When the data holds no object or array (and no serializer maps its values), the only
-        way it can change is a write through the session, which counts it: until the count
-        moves, commit and the after-response check know it is unchanged without serialising it
-        again. A bracket inside a string only makes the check take the slow path.
-        """
-        self.prev_json = data_json
-        if (
-            "[" not in data_json
-            and data_json.find("{", 1) < 0
-            and self.cfg.options.serializer is None
-        ):
-            self.clean_writes = self.session._writes
-        else:
-            self.clean_writes = -1
-
     def json_safe(self, data: dict[str, Any]) -> dict[str, Any]:
         """``data`` as the codec writes it: through the ``serializer`` option when one is set."""
         serializer = self.cfg.options.serializer
@@ -284,6 +271,17 @@ class EngineState:
         async def commit(self, *, save: bool = False, regenerate: bool = False) -> None: ...
         async def _commit(self, *, save: bool, regenerate: bool) -> None: ...
         def touched(self) -> bool: ...
+
+        # changes.Changes
+        @property
+        def prev_json(self) -> str | None: ...
+        @prev_json.setter
+        def prev_json(self, data_json: str | None) -> None: ...
+
+        def note_clean(self, data_json: str) -> None: ...
+        def note_clean_flat(self, data: dict[str, Any]) -> None: ...
+        def only_read(self) -> bool: ...
+        def reason_to_save(self, data_json: str) -> SaveReason: ...
         def unsaved_change(self) -> bool: ...
         def report_lost(self, reason: str, explanation: str) -> None: ...
         def max_age_ms(self, max_age: float) -> float: ...

@@ -23,13 +23,14 @@ The adapter's part, for any protocol::
 
 Module map: :mod:`~koasession.enginestate` (state and accessors), :mod:`~koasession.loading`,
 :mod:`~koasession.committing` and :mod:`~koasession.responding` (the three parts this module
-combines), over the pure :mod:`~koasession.decisions`, :mod:`~koasession.cookieformat` and
-:mod:`~koasession.storeio`.
+combines), :mod:`~koasession.changes` (change detection), over the pure
+:mod:`~koasession.decisions`, :mod:`~koasession.cookieformat` and :mod:`~koasession.storeio`.
 """
 
 from __future__ import annotations
 
 from . import cookieformat, decisions
+from .changes import Changes
 from .committing import Committing
 from .devicehook import DeviceHook
 from .enginestate import UNAVAILABLE, Headers
@@ -43,7 +44,7 @@ COOKIE_LINE_LIMIT = cookieformat.COOKIE_LINE_LIMIT
 STORE_GRACE = decisions.STORE_GRACE
 
 
-class RequestSession(Loading, Committing, Responding, Verbs, DeviceHook):
+class RequestSession(Loading, Committing, Responding, Verbs, DeviceHook, Changes):
     """Session state and logic for one request: the engine an adapter drives."""
 
 

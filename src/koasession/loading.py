@@ -24,6 +24,9 @@ if TYPE_CHECKING:
 from .enginestate import _resolve
 from .migrating import Migrating
 
+#: The types of a JSON value that holds no other value (what a flat session's values are).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
 
 class Loading(Migrating):
     """The loading part of the engine: read the cookie or the store, check, adopt."""
@@ -267,7 +270,10 @@ class Loading(Migrating):
         data.pop("_maxAge", None)
         self.loaded_created = data.pop("_created", None)
         self.session._adopt(data, is_new=False)
-        self.note_clean(codec.snapshot(data))
+        if _SCALARS.issuperset(map(type, data.values())):
+            self.note_clean_flat(data)
+        else:
+            self.note_clean(codec.snapshot(data))
 
     async def adopt_new(self) -> None:
         """Start a fresh session with a new id (store mode), or one an old cookie carries."""

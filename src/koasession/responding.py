@@ -139,7 +139,12 @@ class Responding(EngineState):
                 return False
             self.error_response = True
             return True
-        if self.cfg.options.auto_commit and not self.skipped and self.touched():
+        if (
+            self.cfg.options.auto_commit
+            and not self.skipped
+            and self.touched()
+            and not self.only_read()  # most requests that use the session only read it
+        ):
             return self._commit_at_start()
         self.started = True
         return True

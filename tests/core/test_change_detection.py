@@ -26,7 +26,7 @@ def _cookie(data: dict[str, Any]) -> str:
     )
 
 
-def _app(handler: Any, events: Events) -> Any:
+def _app(handler: Any, events: Events, **options: Any) -> Any:
     """A plain ASGI app: ``handler(session, phase)`` runs before and after the response start."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -37,14 +37,19 @@ def _app(handler: Any, events: Events) -> Any:
         await send({"type": "http.response.body", "body": b"ok"})
 
     return SessionMiddleware(
-        app, keys=[KEY], on_event=lambda name, payload: events.append((name, payload.get("reason")))
+        app,
+        keys=[KEY],
+        on_event=lambda name, payload: events.append((name, payload.get("reason"))),
+        **options,
     )
 
 
-async def _run(handler: Any, data: dict[str, Any]) -> tuple[list[str], dict[str, str], Events]:
+async def _run(
+    handler: Any, data: dict[str, Any], cookie: str | None = None, **options: Any
+) -> tuple[list[str], dict[str, str], Events]:
     events: Events = []
-    async with client(_app(handler, events)) as http:
-        response = await http.get("/", headers={"cookie": _cookie(data)})
+    async with client(_app(handler, events, **options)) as http:
+        response = await http.get("/", headers={"cookie": cookie or _cookie(data)})
     return set_cookies(response), cookie_pairs(response), events
 
 
@@ -61,6 +66,72 @@ async def test_setting_the_same_value_is_no_change() -> None:
 
     lines, _, events = await _run(handler, {"views": 1})
     assert lines == []  # koa compares serialised data: an equal value is no change
+    assert events == []
+
+
+async def test_a_value_changed_and_changed_back_is_no_change() -> None:
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            session["views"] = 2
+            session["views"] = 1
+
+    lines, _, events = await _run(handler, {"views": 1})
+    assert lines == []
+    assert events == []
+
+
+async def test_the_same_values_in_another_order_are_saved_as_koa_would() -> None:
+    # Equal as dicts, but koa compares the serialised text, where the order shows.
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            session["a"] = session.pop("a")
+
+    _, pairs, _ = await _run(handler, {"a": 1, "b": 2})
+    assert list(decode_value(pairs["koa.sess"]))[:2] == ["b", "a"]
+
+
+@pytest.mark.parametrize(
+    ("options", "expire_in_ms"),
+    [
+        ({"rolling": True}, 80_000_000),  # more than half left: only rolling saves
+        ({"renew": True}, 1_000_000),  # less than half the lifetime left
+    ],
+    ids=["rolling", "renew"],
+)
+async def test_a_read_only_request_still_refreshes_the_lifetime(
+    options: dict[str, Any], expire_in_ms: int
+) -> None:
+    expire = int(time.time() * 1000) + expire_in_ms
+    cookie = signed_cookie({"views": 1, "_expire": expire, "_maxAge": 86_400_000})
+    _, pairs, _ = await _run(lambda s, phase: s.get("views"), {}, cookie, **options)
+    assert decode_value(pairs["koa.sess"])["views"] == 1
+    assert decode_value(pairs["koa.sess"])["_expire"] > expire
+
+
+async def test_rolling_set_for_one_read_only_request_saves_it() -> None:
+    def handler(session: Any, phase: str) -> None:
+        if phase == "before":
+            session.options.rolling = True
+            session.get("views")
+
+    _, pairs, _ = await _run(handler, {"views": 1})
+    assert decode_value(pairs["koa.sess"])["views"] == 1
+
+
+async def test_reading_an_encrypted_flat_session_saves_nothing() -> None:
+    pytest.importorskip("cryptography")
+    seal: list[str] = []
+
+    def writer(session: Any, phase: str) -> None:
+        if phase == "before":
+            session["views"] = 1
+
+    async with client(_app(writer, [], encrypt=True)) as http:
+        seal.append((await http.get("/")).cookies["koa.sess"])
+    lines, _, events = await _run(
+        lambda s, phase: s.get("views"), {}, f"koa.sess={seal[0]}", encrypt=True
+    )
+    assert lines == []
     assert events == []
 
 
