@@ -57,6 +57,9 @@ class SessionMiddleware:
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
         self._engine_on_use = functools.partial(_engine_on_use, self.config)
         self._engine_after_start = functools.partial(_engine_after_start, self.config)
+        # Read on every request, so looked up once here.
+        self._scope_key = self.config.options.scope_key
+        self._deferred = not self.config.eager and self.config.excluded is None
 
     @property
     def options(self) -> SessionOptions:
@@ -69,18 +72,16 @@ class SessionMiddleware:
             return
         # The HTTP path stays in this coroutine: a helper coroutine would cost every request.
         cfg = self.config
-        if cfg.excluded is not None and cfg.excluded(scope):
-            await self.app(scope, receive, send)  # no session, no store call, no headers
-            return
-        key = cfg.options.scope_key
-        if cfg.eager:
-            loaded = await _loaded_session(cfg, scope, send)
-            if loaded is None:
-                return  # the store failed: 503 sent
-            session = loaded
-        else:
+        key = self._scope_key
+        if self._deferred:
             # The engine is made when the app first uses the session: most requests never do.
             session = scope[key] = Session(None, self._engine_on_use, scope)
+        else:
+            found = await self._session_of(scope, receive, send)
+            if found is None:
+                return  # answered already
+            session = found
+        after_start = self._engine_after_start
         replaced = False  # our 503 went out instead of the app's reply
 
         async def send_with_session(message: Message) -> None:
@@ -90,7 +91,7 @@ class SessionMiddleware:
             if message["type"] == "http.response.start":
                 status = message.get("status", 200)
                 if session._bound is None and status < 500 and scope.get(key) is session:
-                    session._make = self._engine_after_start  # nothing to add to this response
+                    session._make = after_start  # nothing to add to this response
                 else:
                     rs = session._bound or _engine_of(session)
                     ok = rs.start_response(status)
@@ -118,6 +119,19 @@ class SessionMiddleware:
                 session._rebind(cfg.released or _shared_released(cfg))  # let go of the scope
             else:
                 await _release(session._bound)
+
+    async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> Session | None:
+        """The session of a request under an ``exclude`` rule or in store mode (loaded before
+        the app); ``None`` when the request is answered already: excluded, the app ran with no
+        session (no store call, no headers), or the store failed and the 503 went out."""
+        cfg = self.config
+        if cfg.excluded is not None and cfg.excluded(scope):
+            await self.app(scope, receive, send)
+            return None
+        if cfg.eager:
+            return await _loaded_session(cfg, scope, send)
+        session = scope[self._scope_key] = Session(None, self._engine_on_use, scope)
+        return session
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Websocket sessions, the lifespan protocol, and anything else passed through."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-__all__ = ["b64url_decode", "b64url_encode"]
+__all__ = ["b64url_decode", "b64url_encode", "b64url_encode_ascii"]
 
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 # The last character of a canonical encoding has its unused low bits zero: 4 spare bits when
@@ -27,6 +27,11 @@ _TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 def b64url_encode(raw: bytes) -> str:
     """``raw`` as base64url text without padding."""
     return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE, b"=").decode("ascii")
+
+
+def b64url_encode_ascii(raw: bytes) -> bytes:
+    """:func:`b64url_encode` as ASCII bytes, to compare with bytes received."""
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE, b"=")
 
 
 def b64url_decode(text: str) -> bytes | None:

@@ -33,6 +33,13 @@ class Changes(EngineState):
         self._prev_json = data_json
         self._prev_flat = None
 
+    def note_loaded(self, data: dict[str, Any]) -> None:
+        """Note ``data``, just loaded and adopted, as what the session read as."""
+        if self.cfg.options.serializer is None and codec.is_flat(data):
+            self.note_clean_flat(data)
+        else:
+            self.note_clean(codec.snapshot(self.json_safe(data)))
+
     def note_clean_flat(self, data: dict[str, Any]) -> None:
         """:meth:`note_clean` for data just loaded whose values are all ``str``, ``int``,
         ``float``, ``bool`` or ``None`` (and no serializer): a shallow copy stands in for its

@@ -522,12 +522,24 @@ def too_deep(text: str) -> bool:
     return nesting_depth(text, MAX_DEPTH) > MAX_DEPTH
 
 
+#: The types of a JSON value that holds no other value.
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def is_flat(data: dict[str, Any]) -> bool:
+    """True when every value of ``data`` is a ``str``, ``int``, ``float``, ``bool`` or ``None``
+    (exactly those types): nothing in it can change in place, and it is one level deep."""
+    return _SCALARS.issuperset(map(type, data.values()))
+
+
 def exceeds_depth(value: Any, limit: int = MAX_DEPTH) -> bool:
     """True when ``value`` nests dicts/lists more than ``limit`` levels (iterative, no recursion).
 
     For data that did not come through :func:`loads_object`: a custom ``decode`` result or what
     a store returns. A self-referencing structure counts as too deep.
     """
+    if type(value) is dict and is_flat(value):
+        return limit < 1  # the common session, without the walk
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
 from .enginestate import _resolve
 from .migrating import Migrating
 
-#: The types of a JSON value that holds no other value (what a flat session's values are).
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
 
 class Loading(Migrating):
     """The loading part of the engine: read the cookie or the store, check, adopt."""
@@ -254,7 +251,7 @@ class Loading(Migrating):
             self.loaded_max_age = seconds  # type: ignore[assignment]
         session._adopt(body, is_new=False)
         self.external_key = key
-        self.note_clean(codec.snapshot(self.json_safe(body)))
+        self.note_loaded(body)
 
     def adopt_plain(self, data: dict[str, Any]) -> None:
         """:meth:`adopt` for a payload the fast lane accepted (see :mod:`plaincookie`).
@@ -270,10 +267,7 @@ class Loading(Migrating):
         data.pop("_maxAge", None)
         self.loaded_created = data.pop("_created", None)
         self.session._adopt(data, is_new=False)
-        if _SCALARS.issuperset(map(type, data.values())):
-            self.note_clean_flat(data)
-        else:
-            self.note_clean(codec.snapshot(data))
+        self.note_loaded(data)
 
     async def adopt_new(self) -> None:
         """Start a fresh session with a new id (store mode), or one an old cookie carries."""

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 # Metadata the fast lane understands; any other reserved name sends the cookie the slow way.
 _PLAIN_META = ("_expire", "_maxAge", "_created")
-_OTHER_META = tuple(sorted(codec.META_KEYS.difference(_PLAIN_META)))
+_OTHER_META = codec.META_KEYS.difference(_PLAIN_META)
 
 
 class PlainCookie:
@@ -118,9 +118,8 @@ class PlainCookie:
             stamp = data.get(name)
             if stamp is not None and (type(stamp) is not int or not 0 <= stamp <= MAX_TIME_MS):
                 return None
-        for name in _OTHER_META:
-            if name in data:
-                return None
+        if not _OTHER_META.isdisjoint(data):
+            return None
         return data
 
     def lines(self, value: str, expire_ms: int, is_secure: bool) -> list[tuple[str, str]] | None:

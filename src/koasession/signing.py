@@ -13,6 +13,7 @@ from typing import Any
 
 from . import keystrength
 from .b64 import b64url_encode as _b64url
+from .b64 import b64url_encode_ascii
 from .errors import ConfigurationError
 
 #: Digest algorithms a cookie may be signed with.
@@ -84,6 +85,6 @@ class Signer:
             inner.update(message)
             outer = outer.copy()
             outer.update(inner.digest())
-            if hmac.compare_digest(_b64url(outer.digest()).encode("ascii"), expected):
+            if hmac.compare_digest(b64url_encode_ascii(outer.digest()), expected):
                 return index
         return -1
