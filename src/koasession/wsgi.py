@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
+import functools
 import inspect
 import os
 import threading
@@ -26,6 +27,8 @@ from .config import SessionConfig, is_async_callable
 from .errors import ConfigurationError, StoreError
 from .lifecycle import UNAVAILABLE, RequestSession
 from .options import SessionOptions, SessionOptionsDict
+from .released import ReleasedEngine
+from .session import Session
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -143,6 +146,10 @@ class SessionMiddleware:
         # Without a store or an async hook, no engine coroutine ever waits for anything: it is
         # stepped in the request's thread and no loop thread is started.
         self._in_thread = not opts.uses_store and not any(map(is_async_callable, hooks))
+        # Made once: a Session with a deferred engine holds one of these, not a new closure.
+        self._engine_on_use = functools.partial(_engine, self.config)
+        self._engine_after_start = functools.partial(_engine_after_start, self.config)
+        self._scope_key = opts.scope_key
         self._loop: _LoopThread | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -205,34 +212,32 @@ class SessionMiddleware:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         cfg = self.config
-        rs = RequestSession(
-            cfg,
-            _EnvironHeaders(environ),
-            scheme=environ.get("wsgi.url_scheme"),
-            slot=environ,
-            raw=environ,
-        )
-        environ[cfg.options.scope_key] = rs.session
         _current.set(self)
         if cfg.eager:
+            rs = _engine(cfg, None, environ)
+            session = rs.session
             try:
                 self._drive(rs.load_async())
             except StoreError:
-                self._settle(rs)
+                self._settle(session)
                 return _unavailable(start_response)
-        response = _Response(self, rs, start_response)
+        else:
+            # The engine is made when the app first uses the session: most requests never do.
+            session = environ[self._scope_key] = Session(None, self._engine_on_use, environ)
+        response = _Response(self, session, start_response)
         try:
             body = self.app(environ, response.start_response)
         except StoreError:
+            rs = _engine_of(session)
             if rs.started:
-                self._settle(rs)
+                self._settle(session)
                 raise
             rs.started = True
-            self._settle(rs)
+            self._settle(session)
             return _unavailable(start_response)
         except Exception:
-            extra = rs.error_headers()
-            self._settle(rs)
+            extra = None if session._bound is None else session._bound.error_headers()
+            self._settle(session)
             if extra is None:
                 raise
             # Explicit work (a manual save, the clearing of a cookie that failed to decode)
@@ -242,8 +247,16 @@ class SessionMiddleware:
             return _error(start_response, 500, b"Internal Server Error", extra, None)
         return _Body(response, body)
 
-    def _settle(self, rs: RequestSession) -> None:
-        """Deliver the request's events, then release the engine (no reference cycles left)."""
+    def _settle(self, session: Session) -> None:
+        """Deliver the request's events, then release its engine (no reference cycles left);
+        a session whose engine was never made lets go of the environ."""
+        rs = session._bound
+        if rs is None:
+            cfg = self.config
+            if cfg.released is None:
+                cfg.released = ReleasedEngine(None, cfg.options)
+            session._rebind(cfg.released)
+            return
         if rs.pending_events:
             self._drive(events.settle(rs.pending_events))
         rs.release()
@@ -252,31 +265,40 @@ class SessionMiddleware:
 class _Response:
     """The ``start_response`` the app calls: commits, merges headers or answers 503."""
 
-    __slots__ = ("middleware", "replaced", "rs", "server_start")
+    __slots__ = ("middleware", "replaced", "server_start", "session", "started")
 
     def __init__(
-        self, middleware: SessionMiddleware, rs: RequestSession, server_start: StartResponse
+        self, middleware: SessionMiddleware, session: Session, server_start: StartResponse
     ) -> None:
         self.middleware = middleware
-        self.rs = rs
+        self.session = session
         self.server_start = server_start
         self.replaced = False  # our 503 went out instead of the app's reply
+        self.started = False  # start_response was called
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], object]:
-        rs = self.rs
         if self.replaced:
             return _discard
-        if rs.started:
+        session = self.session
+        rs = session._bound
+        if self.started or (rs is not None and rs.started):
             # A second call (an error page after the first start): nothing more to commit.
             return self.server_start(status, headers, exc_info)
+        self.started = True
         try:
             code = int(status.split(None, 1)[0])
         except (ValueError, IndexError):
             raise ValueError(f"start_response status must begin with a code: {status!r}") from None
+        middleware = self.middleware
+        if rs is None:
+            if code < 500 and session._request.get(middleware._scope_key) is session:
+                session._make = middleware._engine_after_start  # nothing to add
+                return self.server_start(status, headers, exc_info)
+            rs = _engine_of(session)
         ok = rs.start_response(code)
-        if not (ok if isinstance(ok, bool) else self.middleware._drive(ok)):
+        if not (ok if isinstance(ok, bool) else middleware._drive(ok)):
             self.replaced = True
             _unavailable(self.server_start)
             return _discard
@@ -318,10 +340,10 @@ class _Body:
             if close is not None:
                 close()
         finally:
-            rs = response.rs
-            if not response.replaced:
-                rs.finish()
-            response.middleware._settle(rs)
+            session = response.session
+            if not response.replaced and session._bound is not None:
+                session._bound.finish()
+            response.middleware._settle(session)
 
 
 class _EnvironHeaders(Sequence[tuple[bytes, bytes]]):
@@ -355,6 +377,36 @@ class _EnvironHeaders(Sequence[tuple[bytes, bytes]]):
 
     def __iter__(self) -> Iterator[tuple[bytes, bytes]]:
         return iter(self._list())
+
+
+def _engine(cfg: SessionConfig, session: Session | None, environ: Environ) -> RequestSession:
+    """The engine of one request, its session published in the environ unless given (the
+    deferred engine of ``session``, made when the app first uses it)."""
+    rs = RequestSession(
+        cfg,
+        _EnvironHeaders(environ),
+        scheme=environ.get("wsgi.url_scheme"),
+        slot=environ,
+        raw=environ,
+        session=session,
+    )
+    if session is None:
+        environ[cfg.options.scope_key] = rs.session
+    return rs
+
+
+def _engine_of(session: Session) -> RequestSession:
+    """The engine of ``session``, made now if it was deferred (always this adapter's class)."""
+    rs = session._rs
+    assert isinstance(rs, RequestSession)
+    return rs
+
+
+def _engine_after_start(cfg: SessionConfig, session: Session, environ: Environ) -> RequestSession:
+    """The deferred engine of a session first used after its response started."""
+    rs = _engine(cfg, session, environ)
+    rs.started = True  # nothing can be added to the response any more
+    return rs
 
 
 def _discard(data: bytes) -> None:

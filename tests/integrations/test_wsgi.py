@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import threading
@@ -14,7 +15,7 @@ import pytest
 from werkzeug.test import Client, TestResponse
 
 from koasession import MemoryStore, Session
-from koasession.errors import StoreError
+from koasession.errors import ResponseStartedError, StoreError
 from koasession.wsgi import SessionMiddleware, run
 
 KEY = "t7Qx2bKzVnW9pLr4MmYc8dHs3JgE6aUo1fNiR5vZkXw"
@@ -387,3 +388,84 @@ def test_failed_commit_in_a_lazy_stream_answers_503() -> None:
     response = Client(middleware).get("/", buffered=True)
     assert response.status_code == 503
     assert response.get_data() == b"Session store unavailable"
+
+
+# -- the session's engine is made on first use ----------------------------------------------------
+
+
+def _events_app(
+    handler: Callable[[Environ], Iterator[bytes]], events: list[str]
+) -> SessionMiddleware:
+    """``handler(environ)`` is the app's body; start_response was called before it runs."""
+
+    def wsgi_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return handler(environ)
+
+    return SessionMiddleware(wsgi_app, keys=[KEY], on_event=lambda name, _: events.append(name))
+
+
+def test_an_untouched_session_adds_nothing_and_lets_go_of_the_request() -> None:
+    held: list[Session] = []
+
+    def untouched(environ: Environ) -> Iterator[bytes]:
+        held.append(session(environ))
+        yield b"ok"
+
+    http = Client(SessionMiddleware(app, keys=[KEY]))
+    http.get("/")  # a cookie to carry
+    events: list[str] = []
+    http.application = _events_app(untouched, events)
+    response = http.get("/")
+    assert response.get_data() == b"ok"
+    response.close()  # as a server does at the end of the body
+    assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+    assert events == []
+    with pytest.raises(ResponseStartedError):  # the request is over: nothing to load it from
+        held[0].get("views")
+
+
+def test_a_session_first_changed_while_streaming_is_reported_lost() -> None:
+    def late(environ: Environ) -> Iterator[bytes]:
+        yield b"first chunk"  # the headers are out
+        session(environ)["views"] = 9
+        yield b"second chunk"
+
+    events: list[str] = []
+    response = Client(_events_app(late, events)).get("/")
+    assert response.get_data() == b"first chunksecond chunk"
+    response.close()
+    assert "Set-Cookie" not in response.headers
+    assert events == ["lost"]
+
+
+def test_removing_an_unread_session_clears_its_cookie() -> None:
+    http = Client(SessionMiddleware(app, keys=[KEY]))
+    http.get("/")
+    logout = http.get("/logout")  # sets the environ's session to None without reading it
+    assert [line.split(";")[0] for line in set_cookies(logout)] == ["koa.sess="]
+    assert http.get("/").json == {"views": 1}
+
+
+def test_requests_leave_no_reference_cycles() -> None:
+    def untouched(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    def garbage(wsgi_app: Any) -> int:
+        """Objects in reference cycles after 100 requests, test client and all."""
+        http = Client(wsgi_app)
+        http.get("/").close()
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(100):
+                http.get("/").close()
+            return gc.collect()
+        finally:
+            gc.enable()
+
+    # werkzeug's test client leaves cycles of its own: the bare app is the control.
+    control = garbage(untouched)
+    assert garbage(SessionMiddleware(untouched, keys=[KEY])) == control
+    assert garbage(SessionMiddleware(app, keys=[KEY])) == control
