@@ -3,7 +3,6 @@
 ::
 
     from aiohttp import web
-from multidict import CIMultiDict
     from koasession.aiohttp import get_session, setup
 
     async def home(request: web.Request) -> web.Response:
@@ -26,6 +25,7 @@ answers 503. The stores are closed on ``app.on_cleanup``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -38,6 +38,7 @@ from .config import SessionConfig
 from .errors import NoSessionError, StoreError
 from .lifecycle import UNAVAILABLE, RequestSession
 from .options import SessionOptions, SessionOptionsDict
+from .released import ReleasedEngine
 from .session import Session
 
 if TYPE_CHECKING:
@@ -83,9 +84,13 @@ class SessionMiddleware:
     ) -> None:
         self.config = SessionConfig.build(keys, **options)
         self.config.offer_store_timeout()
-        # The engines of the requests in flight, by id(request), for on_response_prepare; one
+        # The sessions of the requests in flight, by id(request), for on_response_prepare; one
         # table per middleware, so two sessions (two scope keys) on one app stay apart.
-        self._engines: dict[int, RequestSession] = {}
+        self._sessions: dict[int, Session] = {}
+        # Made once: a Session with a deferred engine holds one of these, not a new closure.
+        self._engine_on_use = functools.partial(_engine, self.config)
+        self._engine_after_start = functools.partial(_engine_after_start, self.config)
+        self._scope_key = self.config.options.scope_key
 
     @property
     def options(self) -> SessionOptions:
@@ -105,33 +110,24 @@ class SessionMiddleware:
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         cfg = self.config
-        websocket = request.headers.get("Upgrade", "").lower() == "websocket"
-        rs = RequestSession(
-            cfg,
-            [(k.lower(), v) for k, v in request.raw_headers],
-            scheme=request.scheme,
-            # aiohttp types its keys as str | RequestKey; the engine uses str keys only.
-            slot=cast("MutableMapping[str, Any]", request),
-            raw=request,
-            websocket=websocket,
-        )
-        request[cfg.options.scope_key] = rs.session
-        self._engines[id(request)] = rs
+        if cfg.eager:
+            rs = _engine(cfg, None, request)
+            session = rs.session
+        else:
+            # The engine is made when the handler first uses the session: most never do.
+            session = request[self._scope_key] = Session(None, self._engine_on_use, request)
+        self._sessions[id(request)] = session
         try:
             if cfg.eager:
                 try:
                     await rs.load_async()
                 except StoreError:
                     return _unavailable()
-            if websocket:
-                response = await handler(request)
-                rs.finish()
-                return response
             try:
                 response = await handler(request)
             except web.HTTPException as exc:
                 # Control flow (a redirect, a 404): a response like a returned one.
-                if not await self._respond(rs, exc.status, exc.headers):
+                if not await self._respond(session, exc.status, exc.headers):
                     return _unavailable()
                 raise
             except _Unavailable as exc:
@@ -140,45 +136,66 @@ class SessionMiddleware:
             except StoreError:
                 # From save(), regenerate() or destroy() in the handler: the same outage as a
                 # failed load.
-                if rs.started:
+                engine = _engine_of(session)
+                if engine.started:
                     raise
-                rs.started = True
+                engine.started = True
                 return _unavailable()
             except Exception:
-                extra = rs.error_headers()
+                extra = None if session._bound is None else session._bound.error_headers()
                 if extra is None:
                     raise
                 _server_log.exception("Error handling request")
                 return _error_response(500, "Internal Server Error", extra)
+            # A WebSocket's response is prepared (the connection is over): nothing to commit.
             if not response.prepared and not await self._respond(
-                rs, response.status, response.headers, response
+                session, response.status, response.headers, response
             ):
                 return _unavailable()
-            rs.finish()
+            if session._bound is not None:
+                session._bound.finish()
             return response
         finally:
-            del self._engines[id(request)]
-            if rs.pending_events:
-                await events.settle(rs.pending_events)
-            rs.release()  # no reference cycles left behind (see koasession.released)
+            del self._sessions[id(request)]
+            # No reference cycles left behind (see koasession.released).
+            engine = session._bound
+            if engine is None:
+                self._let_go(session)
+            else:
+                if engine.pending_events:
+                    await events.settle(engine.pending_events)
+                engine.release()
+
+    def _let_go(self, session: Session) -> None:
+        """End of a request whose session never made its engine: let go of the request."""
+        cfg = self.config
+        if cfg.released is None:
+            cfg.released = ReleasedEngine(None, cfg.options)
+        session._rebind(cfg.released)
 
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """The commit for a response the handler prepares itself (streamed)."""
-        rs = self._engines.get(id(request))
-        if rs is None or rs.started or rs.websocket:
-            return
-        if not await self._respond(rs, response.status, response.headers, response):
+        session = self._sessions.get(id(request))
+        if session is None or isinstance(response, web.WebSocketResponse):
+            return  # a WebSocket saves with `await session.save()` (store mode), not here
+        if not await self._respond(session, response.status, response.headers, response):
             raise _Unavailable(response.headers.get("Transfer-Encoding") == "chunked")
 
     async def _respond(
         self,
-        rs: RequestSession,
+        session: Session,
         status: int,
         headers: CIMultiDict[str],
         response: web.StreamResponse | None = None,
     ) -> bool:
         """Commit for a response of ``status``, then merge the session headers into it."""
-        if rs.started:
+        rs: RequestSession | None = session._bound
+        if rs is None:
+            if status < 500 and session._request.get(self._scope_key) is session:
+                session._make = self._engine_after_start  # nothing to add to this response
+                return True
+            rs = _engine_of(session)
+        if rs.started or rs.websocket:
             return True
         ok = rs.start_response(status)
         if not (ok if isinstance(ok, bool) else await ok):
@@ -234,6 +251,40 @@ async def get_session(request: web.Request, scope_key: str = "session") -> Sessi
             + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
         )
     return value
+
+
+def _engine(cfg: SessionConfig, session: Session | None, request: web.Request) -> RequestSession:
+    """The engine of one request, its session published in the request unless given (the
+    deferred engine of ``session``, made when the handler first uses it)."""
+    rs = RequestSession(
+        cfg,
+        [(k.lower(), v) for k, v in request.raw_headers],
+        scheme=request.scheme,
+        # aiohttp types its keys as str | RequestKey; the engine uses str keys only.
+        slot=cast("MutableMapping[str, Any]", request),
+        raw=request,
+        websocket=request.headers.get("Upgrade", "").lower() == "websocket",
+        session=session,
+    )
+    if session is None:
+        request[cfg.options.scope_key] = rs.session
+    return rs
+
+
+def _engine_after_start(
+    cfg: SessionConfig, session: Session, request: web.Request
+) -> RequestSession:
+    """The deferred engine of a session first used after its response started."""
+    rs = _engine(cfg, session, request)
+    rs.started = True  # nothing can be added to the response any more
+    return rs
+
+
+def _engine_of(session: Session) -> RequestSession:
+    """The engine of ``session``, made now if it was deferred (always this adapter's class)."""
+    rs = session._rs
+    assert isinstance(rs, RequestSession)
+    return rs
 
 
 def _unavailable(*, chunked: bool = False) -> web.Response:

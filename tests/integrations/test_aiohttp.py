@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from koasession import MemoryStore, NoSessionError, SessionMiddleware
+from koasession.errors import ResponseStartedError
 from koasession.aiohttp import SessionMiddleware as AiohttpSessionMiddleware
 from koasession.aiohttp import get_session, setup
 
@@ -246,6 +247,43 @@ async def test_untouched_session_adds_nothing() -> None:
         response = await http.get("/")
         assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
         assert response.headers["X-App"] == "1"
+
+
+async def test_an_untouched_session_is_let_go_of_at_the_end() -> None:
+    held: list[Any] = []
+
+    async def plain(request: web.Request) -> web.Response:
+        held.append(request["session"])
+        return web.Response(text="plain")
+
+    app = counter_app()
+    app.router.add_get("/plain", plain)
+    async with serve(app) as http:
+        await http.get("/")  # a cookie to carry
+        response = await http.get("/plain")
+        assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+    with pytest.raises(ResponseStartedError):  # the request is over: nothing to load it from
+        held[0].get("views")
+
+
+async def test_a_session_first_changed_while_streaming_is_reported_lost() -> None:
+    seen: list[str] = []
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)  # the headers are out
+        request["session"]["late"] = True
+        await response.write(b"done")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", stream)
+    setup(app, keys=[KEY], on_event=lambda name, payload: seen.append(name))
+    async with serve(app) as http:
+        response = await http.get("/")
+        assert await response.text() == "done"
+        assert "Set-Cookie" not in response.headers
+    assert seen == ["lost"]
 
 
 # -- store mode ----------------------------------------------------------------------------
