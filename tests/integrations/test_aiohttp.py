@@ -19,9 +19,9 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from koasession import MemoryStore, NoSessionError, SessionMiddleware
-from koasession.errors import ResponseStartedError
 from koasession.aiohttp import SessionMiddleware as AiohttpSessionMiddleware
 from koasession.aiohttp import get_session, setup
+from koasession.errors import ResponseStartedError
 
 from ._support import load_example
 
