@@ -110,17 +110,18 @@ class SessionMiddleware:
 
     async def __call__(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         cfg = self.config
+        eager: RequestSession | None = None  # store mode: loaded before the handler
         if cfg.eager:
-            rs = _engine(cfg, None, request)
-            session = rs.session
+            eager = _engine(cfg, None, request)
+            session = eager.session
         else:
             # The engine is made when the handler first uses the session: most never do.
             session = request[self._scope_key] = Session(None, self._engine_on_use, request)
         self._sessions[id(request)] = session
         try:
-            if cfg.eager:
+            if eager is not None:
                 try:
-                    await rs.load_async()
+                    await eager.load_async()
                 except StoreError:
                     return _unavailable()
             try:
