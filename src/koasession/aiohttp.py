@@ -126,35 +126,23 @@ class SessionMiddleware:
                     return _unavailable()
             try:
                 response = await handler(request)
-            except web.HTTPException as exc:
-                # Control flow (a redirect, a 404): a response like a returned one.
-                if not await self._respond(session, exc.status, exc.headers):
-                    return _unavailable()
-                raise
-            except _Unavailable as exc:
-                # The commit at prepare failed before the handler's headers went out.
-                return _unavailable(chunked=exc.chunked)
-            except StoreError:
-                # From save(), regenerate() or destroy() in the handler: the same outage as a
-                # failed load.
-                engine = _engine_of(session)
-                if engine.started:
+            except Exception as exc:
+                if _is_websocket(request):
+                    raise  # no HTTP answer can go out on an upgraded connection
+                answer = await self._answer(session, exc)
+                if answer is None:
                     raise
-                engine.started = True
-                return _unavailable()
-            except Exception:
-                extra = None if session._bound is None else session._bound.error_headers()
-                if extra is None:
-                    raise
-                _server_log.exception("Error handling request")
-                return _error_response(500, "Internal Server Error", extra)
+                return answer
             # A WebSocket's response is prepared (the connection is over): nothing to commit.
             if not response.prepared and not await self._respond(
                 session, response.status, response.headers, response
             ):
                 return _unavailable()
-            if session._bound is not None:
-                session._bound.finish()
+            rs = session._bound
+            if rs is None and request.get(self._scope_key) is not session:
+                rs = _engine_of(session)  # replaced (None, a dict) once too late: say so
+            if rs is not None:
+                rs.finish()
             return response
         finally:
             del self._sessions[id(request)]
@@ -166,6 +154,33 @@ class SessionMiddleware:
                 if engine.pending_events:
                     await events.settle(engine.pending_events)
                 engine.release()
+
+    async def _answer(self, session: Session, exc: Exception) -> web.StreamResponse | None:
+        """The response for an exception from the handler, or ``None`` to let it propagate.
+
+        Called in the ``except`` block, so a logged error carries its traceback.
+        """
+        if isinstance(exc, web.HTTPException):
+            # Control flow (a redirect, a 404): a response like a returned one.
+            if await self._respond(session, exc.status, exc.headers):
+                return None
+            return _unavailable()
+        if isinstance(exc, _Unavailable):
+            # The commit at prepare failed before the handler's headers went out.
+            return _unavailable(chunked=exc.chunked)
+        if isinstance(exc, StoreError):
+            # From save(), regenerate() or destroy() in the handler: the same outage as a
+            # failed load.
+            engine = _engine_of(session)
+            if engine.started:
+                return None
+            engine.started = True
+            return _unavailable()
+        extra = None if session._bound is None else session._bound.error_headers()
+        if extra is None:
+            return None
+        _server_log.exception("Error handling request")
+        return _error_response(500, "Internal Server Error", extra)
 
     def _let_go(self, session: Session) -> None:
         """End of a request whose session never made its engine: let go of the request."""
@@ -264,12 +279,17 @@ def _engine(cfg: SessionConfig, session: Session | None, request: web.Request) -
         # aiohttp types its keys as str | RequestKey; the engine uses str keys only.
         slot=cast("MutableMapping[str, Any]", request),
         raw=request,
-        websocket=request.headers.get("Upgrade", "").lower() == "websocket",
+        websocket=_is_websocket(request),
         session=session,
     )
     if session is None:
         request[cfg.options.scope_key] = rs.session
     return rs
+
+
+def _is_websocket(request: web.Request) -> bool:
+    """Whether ``request`` asks for a WebSocket (its engine then never commits)."""
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 
 
 def _engine_after_start(

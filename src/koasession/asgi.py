@@ -112,8 +112,9 @@ class SessionMiddleware:
             await _answer_crash(_engine_of(session), send)
             raise
         else:
-            if not replaced and session._bound is not None:
-                session._bound.finish()
+            if not replaced and (session._bound is not None or scope.get(key) is not session):
+                # Used, or replaced in the scope (None, a dict) after its response started.
+                _engine_of(session).finish()
         finally:
             if session._bound is None:
                 session._rebind(cfg.released or _shared_released(cfg))  # let go of the scope

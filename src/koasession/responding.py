@@ -235,9 +235,9 @@ class Responding(EngineState):
             return False  # see note_clean
         try:
             data_json = codec.snapshot(self.json_safe(data))  # the text of prev_json
+            prev = self.prev_json  # made now for flat data loaded as a copy (see changes.py)
         except (TypeError, ValueError):
             return True
-        prev = self.prev_json
         return data_json != ("{}" if prev is None else prev)
 
     def report_lost(self, reason: str, explanation: str) -> None:

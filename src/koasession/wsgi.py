@@ -286,11 +286,11 @@ class _Response:
         if self.started or (rs is not None and rs.started):
             # A second call (an error page after the first start): nothing more to commit.
             return self.server_start(status, headers, exc_info)
-        self.started = True
         try:
             code = int(status.split(None, 1)[0])
         except (ValueError, IndexError):
             raise ValueError(f"start_response status must begin with a code: {status!r}") from None
+        self.started = True  # after the check: a corrected call after a bad one still commits
         middleware = self.middleware
         if rs is None:
             if code < 500 and session._request.get(middleware._scope_key) is session:
@@ -341,8 +341,8 @@ class _Body:
                 close()
         finally:
             session = response.session
-            if not response.replaced and session._bound is not None:
-                session._bound.finish()
+            if not response.replaced:
+                _finish(session, session._request, response.middleware._scope_key)
             response.middleware._settle(session)
 
 
@@ -393,6 +393,16 @@ def _engine(cfg: SessionConfig, session: Session | None, environ: Environ) -> Re
     if session is None:
         environ[cfg.options.scope_key] = rs.session
     return rs
+
+
+def _finish(session: Session, environ: Environ, scope_key: str) -> None:
+    """After the body: report a change no response carried. A session never used has no engine
+    and nothing to report, unless the app replaced it (``None``, a dict) once too late."""
+    rs = session._bound
+    if rs is None and environ is not None and environ.get(scope_key) is not session:
+        rs = _engine_of(session)
+    if rs is not None:
+        rs.finish()
 
 
 def _engine_of(session: Session) -> RequestSession:

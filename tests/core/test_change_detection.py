@@ -266,3 +266,22 @@ async def test_an_untouched_session_adds_nothing_and_is_released() -> None:
     assert "vary" not in response.headers
     with pytest.raises(ResponseStartedError):
         seen[0].get("views")  # the request is over: its session was never read during it
+
+
+async def test_removing_an_unused_session_after_the_response_started_is_reported_lost() -> None:
+    events: Events = []
+
+    async def late_logout(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        scope["session"] = None  # koa's ctx.session = null, too late to send
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    middleware = SessionMiddleware(
+        late_logout,
+        keys=[KEY],
+        on_event=lambda name, payload: events.append((name, payload.get("reason"))),
+    )
+    async with client(middleware) as http:
+        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    assert set_cookies(response) == []
+    assert events == [("lost", "changed after the response started")]

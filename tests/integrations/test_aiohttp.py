@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from aiohttp import ClientResponse, web
+from aiohttp import ClientResponse, WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -284,6 +284,62 @@ async def test_a_session_first_changed_while_streaming_is_reported_lost() -> Non
         assert await response.text() == "done"
         assert "Set-Cookie" not in response.headers
     assert seen == ["lost"]
+
+
+async def test_removing_an_unused_session_while_streaming_is_reported_lost() -> None:
+    seen: list[str] = []
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse()
+        await response.prepare(request)
+        request["session"] = None  # a logout after the headers went out
+        await response.write(b"done")
+        return response
+
+    app = counter_app(on_event=lambda name, payload: seen.append(name))
+    app.router.add_get("/stream", stream)
+    async with serve(app) as http:
+        await http.get("/")  # a session to remove
+        response = await http.get("/stream")
+        assert await response.text() == "done"
+        assert "Set-Cookie" not in response.headers
+    assert seen == ["lost"]
+
+
+async def test_a_websocket_handler_error_closes_the_socket_cleanly() -> None:
+    # Here reading the session queues a re-signed cookie (an older key signed it): the 500
+    # with that cookie, right for HTTP, must not be written on the upgraded connection.
+    old_key = "Zq3vN8rT1xLw5pKe7YhB2mCj9sDf4GaU6oRi0tVnXc"
+
+    async def ws(request: web.Request) -> web.WebSocketResponse:
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+        await socket.send_str(str(request["session"]["views"]))
+        raise RuntimeError("handler bug")
+
+    async with serve(_old_key_app(old_key)) as first:
+        await first.get("/")
+        cookies = jar(first)
+    app = web.Application()
+    app.router.add_get("/ws", ws)
+    setup(app, keys=[KEY, old_key])
+    async with serve(app) as http:
+        header = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        socket = await http.ws_connect("/ws", headers={"Cookie": header})
+        assert await socket.receive_str() == "1"
+        message = await socket.receive()
+        assert message.type == WSMsgType.CLOSED  # not ERROR: no HTTP bytes on the socket
+
+
+def _old_key_app(key: str) -> web.Application:
+    async def home(request: web.Request) -> web.Response:
+        request["session"]["views"] = 1
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    setup(app, keys=[key])
+    return app
 
 
 # -- store mode ----------------------------------------------------------------------------

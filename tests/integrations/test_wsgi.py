@@ -469,3 +469,34 @@ def test_requests_leave_no_reference_cycles() -> None:
     control = garbage(untouched)
     assert garbage(SessionMiddleware(untouched, keys=[KEY])) == control
     assert garbage(SessionMiddleware(app, keys=[KEY])) == control
+
+
+def test_removing_an_unused_session_while_streaming_is_reported_lost() -> None:
+    def late(environ: Environ) -> Iterator[bytes]:
+        yield b"a"
+        environ["koasession.session"] = None  # a logout after the headers went out
+        yield b"b"
+
+    http = Client(SessionMiddleware(app, keys=[KEY]))
+    http.get("/")  # a session to remove
+    events: list[str] = []
+    http.application = _events_app(late, events)
+    response = http.get("/")
+    assert response.get_data() == b"ab"
+    response.close()
+    assert "Set-Cookie" not in response.headers
+    assert events == ["lost"]
+
+
+def test_start_response_corrected_after_a_malformed_status_commits() -> None:
+    def retrying(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        session(environ)["x"] = 1
+        try:
+            start_response("OK", [("Content-Type", "text/plain")])  # no code
+        except ValueError:
+            start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"hi"]
+
+    response = Client(SessionMiddleware(retrying, keys=[KEY])).get("/")
+    assert response.status_code == 200
+    assert set_cookies(response) and set_cookies(response, "koa.sess.sig")
