@@ -27,19 +27,25 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import events
 from .config import SessionConfig
-from .errors import NoSessionError, StoreError
-from .lifecycle import UNAVAILABLE, RequestSession
+from .errors import StoreError
+from .lifecycle import (
+    UNAVAILABLE,
+    RequestSession,
+    end,
+    engine_of,
+    finish,
+    release,
+    started_engine,
+)
 from .options import SessionOptions, SessionOptionsDict
-from .released import ReleasedEngine
-from .session import Session
+from .session import Session, find_session
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -89,7 +95,7 @@ class SessionMiddleware:
         self._sessions: dict[int, Session] = {}
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
         self._engine_on_use = functools.partial(_engine, self.config)
-        self._engine_after_start = functools.partial(_engine_after_start, self.config)
+        self._engine_after_start = functools.partial(started_engine, _engine, self.config)
         self._scope_key = self.config.options.scope_key
 
     @property
@@ -138,22 +144,14 @@ class SessionMiddleware:
                 session, response.status, response.headers, response
             ):
                 return _unavailable()
-            rs = session._bound
-            if rs is None and request.get(self._scope_key) is not session:
-                rs = _engine_of(session)  # replaced (None, a dict) once too late: say so
-            if rs is not None:
-                rs.finish()
+            finish(session, cast("MutableMapping[str, Any]", request), self._scope_key)
             return response
         finally:
             del self._sessions[id(request)]
             # No reference cycles left behind (see koasession.released).
-            engine = session._bound
-            if engine is None:
-                self._let_go(session)
-            else:
-                if engine.pending_events:
-                    await events.settle(engine.pending_events)
-                engine.release()
+            engine = end(session, cfg)
+            if engine is not None:
+                await release(engine)
 
     async def _answer(self, session: Session, exc: Exception) -> web.StreamResponse | None:
         """The response for an exception from the handler, or ``None`` to let it propagate.
@@ -171,7 +169,7 @@ class SessionMiddleware:
         if isinstance(exc, StoreError):
             # From save(), regenerate() or destroy() in the handler: the same outage as a
             # failed load.
-            engine = _engine_of(session)
+            engine = engine_of(session)
             if engine.started:
                 return None
             engine.started = True
@@ -181,13 +179,6 @@ class SessionMiddleware:
             return None
         _server_log.exception("Error handling request")
         return _error_response(500, "Internal Server Error", extra)
-
-    def _let_go(self, session: Session) -> None:
-        """End of a request whose session never made its engine: let go of the request."""
-        cfg = self.config
-        if cfg.released is None:
-            cfg.released = ReleasedEngine(None, cfg.options)
-        session._rebind(cfg.released)
 
     async def on_response_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
         """The commit for a response the handler prepares itself (streamed)."""
@@ -210,7 +201,7 @@ class SessionMiddleware:
             if status < 500 and session._request.get(self._scope_key) is session:
                 session._make = self._engine_after_start  # nothing to add to this response
                 return True
-            rs = _engine_of(session)
+            rs = engine_of(session)
         if rs.started or rs.websocket:
             return True
         ok = rs.start_response(status)
@@ -259,14 +250,8 @@ async def get_session(request: web.Request, scope_key: str = "session") -> Sessi
     Awaitable like aiohttp-session's ``get_session``. Raises
     :class:`~koasession.NoSessionError` when no koasession middleware put a session there.
     """
-    value = request.get(scope_key)
-    if not isinstance(value, Session):
-        raise NoSessionError(
-            f"no koasession Session under request[{scope_key!r}]: call "
-            "koasession.aiohttp.setup(app, keys=[...])"
-            + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
-        )
-    return value
+    fix = "call koasession.aiohttp.setup(app, keys=[...])"
+    return find_session(cast("Mapping[str, Any]", request), scope_key, where="request", fix=fix)
 
 
 def _engine(cfg: SessionConfig, session: Session | None, request: web.Request) -> RequestSession:
@@ -290,22 +275,6 @@ def _engine(cfg: SessionConfig, session: Session | None, request: web.Request) -
 def _is_websocket(request: web.Request) -> bool:
     """Whether ``request`` asks for a WebSocket (its engine then never commits)."""
     return request.headers.get("Upgrade", "").lower() == "websocket"
-
-
-def _engine_after_start(
-    cfg: SessionConfig, session: Session, request: web.Request
-) -> RequestSession:
-    """The deferred engine of a session first used after its response started."""
-    rs = _engine(cfg, session, request)
-    rs.started = True  # nothing can be added to the response any more
-    return rs
-
-
-def _engine_of(session: Session) -> RequestSession:
-    """The engine of ``session``, made now if it was deferred (always this adapter's class)."""
-    rs = session._rs
-    assert isinstance(rs, RequestSession)
-    return rs
 
 
 def _unavailable(*, chunked: bool = False) -> web.Response:

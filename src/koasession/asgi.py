@@ -9,9 +9,16 @@ from typing import TYPE_CHECKING, Any
 from . import events
 from .config import SessionConfig
 from .errors import ConfigurationError, StoreError
-from .lifecycle import UNAVAILABLE, RequestSession
+from .lifecycle import (
+    UNAVAILABLE,
+    RequestSession,
+    end,
+    engine_of,
+    finish,
+    release,
+    started_engine,
+)
 from .options import SessionOptions, SessionOptionsDict
-from .released import ReleasedEngine
 from .session import Session
 
 if TYPE_CHECKING:
@@ -56,7 +63,7 @@ class SessionMiddleware:
         self.config.offer_store_timeout()
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
         self._engine_on_use = functools.partial(_engine_on_use, self.config)
-        self._engine_after_start = functools.partial(_engine_after_start, self.config)
+        self._engine_after_start = functools.partial(started_engine, _engine_on_use, self.config)
         # Read on every request, so looked up once here.
         self._scope_key = self.config.options.scope_key
         self._deferred = not self.config.eager and self.config.excluded is None
@@ -93,7 +100,7 @@ class SessionMiddleware:
                 if session._bound is None and status < 500 and scope.get(key) is session:
                     session._make = after_start  # nothing to add to this response
                 else:
-                    rs = session._bound or _engine_of(session)
+                    rs = session._bound or engine_of(session)
                     ok = rs.start_response(status)
                     if ok is not True and (ok is False or not await ok):
                         replaced = True
@@ -106,20 +113,18 @@ class SessionMiddleware:
         try:
             await self.app(scope, receive, send_with_session)
         except StoreError:
-            if not replaced and not await _answer_outage(_engine_of(session), send):
+            if not replaced and not await _answer_outage(engine_of(session), send):
                 raise
         except Exception:
-            await _answer_crash(_engine_of(session), send)
+            await _answer_crash(engine_of(session), send)
             raise
         else:
-            if not replaced and (session._bound is not None or scope.get(key) is not session):
-                # Used, or replaced in the scope (None, a dict) after its response started.
-                _engine_of(session).finish()
+            if not replaced:
+                finish(session, scope, key)
         finally:
-            if session._bound is None:
-                session._rebind(cfg.released or _shared_released(cfg))  # let go of the scope
-            else:
-                await _release(session._bound)
+            rs = end(session, cfg)
+            if rs is not None:
+                await release(rs)
 
     async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> Session | None:
         """The session of a request under an ``exclude`` rule or in store mode (loaded before
@@ -157,9 +162,7 @@ class SessionMiddleware:
             await self.app(scope, receive, send)
             rs.finish()
         finally:
-            if rs.pending_events:
-                await events.settle(rs.pending_events)
-            rs.release()
+            await release(rs)
 
     async def close(self) -> None:
         """Close the stores this middleware uses: ``store`` and the ``context_store`` instances
@@ -249,24 +252,10 @@ async def _loaded_session(cfg: SessionConfig, scope: Scope, send: Send) -> Sessi
     try:
         await rs.load_async()
     except StoreError:
-        await events.settle(rs.pending_events)
-        rs.release()
+        await release(rs)
         await _send_unavailable(send)
         return None
     return rs.session
-
-
-def _shared_released(cfg: SessionConfig) -> ReleasedEngine:
-    """The stand-in engine every ended request without an id of its own shares."""
-    released = cfg.released = ReleasedEngine(None, cfg.options)
-    return released
-
-
-async def _release(rs: RequestSession) -> None:
-    """End of a request whose session was used: settle its events, free its engine."""
-    if rs.pending_events:
-        await events.settle(rs.pending_events)
-    rs.release()
 
 
 async def _answer_outage(rs: RequestSession, send: Send) -> bool:
@@ -314,23 +303,9 @@ def _engine(
     return rs
 
 
-def _engine_of(session: Session) -> RequestSession:
-    """The engine of ``session``, made now if it was deferred (always this adapter's class)."""
-    rs = session._rs
-    assert isinstance(rs, RequestSession)
-    return rs
-
-
 def _engine_on_use(cfg: SessionConfig, session: Session, scope: Scope) -> RequestSession:
     """The deferred engine of ``session``, made when the app first uses it."""
     return _engine(cfg, scope, session=session)
-
-
-def _engine_after_start(cfg: SessionConfig, session: Session, scope: Scope) -> RequestSession:
-    """The deferred engine of a session first used after its response started."""
-    rs = _engine(cfg, scope, session=session)
-    rs.started = True  # nothing can be added to the response any more
-    return rs
 
 
 async def _send_unavailable(send: Send) -> None:

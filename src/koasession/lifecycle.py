@@ -29,16 +29,35 @@ combines), :mod:`~koasession.changes` (change detection), over the pure
 
 from __future__ import annotations
 
-from . import cookieformat, decisions
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import cookieformat, decisions, events
 from .changes import Changes
 from .committing import Committing
 from .devicehook import DeviceHook
 from .enginestate import UNAVAILABLE, Headers
 from .loading import Loading
+from .released import shared as shared_released
 from .responding import Responding
+from .session import Session
 from .verbs import Verbs
 
-__all__ = ["COOKIE_LINE_LIMIT", "STORE_GRACE", "UNAVAILABLE", "Headers", "RequestSession"]
+if TYPE_CHECKING:
+    from .config import SessionConfig
+
+__all__ = [
+    "COOKIE_LINE_LIMIT",
+    "STORE_GRACE",
+    "UNAVAILABLE",
+    "Headers",
+    "RequestSession",
+    "end",
+    "engine_of",
+    "finish",
+    "release",
+    "started_engine",
+]
 
 COOKIE_LINE_LIMIT = cookieformat.COOKIE_LINE_LIMIT
 STORE_GRACE = decisions.STORE_GRACE
@@ -48,5 +67,58 @@ class RequestSession(Loading, Committing, Responding, Verbs, DeviceHook, Changes
     """Session state and logic for one request: the engine an adapter drives."""
 
 
+# -- a deferred engine (issue 12) ----------------------------------------------------------------
+# An adapter may publish a Session that makes its engine on first use (``Session(None, make,
+# request)``, ``make(session, request)`` building the engine); these are the steps every such
+# adapter takes with it.
+
+Make = Callable[["SessionConfig", Session, Any], RequestSession]
+
+
+def engine_of(session: Session) -> RequestSession:
+    """The engine of ``session``, made now if it was deferred (always a RequestSession)."""
+    rs = session._rs
+    assert isinstance(rs, RequestSession)
+    return rs
+
+
+def started_engine(
+    make: Make, cfg: SessionConfig, session: Session, request: Any
+) -> RequestSession:
+    """``make(cfg, session, request)`` for a session first used after its response started."""
+    rs = make(cfg, session, request)
+    rs.started = True  # nothing can be added to the response any more
+    return rs
+
+
+def finish(session: Session, slot: Mapping[str, Any] | None, scope_key: str) -> None:
+    """After the application: report a change no response could carry.
+
+    A session never used has no engine and nothing to report, unless the application replaced
+    it in ``slot`` (``None``, a dict) after the response started.
+    """
+    rs = session._bound
+    if rs is None and slot is not None and slot.get(scope_key) is not session:
+        rs = engine_of(session)
+    if rs is not None:
+        rs.finish()
+
+
+def end(session: Session, cfg: SessionConfig) -> RequestSession | None:
+    """End of request: a session never used lets go of its request now (``None``); otherwise
+    its engine, for the adapter to settle its events and then ``release()``."""
+    rs: RequestSession | None = session._bound
+    if rs is None:
+        session._rebind(shared_released(cfg))
+    return rs
+
+
 # Kept for callers of the old private names.
 _is_cookie_payload = cookieformat.is_cookie_payload
+
+
+async def release(rs: RequestSession) -> None:
+    """End of a request whose session was used: deliver its events, then free the engine."""
+    if rs.pending_events:
+        await events.settle(rs.pending_events)
+    rs.release()

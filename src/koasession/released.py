@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from .errors import ResponseStartedError
 
 if TYPE_CHECKING:
+    from .config import SessionConfig
     from .options import SessionOptions
     from .session import RequestOptions
 
@@ -84,3 +85,11 @@ class ReleasedEngine:
     def expires_ms(self) -> float | None:
         """Refused, as :meth:`created_ms` is."""
         raise ResponseStartedError("the request is over; read the session's times during it")
+
+
+def shared(cfg: SessionConfig) -> ReleasedEngine:
+    """The stand-in that every ended request of ``cfg`` with no id or options of its own shares."""
+    released: ReleasedEngine | None = cfg.released
+    if released is None:
+        released = cfg.released = ReleasedEngine(None, cfg.options)
+    return released

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .codec import META_KEYS
 from .csrf import CSRF_SESSION_KEY
-from .errors import ConfigurationError
+from .errors import ConfigurationError, NoSessionError
 from .options import SessionOptions, normalize_max_age, validate
 
 if TYPE_CHECKING:
@@ -458,3 +458,24 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
         if expires is None:
             return None
         return max(0.0, (expires - time.time() * 1000) / 1000)
+
+
+def find_session(holder: Mapping[str, Any], scope_key: str, *, where: str, fix: str) -> Session:
+    """The :class:`Session` at ``holder[scope_key]`` (an ASGI scope, an aiohttp request).
+
+    Otherwise a :class:`~koasession.errors.NoSessionError` naming the place (``where``, as in
+    ``scope``) and, when nothing is there, how to put a session there (``fix``).
+    """
+    value = holder.get(scope_key, _MISSING)
+    if isinstance(value, Session):
+        return value
+    with_key = "" if scope_key == "session" else f" with scope_key={scope_key!r}"
+    if value is _MISSING:
+        raise NoSessionError(f"no koasession Session under {where}[{scope_key!r}]: {fix}{with_key}")
+    raise NoSessionError(
+        f"{where}[{scope_key!r}] holds {type(value).__name__}, not a koasession Session: was it "
+        "replaced, or is another session middleware installed under the same key?"
+    )
+
+
+_MISSING = object()

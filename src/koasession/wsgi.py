@@ -25,9 +25,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import events
 from .config import SessionConfig, is_async_callable
 from .errors import ConfigurationError, StoreError
-from .lifecycle import UNAVAILABLE, RequestSession
+from .lifecycle import UNAVAILABLE, RequestSession, end, engine_of, finish, started_engine
 from .options import SessionOptions, SessionOptionsDict
-from .released import ReleasedEngine
 from .session import Session
 
 if TYPE_CHECKING:
@@ -148,7 +147,7 @@ class SessionMiddleware:
         self._in_thread = not opts.uses_store and not any(map(is_async_callable, hooks))
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
         self._engine_on_use = functools.partial(_engine, self.config)
-        self._engine_after_start = functools.partial(_engine_after_start, self.config)
+        self._engine_after_start = functools.partial(started_engine, _engine, self.config)
         self._scope_key = opts.scope_key
         self._loop: _LoopThread | None = None
         self._lock = threading.Lock()
@@ -228,7 +227,7 @@ class SessionMiddleware:
         try:
             body = self.app(environ, response.start_response)
         except StoreError:
-            rs = _engine_of(session)
+            rs = engine_of(session)
             if rs.started:
                 self._settle(session)
                 raise
@@ -250,12 +249,8 @@ class SessionMiddleware:
     def _settle(self, session: Session) -> None:
         """Deliver the request's events, then release its engine (no reference cycles left);
         a session whose engine was never made lets go of the environ."""
-        rs = session._bound
+        rs = end(session, self.config)
         if rs is None:
-            cfg = self.config
-            if cfg.released is None:
-                cfg.released = ReleasedEngine(None, cfg.options)
-            session._rebind(cfg.released)
             return
         if rs.pending_events:
             self._drive(events.settle(rs.pending_events))
@@ -296,7 +291,7 @@ class _Response:
             if code < 500 and session._request.get(middleware._scope_key) is session:
                 session._make = middleware._engine_after_start  # nothing to add
                 return self.server_start(status, headers, exc_info)
-            rs = _engine_of(session)
+            rs = engine_of(session)
         ok = rs.start_response(code)
         if not (ok if isinstance(ok, bool) else middleware._drive(ok)):
             self.replaced = True
@@ -342,7 +337,7 @@ class _Body:
         finally:
             session = response.session
             if not response.replaced:
-                _finish(session, session._request, response.middleware._scope_key)
+                finish(session, session._request, response.middleware._scope_key)
             response.middleware._settle(session)
 
 
@@ -392,30 +387,6 @@ def _engine(cfg: SessionConfig, session: Session | None, environ: Environ) -> Re
     )
     if session is None:
         environ[cfg.options.scope_key] = rs.session
-    return rs
-
-
-def _finish(session: Session, environ: Environ, scope_key: str) -> None:
-    """After the body: report a change no response carried. A session never used has no engine
-    and nothing to report, unless the app replaced it (``None``, a dict) once too late."""
-    rs = session._bound
-    if rs is None and environ is not None and environ.get(scope_key) is not session:
-        rs = _engine_of(session)
-    if rs is not None:
-        rs.finish()
-
-
-def _engine_of(session: Session) -> RequestSession:
-    """The engine of ``session``, made now if it was deferred (always this adapter's class)."""
-    rs = session._rs
-    assert isinstance(rs, RequestSession)
-    return rs
-
-
-def _engine_after_start(cfg: SessionConfig, session: Session, environ: Environ) -> RequestSession:
-    """The deferred engine of a session first used after its response started."""
-    rs = _engine(cfg, session, environ)
-    rs.started = True  # nothing can be added to the response any more
     return rs
 
 

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 import koasession
-from koasession import NoSessionError, SessionError, get_session
+from koasession import NoSessionError, Session, SessionError, get_session
+from koasession.session import find_session
 
 
 def _package_exceptions() -> set[type[SessionError]]:
@@ -71,3 +72,17 @@ def test_integrations_report_a_missing_session_the_same_way() -> None:
         fastapi._lookup(Request({"type": "http", "headers": []}), "session")
     with pytest.raises(NoSessionError):
         fastapi._lookup(Request({"type": "http", "session": {}, "headers": []}), "session")
+
+
+def test_find_session_says_where_it_looked_and_what_to_do() -> None:
+    session = Session(None)
+    assert find_session({"session": session}, "session", where="scope", fix="x") is session
+    with pytest.raises(NoSessionError) as missing:
+        find_session({}, "admin", where="request", fix="call setup(app)")
+    assert str(missing.value) == (
+        "no koasession Session under request['admin']: call setup(app) with scope_key='admin'"
+    )
+    with pytest.raises(NoSessionError, match=r"scope\['session'\] holds dict, not a koasession"):
+        find_session({"session": {}}, "session", where="scope", fix="unused")
+    with pytest.raises(NoSessionError, match="holds NoneType"):  # removed in this request
+        find_session({"session": None}, "session", where="scope", fix="unused")

@@ -37,8 +37,7 @@ from fastapi.security import APIKeyCookie
 from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
-from ..errors import NoSessionError
-from ..session import Session
+from ..session import Session, find_session
 from ._login import NOT_LOGGED_IN, check_cookie_name, logged_in_value, scheme_name_for
 from ._typed import TypedBinding
 
@@ -55,20 +54,9 @@ __all__ = [
 
 def _lookup(connection: HTTPConnection, scope_key: str) -> Session:
     scope: Any = connection.scope
-    try:
-        value = scope[scope_key]
-    except KeyError:
-        raise NoSessionError(
-            f"no session under scope[{scope_key!r}]: add SessionMiddleware"
-            + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
-            + " around the FastAPI app"
-        ) from None
-    if not isinstance(value, Session):
-        raise NoSessionError(
-            f"scope[{scope_key!r}] holds {type(value).__name__}, not a koasession Session: "
-            "is another session middleware installed under the same scope key?"
-        )
-    return value
+    return find_session(
+        scope, scope_key, where="scope", fix="add SessionMiddleware around the FastAPI app"
+    )
 
 
 def get_session_dependency(

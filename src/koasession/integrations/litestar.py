@@ -56,9 +56,8 @@ from litestar.types import Scope as LitestarScope
 from litestar.utils.scope import get_serializer_from_scope
 
 from ..asgi import ASGIApp, Receive, Scope, Send, SessionMiddleware
-from ..errors import NoSessionError
 from ..options import SessionOptionsDict
-from ..session import Session, check_key
+from ..session import Session, check_key, find_session
 from ._login import NOT_LOGGED_IN, check_cookie_name, logged_in_value, scheme_name_for
 
 if TYPE_CHECKING:
@@ -225,14 +224,8 @@ async def _no_app(scope: Scope, receive: Receive, send: Send) -> None:  # pragma
 
 
 def _lookup(scope: Mapping[str, Any], scope_key: str) -> Session:
-    value = scope.get(scope_key)
-    if not isinstance(value, Session):
-        raise NoSessionError(
-            f"no koasession Session under scope[{scope_key!r}]: wrap the app in "
-            "LitestarSessionMiddleware (or add session_middleware(...))"
-            + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
-        )
-    return value
+    fix = "wrap the app in LitestarSessionMiddleware (or add session_middleware(...))"
+    return find_session(scope, scope_key, where="scope", fix=fix)
 
 
 def typed_session(

@@ -34,7 +34,7 @@ from quart import Quart, has_request_context, has_websocket_context, request, we
 from ..asgi import ASGIApp, SessionMiddleware
 from ..errors import NoSessionError
 from ..options import SessionOptionsDict
-from ..session import Session
+from ..session import Session, find_session
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -69,11 +69,5 @@ def current_session(scope_key: str = "session") -> Session:
         scope = websocket.scope
     else:
         raise NoSessionError("current_session() needs a Quart request or websocket context")
-    value = scope.get(scope_key)
-    if not isinstance(value, Session):
-        raise NoSessionError(
-            f"no koasession Session under scope[{scope_key!r}]: call "
-            "koasession.integrations.quart.install(app, keys=[...])"
-            + ("" if scope_key == "session" else f" with scope_key={scope_key!r}")
-        )
-    return value
+    fix = "call koasession.integrations.quart.install(app, keys=[...])"
+    return find_session(scope, scope_key, where="scope", fix=fix)
