@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import httpx
 import pytest
 
 from koasession import SessionMiddleware
@@ -26,7 +27,7 @@ def _cookie(data: dict[str, Any]) -> str:
     )
 
 
-def _app(handler: Any, events: Events, **options: Any) -> Any:
+def _phases(handler: Any) -> Any:
     """A plain ASGI app: ``handler(session, phase)`` runs before and after the response start."""
 
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -36,20 +37,30 @@ def _app(handler: Any, events: Events, **options: Any) -> Any:
         handler(session, "after")
         await send({"type": "http.response.body", "body": b"ok"})
 
-    return SessionMiddleware(
+    return app
+
+
+async def _serve(
+    app: Any, data: dict[str, Any], cookie: str | None = None, **options: Any
+) -> tuple[httpx.Response, Events]:
+    """GET / through the middleware around ``app``, with a cookie holding ``data`` (or
+    ``cookie``); the response and the events, as ``(name, reason)``."""
+    events: Events = []
+    middleware = SessionMiddleware(
         app,
         keys=[KEY],
         on_event=lambda name, payload: events.append((name, payload.get("reason"))),
         **options,
     )
+    async with client(middleware) as http:
+        response = await http.get("/", headers={"cookie": cookie or _cookie(data)})
+    return response, events
 
 
 async def _run(
     handler: Any, data: dict[str, Any], cookie: str | None = None, **options: Any
 ) -> tuple[list[str], dict[str, str], Events]:
-    events: Events = []
-    async with client(_app(handler, events, **options)) as http:
-        response = await http.get("/", headers={"cookie": cookie or _cookie(data)})
+    response, events = await _serve(_phases(handler), data, cookie, **options)
     return set_cookies(response), cookie_pairs(response), events
 
 
@@ -120,17 +131,14 @@ async def test_rolling_set_for_one_read_only_request_saves_it() -> None:
 
 async def test_reading_an_encrypted_flat_session_saves_nothing() -> None:
     pytest.importorskip("cryptography")
-    seal: list[str] = []
 
     def writer(session: Any, phase: str) -> None:
         if phase == "before":
-            session["views"] = 1
+            session["views"] = 2
 
-    async with client(_app(writer, [], encrypt=True)) as http:
-        seal.append((await http.get("/")).cookies["koa.sess"])
-    lines, _, events = await _run(
-        lambda s, phase: s.get("views"), {}, f"koa.sess={seal[0]}", encrypt=True
-    )
+    first, _ = await _serve(_phases(writer), {}, "koa.sess=none", encrypt=True)  # none valid yet
+    sealed = f"koa.sess={first.cookies['koa.sess']}"
+    lines, _, events = await _run(lambda s, phase: s.get("views"), {}, sealed, encrypt=True)
     assert lines == []
     assert events == []
 
@@ -208,8 +216,7 @@ async def test_a_change_after_a_save_in_the_handler_is_saved_again() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    async with client(SessionMiddleware(handler_app, keys=[KEY])) as http:
-        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    response, _ = await _serve(handler_app, {"views": 1})
     assert decode_value(cookie_pairs(response)["koa.sess"])["views"] == 6
 
 
@@ -220,8 +227,7 @@ async def test_replacing_the_session_with_a_dict_is_saved() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    async with client(SessionMiddleware(replacing_app, keys=[KEY])) as http:
-        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    response, _ = await _serve(replacing_app, {"views": 1})
     assert decode_value(cookie_pairs(response)["koa.sess"])["views"] == 9
 
 
@@ -246,8 +252,7 @@ async def test_saving_a_session_first_used_after_the_response_started_is_refused
             errors.append(exc)
         await send({"type": "http.response.body", "body": b"ok"})
 
-    async with client(SessionMiddleware(late_app, keys=[KEY])) as http:
-        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    response, _ = await _serve(late_app, {"views": 1})
     assert set_cookies(response) == []
     assert len(errors) == 1
 
@@ -260,8 +265,7 @@ async def test_an_untouched_session_adds_nothing_and_is_released() -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    async with client(SessionMiddleware(untouched_app, keys=[KEY])) as http:
-        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    response, _ = await _serve(untouched_app, {"views": 1})
     assert set_cookies(response) == []
     assert "vary" not in response.headers
     with pytest.raises(ResponseStartedError):
@@ -269,19 +273,11 @@ async def test_an_untouched_session_adds_nothing_and_is_released() -> None:
 
 
 async def test_removing_an_unused_session_after_the_response_started_is_reported_lost() -> None:
-    events: Events = []
-
     async def late_logout(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         scope["session"] = None  # koa's ctx.session = null, too late to send
         await send({"type": "http.response.body", "body": b"ok"})
 
-    middleware = SessionMiddleware(
-        late_logout,
-        keys=[KEY],
-        on_event=lambda name, payload: events.append((name, payload.get("reason"))),
-    )
-    async with client(middleware) as http:
-        response = await http.get("/", headers={"cookie": _cookie({"views": 1})})
+    response, events = await _serve(late_logout, {"views": 1})
     assert set_cookies(response) == []
     assert events == [("lost", "changed after the response started")]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -64,7 +64,7 @@ async def asgi_reads(cookies: dict[str, str], **options: Any) -> Any:
         return (await client.get("/", headers={"cookie": header})).json()
 
 
-def counter_app(**options: Any) -> web.Application:
+def counter_app(keys: Sequence[str] = (KEY,), **options: Any) -> web.Application:
     async def home(request: web.Request) -> web.Response:
         session = request["session"]
         session["views"] = session.get("views", 0) + 1
@@ -72,7 +72,7 @@ def counter_app(**options: Any) -> web.Application:
 
     app = web.Application()
     app.router.add_get("/", home)
-    setup(app, keys=[KEY], **options)
+    setup(app, keys=list(keys), **options)
     return app
 
 
@@ -266,40 +266,25 @@ async def test_an_untouched_session_is_let_go_of_at_the_end() -> None:
         held[0].get("views")
 
 
-async def test_a_session_first_changed_while_streaming_is_reported_lost() -> None:
+@pytest.mark.parametrize("late", ["change", "removal"])
+async def test_a_session_first_used_while_streaming_is_reported_lost(late: str) -> None:
     seen: list[str] = []
 
     async def stream(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse()
         await response.prepare(request)  # the headers are out
-        request["session"]["late"] = True
-        await response.write(b"done")
-        return response
-
-    app = web.Application()
-    app.router.add_get("/", stream)
-    setup(app, keys=[KEY], on_event=lambda name, payload: seen.append(name))
-    async with serve(app) as http:
-        response = await http.get("/")
-        assert await response.text() == "done"
-        assert "Set-Cookie" not in response.headers
-    assert seen == ["lost"]
-
-
-async def test_removing_an_unused_session_while_streaming_is_reported_lost() -> None:
-    seen: list[str] = []
-
-    async def stream(request: web.Request) -> web.StreamResponse:
-        response = web.StreamResponse()
-        await response.prepare(request)
-        request["session"] = None  # a logout after the headers went out
+        if late == "change":
+            request["session"]["late"] = True
+        else:
+            request["session"] = None  # a logout, never having read the session
         await response.write(b"done")
         return response
 
     app = counter_app(on_event=lambda name, payload: seen.append(name))
     app.router.add_get("/stream", stream)
     async with serve(app) as http:
-        await http.get("/")  # a session to remove
+        await http.get("/")  # a session to change or remove
+        seen.clear()
         response = await http.get("/stream")
         assert await response.text() == "done"
         assert "Set-Cookie" not in response.headers
@@ -317,7 +302,7 @@ async def test_a_websocket_handler_error_closes_the_socket_cleanly() -> None:
         await socket.send_str(str(request["session"]["views"]))
         raise RuntimeError("handler bug")
 
-    async with serve(_old_key_app(old_key)) as first:
+    async with serve(counter_app(keys=[old_key])) as first:
         await first.get("/")
         cookies = jar(first)
     app = web.Application()
@@ -329,17 +314,6 @@ async def test_a_websocket_handler_error_closes_the_socket_cleanly() -> None:
         assert await socket.receive_str() == "1"
         message = await socket.receive()
         assert message.type == WSMsgType.CLOSED  # not ERROR: no HTTP bytes on the socket
-
-
-def _old_key_app(key: str) -> web.Application:
-    async def home(request: web.Request) -> web.Response:
-        request["session"]["views"] = 1
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_get("/", home)
-    setup(app, keys=[key])
-    return app
 
 
 # -- store mode ----------------------------------------------------------------------------

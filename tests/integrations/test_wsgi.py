@@ -393,16 +393,27 @@ def test_failed_commit_in_a_lazy_stream_answers_503() -> None:
 # -- the session's engine is made on first use ----------------------------------------------------
 
 
-def _events_app(
-    handler: Callable[[Environ], Iterator[bytes]], events: list[str]
-) -> SessionMiddleware:
-    """``handler(environ)`` is the app's body; start_response was called before it runs."""
+def _with_a_session(
+    handler: Callable[[Environ], Iterator[bytes]],
+) -> tuple[TestResponse, list[str]]:
+    """GET / carrying the cookie of an existing session, answered by an app that calls
+    start_response and then runs ``handler(environ)`` as its body; the body read and closed as
+    a server does. The response and the events emitted."""
+    http = Client(SessionMiddleware(app, keys=[KEY]))
+    http.get("/")
+    events: list[str] = []
 
     def wsgi_app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return handler(environ)
 
-    return SessionMiddleware(wsgi_app, keys=[KEY], on_event=lambda name, _: events.append(name))
+    http.application = SessionMiddleware(
+        wsgi_app, keys=[KEY], on_event=lambda name, _: events.append(name)
+    )
+    response = http.get("/")
+    response.get_data()
+    response.close()
+    return response, events
 
 
 def test_an_untouched_session_adds_nothing_and_lets_go_of_the_request() -> None:
@@ -412,29 +423,26 @@ def test_an_untouched_session_adds_nothing_and_lets_go_of_the_request() -> None:
         held.append(session(environ))
         yield b"ok"
 
-    http = Client(SessionMiddleware(app, keys=[KEY]))
-    http.get("/")  # a cookie to carry
-    events: list[str] = []
-    http.application = _events_app(untouched, events)
-    response = http.get("/")
+    response, events = _with_a_session(untouched)
     assert response.get_data() == b"ok"
-    response.close()  # as a server does at the end of the body
     assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
     assert events == []
     with pytest.raises(ResponseStartedError):  # the request is over: nothing to load it from
         held[0].get("views")
 
 
-def test_a_session_first_changed_while_streaming_is_reported_lost() -> None:
-    def late(environ: Environ) -> Iterator[bytes]:
-        yield b"first chunk"  # the headers are out
-        session(environ)["views"] = 9
-        yield b"second chunk"
+@pytest.mark.parametrize("late", ["change", "removal"])
+def test_a_session_first_used_while_streaming_is_reported_lost(late: str) -> None:
+    def body(environ: Environ) -> Iterator[bytes]:
+        yield b"a"  # the headers are out
+        if late == "change":
+            session(environ)["views"] = 9
+        else:
+            environ["koasession.session"] = None  # a logout, never having read the session
+        yield b"b"
 
-    events: list[str] = []
-    response = Client(_events_app(late, events)).get("/")
-    assert response.get_data() == b"first chunksecond chunk"
-    response.close()
+    response, events = _with_a_session(body)
+    assert response.get_data() == b"ab"
     assert "Set-Cookie" not in response.headers
     assert events == ["lost"]
 
@@ -469,23 +477,6 @@ def test_requests_leave_no_reference_cycles() -> None:
     control = garbage(untouched)
     assert garbage(SessionMiddleware(untouched, keys=[KEY])) == control
     assert garbage(SessionMiddleware(app, keys=[KEY])) == control
-
-
-def test_removing_an_unused_session_while_streaming_is_reported_lost() -> None:
-    def late(environ: Environ) -> Iterator[bytes]:
-        yield b"a"
-        environ["koasession.session"] = None  # a logout after the headers went out
-        yield b"b"
-
-    http = Client(SessionMiddleware(app, keys=[KEY]))
-    http.get("/")  # a session to remove
-    events: list[str] = []
-    http.application = _events_app(late, events)
-    response = http.get("/")
-    assert response.get_data() == b"ab"
-    response.close()
-    assert "Set-Cookie" not in response.headers
-    assert events == ["lost"]
 
 
 def test_start_response_corrected_after_a_malformed_status_commits() -> None:
