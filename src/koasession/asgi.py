@@ -12,13 +12,13 @@ from .errors import ConfigurationError, StoreError
 from .lifecycle import (
     UNAVAILABLE,
     RequestSession,
-    end,
     engine_of,
     finish,
     release,
     started_engine,
 )
 from .options import SessionOptions, SessionOptionsDict
+from .released import shared as shared_released
 from .session import Session
 
 if TYPE_CHECKING:
@@ -119,12 +119,14 @@ class SessionMiddleware:
             await _answer_crash(engine_of(session), send)
             raise
         else:
-            if not replaced:
-                finish(session, scope, key)
+            # finish() and end() inlined for the untouched session, the commonest request
+            if not replaced and (session._bound is not None or scope.get(key) is not session):
+                finish(session, scope, key)  # used, or replaced (None, a dict) too late
         finally:
-            rs = end(session, cfg)
-            if rs is not None:
-                await release(rs)
+            if session._bound is None:
+                session._rebind(cfg.released or shared_released(cfg))  # let go of the scope
+            else:
+                await release(session._bound)
 
     async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> Session | None:
         """The session of a request under an ``exclude`` rule or in store mode (loaded before

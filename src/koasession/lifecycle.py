@@ -19,7 +19,15 @@ The adapter's part, for any protocol::
                        else headers = rs.merge_headers(headers)
     if the app raised: extra = rs.error_headers() -> a 500 carrying them, when not None
     after a normal end: rs.finish()
-    always: await events.settle(rs.pending_events)
+    always: await release(rs)                  # the events, then no reference cycles left
+
+Outside store mode the adapters defer the engine, since most requests never use the session:
+they publish ``Session(None, make, request)``, whose engine ``make(session, request)`` builds
+on first use. At the response start, a session still without one and still in the mapping
+gets ``started_engine`` as its ``make`` (nothing can reach this response any more) and adds
+nothing; otherwise ``engine_of(session)`` and the steps above. After the app,
+``finish(session, mapping, scope_key)``; at the end, ``end(session, cfg)`` lets go of the
+request or returns the engine to release.
 
 Module map: :mod:`~koasession.enginestate` (state and accessors), :mod:`~koasession.loading`,
 :mod:`~koasession.committing` and :mod:`~koasession.responding` (the three parts this module
