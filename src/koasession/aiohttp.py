@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web
 from multidict import CIMultiDict
 
+from . import plainrequest
 from .config import SessionConfig
 from .errors import StoreError
 from .lifecycle import (
@@ -45,6 +46,7 @@ from .lifecycle import (
     started_engine,
 )
 from .options import SessionOptions, SessionOptionsDict
+from .plainrequest import General, PlainRequest
 from .session import Session, find_session
 
 if TYPE_CHECKING:
@@ -94,8 +96,13 @@ class SessionMiddleware:
         # table per middleware, so two sessions (two scope keys) on one app stay apart.
         self._sessions: dict[int, Session] = {}
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
-        self._engine_on_use = functools.partial(_engine, self.config)
-        self._engine_after_start = functools.partial(started_engine, _engine, self.config)
+        general = functools.partial(_engine, self.config)
+        if plainrequest.usable(self.config):
+            make: Callable[..., Any] = functools.partial(_plain, general)
+        else:
+            make = _engine
+        self._engine_on_use = functools.partial(make, self.config)
+        self._engine_after_start = functools.partial(started_engine, make, self.config)
         self._scope_key = self.config.options.scope_key
 
     @property
@@ -207,6 +214,8 @@ class SessionMiddleware:
         ok = rs.start_response(status)
         if not (ok if isinstance(ok, bool) else await ok):
             return False
+        rs = session._bound or rs  # the general engine if the plain one handed over
+        assert rs is not None
         if rs.read or rs.cookie_lines or rs.extra_headers:
             if response is not None and rs.cookie_lines and rs.opts_view.overwrite:
                 # Cookies the handler set with response.set_cookie() join the headers only at
@@ -270,6 +279,18 @@ def _engine(cfg: SessionConfig, session: Session | None, request: web.Request) -
     if session is None:
         request[cfg.options.scope_key] = rs.session
     return rs
+
+
+def _plain(
+    general: General, cfg: SessionConfig, session: Session, request: web.Request
+) -> PlainRequest | RequestSession:
+    """The deferred engine when the configuration allows the plain path (see plainrequest), but
+    for a WebSocket; ``general(session, request)`` makes the general one."""
+    if _is_websocket(request):
+        return general(session, request)
+    headers = [(k.lower(), v) for k, v in request.raw_headers]
+    slot = cast("MutableMapping[str, Any]", request)
+    return PlainRequest(cfg, session, headers, request.scheme, slot, request, general)
 
 
 def _is_websocket(request: web.Request) -> bool:

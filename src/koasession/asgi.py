@@ -6,7 +6,7 @@ import functools
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import events
+from . import events, plainrequest
 from .config import SessionConfig
 from .errors import ConfigurationError, StoreError
 from .lifecycle import (
@@ -18,6 +18,7 @@ from .lifecycle import (
     started_engine,
 )
 from .options import SessionOptions, SessionOptionsDict
+from .plainrequest import General, PlainRequest
 from .released import shared as shared_released
 from .session import Session
 
@@ -62,8 +63,13 @@ class SessionMiddleware:
             raise
         self.config.offer_store_timeout()
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
-        self._engine_on_use = functools.partial(_engine_on_use, self.config)
-        self._engine_after_start = functools.partial(started_engine, _engine_on_use, self.config)
+        general = functools.partial(_engine_on_use, self.config)
+        if plainrequest.usable(self.config):
+            make: Callable[..., Any] = functools.partial(_plain_on_use, general)
+        else:
+            make = _engine_on_use
+        self._engine_on_use = functools.partial(make, self.config)
+        self._engine_after_start = functools.partial(started_engine, make, self.config)
         # Read on every request, so looked up once here.
         self._scope_key = self.config.options.scope_key
         self._deferred = not self.config.eager and self.config.excluded is None
@@ -106,6 +112,7 @@ class SessionMiddleware:
                         replaced = True
                         await _send_unavailable(send)
                         return
+                    rs = session._bound or rs  # the general engine if the plain one handed over
                     if rs.read or rs.cookie_lines or rs.extra_headers:
                         message["headers"] = rs.merge_headers(message.get("headers") or [])
             await send(message)
@@ -308,6 +315,15 @@ def _engine(
 def _engine_on_use(cfg: SessionConfig, session: Session, scope: Scope) -> RequestSession:
     """The deferred engine of ``session``, made when the app first uses it."""
     return _engine(cfg, scope, session=session)
+
+
+def _plain_on_use(
+    general: General, cfg: SessionConfig, session: Session, scope: Scope
+) -> PlainRequest:
+    """The deferred engine when the configuration allows the plain path (see plainrequest);
+    ``general(session, scope)`` makes the general one it may hand the request to."""
+    headers = scope.get("headers") or ()
+    return PlainRequest(cfg, session, headers, scope.get("scheme"), scope, scope, general)
 
 
 async def _send_unavailable(send: Send) -> None:

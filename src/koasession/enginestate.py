@@ -31,6 +31,18 @@ UNAVAILABLE: tuple[int, list[tuple[bytes, bytes]], bytes] = (
 Headers = Sequence[tuple[bytes, bytes]]
 
 
+def request_is_secure(scheme: str | None, headers: Headers, proxy: bool) -> bool:
+    """Whether a request arrived over TLS (trusting X-Forwarded-Proto only with ``proxy``)."""
+    if scheme in ("https", "wss"):
+        return True
+    if proxy:
+        for key, value in headers:
+            if key == b"x-forwarded-proto":
+                first = value.split(b",", 1)[0].strip().lower()
+                return first in (b"https", b"wss")
+    return False
+
+
 async def _resolve(value: Any) -> Any:
     return await value if inspect.isawaitable(value) else value
 
@@ -177,15 +189,8 @@ class EngineState:
         return self._cookies
 
     def is_secure(self) -> bool:
-        """Whether the request arrived over TLS (trusting X-Forwarded-Proto only with proxy)."""
-        if self.scheme in ("https", "wss"):
-            return True
-        if self.cfg.options.proxy:
-            for key, value in self.headers:
-                if key == b"x-forwarded-proto":
-                    first = value.split(b",", 1)[0].strip().lower()
-                    return first in (b"https", b"wss")
-        return False
+        """Whether the request arrived over TLS (see :func:`request_is_secure`)."""
+        return request_is_secure(self.scheme, self.headers, self.cfg.options.proxy)
 
     def current(self) -> Session | None:
         """The session as the application left it in the slot (``None`` once removed)."""

@@ -38,7 +38,7 @@ combines), :mod:`~koasession.changes` (change detection), over the pure
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from . import cookieformat, decisions, events
 from .changes import Changes
@@ -80,19 +80,29 @@ class RequestSession(Loading, Committing, Responding, Verbs, DeviceHook, Changes
 # request)``, ``make(session, request)`` building the engine); these are the steps every such
 # adapter takes with it.
 
-Make = Callable[["SessionConfig", Session, Any], RequestSession]
-
 
 def engine_of(session: Session) -> RequestSession:
     """The engine of ``session``, made now if it was deferred (always a RequestSession)."""
-    rs = session._rs
+    rs: Any = session._rs
+    if not isinstance(rs, RequestSession):
+        rs = rs.general()  # a plain engine (see plainrequest) hands the request over
     assert isinstance(rs, RequestSession)
     return rs
 
 
+class _Engine(Protocol):
+    started: bool
+
+
+E = TypeVar("E", bound=_Engine)
+
+
 def started_engine(
-    make: Make, cfg: SessionConfig, session: Session, request: Any
-) -> RequestSession:
+    make: Callable[[SessionConfig, Session, Any], E],
+    cfg: SessionConfig,
+    session: Session,
+    request: Any,
+) -> E:
     """``make(cfg, session, request)`` for a session first used after its response started."""
     rs = make(cfg, session, request)
     rs.started = True  # nothing can be added to the response any more

@@ -65,6 +65,10 @@ class Loading(Migrating):
             if payload is not None:
                 self.adopt_plain(payload)
                 return
+        self.load_general()
+
+    def load_general(self) -> None:
+        """:meth:`load` the general way: every check, with its events and reasons."""
         data, rotated = self.cookie_payload()
         if data is not None:
             verdict = self.check(data, None)

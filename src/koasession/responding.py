@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import codec, cookieformat, cookies, cookiesize, events
@@ -162,48 +162,15 @@ class Responding(EngineState):
         return True
 
     def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """``headers`` (the application's response headers) with the session's merged in.
-
-        The session's Set-Cookie lines replace the application's for the same names (with
-        ``overwrite``); a response that sets a cookie gets ``Cache-Control: private`` unless it
-        has a Cache-Control, and one that read or set the session gets ``Vary: Cookie``.
-        """
+        """``headers`` (the application's response headers) with the session's merged in
+        (see :func:`merge_session_headers`)."""
         queued = self.cookie_lines
         if not (self.read or queued or self.extra_headers):
             return headers
-        # One pass over the application's headers finds all three names (each lower() once);
-        # responses carry a handful of headers, so this beats a scan per rule.
-        out: list[tuple[bytes, bytes]] = []
-        vary = -1
-        has_cache_control = False
-        prefixes: tuple[bytes, ...] | None = None
-        for header in headers:
-            lower = header[0].lower()
-            if lower == b"set-cookie":
-                if queued and (self._opts or self.cfg.options).overwrite:
-                    if prefixes is None:
-                        prefixes = tuple([f"{name}=".encode("latin-1") for name, _ in queued])
-                    if header[1].startswith(prefixes):
-                        continue  # replaced by the session's line for the same cookie
-            elif lower == b"cache-control":
-                has_cache_control = True
-            elif lower == b"vary" and vary < 0:
-                vary = len(out)
-            out.append(header)
-        if queued and not has_cache_control:
-            out.append((b"cache-control", b"private"))
-        if self.read or queued:
-            # A response that sets or clears the session cookie (a logout that never read the
-            # session included) must not be served from a shared cache to another browser.
-            if vary < 0:
-                out.append((b"vary", b"Cookie"))
-            else:
-                key, value = out[vary]
-                tokens = [t.strip().lower() for t in value.split(b",")]
-                if b"cookie" not in tokens and b"*" not in tokens:
-                    out[vary] = (key, value + b", Cookie")
-        out.extend(self.response_headers())
-        return out
+        overwrite = (self._opts or self.cfg.options).overwrite
+        return merge_session_headers(
+            headers, queued, self.extra_headers, read=self.read, overwrite=overwrite
+        )
 
     def error_headers(self) -> list[tuple[bytes, bytes]] | None:
         """Headers for the 500 an adapter sends when the application raised, or ``None``.
@@ -279,3 +246,57 @@ class Responding(EngineState):
                 "background task), so the change could not be sent; change it, or call "
                 "`await session.save()`, before the response starts",
             )
+
+
+def merge_session_headers(
+    headers: list[tuple[bytes, bytes]],
+    queued: Sequence[tuple[str, str]],
+    extra: Sequence[tuple[bytes, bytes]],
+    *,
+    read: bool,
+    overwrite: bool,
+) -> list[tuple[bytes, bytes]]:
+    """``headers`` (the application's response headers) with a session's merged in.
+
+    ``queued`` are the session's Set-Cookie lines as ``(cookie name, line)``, ``extra`` its
+    other headers, ``read`` whether the request read the session. The session's lines replace
+    the application's for the same names (with ``overwrite``); a response that sets a cookie
+    gets ``Cache-Control: private`` unless it has a Cache-Control, and one that read or set the
+    session gets ``Vary: Cookie``.
+    """
+    if not (read or queued or extra):
+        return headers
+    # One pass over the application's headers finds all three names (each lower() once);
+    # responses carry a handful of headers, so this beats a scan per rule.
+    out: list[tuple[bytes, bytes]] = []
+    vary = -1
+    has_cache_control = False
+    prefixes: tuple[bytes, ...] | None = None
+    for header in headers:
+        lower = header[0].lower()
+        if lower == b"set-cookie":
+            if queued and overwrite:
+                if prefixes is None:
+                    prefixes = tuple([f"{name}=".encode("latin-1") for name, _ in queued])
+                if header[1].startswith(prefixes):
+                    continue  # replaced by the session's line for the same cookie
+        elif lower == b"cache-control":
+            has_cache_control = True
+        elif lower == b"vary" and vary < 0:
+            vary = len(out)
+        out.append(header)
+    if queued and not has_cache_control:
+        out.append((b"cache-control", b"private"))
+    if read or queued:
+        # A response that sets or clears the session cookie (a logout that never read the
+        # session included) must not be served from a shared cache to another browser.
+        if vary < 0:
+            out.append((b"vary", b"Cookie"))
+        else:
+            key, value = out[vary]
+            tokens = [t.strip().lower() for t in value.split(b",")]
+            if b"cookie" not in tokens and b"*" not in tokens:
+                out[vary] = (key, value + b", Cookie")
+    out.extend([(b"set-cookie", line.encode("latin-1")) for _, line in queued])
+    out.extend(extra)
+    return out

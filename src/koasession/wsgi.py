@@ -22,11 +22,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import events
+from . import events, plainrequest
 from .config import SessionConfig, is_async_callable
 from .errors import ConfigurationError, StoreError
 from .lifecycle import UNAVAILABLE, RequestSession, end, engine_of, finish, started_engine
 from .options import SessionOptions, SessionOptionsDict
+from .plainrequest import General, PlainRequest
 from .session import Session
 
 if TYPE_CHECKING:
@@ -146,8 +147,13 @@ class SessionMiddleware:
         # stepped in the request's thread and no loop thread is started.
         self._in_thread = not opts.uses_store and not any(map(is_async_callable, hooks))
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
-        self._engine_on_use = functools.partial(_engine, self.config)
-        self._engine_after_start = functools.partial(started_engine, _engine, self.config)
+        general = functools.partial(_engine, self.config)
+        if plainrequest.usable(self.config):
+            make: Callable[..., Any] = functools.partial(_plain, general)
+        else:
+            make = _engine
+        self._engine_on_use = functools.partial(make, self.config)
+        self._engine_after_start = functools.partial(started_engine, make, self.config)
         self._scope_key = opts.scope_key
         self._loop: _LoopThread | None = None
         self._lock = threading.Lock()
@@ -297,6 +303,7 @@ class _Response:
             self.replaced = True
             _unavailable(self.server_start)
             return _discard
+        rs = session._bound or rs  # the general engine if the plain one handed over
         if rs.read or rs.cookie_lines or rs.extra_headers:
             raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
             # Keep the app's own spelling of its header names; ours are lower case.
@@ -388,6 +395,17 @@ def _engine(cfg: SessionConfig, session: Session | None, environ: Environ) -> Re
     if session is None:
         environ[cfg.options.scope_key] = rs.session
     return rs
+
+
+def _plain(
+    general: General, cfg: SessionConfig, session: Session, environ: Environ
+) -> PlainRequest:
+    """The deferred engine when the configuration allows the plain path (see plainrequest);
+    ``general(session, environ)`` makes the general one it may hand the request to."""
+    headers = _EnvironHeaders(environ)
+    return PlainRequest(
+        cfg, session, headers, environ.get("wsgi.url_scheme"), environ, environ, general
+    )
 
 
 def _discard(data: bytes) -> None:

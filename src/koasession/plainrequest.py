@@ -1,0 +1,335 @@
+"""The engine of a request that stays on the default cookie's plain path (issue 12).
+
+Most requests that use their session in the default configuration do the same few things:
+read a good cookie (:mod:`koasession.plaincookie` accepts it), read or change a few flat values,
+and answer with the next cookie. :class:`PlainRequest` does exactly that, with none of the
+general engine's machinery (:class:`~koasession.lifecycle.RequestSession`: per-request options,
+hooks, events, stores, context, fallbacks).
+
+Anything else hands the request over to the general engine, built then with this request's
+state, so that from there on the request is the general engine's alone: a cookie the fast lane
+does not accept, a nested value, a replaced or removed session, an equal-but-rewritten value, a
+cookie line near the size limit, or any session method beyond reading and writing values
+(``save()``, ``regenerate()``, ``max_age``, ``options``, ``created_at``...). The hand-over is
+one-way and keeps the verdicts identical; ``tests/core/test_plainrequest.py`` runs the same
+requests through both engines and compares responses and events.
+
+It is used only when the configuration allows it (:func:`usable`): cookie mode with the fast
+lane, automatic commits, no ``rolling``, ``renew``, ``before_save`` or configured ``secure``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from . import codec, cookies
+from .enginestate import Headers, request_is_secure
+from .released import shared as shared_released
+from .responding import merge_session_headers
+
+if TYPE_CHECKING:
+    from .config import SessionConfig
+    from .lifecycle import RequestSession
+    from .options import SessionOptions
+    from .session import RequestOptions, Session
+
+#: Builds the general engine for the same request: ``general(session, raw)``.
+General = Callable[["Session", Any], "RequestSession"]
+
+
+def usable(cfg: SessionConfig) -> bool:
+    """Whether requests under ``cfg`` may start on the plain path."""
+    opts = cfg.options
+    return (
+        cfg.plain_cookie is not None
+        and opts.auto_commit
+        and not opts.rolling
+        and not opts.renew
+        and opts.before_save is None
+        and opts.secure is None
+        and not opts.chunk
+    )
+
+
+class PlainRequest:
+    """A request's session engine while it stays on the plain path (see the module doc)."""
+
+    __slots__ = (
+        "_created",
+        "_expire",
+        "_general",
+        "_make_general",
+        "_prev",
+        "_raw",
+        "_saved_json",
+        "cfg",
+        "clean_writes",
+        "cookie_lines",
+        "error_response",
+        "headers",
+        "read",
+        "scheme",
+        "session",
+        "slot",
+        "started",
+    )
+
+    #: Nothing else is ever added to a plain response (a read on the class, no slot needed).
+    extra_headers = ()
+    pending_events = ()
+    #: A WebSocket's session is the general engine's (the adapters never make this one for it).
+    websocket = False
+
+    def __init__(
+        self,
+        cfg: SessionConfig,
+        session: Session,
+        headers: Headers,
+        scheme: str | None,
+        slot: MutableMapping[str, Any],
+        raw: Any,
+        make_general: General,
+    ) -> None:
+        self.cfg = cfg
+        self.session = session
+        self.headers = headers
+        self.scheme = scheme
+        self.slot = slot
+        self._raw = raw
+        self._make_general = make_general
+        self._general: RequestSession | None = None
+        self.read = False
+        self.started = False
+        self.error_response = False
+        self.cookie_lines: list[tuple[str, str]] | tuple[()] = ()
+        self.clean_writes = -1
+        #: A copy of the data as loaded (flat, so a dict compare tells a change) until saved.
+        self._prev: dict[str, Any] | None = None
+        #: The data's snapshot once saved (what the general engine keeps as ``prev_json``).
+        self._saved_json: str | None = None
+        self._expire: int = 0
+        self._created: int | None = None
+        session._bound = self
+
+    # -- handing over --------------------------------------------------------------------
+    def general(self) -> RequestSession:
+        """The general engine, made now (with this request's state) if it was not yet."""
+        rs = self._general
+        if rs is None:
+            # Building it binds the session to it: from here on the request is its alone.
+            rs = self._general = self._make_general(self.session, self._raw)
+            rs.started = self.started
+            rs.error_response = self.error_response
+            if self.read:
+                rs.read = True
+                rs.loaded_expire = self._expire
+                rs.loaded_created = self._created
+                if self._saved_json is not None:
+                    rs.prev_json = self._saved_json
+                    rs.committed = True
+                    rs.cookie_lines = self.cookie_lines
+                else:
+                    rs._prev_flat = self._prev
+                rs.clean_writes = self.clean_writes
+        return rs
+
+    # -- the rest of the session's engine interface (SessionEngine): the general engine's ---
+    @property
+    def external_key(self) -> str | None:
+        """The store id: none in cookie mode (answered without handing over)."""
+        return None
+
+    @property
+    def opts(self) -> RequestOptions:
+        """This request's own options: changing them takes the request to the general engine."""
+        return self.general().opts
+
+    @property
+    def opts_view(self) -> SessionOptions:
+        """The options in force: the configuration's, until the request is handed over."""
+        general = self._general
+        return self.cfg.options if general is None else general.opts_view
+
+    async def load_async(self) -> None:
+        """:meth:`load`: a cookie needs no I/O (``session.load()`` in cookie mode)."""
+        self.load()
+
+    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
+        """An explicit commit (``save()``, ``regenerate()``, ``manually_commit()``)."""
+        await self.general().commit(save=save, regenerate=regenerate)
+
+    async def flush(self) -> None:
+        """``session.flush()``."""
+        await self.general().flush()
+
+    def flush_now(self) -> None:
+        """``session.flush_sync()``."""
+        self.general().flush_now()
+
+    async def reload(self) -> None:
+        """``session.reload()``."""
+        await self.general().reload()
+
+    def reload_now(self) -> None:
+        """``session.reload_sync()``."""
+        self.general().reload_now()
+
+    def skip(self) -> None:
+        """``session.skip_save()``."""
+        self.general().skip()
+
+    def created_ms(self) -> float | None:
+        """``session.created_at``."""
+        return self.general().created_ms()
+
+    def accessed_ms(self) -> float | None:
+        """``session.accessed_at``."""
+        return self.general().accessed_ms()
+
+    def expires_ms(self) -> float | None:
+        """``session.expires_at``."""
+        return self.general().expires_ms()
+
+    # -- loading -------------------------------------------------------------------------
+    def load(self) -> None:
+        """Load the session from a plainly valid cookie, or hand the request over."""
+        self.read = True
+        values = [v.decode("latin-1") for k, v in self.headers if k == b"cookie"]
+        jar = cookies.parse_cookie_header(values) if values else {}
+        plain = self.cfg.plain_cookie
+        data = None if plain is None else plain.read(jar, time.time() * 1000)
+        if data is None or not codec.is_flat(data):
+            self.read = False
+            rs = self.general()
+            rs.read = True
+            rs._cookies = jar
+            if data is None:
+                rs.load_general()  # the cookie read again, with the events and reasons
+            else:
+                rs.adopt_plain(data)
+            return
+        max_age = data.pop("_maxAge", None)
+        if max_age is not None and max_age / 1000 != self.cfg.options.max_age:
+            data["_maxAge"] = max_age
+            self.read = False
+            rs = self.general()
+            rs.read = True
+            rs._cookies = jar
+            rs.adopt_plain(data)
+            return
+        self._expire = data.pop("_expire")
+        self._created = data.pop("_created", None)
+        session = self.session
+        session._adopt(data, is_new=False)
+        self._prev = dict(data)
+        self.clean_writes = session._writes
+
+    # -- the response --------------------------------------------------------------------
+    def start_response(self, status: int) -> bool:
+        """Commit as the response starts (the general engine's rules, on the plain path)."""
+        general = self._general
+        if general is not None:
+            return general.start_response(status)  # type: ignore[return-value]
+        if status >= 500:
+            self.started = self.error_response = True
+            return True
+        session = self.session
+        if session._data is None and self.slot.get(self.cfg.options.scope_key) is session:
+            self.started = True  # never loaded, not replaced: nothing to commit
+            return True
+        if (
+            not self.read
+            or session._require_save
+            or session._removed
+            or self.slot.get(self.cfg.options.scope_key) is not session
+        ):
+            return self.general().start_response(status)  # type: ignore[return-value]
+        if session._writes == self.clean_writes:
+            self.started = True  # only read
+            return True
+        data = session._data
+        assert data is not None
+        if data == self._prev or not codec.is_flat(data):
+            # Equal as dicts may still differ as JSON (1 and 1.0), nested data may change in
+            # place: the general engine compares the snapshots.
+            return self.general().start_response(status)  # type: ignore[return-value]
+        if not self._save(data):
+            return self.general().start_response(status)  # type: ignore[return-value]
+        self.started = True
+        return True
+
+    def _save(self, data: dict[str, Any]) -> bool:
+        """Queue the cookie for ``data``; False when a line may be too long for this path."""
+        cfg = self.cfg
+        data_json = codec.snapshot(data)
+        now_ms = int(time.time() * 1000)
+        max_age = cfg.options.max_age
+        assert not isinstance(max_age, str)  # see PlainCookie.for_options
+        max_age_ms = round(max_age * 1000)
+        metadata: dict[str, Any] = {"_expire": now_ms + max_age_ms, "_maxAge": max_age_ms}
+        if cfg.record_created:
+            metadata["_created"] = self._created if self._created is not None else now_ms
+        cipher = cfg.cipher
+        if cipher is None:
+            value = codec.encode_payload(data, data_json, metadata)
+        else:
+            value = cipher.seal_bytes(codec.payload_bytes(data, data_json, metadata))
+        plain = cfg.plain_cookie
+        lines = None if plain is None else plain.lines(value, metadata["_expire"], self.is_secure())
+        if lines is None:
+            return False
+        if self._created is None and "_created" in metadata:
+            self._created = metadata["_created"]
+        self.cookie_lines = lines
+        self._saved_json = data_json
+        self._prev = None
+        self.clean_writes = self.session._writes
+        return True
+
+    def is_secure(self) -> bool:
+        """Whether the request arrived over TLS (see :func:`request_is_secure`)."""
+        return request_is_secure(self.scheme, self.headers, self.cfg.options.proxy)
+
+    def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``headers`` with the session's merged in (see ``Responding.merge_headers``)."""
+        general = self._general
+        if general is not None:
+            return general.merge_headers(headers)
+        return merge_session_headers(
+            headers, self.cookie_lines, (), read=self.read, overwrite=self.cfg.options.overwrite
+        )
+
+    def error_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """A plain request has nothing for an error response (see ``Responding``)."""
+        general = self._general
+        return None if general is None else general.error_headers()
+
+    def finish(self) -> None:
+        """After the application: a change made after the response started is reported by the
+        general engine (event ``lost``)."""
+        general = self._general
+        if general is not None:
+            general.finish()
+            return
+        if not self.started or self.error_response:
+            return
+        session = self.session
+        if session._data is None and self.slot.get(self.cfg.options.scope_key) is session:
+            return
+        if (
+            session._writes != self.clean_writes
+            or session._removed
+            or session._require_save
+            or self.slot.get(self.cfg.options.scope_key, session) is not session
+        ):
+            self.general().finish()
+
+    def release(self) -> None:
+        """End of request: the session lets go of this engine (no reference cycle left)."""
+        general = self._general
+        if general is not None:
+            general.release()
+        else:
+            self.session._rebind(shared_released(self.cfg))
