@@ -310,6 +310,17 @@ class _Orjson:
             return None
         return raw
 
+    def write_flat(self, data: dict[str, Any]) -> bytes | None:
+        """:meth:`write` for a dict with str keys that :func:`is_flat` accepts: its values are
+        exactly str, int, float, bool or None, so marshal's check for other types is moot."""
+        try:
+            raw = self.dumps(data, option=self.option)
+        except (TypeError, ValueError):  # a lone surrogate, an integer beyond 64 bits
+            return None
+        if b"null" in raw and self.loads(raw) != data:
+            return None  # NaN or an infinity written as null
+        return raw
+
     def read(self, text: str | bytes) -> Any:
         """The JSON value of ``text``, or ``_UNREAD`` for the standard path to read it.
 
@@ -416,6 +427,16 @@ def snapshot(data: Any) -> str:
         return _encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
         raise _named_error(data, exc) from exc
+
+
+def snapshot_flat(data: dict[str, Any]) -> str:
+    """:func:`snapshot` of a dict with str keys that :func:`is_flat` accepts."""
+    fast = _orjson
+    if fast is not None:
+        raw = fast.write_flat(data)
+        if raw is not None:
+            return raw.decode()
+    return snapshot(data)
 
 
 def dumps(data: Any) -> str:
@@ -657,15 +678,22 @@ def payload_bytes(data: dict[str, Any], data_text: str, metadata: dict[str, Any]
 
     See :func:`encode_payload`; an encrypted cookie seals these bytes.
     """
+    joined = ",".join(
+        [
+            f'"{key}":{value}' if type(value) is int else f'"{key}":{_scalar(value)}'
+            for key, value in metadata.items()
+        ]
+    )
+    return join_payload(data, data_text, joined)
+
+
+def join_payload(data: dict[str, Any], data_text: str, metadata_text: str) -> bytes:
+    """:func:`payload_bytes` with the metadata already written as JSON members
+    (``'"_expire":1700000000000,"_maxAge":86400000'``; empty for none)."""
     text = _js_pass(data) if _needs_js_pass(data_text) else data_text
-    if metadata:
-        joined = ",".join(
-            [
-                f'"{key}":{value}' if type(value) is int else f'"{key}":{_scalar(value)}'
-                for key, value in metadata.items()
-            ]
-        )
-        text = "{" + joined + "}" if text == "{}" else text[:-1] + "," + joined + "}"
+    if metadata_text:
+        body = text[1:-1]  # "" for an empty object
+        text = "{" + (body + "," if body else "") + metadata_text + "}"
     try:
         return text.encode()
     except UnicodeEncodeError:

@@ -102,7 +102,7 @@ class PlainCookie:
             if signature is None or len(value) % 4:
                 return None
             assert self._signer is not None
-            if self._signer.verify(f"{self._name}={value}", signature) != 0:
+            if not self._signer.verify_first(f"{self._name}={value}", signature):
                 return None  # a bad signature, or an older key's (re-signed by the slow path)
             try:
                 text = codec.strict_b64decode(value).decode()

@@ -20,6 +20,7 @@ lane, automatic commits, no ``rolling``, ``renew``, ``before_save`` or configure
 
 from __future__ import annotations
 
+import binascii
 import time
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
@@ -263,25 +264,31 @@ class PlainRequest:
     def _save(self, data: dict[str, Any]) -> bool:
         """Queue the cookie for ``data``; False when a line may be too long for this path."""
         cfg = self.cfg
-        data_json = codec.snapshot(data)
+        data_json = codec.snapshot_flat(data)
         now_ms = int(time.time() * 1000)
         max_age = cfg.options.max_age
         assert not isinstance(max_age, str)  # see PlainCookie.for_options
+        # The general engine's metadata (Committing.metadata) for a plain request, as JSON.
         max_age_ms = round(max_age * 1000)
-        metadata: dict[str, Any] = {"_expire": now_ms + max_age_ms, "_maxAge": max_age_ms}
+        expire = now_ms + max_age_ms
+        created = self._created
         if cfg.record_created:
-            metadata["_created"] = self._created if self._created is not None else now_ms
+            if created is None:
+                created = now_ms  # a session loaded without _created records it now
+            metadata = f'"_expire":{expire},"_maxAge":{max_age_ms},"_created":{created}'
+        else:
+            metadata = f'"_expire":{expire},"_maxAge":{max_age_ms}'
+        raw = codec.join_payload(data, data_json, metadata)
         cipher = cfg.cipher
         if cipher is None:
-            value = codec.encode_payload(data, data_json, metadata)
+            value = binascii.b2a_base64(raw, newline=False).decode("ascii")
         else:
-            value = cipher.seal_bytes(codec.payload_bytes(data, data_json, metadata))
+            value = cipher.seal_bytes(raw)
         plain = cfg.plain_cookie
-        lines = None if plain is None else plain.lines(value, metadata["_expire"], self.is_secure())
+        lines = None if plain is None else plain.lines(value, expire, self.is_secure())
         if lines is None:
             return False
-        if self._created is None and "_created" in metadata:
-            self._created = metadata["_created"]
+        self._created = created
         self.cookie_lines = lines
         self._saved_json = data_json
         self._prev = None

@@ -150,6 +150,23 @@ def test_every_writer_gives_the_same_bytes_or_the_same_error(data: Any) -> None:
     assert fast_snapshot[0] == std_snapshot[0]
 
 
+_flat_leaves = st.none() | st.booleans() | _ints | _floats | _text
+
+
+@settings(max_examples=300)
+@given(st.dictionaries(_text, _flat_leaves, max_size=6))
+def test_the_flat_snapshot_is_the_snapshot(data: dict[str, Any]) -> None:
+    """snapshot_flat skips a check that flat data cannot fail; its text and errors are the same
+    as snapshot's, and the cookie written from it is the one written from the standard text."""
+    for name in ("std", "orjson"):
+        with _backend(name):
+            assert _outcome(codec.snapshot_flat, data) == _outcome(codec.snapshot, data)
+    if all(k not in codec.META_KEYS for k in data):
+        meta = '"_expire":1700000086400,"_maxAge":86400000'
+        std, fast = _both(lambda d: codec.join_payload(d, codec.snapshot_flat(d), meta), data)
+        assert fast == std
+
+
 @settings(max_examples=300)
 @given(st.dictionaries(_keys, _plain, max_size=6), _metadata)
 def test_encode_payload_from_either_snapshot_is_the_same_cookie(

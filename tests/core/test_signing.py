@@ -29,6 +29,17 @@ def test_verify_reports_which_key_matched() -> None:
     assert signer.verify(DATA, "BzaHh3J8y624cmlqXxeCF30us6o") == 1
 
 
+def test_verify_first_accepts_only_the_first_key_and_algorithm() -> None:
+    signer = Signer(["a", "b"], ["sha256", "sha1"])
+    first = Signer(["a"]).sign(DATA)
+    assert signer.verify_first(DATA, first)
+    for other in (Signer(["a"], ["sha1"]).sign(DATA), Signer(["b"]).sign(DATA)):
+        assert signer.verify(DATA, other) > 0
+        assert not signer.verify_first(DATA, other)
+    for altered in (first[:-1], first + "A", first[:-1] + "é", ""):
+        assert not signer.verify_first(DATA, altered)
+
+
 @pytest.mark.parametrize(
     "signature",
     [
