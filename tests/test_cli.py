@@ -115,6 +115,13 @@ def test_a_key_and_a_signature_may_start_with_a_dash(capsys: pytest.CaptureFixtu
     status, out, err = run(["inspect", value, "--signature", signature, "--keys", key], capsys)
     assert status == 0, out + err
     assert "signed by keys[0]" in out
+    # An abbreviation argparse reads as one of them (--sig) takes a dashed value the same way;
+    # --key is another option (the cookie name), not an abbreviation of --keys.
+    status, out, err = run(["inspect", value, "--sig", signature, "--keys", key], capsys)
+    assert status == 0, out + err
+    assert "signed by keys[0]" in out
+    status, out, err = run(["inspect", value, "--key", "-" + "x" * 30, "--keys", key], capsys)
+    assert status != 0
 
 
 def test_several_keys_in_one_option_value(capsys: pytest.CaptureFixture[str]) -> None:

@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import __version__
@@ -264,8 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
 _VALUE_OPTIONS = ("--keys", "--signature")
 
 
-def _join_dashed_values(argv: Sequence[str]) -> list[str]:
-    """``--keys -x...`` as ``--keys=-x...``, which argparse would otherwise read as an option.
+def _join_dashed_values(argv: Sequence[str], options: Collection[str] = ()) -> list[str]:
+    """``--keys -x...`` as ``--keys=-x...``, which argparse would otherwise read as an option;
+    also for an abbreviation (``--sig``) that can only mean one of these among ``options``
+    (every option string of the command line).
 
     A key (43 characters or more) or a signature (27 or more) that starts with "-" is one
     value in 64; no option of this command is 20 characters long, so a longer token after one
@@ -273,17 +275,38 @@ def _join_dashed_values(argv: Sequence[str]) -> list[str]:
     """
     out: list[str] = []
     for arg in argv:
-        if out and out[-1] in _VALUE_OPTIONS and arg.startswith("-") and len(arg) >= 20:
+        if out and arg.startswith("-") and len(arg) >= 20 and _names_value_option(out[-1], options):
             out[-1] = f"{out[-1]}={arg}"
         else:
             out.append(arg)
     return out
 
 
+def _names_value_option(arg: str, options: Collection[str]) -> bool:
+    if arg in _VALUE_OPTIONS or arg in options:
+        return arg in _VALUE_OPTIONS  # an exact name (``--key`` is another option)
+    if not arg.startswith("--") or len(arg) < 3:
+        return False
+    meant = [o for o in options if o.startswith(arg)]
+    return bool(meant) and all(o in _VALUE_OPTIONS for o in meant)
+
+
+def _option_strings(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option string of ``parser`` and its subcommands."""
+    found: set[str] = set()
+    for action in parser._actions:  # argparse has no public walk of its options
+        found.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _option_strings(sub)
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``koasession`` command; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(_join_dashed_values(sys.argv[1:] if argv is None else argv))
+    given = sys.argv[1:] if argv is None else argv
+    args = parser.parse_args(_join_dashed_values(given, _option_strings(parser)))
     try:
         status: int = args.func(args)
     except KeyboardInterrupt:
