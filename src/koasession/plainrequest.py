@@ -121,6 +121,9 @@ class PlainRequest:
         if rs is None:
             # Building it binds the session to it: from here on the request is its alone.
             rs = self._general = self._make_general(self.session, self._raw)
+            # The request as this engine first read it, as a general engine from the start has.
+            rs.headers = self.headers
+            rs.scheme = self.scheme
             rs.started = self.started
             rs.error_response = self.error_response
             if self.read:
@@ -252,11 +255,17 @@ class PlainRequest:
             return True
         data = session._data
         assert data is not None
-        if data == self._prev or not codec.is_flat(data):
-            # Equal as dicts may still differ as JSON (1 and 1.0), nested data may change in
-            # place: the general engine compares the snapshots.
+        # Flat first: comparing other values may raise (an array's ==), and nested data may
+        # change in place. Equal as dicts may still differ as JSON (1 and 1.0). The general
+        # engine compares the snapshots in both cases.
+        if not codec.is_flat(data) or data == self._prev:
             return self.general().start_response(status)  # type: ignore[return-value]
-        if not self._save(data):
+        try:
+            saved = self._save(data)
+        except BaseException:
+            self.started = True  # as the general engine's failed commit: a later change is lost
+            raise
+        if not saved:
             return self.general().start_response(status)  # type: ignore[return-value]
         self.started = True
         return True
@@ -292,7 +301,11 @@ class PlainRequest:
         self.cookie_lines = lines
         self._saved_json = data_json
         self._prev = None
-        self.clean_writes = self.session._writes
+        # Changes.note_clean's rule, so that a hand-over leaves the state it would have made.
+        if "[" not in data_json and data_json.find("{", 1) < 0:
+            self.clean_writes = self.session._writes
+        else:
+            self.clean_writes = -1
         return True
 
     def is_secure(self) -> bool:
@@ -323,13 +336,10 @@ class PlainRequest:
         if not self.started or self.error_response:
             return
         session = self.session
-        if session._data is None and self.slot.get(self.cfg.options.scope_key) is session:
-            return
-        if (
-            session._writes != self.clean_writes
-            or session._removed
-            or session._require_save
-            or self.slot.get(self.cfg.options.scope_key, session) is not session
+        if self.slot.get(self.cfg.options.scope_key) is not session:
+            self.general().finish()  # replaced (None, a dict) or taken out of the scope
+        elif session._data is not None and (
+            session._writes != self.clean_writes or session._removed or session._require_save
         ):
             self.general().finish()
 

@@ -9,6 +9,7 @@ have stayed on it, so that the comparison cannot pass with the plain engine neve
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -178,6 +179,37 @@ async def unserialisable(scope: dict[str, Any], send: Send) -> str:
     return "general"
 
 
+class Unequal:
+    """A value whose == raises (as a NumPy array's does): JSON cannot hold it either."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ValueError("ambiguous")
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+async def raising_eq(scope: dict[str, Any], send: Send) -> str:
+    scope["session"]["views"] = Unequal()
+    await _respond(send, "unequal")
+    return "general"
+
+
+async def save_fails_and_app_goes_on(scope: dict[str, Any], send: Send) -> str:
+    scope["session"]["views"] = float("nan")  # JSON cannot hold it: the commit raises
+    # Swallowed (and logged) by some framework layer: the change is then reported lost.
+    with contextlib.suppress(ValueError):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+    return "either"
+
+
+async def scheme_changes_before_hand_over(scope: dict[str, Any], send: Send) -> str:
+    scope["session"].get("views")  # first use: the engine reads the request now
+    scope["scheme"] = "https"  # an inner middleware rewrites the scope afterwards
+    scope["session"] = None
+    await _respond(send, "logged out")
+    return "either"
+
+
 async def streamed(scope: dict[str, Any], send: Send) -> str:
     session = scope["session"]
     session["views"] = session.get("views", 0) + 1
@@ -217,6 +249,9 @@ SCENARIOS: list[Scenario] = [
     unserialisable,
     streamed,
     untouched,
+    raising_eq,
+    save_fails_and_app_goes_on,
+    scheme_changes_before_hand_over,
 ]
 
 
