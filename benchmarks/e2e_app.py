@@ -1,7 +1,8 @@
 """The Starlette app served by uvicorn in the end-to-end run; ``BENCH_E2E`` picks the set-up.
 
 ``bare``: no session middleware, the handler answers without a session. The others run a
-read-modify-write counter through koasession, Starlette's SessionMiddleware or starsessions.
+read-modify-write counter through koasession, Starlette's SessionMiddleware, starsessions, or
+``floor`` (benchmarks/floor.py: the counter's wire work in as little Python as possible).
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ def build() -> Any:
         from koasession import SessionMiddleware
 
         return SessionMiddleware(inner, keys=[KEY], algorithm="sha1")
+    if MODE == "floor":
+        from floor import Floor  # the in-process harness's reference row, served the same way
+
+        return Floor(inner, KEY)
     if MODE == "starlette":
         from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
 

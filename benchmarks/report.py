@@ -30,6 +30,7 @@ from e2e import LoadResult
 
 # Row names of the end-to-end servers (``python <BENCH_E2E mode>``).
 E2E_BARE, E2E_OURS, E2E_STARLETTE = "python bare", "python koasession", "python starlette"
+E2E_FLOOR = "python floor"
 
 
 @dataclass
@@ -218,6 +219,14 @@ def floor_lines(data: Data) -> list[str]:
         found = data.ratio(num, den)
         if found is not None:
             out.append(f"{label}: {found.text()}")
+    bare, floor, theirs = (data.e2e.get(k, []) for k in (E2E_BARE, E2E_FLOOR, E2E_STARLETTE))
+    cpu = [
+        (f.cpu_us - b.cpu_us) / (t.cpu_us - b.cpu_us)
+        for b, f, t in zip(bare, floor, theirs, strict=False)
+        if b.cpu_us is not None and f.cpu_us is not None and t.cpu_us is not None
+    ]
+    if cpu:
+        out.append(f"e2e server CPU over bare, floor / Starlette SM: {spread(cpu).text()}")
     return out
 
 
@@ -327,7 +336,8 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
             "The floor row is the counter's wire work in as little Python as possible, with no "
             "options, events, hooks or change detection. Where a target's limit is at or below the "
             "floor's own ratio (the counter's 0.5x of Starlette's overhead; the untouched "
-            "request's 1.5x of the pass-through's), pure Python doing this work cannot meet it; "
+            "request's 1.5x of the pass-through's; end to end, 0.6x of Starlette's server CPU), "
+            "pure Python doing this work cannot meet it; "
             "[performance](performance.md) has what orjson and a compiled build change.",
             "",
         ]

@@ -176,7 +176,7 @@ def main() -> int:
     e2e_results: dict[str, list[e2e.LoadResult]] = {}
     if "e2e" in parts:
         e2e_results, e2e_notes = e2e.run_all(
-            seconds, runs, ["bare", "koasession", "starlette", "starsessions"]
+            seconds, runs, ["bare", "koasession", "starlette", "starsessions", "floor"]
         )
         notes.extend(e2e_notes)
 
