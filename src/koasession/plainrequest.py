@@ -110,7 +110,8 @@ class PlainRequest:
         self._prev: dict[str, Any] | None = None
         #: The data's snapshot once saved (what the general engine keeps as ``prev_json``).
         self._saved_json: str | None = None
-        self._expire: int = 0
+        #: ``_expire`` as loaded; ``None`` for a new session (no cookie).
+        self._expire: int | None = None
         self._created: int | None = None
         session._bound = self
 
@@ -134,9 +135,11 @@ class PlainRequest:
                     rs.prev_json = self._saved_json
                     rs.committed = True
                     rs.cookie_lines = self.cookie_lines
-                else:
+                    rs.clean_writes = self.clean_writes
+                elif self._expire is not None:
                     rs._prev_flat = self._prev
-                rs.clean_writes = self.clean_writes
+                    rs.clean_writes = self.clean_writes
+                # else a new session: no snapshot and no write count, as adopt(None) leaves it
         return rs
 
     # -- the rest of the session's engine interface (SessionEngine): the general engine's ---
@@ -204,6 +207,13 @@ class PlainRequest:
         jar = cookies.parse_cookie_header(values) if values else {}
         plain = self.cfg.plain_cookie
         data = None if plain is None else plain.read(jar, time.time() * 1000)
+        if data is None and self._no_cookie(jar):
+            # A first visit: nothing to read, nothing to report (the general engine's adopt(None)).
+            session = self.session
+            session._adopt({}, is_new=True)
+            self._prev = {}
+            self.clean_writes = session._writes
+            return
         if data is None or not codec.is_flat(data):
             self.read = False
             rs = self.general()
@@ -229,6 +239,12 @@ class PlainRequest:
         session._adopt(data, is_new=False)
         self._prev = dict(data)
         self.clean_writes = session._writes
+
+    def _no_cookie(self, jar: dict[str, str]) -> bool:
+        """Whether the request carries no session cookie at all, and no ``fallback`` reader
+        could find an old-format one."""
+        name = self.cfg.options.key
+        return name not in jar and name + ".sig" not in jar and not self.cfg.options.fallback
 
     # -- the response --------------------------------------------------------------------
     def start_response(self, status: int) -> bool:

@@ -267,7 +267,10 @@ COOKIES: list[tuple[str, str | None, bool]] = [
     ("other-max-age", signed_cookie(_payload(_maxAge=3_600_000)), False),
     ("expired", signed_cookie(_payload(_expire=NOW_MS - 1000)), False),
     ("old-key", signed_cookie(_payload(), key=OLD_KEY), False),
-    ("none", None, False),
+    ("none", None, True),
+    ("other-cookies-only", "theme=dark; lang=fr", True),
+    ("signature-only", "koa.sess.sig=" + "A" * 43, False),
+    ("empty-value", "koa.sess=", False),
 ]
 
 
@@ -368,6 +371,27 @@ async def test_agree_under_options(
     else:
         cookie = signed_cookie(payload, alg=options.get("algorithm", "sha256"))
     await _agree(scenario, cookie, True, monkeypatch, https=https, **options)
+
+
+@pytest.mark.parametrize("scenario", [read, counter], ids=lambda s: s.__name__)
+async def test_a_first_visit_with_an_old_format_cookie_is_migrated_the_general_way(
+    scenario: Scenario, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
+
+    from koasession.fallbacks import StarletteReader
+
+    async def old_app(scope: dict[str, Any], receive: Any, send: Send) -> None:
+        scope["session"].update({"views": 7, "user": "ana"})
+        await _respond(send, "ok")
+
+    secret = "the-old-starlette-secret"
+    async with client(StarletteSessions(old_app, secret_key=secret)) as http:
+        cookie = "session=" + (await http.get("/")).cookies["session"]
+    options = {"fallback": [StarletteReader(secret)]}
+    await _agree(scenario, cookie, False, monkeypatch, **options)
+    # With readers configured, a request without our cookie is always theirs to look at.
+    await _agree(scenario, None, False, monkeypatch, **options)
 
 
 def test_only_the_configurations_it_can_serve_use_it() -> None:
