@@ -27,6 +27,8 @@ ENGINE_MODULES = [
     "lifecycle.py",
     "loading.py",
     "options.py",
+    "plaincookie.py",
+    "plainrequest.py",
     "protocols.py",
     "responding.py",
     "session.py",

@@ -54,7 +54,80 @@ def usable(cfg: SessionConfig) -> bool:
     )
 
 
-class PlainRequest:
+class _GeneralVerbs:
+    """The rest of the session's engine interface (``SessionEngine``): the general engine's.
+
+    Any of these takes the request over to the general engine (``general()``), but for the two
+    questions the plain engine answers as the general one would without it.
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        cfg: SessionConfig
+        _general: RequestSession | None
+
+        def general(self) -> RequestSession: ...
+        def load(self) -> None: ...
+
+    @property
+    def external_key(self) -> str | None:
+        """The store id: none in cookie mode (answered without handing over)."""
+        return None
+
+    @property
+    def opts(self) -> RequestOptions:
+        """This request's own options: changing them takes the request to the general engine."""
+        return self.general().opts
+
+    @property
+    def opts_view(self) -> SessionOptions:
+        """The options in force: the configuration's, until the request is handed over."""
+        general = self._general
+        return self.cfg.options if general is None else general.opts_view
+
+    async def load_async(self) -> None:
+        """:meth:`load`: a cookie needs no I/O (``session.load()`` in cookie mode)."""
+        self.load()
+
+    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
+        """An explicit commit (``save()``, ``regenerate()``, ``manually_commit()``)."""
+        await self.general().commit(save=save, regenerate=regenerate)
+
+    async def flush(self) -> None:
+        """``session.flush()``."""
+        await self.general().flush()
+
+    def flush_now(self) -> None:
+        """``session.flush_sync()``."""
+        self.general().flush_now()
+
+    async def reload(self) -> None:
+        """``session.reload()``."""
+        await self.general().reload()
+
+    def reload_now(self) -> None:
+        """``session.reload_sync()``."""
+        self.general().reload_now()
+
+    def skip(self) -> None:
+        """``session.skip_save()``."""
+        self.general().skip()
+
+    def created_ms(self) -> float | None:
+        """``session.created_at``."""
+        return self.general().created_ms()
+
+    def accessed_ms(self) -> float | None:
+        """``session.accessed_at``."""
+        return self.general().accessed_ms()
+
+    def expires_ms(self) -> float | None:
+        """``session.expires_at``."""
+        return self.general().expires_ms()
+
+
+class PlainRequest(_GeneralVerbs):
     """A request's session engine while it stays on the plain path (see the module doc)."""
 
     __slots__ = (
@@ -141,63 +214,6 @@ class PlainRequest:
                     rs.clean_writes = self.clean_writes
                 # else a new session: no snapshot and no write count, as adopt(None) leaves it
         return rs
-
-    # -- the rest of the session's engine interface (SessionEngine): the general engine's ---
-    @property
-    def external_key(self) -> str | None:
-        """The store id: none in cookie mode (answered without handing over)."""
-        return None
-
-    @property
-    def opts(self) -> RequestOptions:
-        """This request's own options: changing them takes the request to the general engine."""
-        return self.general().opts
-
-    @property
-    def opts_view(self) -> SessionOptions:
-        """The options in force: the configuration's, until the request is handed over."""
-        general = self._general
-        return self.cfg.options if general is None else general.opts_view
-
-    async def load_async(self) -> None:
-        """:meth:`load`: a cookie needs no I/O (``session.load()`` in cookie mode)."""
-        self.load()
-
-    async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
-        """An explicit commit (``save()``, ``regenerate()``, ``manually_commit()``)."""
-        await self.general().commit(save=save, regenerate=regenerate)
-
-    async def flush(self) -> None:
-        """``session.flush()``."""
-        await self.general().flush()
-
-    def flush_now(self) -> None:
-        """``session.flush_sync()``."""
-        self.general().flush_now()
-
-    async def reload(self) -> None:
-        """``session.reload()``."""
-        await self.general().reload()
-
-    def reload_now(self) -> None:
-        """``session.reload_sync()``."""
-        self.general().reload_now()
-
-    def skip(self) -> None:
-        """``session.skip_save()``."""
-        self.general().skip()
-
-    def created_ms(self) -> float | None:
-        """``session.created_at``."""
-        return self.general().created_ms()
-
-    def accessed_ms(self) -> float | None:
-        """``session.accessed_at``."""
-        return self.general().accessed_ms()
-
-    def expires_ms(self) -> float | None:
-        """``session.expires_at``."""
-        return self.general().expires_ms()
 
     # -- loading -------------------------------------------------------------------------
     def load(self) -> None:
