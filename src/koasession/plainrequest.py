@@ -57,8 +57,9 @@ def usable(cfg: SessionConfig) -> bool:
 class _GeneralVerbs:
     """The rest of the session's engine interface (``SessionEngine``): the general engine's.
 
-    Any of these takes the request over to the general engine (``general()``), but for the two
-    questions the plain engine answers as the general one would without it.
+    Each takes the request over to the general engine (``general()``), except ``external_key``
+    and ``opts_view``, which the plain engine answers as the general one would, and
+    ``load_async``, which is ``load`` (a cookie needs no I/O).
     """
 
     __slots__ = ()
