@@ -135,6 +135,7 @@ class PlainRequest(_GeneralVerbs):
         "_created",
         "_expire",
         "_general",
+        "_loaded_json",
         "_make_general",
         "_prev",
         "_raw",
@@ -182,6 +183,8 @@ class PlainRequest(_GeneralVerbs):
         self.clean_writes = -1
         #: A copy of the data as loaded (flat, so a dict compare tells a change) until saved.
         self._prev: dict[str, Any] | None = None
+        #: The snapshot of nested data as loaded (flat data keeps the copy ``_prev`` instead).
+        self._loaded_json: str | None = None
         #: The data's snapshot once saved (what the general engine keeps as ``prev_json``).
         self._saved_json: str | None = None
         #: ``_expire`` as loaded; ``None`` for a new session (no cookie).
@@ -210,6 +213,9 @@ class PlainRequest(_GeneralVerbs):
                     rs.committed = True
                     rs.cookie_lines = self.cookie_lines
                     rs.clean_writes = self.clean_writes
+                elif self._loaded_json is not None:
+                    rs.prev_json = self._loaded_json
+                    rs.clean_writes = self.clean_writes
                 elif self._expire is not None:
                     rs._prev_flat = self._prev
                     rs.clean_writes = self.clean_writes
@@ -231,7 +237,9 @@ class PlainRequest(_GeneralVerbs):
             self._prev = {}
             self.clean_writes = session._writes
             return
-        if data is None or not codec.is_flat(data):
+        max_age = None if data is None else data.get("_maxAge")
+        if data is None or (max_age is not None and max_age / 1000 != self.cfg.options.max_age):
+            # Not plainly valid, or a lifetime of its own: the general rules apply.
             self.read = False
             rs = self.general()
             rs.read = True
@@ -241,21 +249,18 @@ class PlainRequest(_GeneralVerbs):
             else:
                 rs.adopt_plain(data)
             return
-        max_age = data.pop("_maxAge", None)
-        if max_age is not None and max_age / 1000 != self.cfg.options.max_age:
-            data["_maxAge"] = max_age
-            self.read = False
-            rs = self.general()
-            rs.read = True
-            rs._cookies = jar
-            rs.adopt_plain(data)
-            return
         self._expire = data.pop("_expire")
+        data.pop("_maxAge", None)
         self._created = data.pop("_created", None)
         session = self.session
         session._adopt(data, is_new=False)
-        self._prev = dict(data)
-        self.clean_writes = session._writes
+        # Changes.note_loaded: a copy of flat data, the snapshot of nested data (which can
+        # change in place, so the write count proves nothing: clean_writes stays -1).
+        if codec.is_flat(data):
+            self._prev = dict(data)
+            self.clean_writes = session._writes
+        else:
+            self._loaded_json = codec.snapshot(data)
 
     def _no_cookie(self, jar: dict[str, str]) -> bool:
         """Whether the request carries no session cookie at all, and no ``fallback`` reader
@@ -288,62 +293,53 @@ class PlainRequest(_GeneralVerbs):
             return True
         data = session._data
         assert data is not None
-        # Flat first: comparing other values may raise (an array's ==), and nested data may
-        # change in place. Equal as dicts may still differ as JSON (1 and 1.0). The general
-        # engine compares the snapshots in both cases.
-        if not codec.is_flat(data) or data == self._prev:
-            return self.general().start_response(status)  # type: ignore[return-value]
         try:
-            saved = self._save(data)
+            outcome = self._commit(data)
         except BaseException:
             self.started = True  # as the general engine's failed commit: a later change is lost
             raise
-        if not saved:
+        if outcome is None:
             return self.general().start_response(status)  # type: ignore[return-value]
         self.started = True
         return True
 
-    def _save(self, data: dict[str, Any]) -> bool:
-        """Queue the cookie for ``data``; False when a line may be too long for this path."""
-        cfg = self.cfg
-        data_json = codec.snapshot_flat(data)
-        now_ms = int(time.time() * 1000)
-        max_age = cfg.options.max_age
-        assert not isinstance(max_age, str)  # see PlainCookie.for_options
-        # The general engine's metadata (Committing.metadata) for a plain request, as JSON.
-        max_age_ms = round(max_age * 1000)
-        expire = now_ms + max_age_ms
-        created = self._created
-        if cfg.record_created:
-            if created is None:
-                created = now_ms  # a session loaded without _created records it now
-            metadata = f'"_expire":{expire},"_maxAge":{max_age_ms},"_created":{created}'
-        else:
-            metadata = f'"_expire":{expire},"_maxAge":{max_age_ms}'
-        raw = codec.join_payload(data, data_json, metadata)
-        cipher = cfg.cipher
-        if cipher is None:
-            value = binascii.b2a_base64(raw, newline=False).decode("ascii")
-        else:
-            value = cipher.seal_bytes(raw)
-        plain = cfg.plain_cookie
-        lines = None if plain is None else plain.lines(value, expire, self.is_secure())
+    def _commit(self, data: dict[str, Any]) -> bool | None:
+        """The general engine's automatic commit of changed ``data`` (``Committing._commit``
+        for this configuration): True once saved, False when nothing changed, ``None`` when the
+        general engine must decide."""
+        prev = self._prev
+        if prev is not None and codec.is_flat(data):
+            # Flat first: comparing other values may raise (an array's ==). Equal as dicts may
+            # still differ as JSON (1 and 1.0): the general engine compares the snapshots.
+            return None if data == prev else self._save(data, codec.snapshot_flat(data))
+        data_json = codec.snapshot(data)  # raises for what JSON cannot hold, as there
+        if prev is not None:
+            if data == prev:  # JSON values now, which compare without raising
+                return None
+        elif data_json == self._loaded_json:
+            return False  # nested, loaded, and unchanged
+        codec.check_save_depth(data_json)
+        return self._save(data, data_json)
+
+    def _save(self, data: dict[str, Any], data_json: str) -> bool | None:
+        """Queue the cookie for ``data`` (whose snapshot is ``data_json``); ``None`` when a line
+        may be too long for this path."""
+        value, expire, created = cookie_value(self.cfg, data, data_json, self._created)
+        plain = self.cfg.plain_cookie
+        secure = request_is_secure(self.scheme, self.headers, self.cfg.options.proxy)
+        lines = None if plain is None else plain.lines(value, expire, secure)
         if lines is None:
-            return False
+            return None
         self._created = created
         self.cookie_lines = lines
         self._saved_json = data_json
-        self._prev = None
+        self._prev = self._loaded_json = None
         # Changes.note_clean's rule, so that a hand-over leaves the state it would have made.
         if "[" not in data_json and data_json.find("{", 1) < 0:
             self.clean_writes = self.session._writes
         else:
             self.clean_writes = -1
         return True
-
-    def is_secure(self) -> bool:
-        """Whether the request arrived over TLS (see :func:`request_is_secure`)."""
-        return request_is_secure(self.scheme, self.headers, self.cfg.options.proxy)
 
     def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """``headers`` with the session's merged in (see ``Responding.merge_headers``)."""
@@ -368,13 +364,31 @@ class PlainRequest(_GeneralVerbs):
             return
         if not self.started or self.error_response:
             return
+        if self.slot.get(self.cfg.options.scope_key) is not self.session or self._unsaved():
+            self.general().finish()  # it reports the change as lost
+
+    def _unsaved(self) -> bool:
+        """``Responding.unsaved_change`` for the plain engine's state: whether the session holds
+        a change no commit wrote."""
         session = self.session
-        if self.slot.get(self.cfg.options.scope_key) is not session:
-            self.general().finish()  # replaced (None, a dict) or taken out of the scope
-        elif session._data is not None and (
-            session._writes != self.clean_writes or session._removed or session._require_save
-        ):
-            self.general().finish()
+        data = session._data
+        if data is None:
+            return False
+        if session._removed or session._require_save:
+            return True
+        if session._writes == self.clean_writes:
+            return False
+        if self._saved_json is not None:
+            reference = self._saved_json
+        elif self._loaded_json is not None:
+            reference = self._loaded_json
+        else:
+            assert self._prev is not None  # loaded flat, or a new session's {}
+            reference = codec.snapshot_flat(self._prev)
+        try:
+            return codec.snapshot(data) != reference
+        except (TypeError, ValueError):
+            return True
 
     def release(self) -> None:
         """End of request: the session lets go of this engine (no reference cycle left)."""
@@ -383,3 +397,27 @@ class PlainRequest(_GeneralVerbs):
             general.release()
         else:
             self.session._rebind(shared_released(self.cfg))
+
+
+def cookie_value(
+    cfg: SessionConfig, data: dict[str, Any], data_json: str, created: int | None
+) -> tuple[str, int, int | None]:
+    """The session cookie's value for ``data`` (``data_json`` its snapshot) with the general
+    engine's metadata (``Committing.metadata``) for a plain request; its ``_expire``; and the
+    ``_created`` it records (``created`` as loaded, now for a session that had none)."""
+    now_ms = int(time.time() * 1000)
+    max_age = cfg.options.max_age
+    assert not isinstance(max_age, str)  # see PlainCookie.for_options
+    max_age_ms = round(max_age * 1000)
+    expire = now_ms + max_age_ms
+    if cfg.record_created:
+        if created is None:
+            created = now_ms
+        metadata = f'"_expire":{expire},"_maxAge":{max_age_ms},"_created":{created}'
+    else:
+        metadata = f'"_expire":{expire},"_maxAge":{max_age_ms}'
+    raw = codec.join_payload(data, data_json, metadata)
+    cipher = cfg.cipher
+    if cipher is None:
+        return binascii.b2a_base64(raw, newline=False).decode("ascii"), expire, created
+    return cipher.seal_bytes(raw), expire, created

@@ -62,7 +62,47 @@ async def int_to_float(scope: dict[str, Any], send: Send) -> str:
 async def nested(scope: dict[str, Any], send: Send) -> str:
     scope["session"]["cart"] = [{"id": 1}]
     await _respond(send, "ok")
-    return "general"
+    return "plain"
+
+
+async def in_place(scope: dict[str, Any], send: Send) -> str:
+    session = scope["session"]
+    cart = session.setdefault("cart", [])
+    cart.append({"id": len(cart)})  # no write through the session: only a snapshot sees it
+    await _respond(send, session["cart"])
+    return "plain"
+
+
+async def nested_read(scope: dict[str, Any], send: Send) -> str:
+    await _respond(send, scope["session"].get("cart"))
+    return "plain"
+
+
+async def in_place_after_start(scope: dict[str, Any], send: Send) -> str:
+    session = scope["session"]
+    session.get("views")
+    await _respond(send, "late")
+    cart = session.get("cart")
+    if isinstance(cart, list):
+        cart.append("late")  # in place, after the response started: lost
+    return "either"
+
+
+async def nested_then_flat(scope: dict[str, Any], send: Send) -> str:
+    session = scope["session"]
+    session["cart"] = [1]
+    session["cart"] = 2  # back to flat before the response: the plain save path
+    await _respond(send, dict(session))
+    return "plain"
+
+
+async def too_deep(scope: dict[str, Any], send: Send) -> str:
+    value: Any = "leaf"
+    for _ in range(40):
+        value = [value]
+    scope["session"]["deep"] = value  # deeper than the read side accepts: refused at save
+    await _respond(send, "deep")
+    return "plain"
 
 
 async def delete(scope: dict[str, Any], send: Send) -> str:
@@ -252,6 +292,11 @@ SCENARIOS: list[Scenario] = [
     raising_eq,
     save_fails_and_app_goes_on,
     scheme_changes_before_hand_over,
+    in_place,
+    nested_read,
+    in_place_after_start,
+    nested_then_flat,
+    too_deep,
 ]
 
 
@@ -263,7 +308,7 @@ def _payload(**extra: Any) -> dict[str, Any]:
 COOKIES: list[tuple[str, str | None, bool]] = [
     ("valid", signed_cookie(_payload()), True),
     ("valid-created", signed_cookie(_payload(_created=NOW_MS - 5000)), True),
-    ("nested", signed_cookie(_payload(cart=[{"id": 1}])), False),
+    ("nested", signed_cookie(_payload(cart=[{"id": 1}])), True),
     ("other-max-age", signed_cookie(_payload(_maxAge=3_600_000)), False),
     ("expired", signed_cookie(_payload(_expire=NOW_MS - 1000)), False),
     ("old-key", signed_cookie(_payload(), key=OLD_KEY), False),
