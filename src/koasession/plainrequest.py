@@ -1,21 +1,23 @@
 """The engine of a request that stays on the default cookie's plain path (issue 12).
 
 Most requests that use their session in the default configuration do the same few things:
-read a good cookie (:mod:`koasession.plaincookie` accepts it), read or change a few flat values,
+read a good cookie (:mod:`koasession.plaincookie` accepts it), read or change a few values,
 and answer with the next cookie. :class:`PlainRequest` does exactly that, with none of the
 general engine's machinery (:class:`~koasession.lifecycle.RequestSession`: per-request options,
 hooks, events, stores, context, fallbacks).
 
 Anything else hands the request over to the general engine, built then with this request's
 state, so that from there on the request is the general engine's alone: a cookie the fast lane
-does not accept, a nested value, a replaced or removed session, an equal-but-rewritten value, a
-cookie line near the size limit, or any session method beyond reading and writing values
+does not accept, a replaced or removed session, an equal-but-rewritten flat value, a cookie
+line near the size limit, a change after the response started, or any session method beyond reading and writing values
 (``save()``, ``regenerate()``, ``max_age``, ``options``, ``created_at``...). The hand-over is
 one-way and keeps the verdicts identical; ``tests/core/test_plainrequest.py`` runs the same
 requests through both engines and compares responses and events.
 
 It is used only when the configuration allows it (:func:`usable`): cookie mode with the fast
 lane, automatic commits, no ``rolling``, ``renew``, ``before_save`` or configured ``secure``.
+Change detection is the general engine's (:mod:`koasession.changes`): flat data is compared
+with a copy and proven unchanged by the write count, nested data by its snapshot.
 """
 
 from __future__ import annotations
