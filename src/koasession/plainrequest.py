@@ -9,15 +9,17 @@ hooks, events, stores, context, fallbacks).
 Anything else hands the request over to the general engine, built then with this request's
 state, so that from there on the request is the general engine's alone: a cookie the fast lane
 does not accept, a replaced or removed session, an equal-but-rewritten flat value, a cookie
-line near the size limit, a change after the response started, or any session method beyond reading and writing values
-(``save()``, ``regenerate()``, ``max_age``, ``options``, ``created_at``...). The hand-over is
-one-way and keeps the verdicts identical; ``tests/core/test_plainrequest.py`` runs the same
-requests through both engines and compares responses and events.
+line near the size limit, a change after the response started, or any session method beyond
+reading and writing values (``save()``, ``regenerate()``, ``max_age``, ``options``,
+``created_at``...). The hand-over is one-way and keeps the verdicts identical;
+``tests/core/test_plainrequest.py`` runs the same requests through both engines and compares
+responses and events.
 
 It is used only when the configuration allows it (:func:`usable`): cookie mode with the fast
-lane, automatic commits, no ``rolling``, ``renew``, ``before_save`` or configured ``secure``.
-Change detection is the general engine's (:mod:`koasession.changes`): flat data is compared
-with a copy and proven unchanged by the write count, nested data by its snapshot.
+lane, automatic commits, no ``before_save`` or configured ``secure``. Change detection and the
+reasons to save (``rolling``, ``renew``) are the general engine's (:mod:`koasession.changes`,
+:func:`koasession.decisions.reason_to_save`): flat data is compared with a copy and proven
+unchanged by the write count, nested data by its snapshot.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from . import codec, cookies
+from . import codec, cookies, decisions
 from .enginestate import Headers, request_is_secure
 from .released import shared as shared_released
 from .responding import merge_session_headers
@@ -48,8 +50,6 @@ def usable(cfg: SessionConfig) -> bool:
     return (
         cfg.plain_cookie is not None
         and opts.auto_commit
-        and not opts.rolling
-        and not opts.renew
         and opts.before_save is None
         and opts.secure is None
         and not opts.chunk
@@ -130,7 +130,82 @@ class _GeneralVerbs:
         return self.general().expires_ms()
 
 
-class PlainRequest(_GeneralVerbs):
+class _AfterStart(_GeneralVerbs):
+    """The plain engine once the response started: its headers, the after-app check, release."""
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+        session: Session
+        slot: MutableMapping[str, Any]
+        read: bool
+        started: bool
+        error_response: bool
+        clean_writes: int
+        cookie_lines: list[tuple[str, str]] | tuple[()]
+        _prev: dict[str, Any] | None
+        _loaded_json: str | None
+        _saved_json: str | None
+
+    def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        """``headers`` with the session's merged in (see ``Responding.merge_headers``)."""
+        general = self._general
+        if general is not None:
+            return general.merge_headers(headers)
+        return merge_session_headers(
+            headers, self.cookie_lines, (), read=self.read, overwrite=self.cfg.options.overwrite
+        )
+
+    def error_headers(self) -> list[tuple[bytes, bytes]] | None:
+        """A plain request has nothing for an error response (see ``Responding``)."""
+        general = self._general
+        return None if general is None else general.error_headers()
+
+    def finish(self) -> None:
+        """After the application: a change made after the response started is reported by the
+        general engine (event ``lost``)."""
+        general = self._general
+        if general is not None:
+            general.finish()
+            return
+        if not self.started or self.error_response:
+            return
+        if self.slot.get(self.cfg.options.scope_key) is not self.session or self._unsaved():
+            self.general().finish()  # it reports the change as lost
+
+    def _unsaved(self) -> bool:
+        """``Responding.unsaved_change`` for the plain engine's state: whether the session holds
+        a change no commit wrote."""
+        session = self.session
+        data = session._data
+        if data is None:
+            return False
+        if session._removed or session._require_save:
+            return True
+        if session._writes == self.clean_writes:
+            return False
+        if self._saved_json is not None:
+            reference = self._saved_json
+        elif self._loaded_json is not None:
+            reference = self._loaded_json
+        else:
+            assert self._prev is not None  # loaded flat, or a new session's {}
+            reference = codec.snapshot_flat(self._prev)
+        try:
+            return codec.snapshot(data) != reference
+        except (TypeError, ValueError):
+            return True
+
+    def release(self) -> None:
+        """End of request: the session lets go of this engine (no reference cycle left)."""
+        general = self._general
+        if general is not None:
+            general.release()
+        else:
+            self.session._rebind(shared_released(self.cfg))
+
+
+class PlainRequest(_AfterStart):
     """A request's session engine while it stays on the plain path (see the module doc)."""
 
     __slots__ = (
@@ -290,8 +365,9 @@ class PlainRequest(_GeneralVerbs):
             or self.slot.get(self.cfg.options.scope_key) is not session
         ):
             return self.general().start_response(status)  # type: ignore[return-value]
-        if session._writes == self.clean_writes:
-            self.started = True  # only read
+        opts = self.cfg.options
+        if session._writes == self.clean_writes and not (opts.rolling or opts.renew):
+            self.started = True  # only read, and nothing refreshes the lifetime
             return True
         data = session._data
         assert data is not None
@@ -311,15 +387,27 @@ class PlainRequest(_GeneralVerbs):
         general engine must decide."""
         prev = self._prev
         if prev is not None and codec.is_flat(data):
-            # Flat first: comparing other values may raise (an array's ==). Equal as dicts may
-            # still differ as JSON (1 and 1.0): the general engine compares the snapshots.
-            return None if data == prev else self._save(data, codec.snapshot_flat(data))
+            # Flat first: comparing other values may raise (an array's ==).
+            if data != prev:
+                return self._save(data, codec.snapshot_flat(data))
+            if self.session._writes != self.clean_writes:
+                return None  # equal as dicts may still differ as JSON (1 and 1.0)
+            data_json = codec.snapshot_flat(data)
+            # A new session has no loaded snapshot (its prev_json is None there).
+            return self._refresh(data, data_json, None if self._expire is None else data_json)
         data_json = codec.snapshot(data)  # raises for what JSON cannot hold, as there
         if prev is not None:
             if data == prev:  # JSON values now, which compare without raising
                 return None
         elif data_json == self._loaded_json:
-            return False  # nested, loaded, and unchanged
+            return self._refresh(data, data_json, data_json)  # nested, loaded, unchanged
+        codec.check_save_depth(data_json)
+        return self._save(data, data_json)
+
+    def _refresh(self, data: dict[str, Any], data_json: str, prev_json: str | None) -> bool | None:
+        """Save unchanged data when ``rolling`` or ``renew`` says so; False when not."""
+        if not refresh_reason(self.cfg.options, self._expire, data_json, prev_json):
+            return False
         codec.check_save_depth(data_json)
         return self._save(data, data_json)
 
@@ -342,63 +430,6 @@ class PlainRequest(_GeneralVerbs):
         else:
             self.clean_writes = -1
         return True
-
-    def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-        """``headers`` with the session's merged in (see ``Responding.merge_headers``)."""
-        general = self._general
-        if general is not None:
-            return general.merge_headers(headers)
-        return merge_session_headers(
-            headers, self.cookie_lines, (), read=self.read, overwrite=self.cfg.options.overwrite
-        )
-
-    def error_headers(self) -> list[tuple[bytes, bytes]] | None:
-        """A plain request has nothing for an error response (see ``Responding``)."""
-        general = self._general
-        return None if general is None else general.error_headers()
-
-    def finish(self) -> None:
-        """After the application: a change made after the response started is reported by the
-        general engine (event ``lost``)."""
-        general = self._general
-        if general is not None:
-            general.finish()
-            return
-        if not self.started or self.error_response:
-            return
-        if self.slot.get(self.cfg.options.scope_key) is not self.session or self._unsaved():
-            self.general().finish()  # it reports the change as lost
-
-    def _unsaved(self) -> bool:
-        """``Responding.unsaved_change`` for the plain engine's state: whether the session holds
-        a change no commit wrote."""
-        session = self.session
-        data = session._data
-        if data is None:
-            return False
-        if session._removed or session._require_save:
-            return True
-        if session._writes == self.clean_writes:
-            return False
-        if self._saved_json is not None:
-            reference = self._saved_json
-        elif self._loaded_json is not None:
-            reference = self._loaded_json
-        else:
-            assert self._prev is not None  # loaded flat, or a new session's {}
-            reference = codec.snapshot_flat(self._prev)
-        try:
-            return codec.snapshot(data) != reference
-        except (TypeError, ValueError):
-            return True
-
-    def release(self) -> None:
-        """End of request: the session lets go of this engine (no reference cycle left)."""
-        general = self._general
-        if general is not None:
-            general.release()
-        else:
-            self.session._rebind(shared_released(self.cfg))
 
 
 def cookie_value(
@@ -423,3 +454,23 @@ def cookie_value(
     if cipher is None:
         return binascii.b2a_base64(raw, newline=False).decode("ascii"), expire, created
     return cipher.seal_bytes(raw), expire, created
+
+
+def refresh_reason(
+    opts: SessionOptions, loaded_expire: int | None, data_json: str, prev_json: str | None
+) -> decisions.SaveReason:
+    """The general engine's reason to save unchanged data (``data_json`` as loaded, whose
+    snapshot was ``prev_json``): :func:`decisions.reason_to_save` for a plain request, which
+    has no timeouts and commits once."""
+    return decisions.reason_to_save(
+        data_json=data_json,
+        prev_json=prev_json,
+        committed=False,
+        rolling=opts.rolling,
+        renew=opts.renew,
+        max_age=opts.max_age,
+        loaded_expire=loaded_expire,
+        idle_timeout=None,
+        loaded_accessed=None,
+        now_ms=time.time() * 1000,
+    )

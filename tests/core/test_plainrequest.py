@@ -308,6 +308,7 @@ def _payload(**extra: Any) -> dict[str, Any]:
 COOKIES: list[tuple[str, str | None, bool]] = [
     ("valid", signed_cookie(_payload()), True),
     ("valid-created", signed_cookie(_payload(_created=NOW_MS - 5000)), True),
+    ("near-expiry", signed_cookie(_payload(_expire=NOW_MS + 3_600_000)), True),  # renew: due
     ("nested", signed_cookie(_payload(cart=[{"id": 1}])), True),
     ("other-max-age", signed_cookie(_payload(_maxAge=3_600_000)), False),
     ("expired", signed_cookie(_payload(_expire=NOW_MS - 1000)), False),
@@ -385,10 +386,17 @@ async def _agree(
     ("cookie", "plain_reads"), [c[1:] for c in COOKIES], ids=[c[0] for c in COOKIES]
 )
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.__name__ for s in SCENARIOS])
+@pytest.mark.parametrize(
+    "options", [{}, {"rolling": True}, {"renew": True}], ids=["default", "rolling", "renew"]
+)
 async def test_plain_and_general_engines_agree(
-    scenario: Scenario, cookie: str | None, plain_reads: bool, monkeypatch: pytest.MonkeyPatch
+    scenario: Scenario,
+    cookie: str | None,
+    plain_reads: bool,
+    options: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    await _agree(scenario, cookie, plain_reads, monkeypatch)
+    await _agree(scenario, cookie, plain_reads, monkeypatch, **options)
 
 
 @pytest.mark.parametrize(
@@ -445,8 +453,6 @@ def test_only_the_configurations_it_can_serve_use_it() -> None:
 
     assert plainrequest.usable(SessionMiddleware(app, keys=[KEY]).config)
     for options in (
-        {"rolling": True},
-        {"renew": True},
         {"before_save": lambda ctx, session: None},
         {"secure": True},
         {"auto_commit": False},
