@@ -125,16 +125,19 @@ class PlainCookie:
     def lines(self, value: str, expire_ms: int, is_secure: bool) -> list[tuple[str, str]] | None:
         """The two Set-Cookie lines for a session ``value`` expiring at ``expire_ms``.
 
-        ``None`` when the general path must write them: a configured ``secure`` (it may refuse
-        plain HTTP), or a line that may come near the size limit.
+        ``None`` when the general path must write them: ``secure=True`` over plain HTTP (it
+        refuses, as koa does), or a line that may come near the size limit.
         """
-        if self._options.secure is not None:
+        secure = self._options.secure
+        if secure is None:
+            secure = is_secure
+        elif secure and not is_secure:
             return None
-        key = (expire_ms // 1000, is_secure)
+        key = (expire_ms // 1000, secure)
         cached, attributes = self._attributes
         if key != cached:
             attributes = cookieformat.attributes(
-                self._options, secure=is_secure, expires=expire_ms / 1000, max_age=self._max_age
+                self._options, secure=secure, expires=expire_ms / 1000, max_age=self._max_age
             )
             self._attributes = (key, attributes)
         if len(value) + len(attributes) + 100 > cookieformat.COOKIE_LINE_LIMIT:

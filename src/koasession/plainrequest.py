@@ -16,7 +16,7 @@ reading and writing values (``save()``, ``regenerate()``, ``max_age``, ``options
 responses and events.
 
 It is used only when the configuration allows it (:func:`usable`): cookie mode with the fast
-lane, automatic commits, no ``before_save`` or configured ``secure``. Change detection and the
+lane, automatic commits and no ``before_save``. Change detection and the
 reasons to save (``rolling``, ``renew``) are the general engine's (:mod:`koasession.changes`,
 :func:`koasession.decisions.reason_to_save`): flat data is compared with a copy and proven
 unchanged by the write count, nested data by its snapshot.
@@ -51,7 +51,6 @@ def usable(cfg: SessionConfig) -> bool:
         cfg.plain_cookie is not None
         and opts.auto_commit
         and opts.before_save is None
-        and opts.secure is None
         and not opts.chunk
     )
 

@@ -408,8 +408,10 @@ async def test_plain_and_general_engines_agree(
         {"proxy": True},
         {"max_age": 3600},
         {"http_only": False, "same_site": "strict", "path": "/app"},
+        {"secure": True},
+        {"secure": False},
     ],
-    ids=["encrypt", "sha1", "no-overwrite", "proxy", "max-age", "attributes"],
+    ids=["encrypt", "sha1", "no-overwrite", "proxy", "max-age", "attributes", "secure", "insecure"],
 )
 @pytest.mark.parametrize("https", [False, True], ids=["http", "https"])
 @pytest.mark.parametrize(
@@ -454,7 +456,6 @@ def test_only_the_configurations_it_can_serve_use_it() -> None:
     assert plainrequest.usable(SessionMiddleware(app, keys=[KEY]).config)
     for options in (
         {"before_save": lambda ctx, session: None},
-        {"secure": True},
         {"auto_commit": False},
         {"max_age": "session"},
         {"store": __import__("koasession").MemoryStore()},
