@@ -25,7 +25,6 @@ answers 503. The stores are closed on ``app.on_cleanup``.
 
 from __future__ import annotations
 
-import functools
 import logging
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
@@ -33,7 +32,6 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web
 from multidict import CIMultiDict
 
-from . import plainrequest
 from .config import SessionConfig
 from .errors import StoreError
 from .lifecycle import (
@@ -43,10 +41,9 @@ from .lifecycle import (
     engine_of,
     finish,
     release,
-    started_engine,
 )
 from .options import SessionOptions, SessionOptionsDict
-from .plainrequest import General, PlainRequest
+from .plainrequest import General, PlainRequest, deferred_engines
 from .session import Session, find_session
 
 if TYPE_CHECKING:
@@ -96,13 +93,9 @@ class SessionMiddleware:
         # table per middleware, so two sessions (two scope keys) on one app stay apart.
         self._sessions: dict[int, Session] = {}
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
-        general = functools.partial(_engine, self.config)
-        if plainrequest.usable(self.config):
-            make: Callable[..., Any] = functools.partial(_plain, general)
-        else:
-            make = _engine
-        self._engine_on_use = functools.partial(make, self.config)
-        self._engine_after_start = functools.partial(started_engine, make, self.config)
+        self._engine_on_use, self._engine_after_start = deferred_engines(
+            self.config, _engine, _plain
+        )
         self._scope_key = self.config.options.scope_key
 
     @property

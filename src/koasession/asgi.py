@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import events, plainrequest
+from . import events
 from .config import SessionConfig
 from .errors import ConfigurationError, StoreError
 from .lifecycle import (
@@ -15,10 +14,9 @@ from .lifecycle import (
     engine_of,
     finish,
     release,
-    started_engine,
 )
 from .options import SessionOptions, SessionOptionsDict
-from .plainrequest import General, PlainRequest
+from .plainrequest import General, PlainRequest, deferred_engines
 from .released import shared as shared_released
 from .session import Session
 
@@ -63,13 +61,9 @@ class SessionMiddleware:
             raise
         self.config.offer_store_timeout()
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
-        general = functools.partial(_engine_on_use, self.config)
-        if plainrequest.usable(self.config):
-            make: Callable[..., Any] = functools.partial(_plain_on_use, general)
-        else:
-            make = _engine_on_use
-        self._engine_on_use = functools.partial(make, self.config)
-        self._engine_after_start = functools.partial(started_engine, make, self.config)
+        self._engine_on_use, self._engine_after_start = deferred_engines(
+            self.config, _engine_on_use, _plain_on_use
+        )
         # Read on every request, so looked up once here.
         self._scope_key = self.config.options.scope_key
         self._deferred = not self.config.eager and self.config.excluded is None

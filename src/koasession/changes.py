@@ -61,11 +61,7 @@ class Changes(EngineState):
         again. A bracket inside a string only makes the check take the slow path.
         """
         self.prev_json = data_json
-        if (
-            "[" not in data_json
-            and data_json.find("{", 1) < 0
-            and self.cfg.options.serializer is None
-        ):
+        if holds_no_container(data_json) and self.cfg.options.serializer is None:
             self.clean_writes = self.session._writes
         else:
             self.clean_writes = -1
@@ -114,3 +110,10 @@ class Changes(EngineState):
             loaded_accessed=self.loaded_accessed,
             now_ms=time.time() * 1000,
         )
+
+
+def holds_no_container(data_json: str) -> bool:
+    """Whether the snapshot ``data_json`` has no object or array inside its top-level object:
+    such data changes only through writes the session counts. A bracket inside a string only
+    makes this answer False, which costs a snapshot, never a missed change."""
+    return "[" not in data_json and data_json.find("{", 1) < 0

@@ -288,7 +288,7 @@ class _Orjson:
         self.option = option
         self.loads = loads
 
-    def write(self, data: Any) -> bytes | None:
+    def write(self, data: Any, *, flat: bool = False) -> bytes | None:
         """orjson's JSON of ``data`` when it is what the json module writes but for float layout.
 
         ``None`` (the standard path then decides) when orjson refuses ``data``, or may have
@@ -299,26 +299,17 @@ class _Orjson:
         accept is made of dicts, lists, tuples, str, int, float, bool and None only, which
         orjson writes as the json module does but for the layout of floats and for NaN and
         infinities, written as ``null``: when ``null`` occurs, the bytes read back must equal
-        ``data`` (``None != nan``).
+        ``data`` (``None != nan``). With ``flat`` (a dict with str keys that :func:`is_flat`
+        accepts: its values are exactly str, int, float, bool or None) marshal's check is moot.
         """
         try:
             raw = self.dumps(data, option=self.option)
-            marshal.dumps(data)
+            if not flat:
+                marshal.dumps(data)
         except (TypeError, ValueError):  # orjson.JSONEncodeError; marshal: unmarshallable
             return None
         if b"null" in raw and self.loads(raw) != data:
             return None
-        return raw
-
-    def write_flat(self, data: dict[str, Any]) -> bytes | None:
-        """:meth:`write` for a dict with str keys that :func:`is_flat` accepts: its values are
-        exactly str, int, float, bool or None, so marshal's check for other types is moot."""
-        try:
-            raw = self.dumps(data, option=self.option)
-        except (TypeError, ValueError):  # a lone surrogate, an integer beyond 64 bits
-            return None
-        if b"null" in raw and self.loads(raw) != data:
-            return None  # NaN or an infinity written as null
         return raw
 
     def read(self, text: str | bytes) -> Any:
@@ -433,7 +424,7 @@ def snapshot_flat(data: dict[str, Any]) -> str:
     """:func:`snapshot` of a dict with str keys that :func:`is_flat` accepts."""
     fast = _orjson
     if fast is not None:
-        raw = fast.write_flat(data)
+        raw = fast.write(data, flat=True)
         if raw is not None:
             return raw.decode()
     return snapshot(data)

@@ -25,12 +25,15 @@ unchanged by the write count, nested data by its snapshot.
 from __future__ import annotations
 
 import binascii
+import functools
 import time
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from . import codec, cookies, decisions
+from .changes import holds_no_container
 from .enginestate import Headers, request_is_secure
+from .lifecycle import started_engine
 from .released import shared as shared_released
 from .responding import merge_session_headers
 
@@ -38,10 +41,33 @@ if TYPE_CHECKING:
     from .config import SessionConfig
     from .lifecycle import RequestSession
     from .options import SessionOptions
-    from .session import RequestOptions, Session
+    from .session import RequestOptions, Session, SessionEngine
 
 #: Builds the general engine for the same request: ``general(session, raw)``.
 General = Callable[["Session", Any], "RequestSession"]
+
+
+#: Builds an adapter's engine for the session of a request: ``make(cfg, session, request)``.
+MakeGeneral = Callable[["SessionConfig", "Session", Any], "RequestSession"]
+#: The same for the plain engine, given the general one to hand over to.
+MakePlain = Callable[[General, "SessionConfig", "Session", Any], "PlainRequest | RequestSession"]
+#: What a deferred :class:`~koasession.session.Session` calls: ``make(session, request)``.
+Make = Callable[["Session", Any], "SessionEngine"]
+
+
+def deferred_engines(
+    cfg: SessionConfig, general: MakeGeneral, plain: MakePlain
+) -> tuple[Make, Make]:
+    """An adapter's two ``make(session, request)`` for a deferred session: on first use, and on
+    a first use after the response started (:func:`~koasession.lifecycle.started_engine`).
+
+    ``plain`` when the configuration allows the plain path (:func:`usable`), else ``general``.
+    Made once per middleware: each deferred session holds one, not a new closure.
+    """
+    make: Callable[[SessionConfig, Session, Any], PlainRequest | RequestSession] = general
+    if usable(cfg):
+        make = functools.partial(plain, functools.partial(general, cfg))
+    return functools.partial(make, cfg), functools.partial(started_engine, make, cfg)
 
 
 def usable(cfg: SessionConfig) -> bool:
@@ -354,17 +380,13 @@ class PlainRequest(_AfterStart):
             self.started = self.error_response = True
             return True
         session = self.session
-        if session._data is None and self.slot.get(self.cfg.options.scope_key) is session:
+        opts = self.cfg.options
+        in_slot = self.slot.get(opts.scope_key) is session
+        if session._data is None and in_slot:
             self.started = True  # never loaded, not replaced: nothing to commit
             return True
-        if (
-            not self.read
-            or session._require_save
-            or session._removed
-            or self.slot.get(self.cfg.options.scope_key) is not session
-        ):
+        if not (self.read and in_slot) or session._require_save or session._removed:
             return self.general().start_response(status)  # type: ignore[return-value]
-        opts = self.cfg.options
         if session._writes == self.clean_writes and not (opts.rolling or opts.renew):
             self.started = True  # only read, and nothing refreshes the lifetime
             return True
@@ -424,10 +446,7 @@ class PlainRequest(_AfterStart):
         self._saved_json = data_json
         self._prev = self._loaded_json = None
         # Changes.note_clean's rule, so that a hand-over leaves the state it would have made.
-        if "[" not in data_json and data_json.find("{", 1) < 0:
-            self.clean_writes = self.session._writes
-        else:
-            self.clean_writes = -1
+        self.clean_writes = self.session._writes if holds_no_container(data_json) else -1
         return True
 
 

@@ -119,9 +119,7 @@ class Responding(EngineState):
 
     def response_headers(self) -> list[tuple[bytes, bytes]]:
         """Set-Cookie lines and extra headers to add to the response start."""
-        headers = [(b"set-cookie", line.encode("latin-1")) for _, line in self.cookie_lines]
-        headers.extend(self.extra_headers)
-        return headers
+        return session_headers(self.cookie_lines, self.extra_headers)
 
     # -- the response --------------------------------------------------------------------
     def start_response(self, status: int) -> bool | Awaitable[bool]:
@@ -164,12 +162,9 @@ class Responding(EngineState):
     def merge_headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
         """``headers`` (the application's response headers) with the session's merged in
         (see :func:`merge_session_headers`)."""
-        queued = self.cookie_lines
-        if not (self.read or queued or self.extra_headers):
-            return headers
         overwrite = (self._opts or self.cfg.options).overwrite
         return merge_session_headers(
-            headers, queued, self.extra_headers, read=self.read, overwrite=overwrite
+            headers, self.cookie_lines, self.extra_headers, read=self.read, overwrite=overwrite
         )
 
     def error_headers(self) -> list[tuple[bytes, bytes]] | None:
@@ -297,6 +292,14 @@ def merge_session_headers(
             tokens = [t.strip().lower() for t in value.split(b",")]
             if b"cookie" not in tokens and b"*" not in tokens:
                 out[vary] = (key, value + b", Cookie")
-    out.extend([(b"set-cookie", line.encode("latin-1")) for _, line in queued])
-    out.extend(extra)
+    out.extend(session_headers(queued, extra))
     return out
+
+
+def session_headers(
+    queued: Sequence[tuple[str, str]], extra: Sequence[tuple[bytes, bytes]]
+) -> list[tuple[bytes, bytes]]:
+    """A session's own response headers: its Set-Cookie lines, then ``extra``."""
+    headers = [(b"set-cookie", line.encode("latin-1")) for _, line in queued]
+    headers.extend(extra)
+    return headers

@@ -72,14 +72,8 @@ class Signer:
 
     def verify_first(self, data: str, signature: str) -> bool:
         """Whether the first key and algorithm produced ``signature`` (:meth:`verify` is 0)."""
-        if not signature.isascii():
-            return False
-        inner, outer = self._sign_mac
-        inner = inner.copy()
-        inner.update(data.encode())
-        outer = outer.copy()
-        outer.update(inner.digest())
-        return hmac.compare_digest(b64url_encode_ascii(outer.digest()), signature.encode("ascii"))
+        # compare_digest takes str only when ASCII: anything else is no signature of ours.
+        return signature.isascii() and hmac.compare_digest(self.sign(data), signature)
 
     def verify(self, data: str, signature: str) -> int:
         """Index of the key/algorithm pair that produced ``signature``, or -1.

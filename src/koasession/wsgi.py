@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextvars
-import functools
 import inspect
 import os
 import threading
@@ -22,12 +21,12 @@ from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, 
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import events, plainrequest
+from . import events
 from .config import SessionConfig, is_async_callable
 from .errors import ConfigurationError, StoreError
-from .lifecycle import UNAVAILABLE, RequestSession, end, engine_of, finish, started_engine
+from .lifecycle import UNAVAILABLE, RequestSession, end, engine_of, finish
 from .options import SessionOptions, SessionOptionsDict
-from .plainrequest import General, PlainRequest
+from .plainrequest import General, PlainRequest, deferred_engines
 from .session import Session
 
 if TYPE_CHECKING:
@@ -147,13 +146,9 @@ class SessionMiddleware:
         # stepped in the request's thread and no loop thread is started.
         self._in_thread = not opts.uses_store and not any(map(is_async_callable, hooks))
         # Made once: a Session with a deferred engine holds one of these, not a new closure.
-        general = functools.partial(_engine, self.config)
-        if plainrequest.usable(self.config):
-            make: Callable[..., Any] = functools.partial(_plain, general)
-        else:
-            make = _engine
-        self._engine_on_use = functools.partial(make, self.config)
-        self._engine_after_start = functools.partial(started_engine, make, self.config)
+        self._engine_on_use, self._engine_after_start = deferred_engines(
+            self.config, _engine, _plain
+        )
         self._scope_key = opts.scope_key
         self._loop: _LoopThread | None = None
         self._lock = threading.Lock()
