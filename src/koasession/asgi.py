@@ -11,6 +11,7 @@ from .errors import ConfigurationError, StoreError
 from .lifecycle import (
     UNAVAILABLE,
     RequestSession,
+    end,
     engine_of,
     finish,
     release,
@@ -126,8 +127,8 @@ class SessionMiddleware:
         finally:
             if session._bound is None:
                 session._rebind(cfg.released or shared_released(cfg))  # let go of the scope
-            else:
-                await release(session._bound)
+            elif (rs := end(session, cfg)) is not None:
+                await release(rs)  # its events to deliver first
 
     async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> Session | None:
         """The session of a request under an ``exclude`` rule or in store mode (loaded before

@@ -745,6 +745,15 @@ def decode(value: str) -> dict[str, Any] | None:
     raw = lenient_b64decode(value)
     if raw is None:
         return None
+    return loads_object_utf8(raw)
+
+
+def loads_object_utf8(raw: bytes) -> dict[str, Any] | None:
+    """:func:`loads_object` of the UTF-8 text ``raw``; ``None`` also when it is not UTF-8.
+
+    A cookie payload arrives as bytes (base64-decoded or decrypted): orjson reads them as they
+    are, which saves decoding them to text and encoding that again to compare.
+    """
     fast = _orjson
     if fast is not None and raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
         # Straight from the bytes (orjson checks the UTF-8), when too few brackets to nest too

@@ -221,10 +221,6 @@ class CookieCipher:
 
 
 def _parse_payload(plaintext: bytes) -> dict[str, Any] | None:
-    try:
-        text = plaintext.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    # Signed mode's parser: an object only, finite numbers, and no deeper than MAX_DEPTH (its
-    # text is measured before it is parsed).
-    return codec.loads_object(text)
+    # Signed mode's parser: UTF-8, an object only, finite numbers, and no deeper than MAX_DEPTH
+    # (its text is measured before it is parsed).
+    return codec.loads_object_utf8(plaintext)

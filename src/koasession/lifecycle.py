@@ -27,7 +27,7 @@ on first use. At the response start, a session still without one and still in th
 gets ``started_engine`` as its ``make`` (nothing can reach this response any more) and adds
 nothing; otherwise ``engine_of(session)`` and the steps above. After the app,
 ``finish(session, mapping, scope_key)``; at the end, ``end(session, cfg)`` lets go of the
-request or returns the engine to release.
+request or returns the engine whose events ``release`` delivers.
 
 Module map: :mod:`~koasession.enginestate` (state and accessors), :mod:`~koasession.loading`,
 :mod:`~koasession.committing` and :mod:`~koasession.responding` (the three parts this module
@@ -123,11 +123,18 @@ def finish(session: Session, slot: Mapping[str, Any] | None, scope_key: str) -> 
 
 
 def end(session: Session, cfg: SessionConfig) -> RequestSession | None:
-    """End of request: a session never used lets go of its request now (``None``); otherwise
-    its engine, for the adapter to settle its events and then ``release()``."""
+    """End of request: the session lets go of its request now (``None``), unless its engine
+    has events to deliver; then the engine, for the adapter to ``await release(rs)``.
+
+    Synchronous, so that the commonest ends (an untouched session, a used one with no event
+    listeners) make no coroutine.
+    """
     rs: RequestSession | None = session._bound
     if rs is None:
-        session._rebind(shared_released(cfg))
+        session._rebind(cfg.released or shared_released(cfg))
+    elif not rs.pending_events:
+        rs.release()
+        return None
     return rs
 
 

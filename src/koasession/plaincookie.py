@@ -23,7 +23,6 @@ good and hostile cookies, signed and encrypted.
 
 from __future__ import annotations
 
-import binascii
 from typing import TYPE_CHECKING, Any
 
 from . import codec, cookieformat
@@ -105,10 +104,10 @@ class PlainCookie:
             if not self._signer.verify_first(f"{self._name}={value}", signature):
                 return None  # a bad signature, or an older key's (re-signed by the slow path)
             try:
-                text = codec.strict_b64decode(value).decode()
-            except (binascii.Error, ValueError):  # UnicodeDecodeError is a ValueError
+                raw = codec.strict_b64decode(value)
+            except ValueError:  # binascii.Error, or text that is not ASCII
                 return None
-            data = codec.loads_object(text)
+            data = codec.loads_object_utf8(raw)
         if data is None:
             return None
         expire = data.get("_expire")

@@ -227,7 +227,7 @@ class _AfterStart(_GeneralVerbs):
         if general is not None:
             general.release()
         else:
-            self.session._rebind(shared_released(self.cfg))
+            self.session._rebind(self.cfg.released or shared_released(self.cfg))
 
 
 class PlainRequest(_AfterStart):
@@ -328,7 +328,10 @@ class PlainRequest(_AfterStart):
     def load(self) -> None:
         """Load the session from a plainly valid cookie, or hand the request over."""
         self.read = True
-        values = [v.decode("latin-1") for k, v in self.headers if k == b"cookie"]
+        values = []
+        for name, value in self.headers:  # a loop: a list comprehension is a call before 3.12
+            if name == b"cookie":
+                values.append(value.decode("latin-1"))
         jar = cookies.parse_cookie_header(values) if values else {}
         plain = self.cfg.plain_cookie
         data = None if plain is None else plain.read(jar, time.time() * 1000)
@@ -410,7 +413,7 @@ class PlainRequest(_AfterStart):
         if prev is not None and codec.is_flat(data):
             # Flat first: comparing other values may raise (an array's ==).
             if data != prev:
-                return self._save(data, codec.snapshot_flat(data))
+                return self._save(data, codec.snapshot_flat(data), flat=True)
             if self.session._writes != self.clean_writes:
                 return None  # equal as dicts may still differ as JSON (1 and 1.0)
             data_json = codec.snapshot_flat(data)
@@ -432,9 +435,9 @@ class PlainRequest(_AfterStart):
         codec.check_save_depth(data_json)
         return self._save(data, data_json)
 
-    def _save(self, data: dict[str, Any], data_json: str) -> bool | None:
-        """Queue the cookie for ``data`` (whose snapshot is ``data_json``); ``None`` when a line
-        may be too long for this path."""
+    def _save(self, data: dict[str, Any], data_json: str, *, flat: bool = False) -> bool | None:
+        """Queue the cookie for ``data`` (whose snapshot is ``data_json``; ``flat``: known to
+        pass :func:`codec.is_flat`); ``None`` when a line may be too long for this path."""
         value, expire, created = cookie_value(self.cfg, data, data_json, self._created)
         plain = self.cfg.plain_cookie
         secure = request_is_secure(self.scheme, self.headers, self.cfg.options.proxy)
@@ -446,7 +449,9 @@ class PlainRequest(_AfterStart):
         self._saved_json = data_json
         self._prev = self._loaded_json = None
         # Changes.note_clean's rule, so that a hand-over leaves the state it would have made.
-        self.clean_writes = self.session._writes if holds_no_container(data_json) else -1
+        # Flat data holds no container: the snapshot need not be searched for one.
+        no_container = flat or holds_no_container(data_json)
+        self.clean_writes = self.session._writes if no_container else -1
         return True
 
 

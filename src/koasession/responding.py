@@ -300,6 +300,8 @@ def session_headers(
     queued: Sequence[tuple[str, str]], extra: Sequence[tuple[bytes, bytes]]
 ) -> list[tuple[bytes, bytes]]:
     """A session's own response headers: its Set-Cookie lines, then ``extra``."""
-    headers = [(b"set-cookie", line.encode("latin-1")) for _, line in queued]
+    headers = []
+    for _, line in queued:  # a loop: a list comprehension is a call of its own before 3.12
+        headers.append((b"set-cookie", line.encode("latin-1")))
     headers.extend(extra)
     return headers
