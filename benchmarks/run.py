@@ -4,7 +4,8 @@ Writes docs/benchmarks.md and docs/benchmarks.png.
 
     python benchmarks/run.py                 # everything, writes the report (several minutes)
     python benchmarks/run.py --quick         # in-process targets only, prints, < 1 minute
-    python benchmarks/run.py --quick --profile   # the same plus the counter's cProfile
+    python benchmarks/run.py --quick --profile   # the same plus the counter's cProfile and the
+                                                 # bytecodes per request
     python benchmarks/run.py --only e2e      # one part (inprocess, garbage, memory, redis,
                                              # profile, e2e), prints, writes nothing
 
@@ -27,6 +28,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import bytecodes  # noqa: E402
 import configs  # noqa: E402
 import garbage  # noqa: E402
 import harness  # noqa: E402
@@ -117,12 +119,16 @@ def main() -> int:
         help="in-process rows only (koasession cookie/encrypted/MemoryStore, Starlette, "
         "pass-through, floor); prints the targets, writes nothing",
     )
-    parser.add_argument("--profile", action="store_true", help="with --quick: print cProfile")
+    parser.add_argument(
+        "--profile", action="store_true", help="with --quick: print cProfile and bytecodes"
+    )
     parser.add_argument(
         "--only", help=f"comma-separated parts to run and print: {', '.join(PARTS)}"
     )
     parser.add_argument("--no-e2e", action="store_true", help="skip uvicorn/Node load runs")
-    parser.add_argument("--no-profile", action="store_true", help="skip the cProfile table")
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip the cProfile and bytecode tables"
+    )
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs")
     args = parser.parse_args()
     started = time.monotonic()
@@ -167,11 +173,14 @@ def main() -> int:
         capacity = memory_capacity.measure(memory_capacity.SIZES)
 
     profiles = []
+    work: list[bytecodes.Work] = []
     if "profile" in parts:
         base = next((c for c in harness_out["configs"] if c.name == configs.BASE), None)
         if base is not None:
             log(f"profiling {base.name} / counter (cProfile)")
             profiles.append(profiling.profile(base, "counter", 5_000 if args.quick else 20_000))
+        log("bytecodes per request (sys.settrace)")
+        work = bytecodes.measure(harness_out["configs"])
 
     e2e_results: dict[str, list[e2e.LoadResult]] = {}
     if "e2e" in parts:
@@ -187,6 +196,7 @@ def main() -> int:
         redis=redis_rows,
         memory=mem,
         profiles=profiles,
+        work=work,
         garbage=harness_out["garbage"],
         notes=notes,
         env=env,
@@ -237,6 +247,9 @@ def print_summary(data: report.Data, partial: bool) -> None:
     for found in data.profiles:
         print()
         print(profiling.text(found))
+    if data.work:
+        print()
+        print(bytecodes.text(data.work))
     print()
 
 
