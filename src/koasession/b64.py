@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-__all__ = ["TO_URLSAFE", "b64url_decode", "b64url_encode", "b64url_encode_ascii"]
+__all__ = ["b64url_decode", "b64url_encode", "b64url_encode_ascii"]
 
 _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 # The last character of a canonical encoding has its unused low bits zero: 4 spare bits when
@@ -19,19 +19,19 @@ _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 _LAST_CHAR = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
 
-#: Standard base64 to base64url, dropping the padding, in one ``bytes.translate``: binascii
-#: skips the base64 module's Python layers, which shows on the per-request signing path.
-TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+# Standard base64 to base64url, dropping the padding, in one translate: binascii skips the
+# base64 module's Python layers, which shows on the per-request signing path.
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def b64url_encode(raw: bytes) -> str:
     """``raw`` as base64url text without padding."""
-    return binascii.b2a_base64(raw, newline=False).translate(TO_URLSAFE, b"=").decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE, b"=").decode("ascii")
 
 
 def b64url_encode_ascii(raw: bytes) -> bytes:
     """:func:`b64url_encode` as ASCII bytes, to compare with bytes received."""
-    return binascii.b2a_base64(raw, newline=False).translate(TO_URLSAFE, b"=")
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE, b"=")
 
 
 def b64url_decode(text: str) -> bytes | None:

@@ -249,13 +249,11 @@ class SessionMiddleware:
 
     def _settle(self, session: Session) -> None:
         """Deliver the request's events, then release its engine (no reference cycles left);
-        a session whose engine was never made lets go of the environ."""
+        ``end()`` has already let go of a request with no events to deliver."""
         rs = end(session, self.config)
-        if rs is None:
-            return
-        if rs.pending_events:
+        if rs is not None:
             self._drive(events.settle(rs.pending_events))
-        rs.release()
+            rs.release()
 
 
 class _Response:
