@@ -31,6 +31,65 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
+class _HttpSession(Session):
+    """The session of one HTTP request, which also gives the app its ``send``.
+
+    ``_send_message`` is the ``send`` the app calls. As a method of the session the request
+    makes anyway, it costs one bound method per request where a closure costs a function and a
+    cell per variable it shares; and as a plain function that returns the server's awaitable, a
+    message passed through makes no coroutine of ours (issue 12). Only a commit that must wait
+    (a store write) or the 503 that replaces the response runs as a coroutine.
+    """
+
+    __slots__ = ("_downstream", "_middleware", "_replaced")
+
+    _downstream: Send  # the server's send
+    _middleware: SessionMiddleware
+    _replaced: bool  # our 503 went out instead of the app's reply
+
+    def _send_message(self, message: Message) -> Awaitable[None]:
+        if self._replaced:
+            return _dropped()
+        if message["type"] == "http.response.start":
+            status = message.get("status", 200)
+            mw = self._middleware
+            if self._bound is None and status < 500 and self._request.get(mw._scope_key) is self:
+                self._make = mw._engine_after_start  # nothing to add to this response
+            else:
+                rs = self._bound or engine_of(self)
+                ok = rs.start_response(status)
+                if ok is not True:
+                    return self._start_after(ok, message)
+                self._add_headers(message)
+        return self._downstream(message)
+
+    async def _start_after(self, ok: bool | Awaitable[bool], message: Message) -> None:
+        """The response start once the commit awaited (a store write), or the 503 instead."""
+        if ok is False or not await ok:  # type: ignore[misc]
+            self._replaced = True
+            await _send_unavailable(self._downstream)
+            return
+        self._add_headers(message)
+        await self._downstream(message)
+
+    def _add_headers(self, message: Message) -> None:
+        """The session's headers merged into the response start ``message``, once committed."""
+        rs = self._bound  # the general engine if the plain one handed over
+        if rs.read or rs.cookie_lines or rs.extra_headers:
+            message["headers"] = rs.merge_headers(message.get("headers") or [])
+
+
+async def _dropped() -> None:
+    """A message of the app's after our 503 replaced its response: sent nowhere."""
+
+
+def _sent_after_return(message: Message) -> Awaitable[None]:
+    raise RuntimeError(
+        f"the app sent an ASGI {message.get('type')!r} message after it returned; "
+        "the server's send is no longer reachable through the session middleware"
+    )
+
+
 class SessionMiddleware:
     """koa-session for ASGI apps.
 
@@ -68,6 +127,7 @@ class SessionMiddleware:
         # Read on every request, so looked up once here.
         self._scope_key = self.config.options.scope_key
         self._deferred = not self.config.eager and self.config.excluded is None
+        self._released = shared_released(self.config)
 
     @property
     def options(self) -> SessionOptions:
@@ -79,58 +139,42 @@ class SessionMiddleware:
             await self._not_http(scope, receive, send)
             return
         # The HTTP path stays in this coroutine: a helper coroutine would cost every request.
-        cfg = self.config
         key = self._scope_key
         if self._deferred:
             # The engine is made when the app first uses the session: most requests never do.
-            session = scope[key] = Session(None, self._engine_on_use, scope)
+            session = scope[key] = _HttpSession(None, self._engine_on_use, scope)
         else:
             found = await self._session_of(scope, receive, send)
             if found is None:
                 return  # answered already
             session = found
-        after_start = self._engine_after_start
-        replaced = False  # our 503 went out instead of the app's reply
-
-        async def send_with_session(message: Message) -> None:
-            nonlocal replaced
-            if replaced:
-                return
-            if message["type"] == "http.response.start":
-                status = message.get("status", 200)
-                if session._bound is None and status < 500 and scope.get(key) is session:
-                    session._make = after_start  # nothing to add to this response
-                else:
-                    rs = session._bound or engine_of(session)
-                    ok = rs.start_response(status)
-                    if ok is not True and (ok is False or not await ok):
-                        replaced = True
-                        await _send_unavailable(send)
-                        return
-                    rs = session._bound or rs  # the general engine if the plain one handed over
-                    if rs.read or rs.cookie_lines or rs.extra_headers:
-                        message["headers"] = rs.merge_headers(message.get("headers") or [])
-            await send(message)
-
+        session._downstream = send
+        session._middleware = self
+        session._replaced = False
         try:
-            await self.app(scope, receive, send_with_session)
+            await self.app(scope, receive, session._send_message)
         except StoreError:
-            if not replaced and not await _answer_outage(engine_of(session), send):
+            if not session._replaced and not await _answer_outage(engine_of(session), send):
                 raise
         except Exception:
             await _answer_crash(engine_of(session), send)
             raise
         else:
             # finish() and end() inlined for the untouched session, the commonest request
-            if not replaced and (session._bound is not None or scope.get(key) is not session):
+            if not session._replaced and (
+                session._bound is not None or scope.get(key) is not session
+            ):
                 finish(session, scope, key)  # used, or replaced (None, a dict) too late
         finally:
+            session._downstream = _sent_after_return  # the server's send holds the scope
             if session._bound is None:
-                session._rebind(cfg.released or shared_released(cfg))  # let go of the scope
-            elif (rs := end(session, cfg)) is not None:
+                # Session._rebind inlined for the untouched session: let go of the scope.
+                session._bound = self._released
+                session._request = None
+            elif (rs := end(session, self.config)) is not None:
                 await release(rs)  # its events to deliver first
 
-    async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> Session | None:
+    async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> _HttpSession | None:
         """The session of a request under an ``exclude`` rule or in store mode (loaded before
         the app); ``None`` when the request is answered already: excluded, the app ran with no
         session (no store call, no headers), or the store failed and the 503 went out."""
@@ -140,7 +184,7 @@ class SessionMiddleware:
             return None
         if cfg.eager:
             return await _loaded_session(cfg, scope, send)
-        session = scope[self._scope_key] = Session(None, self._engine_on_use, scope)
+        session = scope[self._scope_key] = _HttpSession(None, self._engine_on_use, scope)
         return session
 
     async def _not_http(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -250,16 +294,17 @@ async def _finish_lifespan(
     await send({"type": "lifespan.shutdown.complete"})
 
 
-async def _loaded_session(cfg: SessionConfig, scope: Scope, send: Send) -> Session | None:
+async def _loaded_session(cfg: SessionConfig, scope: Scope, send: Send) -> _HttpSession | None:
     """The session loaded before the app (store mode); ``None`` after answering a store outage."""
-    rs = _engine(cfg, scope)
+    session = scope[cfg.options.scope_key] = _HttpSession(None)
+    rs = _engine(cfg, scope, session=session)
     try:
         await rs.load_async()
     except StoreError:
         await release(rs)
         await _send_unavailable(send)
         return None
-    return rs.session
+    return session
 
 
 async def _answer_outage(rs: RequestSession, send: Send) -> bool:

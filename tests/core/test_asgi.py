@@ -240,3 +240,50 @@ async def test_store_failure_on_load_answers_503() -> None:
         )
     assert response.status_code == 503
     assert events == ["store_error"]
+
+
+async def test_a_send_after_the_app_returned_is_a_clear_error() -> None:
+    """The session lets go of the server's send when the request ends (it holds the scope);
+    a message sent later through the kept ``send`` says so instead of going anywhere."""
+    kept: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["n"] = 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+        kept.append(send)
+
+    sent: list[dict[str, Any]] = []
+
+    async def server_send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "scheme": "http"}
+    await SessionMiddleware(app, keys=[KEY])(scope, receive, server_send)
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    with pytest.raises(RuntimeError, match=r"'http\.response\.body' message after it returned"):
+        await kept[0]({"type": "http.response.body", "body": b"late"})
+    assert len(sent) == 2
+
+
+@pytest.mark.parametrize("touch", [False, True], ids=["untouched", "counter"])
+async def test_send_works_as_a_task_group_start_soon_target(touch: bool) -> None:
+    """The app's send returns the server's awaitable rather than being a coroutine function
+    itself; anyio's ``start_soon``, which insists on getting a coroutine, still takes it."""
+    import anyio
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if touch:
+            scope["session"]["n"] = 1
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, {"type": "http.response.start", "status": 200, "headers": []})
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, {"type": "http.response.body", "body": b"ok"})
+
+    async with client(SessionMiddleware(app, keys=[KEY])) as c:
+        response = await c.get("/")
+    assert response.text == "ok"
+    assert set(cookie_pairs(response)) == ({"koa.sess", "koa.sess.sig"} if touch else set())

@@ -11,6 +11,8 @@ from __future__ import annotations
 import gc
 from typing import Any
 
+import pytest
+
 from koasession import MemoryStore, SessionMiddleware
 
 KEY = "I1cqobbcERqZlXvRYLhB82BbjJ7sjJtktOu_Skgzmw8"
@@ -67,17 +69,34 @@ async def _cookie_after(app: Any, cookie: bytes | None) -> bytes:
     return b"; ".join(pairs) or (cookie or b"")
 
 
-async def _collected_per_request(app: Any, cookie: bytes | None) -> float:
-    async def discard(message: dict[str, Any]) -> None:
-        return None
+class _Connection:
+    """A server's per-request object as uvicorn has one: its ``send`` holds the scope, so a
+    middleware that kept the send past the request would close a cycle through the scope."""
+
+    def __init__(self, scope: dict[str, Any]) -> None:
+        self.scope = scope
+        self.sent = 0
+
+    async def send(self, message: dict[str, Any]) -> None:
+        self.sent += 1
+
+
+async def _discard(message: dict[str, Any]) -> None:
+    return None
+
+
+async def _collected_per_request(app: Any, cookie: bytes | None, *, server: bool = False) -> float:
+    async def one() -> None:
+        scope = _scope(cookie)
+        await app(scope, _receive, _Connection(scope).send if server else _discard)
 
     for _ in range(50):  # warm-up: caches and lazily built tables are not garbage
-        await app(_scope(cookie), _receive, discard)
+        await one()
     gc.collect()
     gc.disable()
     try:
         for _ in range(REQUESTS):
-            await app(_scope(cookie), _receive, discard)
+            await one()
         found = gc.collect()
     finally:
         gc.enable()
@@ -99,3 +118,13 @@ async def test_memory_store_mode_leaves_no_cycles_per_request() -> None:
     app = SessionMiddleware(_app, keys=[KEY], store=MemoryStore(max_entries=100))
     cookie = await _cookie_after(app, await _cookie_after(app, None))
     assert await _collected_per_request(app, cookie) == 0
+
+
+@pytest.mark.parametrize("handler", [_app, _bare], ids=["counter", "untouched"])
+async def test_a_send_that_holds_the_scope_is_let_go(handler: Any) -> None:
+    """The app's send is a method of the session; after the request the session must no
+    longer reach the server's send, whose connection holds the scope that holds the session."""
+    app = SessionMiddleware(handler, keys=[KEY])
+    cookie = await _cookie_after(SessionMiddleware(_app, keys=[KEY]), None)
+    assert await _collected_per_request(_bare, None, server=True) == 0  # the control
+    assert await _collected_per_request(app, cookie, server=True) == 0
