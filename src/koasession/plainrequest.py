@@ -227,7 +227,9 @@ class _AfterStart(_GeneralVerbs):
         if general is not None:
             general.release()
         else:
-            self.session._rebind(self.cfg.released or shared_released(self.cfg))
+            session = self.session  # Session._rebind inlined: this ends every used request
+            session._bound = self.cfg.released or shared_released(self.cfg)
+            session._make = session._request = None
 
 
 class PlainRequest(_AfterStart):

@@ -270,11 +270,16 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
         self._require_save = required
 
     # -- mapping protocol ----------------------------------------------------------------
+    # The mapping methods read ``_data`` before calling ``_load``: once loaded, the commonest
+    # case, that saves a call per access (issue 12).
     def __getitem__(self, key: str) -> Any:
-        return self._load()[key]
+        data = self._data
+        return (self._load() if data is None else data)[key]
 
     def __setitem__(self, key: str, value: Any) -> None:
-        data = self._load()
+        data = self._data
+        if data is None:
+            data = self._load()
         data[check_key(key)] = value
         self._removed = False
         self._writes += 1
@@ -294,7 +299,8 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
 
     def get(self, key: str, default: Any = None) -> Any:
         """``session[key]`` or ``default``."""
-        return self._load().get(key, default)
+        data = self._data
+        return (self._load() if data is None else data).get(key, default)
 
     def clear(self) -> None:
         """Remove every value (the session is then saved empty, not removed)."""
