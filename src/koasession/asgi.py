@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from . import events
@@ -36,9 +37,14 @@ class _HttpSession(Session):
 
     ``_send_message`` is the ``send`` the app calls. As a method of the session the request
     makes anyway, it costs one bound method per request where a closure costs a function and a
-    cell per variable it shares; and as a plain function that returns the server's awaitable, a
+    cell per variable it shares; and as a plain function that returns the server's coroutine, a
     message passed through makes no coroutine of ours (issue 12). Only a commit that must wait
-    (a store write) or the 503 that replaces the response runs as a coroutine.
+    (a store write), the 503 that replaces the response, or a server whose ``send`` returns
+    some other awaitable (a future) gets one: the app always gets a coroutine, as from an
+    ``async def`` send, which ``asyncio.create_task`` and anyio's ``start_soon`` insist on.
+
+    The response start is committed when the app calls ``send`` with it, not when it awaits
+    the result: a change made in between is a change after the response started.
     """
 
     __slots__ = ("_downstream", "_middleware", "_replaced")
@@ -48,7 +54,9 @@ class _HttpSession(Session):
     _replaced: bool  # our 503 went out instead of the app's reply
 
     def _send_message(self, message: Message) -> Awaitable[None]:
-        if self._replaced:
+        if self._replaced:  # our 503 answered: the app's messages go nowhere, until it returns
+            if self._downstream is _sent_after_return:
+                _sent_after_return(message)
             return _dropped()
         if message["type"] == "http.response.start":
             status = message.get("status", 200)
@@ -56,12 +64,15 @@ class _HttpSession(Session):
             if self._bound is None and status < 500 and self._request.get(mw._scope_key) is self:
                 self._make = mw._engine_after_start  # nothing to add to this response
             else:
+                if self._downstream is _sent_after_return:
+                    _sent_after_return(message)  # the engine is released: nothing to commit
                 rs = self._bound or engine_of(self)
                 ok = rs.start_response(status)
                 if ok is not True:
                     return self._start_after(ok, message)
                 self._add_headers(message)
-        return self._downstream(message)
+        sent = self._downstream(message)
+        return sent if type(sent) is CoroutineType else _awaited(sent)
 
     async def _start_after(self, ok: bool | Awaitable[bool], message: Message) -> None:
         """The response start once the commit awaited (a store write), or the 503 instead."""
@@ -81,6 +92,12 @@ class _HttpSession(Session):
 
 async def _dropped() -> None:
     """A message of the app's after our 503 replaced its response: sent nowhere."""
+
+
+async def _awaited(sent: Awaitable[None]) -> None:
+    """The server's awaitable (not a coroutine) as a coroutine, as the app would get from an
+    ``async def`` send."""
+    await sent
 
 
 def _sent_after_return(message: Message) -> Awaitable[None]:
@@ -298,8 +315,9 @@ async def _finish_lifespan(
 
 async def _loaded_session(cfg: SessionConfig, scope: Scope, send: Send) -> _HttpSession | None:
     """The session loaded before the app (store mode); ``None`` after answering a store outage."""
-    session = scope[cfg.options.scope_key] = _HttpSession(None)
+    session = _HttpSession(None)
     rs = _engine(cfg, scope, session=session)
+    scope[cfg.options.scope_key] = session  # once the engine (and any context_store) is made
     try:
         await rs.load_async()
     except StoreError:

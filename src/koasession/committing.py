@@ -11,7 +11,7 @@ from .errors import (
     ResponseStartedError,
     StoreError,
 )
-from .session import check_key
+from .session import Session, check_key
 
 if TYPE_CHECKING:
     pass
@@ -59,9 +59,9 @@ class Committing(PartialWrites):
             session._replace(dict(value))
             self.slot[scope_key] = session
             return False
-        raise TypeError(
-            f"scope[{scope_key!r}] can only be set to None or a dict; got {type(value).__name__}"
-        )
+        # An adapter's own Session subclass (asgi's) is still a Session to the reader.
+        kind = "Session" if isinstance(value, Session) else type(value).__name__
+        raise TypeError(f"scope[{scope_key!r}] can only be set to None or a dict; got {kind}")
 
     async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
         """Decide and apply: remove, save or nothing (koa's ``commit``)."""

@@ -224,6 +224,28 @@ async def test_replacing_the_session_with_another_type_is_an_error() -> None:
             await c.get("/")
 
 
+async def test_another_middlewares_session_in_the_slot_is_named_a_session() -> None:
+    """Two middlewares sharing one ``scope_key``: the outer finds the inner's session in its
+    slot; the error names it a Session, not the adapter's private class."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["n"] = 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    inner = SessionMiddleware(app, keys=[KEY])
+
+    async def touch_outer(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"].get("x")  # the outer's session, loaded before the inner replaces it
+        await inner(scope, receive, send)
+
+    outer = SessionMiddleware(touch_outer, keys=[KEY])
+    transport = httpx.ASGITransport(app=outer)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        with pytest.raises(TypeError, match=r"only be set to None or a dict; got Session$"):
+            await c.get("/")
+
+
 async def test_store_failure_on_load_answers_503() -> None:
     class Broken(MemoryStore):
         async def get(self, *args: Any, **kwargs: Any) -> Any:
@@ -287,3 +309,123 @@ async def test_send_works_as_a_task_group_start_soon_target(touch: bool) -> None
         response = await c.get("/")
     assert response.text == "ok"
     assert set(cookie_pairs(response)) == ({"koa.sess", "koa.sess.sig"} if touch else set())
+
+
+async def _raw_request(app: Any, server_send: Any, cookie: bytes | None = None) -> None:
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    headers = [(b"cookie", cookie)] if cookie else []
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": headers, "scheme": "http"}
+    await app(scope, receive, server_send)
+
+
+@pytest.mark.parametrize("touch", [False, True], ids=["untouched", "counter"])
+async def test_a_server_send_returning_a_future_still_gives_the_app_coroutines(
+    touch: bool,
+) -> None:
+    """Some servers (Granian) answer ``send`` with a future, not a coroutine. The app must still
+    get a coroutine from every call, which ``create_task`` and ``start_soon`` require."""
+    import asyncio
+
+    import anyio
+
+    sent: list[dict[str, Any]] = []
+    returned: list[Any] = []
+
+    def future_send(message: dict[str, Any]) -> asyncio.Future[None]:
+        sent.append(message)  # such a server takes the message at the call
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if touch:
+            scope["session"]["n"] = 1
+        start = send({"type": "http.response.start", "status": 200, "headers": []})
+        returned.append(start)
+        await asyncio.create_task(start)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(send, {"type": "http.response.body", "body": b"ok"})
+
+    await _raw_request(SessionMiddleware(app, keys=[KEY]), future_send)
+    assert asyncio.iscoroutine(returned[0])
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    names = {v.split(b"=", 1)[0] for k, v in sent[0]["headers"] if k == b"set-cookie"}
+    assert names == ({b"koa.sess", b"koa.sess.sig"} if touch else set())
+
+
+async def test_a_late_response_start_is_the_same_clear_error() -> None:
+    kept: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        kept.append(send)  # returns without answering; a task answers later
+
+    async def server_send(message: dict[str, Any]) -> None:
+        raise AssertionError("nothing reaches the server")
+
+    await _raw_request(SessionMiddleware(app, keys=[KEY]), server_send)
+    with pytest.raises(RuntimeError, match=r"'http\.response\.start' message after it returned"):
+        await kept[0]({"type": "http.response.start", "status": 200, "headers": []})
+
+
+async def test_after_a_503_replaced_the_response_a_late_send_is_a_clear_error() -> None:
+    """While the app runs, its messages after our 503 go nowhere; once it returned, a message
+    through the kept send raises like any other late one."""
+
+    class DownStore(MemoryStore):
+        async def set(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("store down")
+
+    kept: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["n"] = 1
+        kept.append(send)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"dropped"})  # after our 503
+
+    sent: list[dict[str, Any]] = []
+
+    async def server_send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await _raw_request(SessionMiddleware(app, keys=[KEY], store=DownStore()), server_send)
+    assert sent[0]["status"] == 503
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    assert b"dropped" not in sent[1]["body"]
+    with pytest.raises(RuntimeError, match="after it returned"):
+        await kept[0]({"type": "http.response.body", "body": b"late"})
+    assert len(sent) == 2
+
+
+async def test_a_context_store_is_built_before_the_session_is_in_the_scope() -> None:
+    """Store mode loads before the app: the session is published once its engine (and the
+    per-request store) exist, so a failing store class leaves no half-made session behind."""
+    seen: list[bool] = []
+    scopes: list[dict[str, Any]] = []
+
+    class PerRequest(MemoryStore):
+        def __init__(self, ctx: Any) -> None:
+            seen.append("session" in ctx.scope)
+            scopes.append(ctx.scope)
+            super().__init__()
+
+    class Refusing(MemoryStore):
+        def __init__(self, ctx: Any) -> None:
+            scopes.append(ctx.scope)
+            raise RuntimeError("no store for this request")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def server_send(message: dict[str, Any]) -> None:
+        return None
+
+    await _raw_request(SessionMiddleware(app, keys=[KEY], context_store=PerRequest), server_send)
+    assert seen == [False]
+    assert "session" in scopes[0]  # published once the store existed
+    with pytest.raises(RuntimeError, match="no store for this request"):
+        await _raw_request(SessionMiddleware(app, keys=[KEY], context_store=Refusing), server_send)
+    assert "session" not in scopes[1]

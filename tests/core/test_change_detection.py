@@ -174,6 +174,21 @@ async def test_a_flat_change_after_the_response_started_is_reported_lost(edit: s
     assert events == [("lost", "changed after the response started")]
 
 
+async def test_the_response_starts_when_the_app_calls_send_not_when_it_awaits() -> None:
+    """The README's promise: a change made between calling ``send`` with the response start
+    and awaiting it is a change after the response started."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        started = send({"type": "http.response.start", "status": 200, "headers": []})
+        scope["session"]["views"] = 2
+        await started
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    response, events = await _serve(app, {"views": 1})
+    assert set_cookies(response) == []
+    assert events == [("lost", "changed after the response started")]
+
+
 async def test_a_nested_value_edited_in_place_is_saved() -> None:
     def handler(session: Any, phase: str) -> None:
         if phase == "before":
