@@ -41,7 +41,17 @@ _OTHER_META = codec.META_KEYS.difference(_PLAIN_META)
 class PlainCookie:
     """Reads and writes the session cookie of the default configuration (see the module doc)."""
 
-    __slots__ = ("_attributes", "_cipher", "_max_age", "_name", "_options", "_sig_name", "_signer")
+    __slots__ = (
+        "_attributes",
+        "_cipher",
+        "_max_age",
+        "_name",
+        "_options",
+        "_sig_name",
+        "_signer",
+        "max_age_member",
+        "max_age_ms",
+    )
 
     def __init__(
         self, options: SessionOptions, signer: Signer | None, cipher: CookieCipher | None = None
@@ -54,6 +64,10 @@ class PlainCookie:
         self._cipher = cipher
         assert not isinstance(options.max_age, str)  # see for_options
         self._max_age = int(options.max_age)
+        #: The payload's ``_maxAge`` (ms, as the general engine's metadata rounds it) and its JSON
+        #: member after ``_expire``, made once rather than per saved cookie.
+        self.max_age_ms = round(options.max_age * 1000)
+        self.max_age_member = f',"_maxAge":{self.max_age_ms}'
         #: (expiry second, secure) and the attribute text made for them, reused within a second
         self._attributes: tuple[tuple[int, bool], str] = ((-1, False), "")
 

@@ -463,17 +463,16 @@ def cookie_value(
     """The session cookie's value for ``data`` (``data_json`` its snapshot) with the general
     engine's metadata (``Committing.metadata``) for a plain request; its ``_expire``; and the
     ``_created`` it records (``created`` as loaded, now for a session that had none)."""
+    plain = cfg.plain_cookie
+    assert plain is not None  # see usable()
     now_ms = int(time.time() * 1000)
-    max_age = cfg.options.max_age
-    assert not isinstance(max_age, str)  # see PlainCookie.for_options
-    max_age_ms = round(max_age * 1000)
-    expire = now_ms + max_age_ms
+    expire = now_ms + plain.max_age_ms
     if cfg.record_created:
         if created is None:
             created = now_ms
-        metadata = f'"_expire":{expire},"_maxAge":{max_age_ms},"_created":{created}'
+        metadata = f'"_expire":{expire}{plain.max_age_member},"_created":{created}'
     else:
-        metadata = f'"_expire":{expire},"_maxAge":{max_age_ms}'
+        metadata = f'"_expire":{expire}{plain.max_age_member}'
     raw = codec.join_payload(data, data_json, metadata)
     cipher = cfg.cipher
     if cipher is None:
