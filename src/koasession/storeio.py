@@ -84,7 +84,12 @@ async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
             task.add_done_callback(_retrieve)
     if not finished:
         raise asyncio.TimeoutError()
-    return task.result()
+    try:
+        return task.result()
+    finally:
+        # A failure's traceback holds this frame and the task holds the failure: without the
+        # task in the frame, that is no reference cycle left for the collector.
+        del task
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

@@ -9,6 +9,7 @@ measured by ``make bench``, never here; this only counts objects, which is deter
 from __future__ import annotations
 
 import gc
+import logging
 from typing import Any
 
 import pytest
@@ -128,3 +129,43 @@ async def test_a_send_that_holds_the_scope_is_let_go(handler: Any) -> None:
     cookie = await _cookie_after(SessionMiddleware(_app, keys=[KEY]), None)
     assert await _collected_per_request(_bare, None, server=True) == 0  # the control
     assert await _collected_per_request(app, cookie, server=True) == 0
+
+
+class _DownStore:
+    """A store whose writes fail, asynchronously: the outage path runs each call as a task
+    bounded by the store timeout (no ``call_deadline``)."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    async def get(self, key: str, max_age: Any, *, rolling: bool, ctx: Any) -> Any:
+        return None
+
+    async def set(
+        self, key: str, data: Any, max_age: Any, *, rolling: bool, changed: bool, ctx: Any
+    ) -> Any:
+        self.writes += 1
+        raise ConnectionError("store down")
+
+    async def destroy(self, key: str, *, ctx: Any) -> None:
+        return None
+
+
+async def test_a_store_outage_leaves_no_cycles_per_request() -> None:
+    """Every write fails and each response is our 503: the failure, its traceback and the
+    task that ran the store call must not hold each other in a cycle."""
+    store = _DownStore()
+    app = SessionMiddleware(_app, keys=[KEY], store=store, on_event=lambda name, payload: None)
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(_scope(None), _receive, send)
+    assert sent[0]["status"] == 503 and store.writes == 1
+    # pytest keeps every logged record, and with it each failure: that would hide a cycle.
+    logging.disable(logging.ERROR)
+    try:
+        assert await _collected_per_request(app, None, server=True) == 0
+    finally:
+        logging.disable(logging.NOTSET)
