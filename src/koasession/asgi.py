@@ -178,12 +178,10 @@ class SessionMiddleware:
             raise
         else:
             # finish() and end() inlined for the untouched session, the commonest request
-            if session._replaced:
-                pass
-            elif (rs := session._bound) is not None:
-                rs.finish()  # finish(): report a change no response carried
-            elif scope.get(key) is not session:
-                finish(session, scope, key)  # replaced (None, a dict) too late
+            if not session._replaced and (
+                session._bound is not None or scope.get(key) is not session
+            ):
+                finish(session, scope, key)  # used, or replaced (None, a dict) too late
         finally:
             session._downstream = _sent_after_return  # the server's send holds the scope
             if session._bound is None:

@@ -227,9 +227,7 @@ class _AfterStart(_GeneralVerbs):
         if general is not None:
             general.release()
         else:
-            session = self.session  # Session._rebind inlined: this ends every used request
-            session._bound = self.cfg.released or shared_released(self.cfg)
-            session._make = session._request = None
+            self.session._rebind(shared_released(self.cfg))
 
 
 class PlainRequest(_AfterStart):
