@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -365,6 +366,10 @@ async def _agree(
 ) -> None:
     outcomes = []
     engines = []
+    # One clock for both runs: a Max-Age derived from a loaded expiry must not tick over a
+    # second between them.
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)
     for plain in (True, False):
         seen: list[Any] = []
         middleware = _middleware(scenario, plain, seen, monkeypatch, **options)
