@@ -365,6 +365,43 @@ async def test_sqlite_is_safe_across_worker_processes(tmp_path: Path) -> None:
             assert (await cur.fetchone())[0] == "wal"
 
 
+async def test_sqlite_first_use_waits_for_a_lock_that_blocks_the_wal_switch(tmp_path: Path) -> None:
+    # While another connection holds a write lock, SQLite refuses the switch to WAL at once,
+    # ignoring the busy timeout (worker processes starting together on a new file hit this).
+    # The store retries the switch for up to busy_timeout, then reports the lock.
+    import sqlite3
+
+    from koasession.errors import StoreError
+    from koasession.stores.sqlite import SQLiteStore
+
+    path = tmp_path / "fresh.db"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        async with SQLiteStore(path, busy_timeout=5) as store:
+            write = asyncio.create_task(store.set("a" * 32, {"n": 1}, 60))
+            await asyncio.sleep(0.2)
+            assert not write.done()
+            other.execute("COMMIT")
+            assert await write is True
+            assert await store.get("a" * 32) == {"n": 1}
+            conn = await store._db()
+            async with conn.execute("PRAGMA journal_mode") as cur:
+                assert (await cur.fetchone())[0] == "wal"
+
+        path = tmp_path / "held.db"
+        other.close()
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        async with SQLiteStore(path, busy_timeout=0.3) as store:
+            with pytest.raises(StoreError, match=r"held\.db.*set failed.*database is locked"):
+                await store.set("b" * 32, {"n": 1}, 60)
+        assert time.monotonic() - started >= 0.2  # it waited rather than failing at once
+    finally:
+        other.close()
+
+
 # -- koasession purge --------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -178,12 +179,33 @@ class SQLiteStore(StoreOptionsMixin):
         # busy_timeout first: switching to WAL needs a lock another process may hold.
         await conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
         if self._owns_conn:
-            await conn.execute("PRAGMA journal_mode = WAL")
+            await self._enable_wal(conn)
             # NORMAL is durable in WAL mode except for the last commits on power loss, an
             # acceptable trade for sessions.
             await conn.execute("PRAGMA synchronous = NORMAL")
         if self._create_table:
             await self._create(conn)
+
+    async def _enable_wal(self, conn: aiosqlite.Connection) -> None:
+        """Switch the file to WAL mode, retrying for up to ``busy_timeout``.
+
+        Two connections switching a new file to WAL at the same moment deadlock on the lock
+        upgrade, and SQLite answers one of them "database is locked" at once, without waiting
+        on the busy timeout (worker processes starting together on a fresh file hit this about
+        once in sixty starts). Once the file is in WAL mode the statement is a no-op.
+        """
+        deadline = time.monotonic() + self._busy_ms / 1000
+        delay = 0.002
+        while True:
+            try:
+                await conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                remaining = deadline - time.monotonic()
+                if "locked" not in str(exc) or remaining <= 0:
+                    raise
+            await asyncio.sleep(min(delay, remaining))
+            delay = min(delay * 2, 0.1)
 
     async def _create(self, conn: aiosqlite.Connection) -> None:
         t = self._table
