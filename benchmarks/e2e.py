@@ -80,6 +80,7 @@ class LoadResult:
     errors: str = ""
     requests: int = 0  # completed requests, from the load generator
     cpu_s: float | None = None  # the server process's CPU time (user + system) during the run
+    steal: float | None = None  # share of the machine's CPU time taken by the hypervisor
 
     @property
     def cpu_us(self) -> float | None:
@@ -88,6 +89,24 @@ class LoadResult:
         if self.cpu_s is None or not self.requests:
             return None
         return self.cpu_s / self.requests * 1e6
+
+
+def machine_ticks() -> tuple[int, int] | None:
+    """(stolen, total) CPU ticks of the whole machine since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(f) for f in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal (guest time is counted in user already)
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def steal_share(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of CPU time the hypervisor gave other guests between two readings."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return (after[0] - before[0]) / (after[1] - before[1])
 
 
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -218,9 +237,11 @@ def measure_servers(
         for _ in range(runs):
             for name, proc in procs.items():
                 log(f"e2e: {name}")
+                ticks = machine_ticks()
                 before = process_cpu(proc.pid)
                 result = run_load(servers[name][2], cookies[name], seconds, 32)
                 after = process_cpu(proc.pid)
+                result.steal = steal_share(ticks, machine_ticks())
                 if before is not None and after is not None:
                     result.cpu_s = after - before
                 every.setdefault(name, []).append(result)

@@ -530,6 +530,20 @@ def garbage_section(data: Data) -> list[str]:
     return lines
 
 
+def _steal_lines(data: Data) -> list[str]:
+    """How much CPU time the hypervisor took from this machine during the load runs."""
+    shares = [r.steal for results in data.e2e.values() for r in results if r.steal is not None]
+    if not shares:
+        return []
+    return [
+        "CPU steal during the runs (time the hypervisor gave this machine's CPUs to other "
+        f"guests, from /proc/stat): median {100 * spread(shares).median:.1f}%, "
+        f"highest {100 * max(shares):.1f}%. Neighbours that share the physical cores slow the "
+        "server without showing as steal, so this is a lower bound on their effect.",
+        "",
+    ]
+
+
 def e2e_section(data: Data) -> list[str]:
     lines = ["## End to end under load", ""]
     if not data.e2e:
@@ -547,6 +561,7 @@ def e2e_section(data: Data) -> list[str]:
         "machine requests/s swings with the neighbours' load (see the range in the targets); "
         "the server CPU figures are the steadier measure.",
         "",
+        *_steal_lines(data),
         "| server | requests/s | vs bare | server CPU us/request | over bare |",
         "|---|---:|---:|---:|---:|",
     ]

@@ -148,7 +148,9 @@ def main() -> int:
     # Many short rounds in quick mode: the median of per-round ratios needs rounds more than
     # long batches.
     rounds, target, budget = (15, 0.03, 30.0) if args.quick else (15, 0.08, 200.0)
-    seconds, runs = 4.0, 5
+    # End to end: many short rounds rather than a few long ones, for the same reason; each
+    # round's ratio pairs runs made seconds apart.
+    seconds, runs = 2.0, 10
 
     env = versions()
     log(f"python {env['python']}, {env['cpus']} CPUs, load {env['load']}, JSON {env['json']}")
