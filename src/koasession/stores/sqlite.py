@@ -94,7 +94,8 @@ class SQLiteStore(StoreOptionsMixin):
         (used as is and not closed by :meth:`close`; it should be in autocommit mode,
         ``isolation_level=None``).
     :param table: table name (created with its indexes when missing).
-    :param busy_timeout: seconds a write waits for another process's write to finish.
+    :param busy_timeout: seconds a write waits for another process's write to finish (and the
+        first use waits to switch a new file to WAL mode).
     :param hash_ids: keep HMAC-SHA256(``hash_key``, id) instead of the id.
     :param owner: a function of the session data returning its owner; stored in the ``owner``
         column for :meth:`list_owner`, :meth:`revoke` and :meth:`destroy_owner`.
