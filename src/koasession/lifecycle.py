@@ -131,7 +131,7 @@ def end(session: Session, cfg: SessionConfig) -> RequestSession | None:
     """
     rs: RequestSession | None = session._bound
     if rs is None:
-        session._rebind(cfg.released or shared_released(cfg))
+        session._rebind(shared_released(cfg))
     elif not rs.pending_events:
         rs.release()
         return None

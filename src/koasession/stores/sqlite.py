@@ -190,10 +190,11 @@ class SQLiteStore(StoreOptionsMixin):
     async def _enable_wal(self, conn: aiosqlite.Connection) -> None:
         """Switch the file to WAL mode, retrying for up to ``busy_timeout``.
 
-        Two connections switching a new file to WAL at the same moment deadlock on the lock
-        upgrade, and SQLite answers one of them "database is locked" at once, without waiting
-        on the busy timeout (worker processes starting together on a fresh file hit this about
-        once in sixty starts). Once the file is in WAL mode the statement is a no-op.
+        While another connection holds a write lock on the file, SQLite refuses the switch
+        with "database is locked" at once, without waiting on the busy timeout. Worker
+        processes starting together on a new file meet this: with plain ``sqlite3``, six
+        processes opening a fresh file at once failed about one start in sixty. Once the file
+        is in WAL mode the statement is a no-op.
         """
         deadline = time.monotonic() + self._busy_ms / 1000
         delay = 0.002
