@@ -8,6 +8,7 @@ from typing import Any
 
 from floor import Floor, PassThrough, orjson_codec
 from harness import KEY, ASGIApp, Config, Scope
+from parts import Parts
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 REDIS_PREFIX = "koasession-bench:"
@@ -70,6 +71,7 @@ STAR_REDIS = "starsessions RedisStore"
 PASS_THROUGH = "pass-through middleware (wraps send)"
 FLOOR = "floor: same wire work, minimal Python"
 FLOOR_ORJSON = "floor with orjson"
+PARTS = "koasession's parts, no engine"
 
 #: ``--quick``: only these rows, only these scenarios (what the targets and the floor need).
 QUICK = {
@@ -81,6 +83,7 @@ QUICK = {
     PASS_THROUGH: ("untouched",),
     FLOOR: ("untouched", "counter"),
     FLOOR_ORJSON: ("counter",),
+    PARTS: ("counter",),
 }
 
 
@@ -128,6 +131,7 @@ def _build_all(redis_reason: str | None) -> tuple[list[Config], list[str]]:
     else:
         notes.append("floor with orjson skipped: orjson is not installed (pip install orjson)")
     configs += [
+        Config(PARTS, "reference", lambda app: Parts(app, KEY)),  # type: ignore[arg-type, return-value]
         Config(BASE, "koasession", _koa()),
         Config("koasession cookie sha1", "koasession", _koa(algorithm="sha1")),
     ]

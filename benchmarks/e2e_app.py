@@ -2,7 +2,9 @@
 
 ``bare``: no session middleware, the handler answers without a session. The others run a
 read-modify-write counter through koasession, Starlette's SessionMiddleware, starsessions, or
-``floor`` (benchmarks/floor.py: the counter's wire work in as little Python as possible).
+``floor`` (benchmarks/floor.py: the counter's wire work in as little Python as possible; with
+orjson, ``floor-orjson``), or
+``parts`` (benchmarks/parts.py: koasession's own pieces for that work, without its engine).
 """
 
 from __future__ import annotations
@@ -45,10 +47,20 @@ def build() -> Any:
         from koasession import SessionMiddleware
 
         return SessionMiddleware(inner, keys=[KEY], algorithm="sha1")
-    if MODE == "floor":
-        from floor import Floor  # the in-process harness's reference row, served the same way
+    if MODE in ("floor", "floor-orjson"):
+        # the in-process harness's reference rows, served the same way
+        from floor import Floor, orjson_codec
 
-        return Floor(inner, KEY)
+        if MODE == "floor":
+            return Floor(inner, KEY)
+        codec = orjson_codec()
+        if codec is None:
+            raise SystemExit("BENCH_E2E=floor-orjson needs orjson (pip install orjson)")
+        return Floor(inner, KEY, *codec)
+    if MODE == "parts":
+        from parts import Parts  # koasession's pieces without its engine (benchmarks/parts.py)
+
+        return Parts(inner, KEY)
     if MODE == "starlette":
         from starlette.middleware.sessions import SessionMiddleware as StarletteSessions
 

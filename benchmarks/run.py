@@ -30,6 +30,7 @@ sys.path.insert(0, str(HERE))
 
 import bytecodes  # noqa: E402
 import configs  # noqa: E402
+import floor  # noqa: E402
 import garbage  # noqa: E402
 import harness  # noqa: E402
 import memory  # noqa: E402
@@ -186,9 +187,10 @@ def main() -> int:
 
     e2e_results: dict[str, list[e2e.LoadResult]] = {}
     if "e2e" in parts:
-        e2e_results, e2e_notes = e2e.run_all(
-            seconds, runs, ["bare", "koasession", "starlette", "starsessions", "floor"]
-        )
+        modes = ["bare", "koasession", "starlette", "starsessions", "floor", "parts"]
+        if floor.orjson_codec() is not None:
+            modes.insert(5, "floor-orjson")
+        e2e_results, e2e_notes = e2e.run_all(seconds, runs, modes)
         notes.extend(e2e_notes)
 
     env["elapsed"] = f"{time.monotonic() - started:.0f} s"

@@ -1,0 +1,143 @@
+"""A reference middleware that splits koasession's counter cost in two: its parts, and its engine.
+
+``Parts`` calls the pieces koasession's plain path is built from, for the default cookie, in a
+row, with no engine around them: the cookie jar (``cookies.parse_cookie_header``), the fast lane
+(``PlainCookie.read``: signature, strict base64, JSON with orjson's checks, the metadata's
+ranges; ``PlainCookie.lines``: attributes, size check, signature), change detection by a copy of
+flat data, the codec's snapshot and JavaScript-layout test (``codec.snapshot_flat``,
+``codec.join_payload``) and the header merge (``responding.merge_session_headers``). What it
+leaves out is the engine: the deferred ``Session`` and ``PlainRequest``, the hand-over to the
+general engine, ``rolling``/``renew``, the check for a change made after the response started,
+and the release at the end of the request.
+
+So the ``floor`` rows (``floor.py``) minus this row is what koasession's checks and wire rules
+cost, and this row minus koasession's is what its engine costs. It only handles what the
+benchmark's scenarios do (a valid cookie, a read, a flat change) and is not a session library.
+"""
+
+from __future__ import annotations
+
+import binascii
+import time
+from typing import Any
+
+from harness import ASGIApp, Message, Scope
+
+from koasession import SessionMiddleware, codec, cookies
+from koasession.changes import holds_no_container
+from koasession.config import SessionConfig
+from koasession.responding import merge_session_headers
+
+
+class _PartsSession:
+    """Loads on first use with the fast lane; adds the session's headers to the response start."""
+
+    __slots__ = (
+        "_cfg",
+        "_clean",
+        "_created",
+        "_lines",
+        "_prev",
+        "_scope",
+        "_send",
+        "_writes",
+        "data",
+    )
+
+    def __init__(self, cfg: SessionConfig, scope: Scope, send: Any) -> None:
+        self._cfg = cfg
+        self._scope: Scope | None = scope
+        self._send = send
+        self.data: dict[str, Any] | None = None
+        self._prev: dict[str, Any] | None = None
+        self._created: int | None = None
+        self._writes = 0
+        self._clean = -1
+        self._lines: list[tuple[str, str]] | tuple[()] = ()
+
+    def _load(self) -> dict[str, Any]:
+        assert self._scope is not None
+        values = []
+        for name, value in self._scope["headers"]:
+            if name == b"cookie":
+                values.append(value.decode("latin-1"))
+        jar = cookies.parse_cookie_header(values) if values else {}
+        plain = self._cfg.plain_cookie
+        assert plain is not None
+        data = plain.read(jar, time.time() * 1000)
+        if data is None:
+            data = {}
+        else:
+            del data["_expire"]
+            data.pop("_maxAge", None)
+            self._created = data.pop("_created", None)
+        self.data = data
+        if codec.is_flat(data):
+            self._prev = dict(data)
+            self._clean = self._writes
+        return data
+
+    def get(self, key: str, default: Any = None) -> Any:
+        data = self.data
+        return (self._load() if data is None else data).get(key, default)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        data = self.data
+        if data is None:
+            data = self._load()
+        data[key] = value
+        self._writes += 1
+
+    def send_message(self, message: Message) -> Any:
+        scope = self._scope
+        if (
+            message["type"] == "http.response.start"
+            and self.data is not None
+            and scope is not None
+            and message.get("status", 200) < 500
+            and scope.get("session") is self
+        ):
+            data = self.data
+            if self._writes != self._clean and codec.is_flat(data) and data != self._prev:
+                self._lines = self._cookie_lines(data, scope)
+            message["headers"] = merge_session_headers(
+                message.get("headers") or [], self._lines, (), read=True, overwrite=True
+            )
+        return self._send(message)
+
+    def _cookie_lines(self, data: dict[str, Any], scope: Scope) -> list[tuple[str, str]]:
+        plain = self._cfg.plain_cookie
+        assert plain is not None
+        data_json = codec.snapshot_flat(data)
+        now_ms = int(time.time() * 1000)
+        expire = now_ms + plain.max_age_ms
+        created = now_ms if self._created is None else self._created
+        metadata = f'"_expire":{expire}{plain.max_age_member},"_created":{created}'
+        raw = codec.join_payload(data, data_json, metadata)
+        value = binascii.b2a_base64(raw, newline=False).decode("ascii")
+        lines = plain.lines(value, expire, scope.get("scheme") == "https")
+        assert lines is not None
+        self._prev = None
+        self._clean = self._writes if holds_no_container(data_json) else -1
+        return lines
+
+
+class Parts:
+    """koasession's plain-path parts for the default cookie, without its engine (module doc)."""
+
+    def __init__(self, app: ASGIApp, key: str) -> None:
+        self.app = app
+        # The configuration koasession builds for these options, fast lane included.
+        self.config = SessionMiddleware(app, keys=[key]).config
+        if self.config.plain_cookie is None:
+            raise RuntimeError("the default options no longer give the cookie fast lane")
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        session = scope["session"] = _PartsSession(self.config, scope, send)
+        try:
+            await self.app(scope, receive, session.send_message)
+        finally:
+            session._send = session._scope = None
