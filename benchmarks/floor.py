@@ -65,11 +65,14 @@ class _Hmac:
         inner.update(message)
         outer = self.outer.copy()
         outer.update(inner.digest())
-        # keygrip's digest: base64url without padding (43 characters for SHA-256)
-        return binascii.b2a_base64(outer.digest(), newline=False).decode()[:43].translate(_URLSAFE)
+        # keygrip's digest: base64url without padding (43 characters for SHA-256). Translated
+        # as bytes: str.translate takes a slow path here (about 1.4 us a call on Python 3.11,
+        # 3 us on 3.13, against 0.05 us), which made this row 2.7 us slower than its work.
+        b64 = binascii.b2a_base64(outer.digest(), newline=False)
+        return b64.translate(_URLSAFE, b"=").decode()
 
 
-_URLSAFE = str.maketrans("+/", "-_")
+_URLSAFE = bytes.maketrans(b"+/", b"-_")
 _MAX_AGE_MS = 86_400_000
 _ATTRS = "; path=/; expires={}; max-age=86400; samesite=lax; httponly"
 Loads = Callable[[str], Any]
