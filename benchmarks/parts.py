@@ -3,16 +3,20 @@
 ``Parts`` calls the pieces koasession's plain path is built from, for the default cookie, in a
 row, with no engine around them: the cookie jar (``cookies.parse_cookie_header``), the fast lane
 (``PlainCookie.read``: signature, strict base64, JSON with orjson's checks, the metadata's
-ranges; ``PlainCookie.lines``: attributes, size check, signature), change detection by a copy of
-flat data, the codec's snapshot and JavaScript-layout test (``codec.snapshot_flat``,
-``codec.join_payload``) and the header merge (``responding.merge_session_headers``). What it
-leaves out is the engine: the deferred ``Session`` and ``PlainRequest``, the hand-over to the
-general engine, ``rolling``/``renew``, the check for a change made after the response started,
-and the release at the end of the request.
+ranges; ``PlainCookie.lines``: attributes, size check, signature), the key check of an
+assignment (``session.check_key``), change detection by a copy of flat data, the codec's
+snapshot and JavaScript-layout test (``codec.snapshot_flat``, ``codec.join_payload``), the
+request's scheme (``enginestate.request_is_secure``) and the header merge
+(``responding.merge_session_headers``). What it leaves out is the engine: the deferred
+``Session`` and ``PlainRequest``, the hand-over to the general engine (a cookie the fast lane
+refuses, a ``_maxAge`` of its own, ``fallback`` readers), ``rolling``/``renew``, the check for a
+change made after the response started, and the release at the end of the request.
 
-So the ``floor`` rows (``floor.py``) minus this row is what koasession's checks and wire rules
-cost, and this row minus koasession's is what its engine costs. It only handles what the
-benchmark's scenarios do (a valid cookie, a read, a flat change) and is not a session library.
+So this row minus the floor with orjson (koasession uses orjson when it is installed) is what
+koasession's checks and wire rules cost, and koasession's row minus this one is what its
+engine costs. It only handles what the benchmark's scenarios do (a valid cookie, a read, a flat
+change) and is not a session library. ``parts_ablation.py`` swaps one piece at a time through
+``Parts.session_class``.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from typing import Any
 from harness import ASGIApp, Message, Scope
 
 from koasession import SessionMiddleware, codec, cookies
-from koasession.changes import holds_no_container
 from koasession.config import SessionConfig
+from koasession.enginestate import request_is_secure
 from koasession.responding import merge_session_headers
+from koasession.session import check_key
 
 
 class _PartsSession:
@@ -85,7 +90,7 @@ class _PartsSession:
         data = self.data
         if data is None:
             data = self._load()
-        data[key] = value
+        data[check_key(key)] = value
         self._writes += 1
 
     def send_message(self, message: Message) -> Any:
@@ -115,15 +120,19 @@ class _PartsSession:
         metadata = f'"_expire":{expire}{plain.max_age_member},"_created":{created}'
         raw = codec.join_payload(data, data_json, metadata)
         value = binascii.b2a_base64(raw, newline=False).decode("ascii")
-        lines = plain.lines(value, expire, scope.get("scheme") == "https")
+        secure = request_is_secure(scope.get("scheme"), scope["headers"], self._cfg.options.proxy)
+        lines = plain.lines(value, expire, secure)
         assert lines is not None
         self._prev = None
-        self._clean = self._writes if holds_no_container(data_json) else -1
+        self._clean = self._writes  # flat data holds no container (as in PlainRequest._save)
         return lines
 
 
 class Parts:
     """koasession's plain-path parts for the default cookie, without its engine (module doc)."""
+
+    #: The per-request session; ``parts_ablation.py`` swaps in variants.
+    session_class: type[_PartsSession] = _PartsSession
 
     def __init__(self, app: ASGIApp, key: str) -> None:
         self.app = app
@@ -136,7 +145,7 @@ class Parts:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        session = scope["session"] = _PartsSession(self.config, scope, send)
+        session = scope["session"] = self.session_class(self.config, scope, send)
         try:
             await self.app(scope, receive, session.send_message)
         finally:

@@ -2,20 +2,24 @@
 (``benchmarks/parts.py``) with one piece at a time done the floor's way instead.
 
 Each variant drops a promise, so none is a way to run koasession; the differences say what the
-promises cost, in process, next to the floor with orjson (which keeps none of them):
+promises cost, in process, next to the floor with orjson (which keeps none of them). Each one
+replaces a single method of the parts' session, written as the parts' own with one piece
+swapped:
 
 - ``floor's cookie lookup``: the two cookies picked out of the header, no jar (first cookie of a
   name wins, quoted values, every cookie kept for the general engine);
-- ``no read-back``: orjson's value taken without writing it back and comparing (the read-back
-  is what makes orjson read a payload exactly as the json module and koa would);
+- ``no read-back``: orjson's value taken as read, without writing it back and comparing (the
+  read-back is what makes orjson read a payload exactly as the json module and koa would); the
+  depth pre-check and the test for an object stay;
 - ``no metadata checks``: only ``_expire`` compared with now (no type or range checks, no
-  refusal of other reserved names), and no read-back;
+  refusal of other reserved names); the read-back stays;
 - ``floor's headers``: ``Cache-Control``, ``Vary`` and the cookie lines appended, without
   looking at the application's own ``Set-Cookie``, ``Cache-Control`` or ``Vary``;
 - ``floor's payload``: one encoder call on the data merged with its metadata, without the
   snapshot kept for change detection or the test for JavaScript's number and key layout.
 
-Run ``.venv/bin/python benchmarks/parts_ablation.py`` (about 30 seconds); needs orjson.
+Run ``.venv/bin/python benchmarks/parts_ablation.py`` (about 30 seconds); needs orjson. It is
+not part of ``make bench``: docs/performance.md quotes its figures.
 """
 
 from __future__ import annotations
@@ -25,37 +29,94 @@ import binascii
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from floor import Floor, orjson_codec
-from harness import KEY, Config, Message, Scope, batch, call, make_app, make_scope, prime
+from harness import (
+    KEY,
+    Config,
+    Message,
+    Scope,
+    batch,
+    call,
+    make_app,
+    make_scope,
+    prime,
+    set_cookie_count,
+    views_seen,
+)
 from parts import Parts, _PartsSession
 
 from koasession import codec, cookies
-from koasession.plaincookie import _OTHER_META, MAX_TIME_MS
+from koasession.enginestate import request_is_secure
+from koasession.plaincookie import _OTHER_META, MAX_TIME_MS, PlainCookie
+from koasession.responding import session_headers
 
 
-class _FloorLookup(_PartsSession):
+def _read(
+    plain: PlainCookie,
+    jar: dict[str, str],
+    now_ms: float,
+    loads: Callable[[bytes], dict[str, Any] | None],
+    checks: bool,
+) -> dict[str, Any] | None:
+    """``PlainCookie.read`` for a signed cookie, with the JSON reader ``loads`` and, unless
+    ``checks``, only ``_expire`` checked."""
+    value = jar.get("koa.sess")
+    if not value:
+        return None
+    signature = jar.get("koa.sess.sig")
+    if signature is None or len(value) % 4:
+        return None
+    signer = plain._signer
+    assert signer is not None
+    if not signer.verify_first(f"koa.sess={value}", signature):
+        return None
+    try:
+        raw = codec.strict_b64decode(value)
+    except ValueError:
+        return None
+    data = loads(raw)
+    if data is None:
+        return None
+    expire = data.get("_expire")
+    if not checks:
+        return data if expire is not None and expire > now_ms else None
+    if type(expire) is not int or not now_ms <= expire <= MAX_TIME_MS:
+        return None
+    for name in ("_maxAge", "_created"):
+        stamp = data.get(name)
+        if stamp is not None and (type(stamp) is not int or not 0 <= stamp <= MAX_TIME_MS):
+            return None
+    if not _OTHER_META.isdisjoint(data):
+        return None
+    return data
+
+
+def _loads_taken_as_read(raw: bytes) -> dict[str, Any] | None:
+    """``codec.loads_object_utf8`` without orjson's read-back."""
+    if raw.count(b"{") + raw.count(b"[") <= codec.MAX_DEPTH:
+        try:
+            data = orjson.loads(raw)
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+    return codec.loads_object_utf8(raw)
+
+
+class _Load(_PartsSession):
+    """The parts' ``_load`` with its jar and reader named, for the variants to swap."""
+
     __slots__ = ()
 
-    def _jar(self) -> dict[str, str]:
-        assert self._scope is not None
-        found = {}
-        for name, value in self._scope["headers"]:
-            if name == b"cookie":
-                for part in value.decode("latin-1").split(";"):
-                    key, _, text = part.strip().partition("=")
-                    if key in ("koa.sess", "koa.sess.sig"):
-                        found[key] = text
-        return found
-
     def _load(self) -> dict[str, Any]:
+        assert self._scope is not None
+        jar = self._jar(self._scope)
         plain = self._cfg.plain_cookie
         assert plain is not None
-        return self._adopt(plain.read(self._jar(), time.time() * 1000))
-
-    def _adopt(self, data: dict[str, Any] | None) -> dict[str, Any]:
+        data = self._read(plain, jar)
         if data is None:
             data = {}
         else:
@@ -68,48 +129,43 @@ class _FloorLookup(_PartsSession):
             self._clean = self._writes
         return data
 
+    def _jar(self, scope: Scope) -> dict[str, str]:
+        values = []
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                values.append(value.decode("latin-1"))
+        return cookies.parse_cookie_header(values) if values else {}
 
-class _NoReadBack(_FloorLookup):
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
+        return plain.read(jar, time.time() * 1000)
+
+
+class _FloorLookup(_Load):
     __slots__ = ()
-    checks = True
 
-    def _jar(self) -> dict[str, str]:
-        assert self._scope is not None
-        headers = self._scope["headers"]
-        values = [value.decode("latin-1") for name, value in headers if name == b"cookie"]
-        return cookies.parse_cookie_header(values)
-
-    def _load(self) -> dict[str, Any]:
-        jar = self._jar()
-        value, signature = jar.get("koa.sess"), jar.get("koa.sess.sig")
-        signer = self._cfg.signer
-        assert signer is not None
-        data = None
-        if value and signature and signer.verify_first(f"koa.sess={value}", signature):
-            data = orjson.loads(codec.strict_b64decode(value))
-            if not self.checks:
-                if data.get("_expire", 0) <= time.time() * 1000:
-                    data = None
-            elif not _metadata_ok(data):
-                data = None
-        return self._adopt(data)
+    def _jar(self, scope: Scope) -> dict[str, str]:
+        found = {}
+        for name, value in scope["headers"]:
+            if name == b"cookie":
+                for part in value.decode("latin-1").split(";"):
+                    key, _, text = part.strip().partition("=")
+                    if key in ("koa.sess", "koa.sess.sig"):
+                        found[key] = text
+        return found
 
 
-def _metadata_ok(data: dict[str, Any]) -> bool:
-    """PlainCookie.read's checks of the metadata."""
-    expire = data.get("_expire")
-    if type(expire) is not int or not time.time() * 1000 <= expire <= MAX_TIME_MS:
-        return False
-    for name in ("_maxAge", "_created"):
-        stamp = data.get(name)
-        if stamp is not None and (type(stamp) is not int or not 0 <= stamp <= MAX_TIME_MS):
-            return False
-    return _OTHER_META.isdisjoint(data)
-
-
-class _NoChecks(_NoReadBack):
+class _NoReadBack(_Load):
     __slots__ = ()
-    checks = False
+
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
+        return _read(plain, jar, time.time() * 1000, _loads_taken_as_read, True)
+
+
+class _NoMetadataChecks(_Load):
+    __slots__ = ()
+
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
+        return _read(plain, jar, time.time() * 1000, codec.loads_object_utf8, False)
 
 
 class _FloorHeaders(_PartsSession):
@@ -130,8 +186,7 @@ class _FloorHeaders(_PartsSession):
             headers = list(message.get("headers") or [])
             headers.append((b"cache-control", b"private"))
             headers.append((b"vary", b"Cookie"))
-            for _, line in self._lines:
-                headers.append((b"set-cookie", line.encode("latin-1")))
+            headers.extend(session_headers(self._lines, ()))
             message["headers"] = headers
         return self._send(message)
 
@@ -148,22 +203,23 @@ class _FloorPayload(_PartsSession):
         meta = {"_expire": expire, "_maxAge": plain.max_age_ms, "_created": created}
         raw = orjson.dumps({**data, **meta})
         value = binascii.b2a_base64(raw, newline=False).decode("ascii")
-        lines = plain.lines(value, expire, scope.get("scheme") == "https")
+        secure = request_is_secure(scope.get("scheme"), scope["headers"], self._cfg.options.proxy)
+        lines = plain.lines(value, expire, secure)
         assert lines is not None
         self._prev = None
+        self._clean = self._writes
         return lines
 
 
-def _variant(session: type[_PartsSession]) -> Any:
-    class Variant(Parts):
-        async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-            one = scope["session"] = session(self.config, scope, send)
-            try:
-                await self.app(scope, receive, one.send_message)
-            finally:
-                one._send = one._scope = None
+#: The variants that swap a step of ``_Load``: compared with it.
+_LOADING = ("parts, floor's cookie lookup", "parts, no read-back", "parts, no metadata checks")
 
-    return Variant(make_app("counter"), KEY)
+
+def _variant(session: type[_PartsSession]) -> Callable[[Any], Parts]:
+    class Variant(Parts):
+        session_class = session
+
+    return lambda app: Variant(app, KEY)
 
 
 async def main(rounds: int = 15, n: int = 5000) -> None:
@@ -174,29 +230,42 @@ async def main(rounds: int = 15, n: int = 5000) -> None:
         "bare app": make_app("untouched"),
         "floor with orjson": Floor(make_app("counter"), KEY, *codec_),
         "parts": Parts(make_app("counter"), KEY),
-        "parts, floor's cookie lookup": _variant(_FloorLookup),
-        "parts, no read-back": _variant(_NoReadBack),
-        "parts, no metadata checks": _variant(_NoChecks),
-        "parts, floor's headers": _variant(_FloorHeaders),
-        "parts, floor's payload": _variant(_FloorPayload),
+    }
+    variants = {
+        # The parts with their loading in named steps: what the three loading variants swap
+        # one step of, so they are compared with it rather than with the parts themselves.
+        "parts, loading in steps": _Load,
+        "parts, floor's cookie lookup": _FloorLookup,
+        "parts, no read-back": _NoReadBack,
+        "parts, no metadata checks": _NoMetadataChecks,
+        "parts, floor's headers": _FloorHeaders,
+        "parts, floor's payload": _FloorPayload,
     }
     primed = Config("parts", "reference", lambda app: Parts(app, KEY))
     primed.build()
     await prime(primed)
     scope = make_scope(primed.cookie)
-    for name, app in rows.items():
-        if name != "bare app" and len(await call(app, scope)) != 2:
-            sys.exit(f"{name}: the counter did not answer")
+    for name, session in variants.items():
+        # A variant that failed to read the cookie would start a session per request and look
+        # cheaper than it is: it must read the primed session and answer with two cookies.
+        check = Config(name, "reference", _variant(session), cookie=primed.cookie)
+        views = await views_seen(check)
+        app = rows[name] = _variant(session)(make_app("counter"))
+        cookies_set = set_cookie_count(await call(app, scope))
+        if not isinstance(views, int) or views < 2 or cookies_set != 2:
+            sys.exit(f"{name}: read views={views!r} and set {cookies_set} cookies")
     times: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(rounds):  # round-robin, so every row shares the machine's slow stretches
         for name, app in rows.items():
             times[name].append(await batch(app, scope, n))
     bare = statistics.median(times["bare app"])
     parts = statistics.median(times["parts"]) - bare
+    steps = statistics.median(times["parts, loading in steps"]) - bare
     print(f"counter overhead over the bare app, median of {rounds} rounds (us):")
     for name in list(rows)[1:]:
         overhead = statistics.median(times[name]) - bare
-        print(f"  {name:32s} {overhead:6.2f}  ({overhead - parts:+.2f} against parts)")
+        base, against = (steps, "loading in steps") if name in _LOADING else (parts, "parts")
+        print(f"  {name:32s} {overhead:6.2f}  ({overhead - base:+.2f} against {against})")
 
 
 if __name__ == "__main__":
