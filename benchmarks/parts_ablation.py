@@ -3,8 +3,7 @@
 
 Each variant drops a promise, so none is a way to run koasession; the differences say what the
 promises cost, in process, next to the floor with orjson (which keeps none of them). Each one
-replaces a single method of the parts' session, written as the parts' own with one piece
-swapped:
+replaces a single step (method) of the parts' session:
 
 - ``floor's cookie lookup``: the two cookies picked out of the header, no jar (first cookie of a
   name wins, quoted values, every cookie kept for the general engine);
@@ -37,7 +36,6 @@ from floor import Floor, orjson_codec
 from harness import (
     KEY,
     Config,
-    Message,
     Scope,
     batch,
     call,
@@ -49,8 +47,7 @@ from harness import (
 )
 from parts import Parts, _PartsSession
 
-from koasession import codec, cookies
-from koasession.enginestate import request_is_secure
+from koasession import codec
 from koasession.plaincookie import _OTHER_META, MAX_TIME_MS, PlainCookie
 from koasession.responding import session_headers
 
@@ -106,41 +103,7 @@ def _loads_taken_as_read(raw: bytes) -> dict[str, Any] | None:
     return codec.loads_object_utf8(raw)
 
 
-class _Load(_PartsSession):
-    """The parts' ``_load`` with its jar and reader named, for the variants to swap."""
-
-    __slots__ = ()
-
-    def _load(self) -> dict[str, Any]:
-        assert self._scope is not None
-        jar = self._jar(self._scope)
-        plain = self._cfg.plain_cookie
-        assert plain is not None
-        data = self._read(plain, jar)
-        if data is None:
-            data = {}
-        else:
-            del data["_expire"]
-            data.pop("_maxAge", None)
-            self._created = data.pop("_created", None)
-        self.data = data
-        if codec.is_flat(data):
-            self._prev = dict(data)
-            self._clean = self._writes
-        return data
-
-    def _jar(self, scope: Scope) -> dict[str, str]:
-        values = []
-        for name, value in scope["headers"]:
-            if name == b"cookie":
-                values.append(value.decode("latin-1"))
-        return cookies.parse_cookie_header(values) if values else {}
-
-    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
-        return plain.read(jar, time.time() * 1000)
-
-
-class _FloorLookup(_Load):
+class _FloorLookup(_PartsSession):
     __slots__ = ()
 
     def _jar(self, scope: Scope) -> dict[str, str]:
@@ -154,14 +117,14 @@ class _FloorLookup(_Load):
         return found
 
 
-class _NoReadBack(_Load):
+class _NoReadBack(_PartsSession):
     __slots__ = ()
 
     def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
         return _read(plain, jar, time.time() * 1000, _loads_taken_as_read, True)
 
 
-class _NoMetadataChecks(_Load):
+class _NoMetadataChecks(_PartsSession):
     __slots__ = ()
 
     def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
@@ -171,30 +134,18 @@ class _NoMetadataChecks(_Load):
 class _FloorHeaders(_PartsSession):
     __slots__ = ()
 
-    def send_message(self, message: Message) -> Any:
-        scope = self._scope
-        if (
-            message["type"] == "http.response.start"
-            and self.data is not None
-            and scope is not None
-            and message.get("status", 200) < 500
-            and scope.get("session") is self
-        ):
-            data = self.data
-            if self._writes != self._clean and codec.is_flat(data) and data != self._prev:
-                self._lines = self._cookie_lines(data, scope)
-            headers = list(message.get("headers") or [])
-            headers.append((b"cache-control", b"private"))
-            headers.append((b"vary", b"Cookie"))
-            headers.extend(session_headers(self._lines, ()))
-            message["headers"] = headers
-        return self._send(message)
+    def _headers(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+        headers = list(headers)
+        headers.append((b"cache-control", b"private"))
+        headers.append((b"vary", b"Cookie"))
+        headers.extend(session_headers(self._lines, ()))
+        return headers
 
 
 class _FloorPayload(_PartsSession):
     __slots__ = ()
 
-    def _cookie_lines(self, data: dict[str, Any], scope: Scope) -> list[tuple[str, str]]:
+    def _value(self, data: dict[str, Any]) -> tuple[str, int]:
         plain = self._cfg.plain_cookie
         assert plain is not None
         now_ms = int(time.time() * 1000)
@@ -202,17 +153,7 @@ class _FloorPayload(_PartsSession):
         created = now_ms if self._created is None else self._created
         meta = {"_expire": expire, "_maxAge": plain.max_age_ms, "_created": created}
         raw = orjson.dumps({**data, **meta})
-        value = binascii.b2a_base64(raw, newline=False).decode("ascii")
-        secure = request_is_secure(scope.get("scheme"), scope["headers"], self._cfg.options.proxy)
-        lines = plain.lines(value, expire, secure)
-        assert lines is not None
-        self._prev = None
-        self._clean = self._writes
-        return lines
-
-
-#: The variants that swap a step of ``_Load``: compared with it.
-_LOADING = ("parts, floor's cookie lookup", "parts, no read-back", "parts, no metadata checks")
+        return binascii.b2a_base64(raw, newline=False).decode("ascii"), expire
 
 
 def _variant(session: type[_PartsSession]) -> Callable[[Any], Parts]:
@@ -232,9 +173,6 @@ async def main(rounds: int = 15, n: int = 5000) -> None:
         "parts": Parts(make_app("counter"), KEY),
     }
     variants = {
-        # The parts with their loading in named steps: what the three loading variants swap
-        # one step of, so they are compared with it rather than with the parts themselves.
-        "parts, loading in steps": _Load,
         "parts, floor's cookie lookup": _FloorLookup,
         "parts, no read-back": _NoReadBack,
         "parts, no metadata checks": _NoMetadataChecks,
@@ -260,12 +198,10 @@ async def main(rounds: int = 15, n: int = 5000) -> None:
             times[name].append(await batch(app, scope, n))
     bare = statistics.median(times["bare app"])
     parts = statistics.median(times["parts"]) - bare
-    steps = statistics.median(times["parts, loading in steps"]) - bare
     print(f"counter overhead over the bare app, median of {rounds} rounds (us):")
     for name in list(rows)[1:]:
         overhead = statistics.median(times[name]) - bare
-        base, against = (steps, "loading in steps") if name in _LOADING else (parts, "parts")
-        print(f"  {name:32s} {overhead:6.2f}  ({overhead - base:+.2f} against {against})")
+        print(f"  {name:32s} {overhead:6.2f}  ({overhead - parts:+.2f} against parts)")
 
 
 if __name__ == "__main__":

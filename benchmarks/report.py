@@ -243,9 +243,9 @@ def floor_lines(data: Data) -> list[str]:
     return out
 
 
-def _e2e_floor_cpu(data: Data, key: str = E2E_FLOOR) -> list[float]:
-    """Run by run, the server CPU over bare of the reference row ``key`` (the floor) divided by
-    Starlette SM's."""
+def _e2e_floor_cpu(data: Data, key: str) -> list[float]:
+    """Run by run, the server CPU over bare of the reference row ``key`` (a floor, the parts)
+    divided by Starlette SM's."""
     bare, floor, theirs = (data.e2e.get(k, []) for k in (E2E_BARE, key, E2E_STARLETTE))
     return [
         (f.cpu_us - b.cpu_us) / (t.cpu_us - b.cpu_us)
@@ -281,8 +281,8 @@ def _verdict(
     target: str, limit: float, floor: float | None, fast: float | None, parts: float | None
 ) -> str:
     """One target's sentence: the floors, then koasession's parts without its engine."""
-    named = [(f"the floor ({v:.2f})", v) for v in (floor,) if v is not None]
-    named += [(f"the floor with orjson ({v:.2f})", v) for v in (fast,) if v is not None]
+    rows = (("the floor", floor), ("the floor with orjson", fast))
+    named = [(f"{label} ({v:.2f})", v) for label, v in rows if v is not None]
     if not named:
         return ""
     met = [name for name, v in named if v <= limit]
@@ -372,9 +372,9 @@ _E2E_LABELS = {
     "python koasession": "Starlette app + koasession (sha256 cookie)",
     "python starlette": "Starlette app + Starlette SessionMiddleware",
     "python starsessions": "Starlette app + starsessions CookieStore",
-    "python floor": "Starlette app + floor (benchmarks/floor.py)",
-    "python floor-orjson": "Starlette app + floor with orjson",
-    "python parts": "Starlette app + koasession's parts, no engine (benchmarks/parts.py)",
+    E2E_FLOOR: "Starlette app + floor (benchmarks/floor.py)",
+    E2E_FLOOR_ORJSON: "Starlette app + floor with orjson",
+    E2E_PARTS: "Starlette app + koasession's parts, no engine (benchmarks/parts.py)",
     "node bare": "Koa, no session",
     "node session": "Koa + koa-session 7 (cookie, sha1)",
 }

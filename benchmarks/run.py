@@ -187,9 +187,8 @@ def main() -> int:
 
     e2e_results: dict[str, list[e2e.LoadResult]] = {}
     if "e2e" in parts:
-        modes = ["bare", "koasession", "starlette", "starsessions", "floor", "parts"]
-        if floor.orjson_codec() is not None:
-            modes.insert(5, "floor-orjson")
+        with_orjson = ["floor-orjson"] if floor.orjson_codec() is not None else []
+        modes = ["bare", "koasession", "starlette", "starsessions", "floor", *with_orjson, "parts"]
         e2e_results, e2e_notes = e2e.run_all(seconds, runs, modes)
         notes.extend(e2e_notes)
 

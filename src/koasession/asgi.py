@@ -177,7 +177,7 @@ class SessionMiddleware:
             await _answer_crash(engine_of(session), send)
             raise
         else:
-            # finish() and end() inlined for the untouched session, the commonest request
+            # An untouched session, the commonest request, skips finish(): nothing to report.
             if not session._replaced and (
                 session._bound is not None or scope.get(key) is not session
             ):
