@@ -12,7 +12,6 @@ from .errors import ConfigurationError, StoreError
 from .lifecycle import (
     UNAVAILABLE,
     RequestSession,
-    end,
     engine_of,
     finish,
     release,
@@ -178,18 +177,24 @@ class SessionMiddleware:
             raise
         else:
             # An untouched session, the commonest request, skips finish(): nothing to report.
-            if not session._replaced and (
-                session._bound is not None or scope.get(key) is not session
-            ):
-                finish(session, scope, key)  # used, or replaced (None, a dict) too late
+            if not session._replaced:
+                if session._bound is not None:
+                    session._bound.finish()  # lifecycle.finish for a used session
+                elif scope.get(key) is not session:
+                    finish(session, scope, key)  # replaced (None, a dict) too late
         finally:
             session._downstream = _sent_after_return  # the server's send holds the scope
-            if session._bound is None:
+            # lifecycle.end, inlined (a call per request): let go of the request, or deliver
+            # the engine's events first.
+            rs = session._bound
+            if rs is None:
                 # Session._rebind inlined for the untouched session: let go of the scope.
                 session._bound = self._released
                 session._request = None
-            elif (rs := end(session, self.config)) is not None:
-                await release(rs)  # its events to deliver first
+            elif rs.pending_events:
+                await release(rs)
+            else:
+                rs.release()
 
     async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> _HttpSession | None:
         """The session of a request under an ``exclude`` rule or in store mode (loaded before

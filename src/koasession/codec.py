@@ -308,28 +308,55 @@ class _Orjson:
                 marshal.dumps(data)
         except (TypeError, ValueError):  # orjson.JSONEncodeError; marshal: unmarshallable
             return None
-        if b"null" in raw and self.loads(raw) != data:
+        # find, not ``in``: on bytes, ``in`` first tries the operand as an integer and pays for
+        # the exception (about twice the cost on the counter's snapshot).
+        if raw.find(b"null") >= 0 and self.loads(raw) != data:
             return None
         return raw
 
-    def read(self, text: str | bytes) -> Any:
+    def read(self, text: str | bytes, *, depth_unchecked: bool = False) -> Any:
         """The JSON value of ``text``, or ``_UNREAD`` for the standard path to read it.
 
-        The value is taken only when orjson writes it back as exactly ``text``: then every
-        number and string of ``text`` was in the one form that both parsers read alike (an
-        integer beyond 64 bits, which orjson reads as a float, comes back with an exponent;
-        duplicate keys, non-shortest floats and escapes JSON.stringify does not write come back
-        otherwise). What koa-session or this package wrote passes; anything else, including all
-        orjson refuses (lone surrogate escapes, NaN, 1e400), gets the standard path's verdict.
+        ``depth_unchecked``: the caller did not test ``text`` (bytes) against :data:`MAX_DEPTH`; a
+        value that is not flat is then taken only when ``text`` has too few brackets to nest
+        that deep (the first test of :func:`too_deep`, which the standard path makes in full).
+        orjson itself stops at 1,024 levels, so reading first is safe.
+
+        A flat object of strings, integers, booleans and nulls is taken as read (see
+        :data:`_SHALLOW`). Any other value is taken only when orjson writes it back as exactly
+        ``text``: then every number and string of ``text`` was in the one form that both parsers
+        read alike (an integer beyond 64 bits, which orjson reads as a float, comes back with an
+        exponent; duplicate keys, non-shortest floats and escapes JSON.stringify does not write
+        come back otherwise). What koa-session or this package wrote passes; anything else,
+        including all orjson refuses (lone surrogate escapes, NaN, 1e400), gets the standard
+        path's verdict.
         """
         try:
             value = self.loads(text)
-            again = self.dumps(value, option=self.option)
         except (TypeError, ValueError):  # orjson.JSONDecodeError is a ValueError
+            return _UNREAD
+        if type(value) is dict and _SHALLOW.issuperset(map(type, value.values())):
+            return value  # see _SHALLOW: read alike, no need to write it back
+        if depth_unchecked:
+            assert isinstance(text, bytes)  # loads_object_utf8's payload
+            if text.count(b"{") + text.count(b"[") > MAX_DEPTH:
+                return _UNREAD
+        try:
+            again = self.dumps(value, option=self.option)
+        except (TypeError, ValueError):
             return _UNREAD
         if again != (text if isinstance(text, bytes) else text.encode()):
             return _UNREAD
         return value
+
+
+#: The value types of an object orjson reads exactly as the standard path does, whatever the
+#: text's spelling (the commonest session: a flat object of strings, integers, booleans, null).
+#: Both parsers refuse the same malformed text, keep the last of duplicate keys and decode the
+#: same escapes; orjson refuses lone surrogate escapes (the standard path then reads them).
+#: Their only silent difference is numeric: orjson reads an integer beyond 64 bits as a float,
+#: so an object holding a float (or a container, which may hold one) is written back to check.
+_SHALLOW = frozenset({str, int, bool, type(None)})
 
 
 _UNREAD: Any = object()
@@ -755,10 +782,9 @@ def loads_object_utf8(raw: bytes) -> dict[str, Any] | None:
     are, which saves decoding them to text and encoding that again to compare.
     """
     fast = _orjson
-    if fast is not None and raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
-        # Straight from the bytes (orjson checks the UTF-8), when too few brackets to nest too
-        # deep: the first test of too_deep, which the text path below makes in full.
-        data = fast.read(raw)
+    if fast is not None:
+        # Straight from the bytes (orjson checks the UTF-8).
+        data = fast.read(raw, depth_unchecked=True)
         if data is not _UNREAD:
             return data if isinstance(data, dict) else None
     try:

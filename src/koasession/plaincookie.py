@@ -124,14 +124,20 @@ class PlainCookie:
             data = codec.loads_object_utf8(raw)
         if data is None:
             return None
+        # One test, no loop: an absent _maxAge or _created reads as 0, a null one (which the
+        # general path weighs) fails the type test.
         expire = data.get("_expire")
-        if type(expire) is not int or not now_ms <= expire <= MAX_TIME_MS:
-            return None
-        for name in ("_maxAge", "_created"):
-            stamp = data.get(name)
-            if stamp is not None and (type(stamp) is not int or not 0 <= stamp <= MAX_TIME_MS):
-                return None
-        if not _OTHER_META.isdisjoint(data):
+        max_age = data.get("_maxAge", 0)
+        created = data.get("_created", 0)
+        if (
+            type(expire) is not int
+            or type(max_age) is not int
+            or type(created) is not int
+            or not now_ms <= expire <= MAX_TIME_MS
+            or not 0 <= max_age <= MAX_TIME_MS
+            or not 0 <= created <= MAX_TIME_MS
+            or not _OTHER_META.isdisjoint(data)
+        ):
             return None
         return data
 

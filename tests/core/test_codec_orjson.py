@@ -274,6 +274,12 @@ def test_every_reader_gives_the_same_value_or_verdict(text: str) -> None:
         b'{"a":' + b"[" * 31 + b"]" * 31 + b"}",  # exactly MAX_DEPTH
         b'{"a":1,"a":2}',
         b'{"big":18446744073709551616,"neg":-9223372036854775809}',
+        # flat objects of strings, integers, booleans and null are taken without a read-back:
+        b' { "a" : 1 , "a" : "x" , "b" : null } ',  # spacing and a duplicate key
+        b'{"u64":18446744073709551615,"i64":-9223372036854775808,"z":-0}',  # largest exact ints
+        b'{"e":"\\u00e9","s":"\\/","t":true}',  # escapes JSON.stringify does not write
+        b'{"a":"' + b"[" * 40 + b'"}',  # brackets inside a string: one level deep
+        b'{"a":' + b"[" * 40 + b"]" * 40 + b"}",  # not flat: the depth limit still applies
     ],
 )
 def test_decode_verdicts_on_raw_bytes_are_the_same(raw: bytes) -> None:
