@@ -288,7 +288,7 @@ class _Orjson:
         self.option = option
         self.loads = loads
 
-    def write(self, data: Any, *, flat: bool = False) -> bytes | None:
+    def write(self, data: Any) -> bytes | None:
         """orjson's JSON of ``data`` when it is what the json module writes but for float layout.
 
         ``None`` (the standard path then decides) when orjson refuses ``data``, or may have
@@ -299,13 +299,12 @@ class _Orjson:
         accept is made of dicts, lists, tuples, str, int, float, bool and None only, which
         orjson writes as the json module does but for the layout of floats and for NaN and
         infinities, written as ``null``: when ``null`` occurs, the bytes read back must equal
-        ``data`` (``None != nan``). With ``flat`` (a dict with str keys that :func:`is_flat`
-        accepts: its values are exactly str, int, float, bool or None) marshal's check is moot.
+        ``data`` (``None != nan``). :func:`snapshot_flat` makes the same tests for flat data,
+        where marshal's check is moot.
         """
         try:
             raw = self.dumps(data, option=self.option)
-            if not flat:
-                marshal.dumps(data)
+            marshal.dumps(data)
         except (TypeError, ValueError):  # orjson.JSONEncodeError; marshal: unmarshallable
             return None
         # find, not ``in``: on bytes, ``in`` first tries the operand as an integer and pays for
@@ -335,8 +334,8 @@ class _Orjson:
             value = self.loads(text)
         except (TypeError, ValueError):  # orjson.JSONDecodeError is a ValueError
             return _UNREAD
-        if type(value) is dict and _SHALLOW.issuperset(map(type, value.values())):
-            return value  # see _SHALLOW: read alike, no need to write it back
+        if type(value) is dict and _NOT_SHALLOW.isdisjoint(map(type, value.values())):
+            return value  # see _NOT_SHALLOW: read alike, no need to write it back
         if depth_unchecked:
             assert isinstance(text, bytes)  # loads_object_utf8's payload
             if text.count(b"{") + text.count(b"[") > MAX_DEPTH:
@@ -350,13 +349,15 @@ class _Orjson:
         return value
 
 
-#: The value types of an object orjson reads exactly as the standard path does, whatever the
-#: text's spelling (the commonest session: a flat object of strings, integers, booleans, null).
-#: Both parsers refuse the same malformed text, keep the last of duplicate keys and decode the
-#: same escapes; orjson refuses lone surrogate escapes (the standard path then reads them).
-#: Their only silent difference is numeric: orjson reads an integer beyond 64 bits as a float,
-#: so an object holding a float (or a container, which may hold one) is written back to check.
-_SHALLOW = frozenset({str, int, bool, type(None)})
+#: An object whose values have none of these types (so only str, int, bool and None, the
+#: commonest session) is read by orjson exactly as the standard path reads it, whatever the
+#: text's spelling. Both parsers refuse the same malformed text, keep the last of duplicate
+#: keys and decode the same escapes; orjson refuses lone surrogate escapes (the standard path
+#: then reads them). Their only silent difference is numeric: orjson reads an integer beyond 64
+#: bits as a float, so an object holding a float (or a container, which may hold one) is
+#: written back to check. (A test of what is absent: ``isdisjoint`` builds no set, where
+#: ``issuperset`` would build one from the values' types.)
+_NOT_SHALLOW = frozenset({dict, list, float})
 
 
 _UNREAD: Any = object()
@@ -451,9 +452,14 @@ def snapshot_flat(data: dict[str, Any]) -> str:
     """:func:`snapshot` of a dict with str keys that :func:`is_flat` accepts."""
     fast = _orjson
     if fast is not None:
-        raw = fast.write(data, flat=True)
-        if raw is not None:
-            return raw.decode()
+        # _Orjson.write, inlined for flat data (a call per saved session): its marshal check is
+        # moot here, and the null test runs on the text.
+        try:
+            text: str = fast.dumps(data, option=fast.option).decode()
+        except (TypeError, ValueError):  # orjson.JSONEncodeError: the standard path decides
+            return snapshot(data)
+        if "null" not in text or fast.loads(text) == data:
+            return text
     return snapshot(data)
 
 
@@ -569,6 +575,17 @@ def is_flat(data: dict[str, Any]) -> bool:
     """True when every value of ``data`` is a ``str``, ``int``, ``float``, ``bool`` or ``None``
     (exactly those types): nothing in it can change in place, and it is one level deep."""
     return _SCALARS.issuperset(map(type, data.values()))
+
+
+#: The containers a JSON parser makes (objects, arrays).
+_PARSED_CONTAINERS = frozenset({dict, list})
+
+
+def is_flat_parsed(data: dict[str, Any]) -> bool:
+    """:func:`is_flat` for an object just read by a JSON parser of this module, whose values
+    can only be JSON values: none is an object or an array. Cheaper, since testing for what is
+    absent builds no set of the values' types."""
+    return _PARSED_CONTAINERS.isdisjoint(map(type, data.values()))
 
 
 def exceeds_depth(value: Any, limit: int = MAX_DEPTH) -> bool:
@@ -710,8 +727,8 @@ def join_payload(data: dict[str, Any], data_text: str, metadata_text: str) -> by
     (``'"_expire":1700000000000,"_maxAge":86400000'``; empty for none)."""
     text = _js_pass(data) if _needs_js_pass(data_text) else data_text
     if metadata_text:
-        body = text[1:-1]  # "" for an empty object
-        text = "{" + (body + "," if body else "") + metadata_text + "}"
+        # '{"a":1}' becomes '{"a":1,<metadata>}', and '{}' becomes '{<metadata>}'
+        text = f"{text[:-1]},{metadata_text}}}" if len(text) > 2 else f"{{{metadata_text}}}"
     try:
         return text.encode()
     except UnicodeEncodeError:

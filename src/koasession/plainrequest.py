@@ -367,7 +367,7 @@ class PlainRequest(_AfterStart):
         session._adopt(data, is_new=False)
         # Changes.note_loaded: a copy of flat data, the snapshot of nested data (which can
         # change in place, so the write count proves nothing: clean_writes stays -1).
-        if codec.is_flat(data):
+        if codec.is_flat_parsed(data):  # data just read from JSON
             self._prev = dict(data)
             self.clean_writes = session._writes
         else:
