@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 # Metadata the fast lane understands; any other reserved name sends the cookie the slow way.
 _PLAIN_META = ("_expire", "_maxAge", "_created")
 _OTHER_META = codec.META_KEYS.difference(_PLAIN_META)
+#: The longest value plus attributes this path writes: the rest of a line (the names, ``=`` and
+#: ``; ``) fits in 100 characters, so a line stays under the browser limit.
+_LINE_ROOM = cookieformat.COOKIE_LINE_LIMIT - 100
 
 
 class PlainCookie:
@@ -43,10 +46,13 @@ class PlainCookie:
 
     __slots__ = (
         "_attributes",
+        "_attributes_second",
+        "_attributes_secure",
         "_cipher",
         "_max_age",
         "_name",
         "_options",
+        "_secure",
         "_sig_name",
         "_signer",
         "max_age_member",
@@ -68,8 +74,11 @@ class PlainCookie:
         #: member after ``_expire``, made once rather than per saved cookie.
         self.max_age_ms = round(options.max_age * 1000)
         self.max_age_member = f',"_maxAge":{self.max_age_ms}'
-        #: (expiry second, secure) and the attribute text made for them, reused within a second
-        self._attributes: tuple[tuple[int, bool], str] = ((-1, False), "")
+        self._secure = options.secure
+        #: The attribute text, reused while its expiry second and ``secure`` stay the same.
+        self._attributes = ""
+        self._attributes_second = -1
+        self._attributes_secure = False
 
     @classmethod
     def for_options(
@@ -147,25 +156,26 @@ class PlainCookie:
         ``None`` when the general path must write them: ``secure=True`` over plain HTTP (it
         refuses, as koa does), or a line that may come near the size limit.
         """
-        secure = self._options.secure
+        secure = self._secure
         if secure is None:
             secure = is_secure
         elif secure and not is_secure:
             return None
-        key = (expire_ms // 1000, secure)
-        cached, attributes = self._attributes
-        if key != cached:
-            attributes = cookieformat.attributes(
+        second = expire_ms // 1000
+        if second != self._attributes_second or secure != self._attributes_secure:
+            self._attributes = cookieformat.attributes(
                 self._options, secure=secure, expires=expire_ms / 1000, max_age=self._max_age
             )
-            self._attributes = (key, attributes)
-        if len(value) + len(attributes) + 100 > cookieformat.COOKIE_LINE_LIMIT:
+            self._attributes_second = second
+            self._attributes_secure = secure
+        attributes = self._attributes
+        if len(value) + len(attributes) > _LINE_ROOM:
             return None
         name = self._name
+        pair = f"{name}={value}"
         if self._signer is None:  # encrypted: the value authenticates itself
-            return [(name, f"{name}={value}; {attributes}")]
-        signature = self._signer.sign(f"{name}={value}")
+            return [(name, f"{pair}; {attributes}")]
         return [
-            (name, f"{name}={value}; {attributes}"),
-            (self._sig_name, f"{self._sig_name}={signature}; {attributes}"),
+            (name, f"{pair}; {attributes}"),
+            (self._sig_name, f"{self._sig_name}={self._signer.sign(pair)}; {attributes}"),
         ]
