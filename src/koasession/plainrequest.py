@@ -232,8 +232,11 @@ class _AfterStart(_GeneralVerbs):
         if general is not None:
             general.release()
         else:
+            # Session._rebind, in line (a call per request).
             cfg = self.cfg
-            self.session._rebind(cfg.released or shared_released(cfg))
+            session = self.session
+            session._bound = cfg.released or shared_released(cfg)
+            session._make = session._request = None
 
 
 class PlainRequest(_AfterStart):
@@ -419,7 +422,7 @@ class PlainRequest(_AfterStart):
         if prev is not None and codec.is_flat(data):
             # Flat first: comparing other values may raise (an array's ==).
             if data != prev:
-                return self._save(data, codec.snapshot_flat(data), flat=True)
+                return self._save(data, codec.snapshot_flat(data), True)
             if self.session._writes != self.clean_writes:
                 return None  # equal as dicts may still differ as JSON (1 and 1.0)
             data_json = codec.snapshot_flat(data)
@@ -441,7 +444,7 @@ class PlainRequest(_AfterStart):
         codec.check_save_depth(data_json)
         return self._save(data, data_json)
 
-    def _save(self, data: dict[str, Any], data_json: str, *, flat: bool = False) -> bool | None:
+    def _save(self, data: dict[str, Any], data_json: str, flat: bool = False) -> bool | None:
         """Queue the cookie for ``data`` (whose snapshot is ``data_json``; ``flat``: known to
         pass :func:`codec.is_flat`); ``None`` when a line may be too long for this path."""
         value, expire, created = cookie_value(self.cfg, data, data_json, self._created)
