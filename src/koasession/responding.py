@@ -243,6 +243,10 @@ class Responding(EngineState):
             )
 
 
+#: The response headers the merge has a rule for.
+_RULED = frozenset({b"set-cookie", b"cache-control", b"vary"})
+
+
 def merge_session_headers(
     headers: list[tuple[bytes, bytes]],
     queued: Sequence[tuple[str, str]],
@@ -268,17 +272,18 @@ def merge_session_headers(
     has_cache_control = False
     prefixes: tuple[bytes, ...] | None = None
     for header in headers:
-        lower = header[0].lower()
-        if lower == b"set-cookie":
-            if queued and overwrite:
-                if prefixes is None:
-                    prefixes = tuple([f"{name}=".encode("latin-1") for name, _ in queued])
-                if header[1].startswith(prefixes):
-                    continue  # replaced by the session's line for the same cookie
-        elif lower == b"cache-control":
-            has_cache_control = True
-        elif lower == b"vary" and vary < 0:
-            vary = len(out)
+        # One set lookup passes the headers none of the rules is about, most of them.
+        if (lower := header[0].lower()) in _RULED:
+            if lower == b"set-cookie":
+                if queued and overwrite:
+                    if prefixes is None:
+                        prefixes = tuple([f"{name}=".encode("latin-1") for name, _ in queued])
+                    if header[1].startswith(prefixes):
+                        continue  # replaced by the session's line for the same cookie
+            elif lower == b"cache-control":
+                has_cache_control = True
+            elif vary < 0:
+                vary = len(out)
         out.append(header)
     if queued and not has_cache_control:
         out.append((b"cache-control", b"private"))
