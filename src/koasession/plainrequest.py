@@ -447,7 +447,7 @@ class PlainRequest(_AfterStart):
     def _save(self, data: dict[str, Any], data_json: str, flat: bool = False) -> bool | None:
         """Queue the cookie for ``data`` (whose snapshot is ``data_json``; ``flat``: known to
         pass :func:`codec.is_flat`); ``None`` when a line may be too long for this path."""
-        value, expire, created = cookie_value(self.cfg, data, data_json, self._created)
+        value, expire, created = cookie_value(self.cfg, data, data_json, self._created, flat)
         plain = self.cfg.plain_cookie
         secure = request_is_secure(self.scheme, self.headers, self.cfg.options.proxy)
         lines = None if plain is None else plain.lines(value, expire, secure)
@@ -465,11 +465,16 @@ class PlainRequest(_AfterStart):
 
 
 def cookie_value(
-    cfg: SessionConfig, data: dict[str, Any], data_json: str, created: int | None
+    cfg: SessionConfig,
+    data: dict[str, Any],
+    data_json: str,
+    created: int | None,
+    flat: bool = False,
 ) -> tuple[str, int, int | None]:
-    """The session cookie's value for ``data`` (``data_json`` its snapshot) with the general
-    engine's metadata (``Committing.metadata``) for a plain request; its ``_expire``; and the
-    ``_created`` it records (``created`` as loaded, now for a session that had none)."""
+    """The session cookie's value for ``data`` (``data_json`` its snapshot; ``flat``: known to
+    pass :func:`codec.is_flat`) with the general engine's metadata (``Committing.metadata``)
+    for a plain request; its ``_expire``; and the ``_created`` it records (``created`` as
+    loaded, now for a session that had none)."""
     plain = cfg.plain_cookie
     assert plain is not None  # see usable()
     now_ms = int(time.time() * 1000)
@@ -480,7 +485,7 @@ def cookie_value(
         metadata = f'"_expire":{expire}{plain.max_age_member},"_created":{created}'
     else:
         metadata = f'"_expire":{expire}{plain.max_age_member}'
-    raw = codec.join_payload(data, data_json, metadata)
+    raw = codec.join_payload(data, data_json, metadata, flat)
     cipher = cfg.cipher
     if cipher is None:
         return binascii.b2a_base64(raw, newline=False).decode("ascii"), expire, created
