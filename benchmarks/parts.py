@@ -134,7 +134,7 @@ class _PartsSession:
     def _value(self, data: dict[str, Any]) -> tuple[str, int]:
         """The cookie value for flat ``data`` and its expiry, as the plain engine makes them."""
         value, expire, self._created = cookie_value(
-            self._cfg, data, codec.snapshot_flat(data), self._created
+            self._cfg, data, codec.snapshot_flat(data), self._created, True
         )
         return value, expire
 

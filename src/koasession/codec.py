@@ -320,7 +320,7 @@ class _Orjson:
             return None
         return raw
 
-    def read(self, text: str | bytes, *, depth_unchecked: bool = False) -> Any:
+    def read(self, text: str | bytes, depth_unchecked: bool = False) -> Any:
         """The JSON value of ``text``, or ``_UNREAD`` for the standard path to read it.
 
         ``depth_unchecked``: the caller did not test ``text`` (bytes) against :data:`MAX_DEPTH`; a
@@ -817,7 +817,7 @@ def loads_object_utf8(raw: bytes) -> dict[str, Any] | None:
     fast = _orjson
     if fast is not None:
         # Straight from the bytes (orjson checks the UTF-8).
-        data = fast.read(raw, depth_unchecked=True)
+        data = fast.read(raw, True)  # depth_unchecked
         if data is not _UNREAD:
             return data if isinstance(data, dict) else None
     try:
