@@ -69,9 +69,10 @@ class _HttpSession(Session):
                 ok = rs.start_response(status)
                 if ok is not True:
                     return self._start_after(ok, message)
-                rs = self._bound  # _add_headers, in line: the general engine if it handed over
-                if rs.read or rs.cookie_lines or rs.extra_headers:
-                    message["headers"] = rs.merge_headers(message.get("headers") or [])
+                # _add_headers, in line: the engine now bound (the general one if it took over)
+                bound: Any = self._bound
+                if bound.read or bound.cookie_lines or bound.extra_headers:
+                    message["headers"] = bound.merge_headers(message.get("headers") or [])
         sent = self._downstream(message)
         return sent if type(sent) is CoroutineType else _awaited(sent)
 
