@@ -329,7 +329,7 @@ class _Orjson:
         orjson itself stops at 1,024 levels, so reading first is safe.
 
         A flat object of strings, integers, booleans and nulls is taken as read (see
-        :data:`_SHALLOW`). Any other value is taken only when orjson writes it back as exactly
+        :data:`_NOT_SHALLOW`). Any other value is taken only when orjson writes it back as exactly
         ``text``: then every number and string of ``text`` was in the one form that both parsers
         read alike (an integer beyond 64 bits, which orjson reads as a float, comes back with an
         exponent; duplicate keys, non-shortest floats and escapes JSON.stringify does not write
