@@ -46,23 +46,23 @@ class _HttpSession(Session):
     the result: a change made in between is a change after the response started.
     """
 
-    __slots__ = ("_downstream", "_middleware", "_replaced")
+    __slots__ = ("_downstream", "_middleware")
 
-    _downstream: Send  # the server's send
+    #: Where the app's messages go: the server's send; ``_dropping`` once our 503 replaced the
+    #: response (nowhere, so a message passed on needs no test of its own); and
+    #: ``_sent_after_return`` once the app returned (an error).
+    _downstream: Send
     _middleware: SessionMiddleware
-    _replaced: bool  # our 503 went out instead of the app's reply
 
     def _send_message(self, message: Message) -> Awaitable[None]:
-        if self._replaced:  # our 503 answered: the app's messages go nowhere, until it returns
-            if self._downstream is _sent_after_return:
-                _sent_after_return(message)
-            return _dropped()
         if message["type"] == "http.response.start":
             status = message.get("status", 200)
             mw = self._middleware
             if self._bound is None and status < 500 and self._request.get(mw._scope_key) is self:
                 self._make = mw._engine_after_start  # nothing to add to this response
             else:
+                if self._downstream is _dropping:
+                    return _dropped()  # our 503 answered: nothing to commit
                 if self._downstream is _sent_after_return:
                     _sent_after_return(message)  # the engine is released: nothing to commit
                 rs = self._bound or engine_of(self)
@@ -79,8 +79,9 @@ class _HttpSession(Session):
     async def _start_after(self, ok: bool | Awaitable[bool], message: Message) -> None:
         """The response start once the commit awaited (a store write), or the 503 instead."""
         if ok is False or not await ok:  # type: ignore[misc]
-            self._replaced = True
-            await _send_unavailable(self._downstream)
+            send = self._downstream
+            self._downstream = _dropping  # the app's later messages go nowhere
+            await _send_unavailable(send)
             return
         self._add_headers(message)
         await self._downstream(message)
@@ -94,6 +95,11 @@ class _HttpSession(Session):
 
 async def _dropped() -> None:
     """A message of the app's after our 503 replaced its response: sent nowhere."""
+
+
+def _dropping(message: Message) -> Awaitable[None]:
+    """The app's ``send`` after our 503 replaced its response (see ``_HttpSession``)."""
+    return _dropped()
 
 
 async def _awaited(sent: Awaitable[None]) -> None:
@@ -169,18 +175,19 @@ class SessionMiddleware:
             session = found
         session._downstream = send
         session._middleware = self
-        session._replaced = False
         try:
             await self.app(scope, receive, session._send_message)
         except StoreError:
-            if not session._replaced and not await _answer_outage(engine_of(session), send):
+            if session._downstream is not _dropping and not await _answer_outage(
+                engine_of(session), send
+            ):
                 raise
         except Exception:
             await _answer_crash(engine_of(session), send)
             raise
         else:
             # An untouched session, the commonest request, skips finish(): nothing to report.
-            if not session._replaced:
+            if session._downstream is not _dropping:  # else our 503 answered
                 if session._bound is not None:
                     session._bound.finish()  # lifecycle.finish for a used session
                 elif scope.get(key) is not session:
