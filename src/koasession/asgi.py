@@ -12,6 +12,7 @@ from .errors import ConfigurationError, StoreError
 from .lifecycle import (
     UNAVAILABLE,
     RequestSession,
+    end,
     engine_of,
     finish,
     release,
@@ -69,10 +70,7 @@ class _HttpSession(Session):
                 ok = rs.start_response(status)
                 if ok is not True:
                     return self._start_after(ok, message)
-                # _add_headers, in line: the engine now bound (the general one if it took over)
-                bound: Any = self._bound
-                if bound.read or bound.cookie_lines or bound.extra_headers:
-                    message["headers"] = bound.merge_headers(message.get("headers") or [])
+                self._add_headers(message)
         sent = self._downstream(message)
         return sent if type(sent) is CoroutineType else _awaited(sent)
 
@@ -187,24 +185,18 @@ class SessionMiddleware:
             raise
         else:
             # An untouched session, the commonest request, skips finish(): nothing to report.
-            if session._downstream is not _dropping:  # else our 503 answered
-                if session._bound is not None:
-                    session._bound.finish()  # lifecycle.finish for a used session
-                elif scope.get(key) is not session:
-                    finish(session, scope, key)  # replaced (None, a dict) too late
+            if session._downstream is not _dropping and (  # else our 503 answered
+                session._bound is not None or scope.get(key) is not session
+            ):
+                finish(session, scope, key)  # used, or replaced (None, a dict) too late
         finally:
             session._downstream = _sent_after_return  # the server's send holds the scope
-            # lifecycle.end, inlined (a call per request): let go of the request, or deliver
-            # the engine's events first.
-            rs = session._bound
-            if rs is None:
+            if session._bound is None:
                 # Session._rebind inlined for the untouched session: let go of the scope.
                 session._bound = self._released
                 session._request = None
-            elif rs.pending_events:
-                await release(rs)
-            else:
-                rs.release()
+            elif (rs := end(session, self.config)) is not None:
+                await release(rs)  # its events to deliver first
 
     async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> _HttpSession | None:
         """The session of a request under an ``exclude`` rule or in store mode (loaded before

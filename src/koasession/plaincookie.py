@@ -23,7 +23,6 @@ good and hostile cookies, signed and encrypted.
 
 from __future__ import annotations
 
-from hmac import compare_digest
 from typing import TYPE_CHECKING, Any
 
 from . import codec, cookieformat
@@ -125,12 +124,7 @@ class PlainCookie:
             if signature is None or len(value) % 4:
                 return None
             assert self._signer is not None
-            # Signer.verify_first, in line (a call per read): compare_digest takes str only when
-            # ASCII, and anything else is no signature of ours.
-            if not (
-                signature.isascii()
-                and compare_digest(self._signer.sign(f"{self._name}={value}"), signature)
-            ):
+            if not self._signer.verify_first(f"{self._name}={value}", signature):
                 return None  # a bad signature, or an older key's (re-signed by the slow path)
             try:
                 raw = codec.strict_b64decode(value)

@@ -195,12 +195,7 @@ class _AfterStart(_GeneralVerbs):
             return
         if not self.started or self.error_response:
             return
-        session = self.session
-        # The write count first: unchanged since the commit, it proves nothing is unsaved (this
-        # engine sets no _removed or _require_save, and the session's own changes count).
-        if self.slot.get(self.cfg.options.scope_key) is not session or (
-            session._writes != self.clean_writes and self._unsaved()
-        ):
+        if self.slot.get(self.cfg.options.scope_key) is not self.session or self._unsaved():
             self.general().finish()  # it reports the change as lost
 
     def _unsaved(self) -> bool:
@@ -232,11 +227,8 @@ class _AfterStart(_GeneralVerbs):
         if general is not None:
             general.release()
         else:
-            # Session._rebind, in line (a call per request).
             cfg = self.cfg
-            session = self.session
-            session._bound = cfg.released or shared_released(cfg)
-            session._make = session._request = None
+            self.session._rebind(cfg.released or shared_released(cfg))
 
 
 class PlainRequest(_AfterStart):

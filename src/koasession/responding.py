@@ -297,9 +297,7 @@ def merge_session_headers(
             tokens = [t.strip().lower() for t in value.split(b",")]
             if b"cookie" not in tokens and b"*" not in tokens:
                 out[vary] = (key, value + b", Cookie")
-    for _, line in queued:  # session_headers, inlined: this runs for every saving response
-        out.append((b"set-cookie", line.encode("latin-1")))
-    out.extend(extra)
+    out.extend(session_headers(queued, extra))
     return out
 
 

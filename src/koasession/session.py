@@ -280,9 +280,7 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
         data = self._data
         if data is None:
             data = self._load()
-        if type(key) is not str or key in META_KEYS:
-            check_key(key)  # a str subclass passes; the rest raise (a call saved per write)
-        data[key] = value
+        data[check_key(key)] = value
         self._removed = False
         self._writes += 1
 
