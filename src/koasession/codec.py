@@ -295,7 +295,7 @@ class _Orjson:
         self.option = option
         self.loads = loads
 
-    def write(self, data: Any) -> bytes | None:
+    def write(self, data: Any, flat: bool = False) -> str | None:
         """orjson's JSON of ``data`` when it is what the json module writes but for float layout.
 
         ``None`` (the standard path then decides) when orjson refuses ``data``, or may have
@@ -305,20 +305,22 @@ class _Orjson:
         bytes back and comparing would cost (about half, on a 400-byte session). What both
         accept is made of dicts, lists, tuples, str, int, float, bool and None only, which
         orjson writes as the json module does but for the layout of floats and for NaN and
-        infinities, written as ``null``: when ``null`` occurs, the bytes read back must equal
-        ``data`` (``None != nan``). :func:`snapshot_flat` makes the same tests for flat data,
-        where marshal's check is moot.
+        infinities, written as ``null``: when ``null`` occurs, the text read back must equal
+        ``data`` (``None != nan``). With ``flat`` (a dict with str keys that :func:`is_flat`
+        accepts: its values are exactly str, int, float, bool or None) marshal's check is moot.
+
+        Text, since every caller wants text: and a substring test on ``str`` costs a third of
+        one on ``bytes``, which first tries the operand as an integer.
         """
         try:
-            raw = self.dumps(data, option=self.option)
-            marshal.dumps(data)
+            text: str = self.dumps(data, option=self.option).decode()
+            if not flat:
+                marshal.dumps(data)
         except (TypeError, ValueError):  # orjson.JSONEncodeError; marshal: unmarshallable
             return None
-        # find, not ``in``: on bytes, ``in`` first tries the operand as an integer and pays for
-        # the exception (about twice the cost on the counter's snapshot).
-        if raw.find(b"null") >= 0 and self.loads(raw) != data:
+        if "null" in text and self.loads(text) != data:
             return None
-        return raw
+        return text
 
     def read(self, text: str | bytes, depth_unchecked: bool = False) -> Any:
         """The JSON value of ``text``, or ``_UNREAD`` for the standard path to read it.
@@ -446,9 +448,9 @@ def snapshot(data: Any) -> str:
     """
     fast = _orjson
     if fast is not None:
-        raw = fast.write(data)
-        if raw is not None:
-            return raw.decode()
+        text = fast.write(data)
+        if text is not None:
+            return text
     try:
         return _encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
@@ -459,13 +461,8 @@ def snapshot_flat(data: dict[str, Any]) -> str:
     """:func:`snapshot` of a dict with str keys that :func:`is_flat` accepts."""
     fast = _orjson
     if fast is not None:
-        # _Orjson.write, inlined for flat data (a call per saved session): its marshal check is
-        # moot here, and the null test runs on the text.
-        try:
-            text: str = fast.dumps(data, option=fast.option).decode()
-        except (TypeError, ValueError):  # orjson.JSONEncodeError: the standard path decides
-            return snapshot(data)
-        if "null" not in text or fast.loads(text) == data:
+        text = fast.write(data, True)  # flat
+        if text is not None:
             return text
     return snapshot(data)
 
@@ -496,9 +493,8 @@ def dumps(data: Any) -> str:
     """
     fast = _orjson
     if fast is not None:
-        raw = fast.write(data)
-        if raw is not None:  # no lone surrogates: orjson refuses them
-            text = raw.decode()
+        text = fast.write(data)
+        if text is not None:  # no lone surrogates: orjson refuses them
             return _js_pass(data) if _needs_js_pass(text) else text
     text = _js_text(data)
     if not text.isascii():
@@ -683,9 +679,9 @@ def to_bytes(data: Any) -> bytes:
     """:func:`dumps` as UTF-8 bytes (``Buffer.from(JSON.stringify(data))``)."""
     fast = _orjson
     if fast is not None:
-        raw = fast.write(data)
-        if raw is not None:
-            return _js_pass(data).encode() if _needs_js_pass(raw.decode()) else raw
+        fast_text = fast.write(data)
+        if fast_text is not None:
+            return (_js_pass(data) if _needs_js_pass(fast_text) else fast_text).encode()
     try:
         text: str = _encode(data)
     except (TypeError, ValueError, RecursionError) as exc:
