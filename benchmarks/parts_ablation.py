@@ -29,7 +29,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from hmac import compare_digest
 from typing import Any
 
 import orjson
@@ -70,7 +69,7 @@ def _read(
         return None
     signer = plain._signer
     assert signer is not None
-    if not (signature.isascii() and compare_digest(signer.sign(f"koa.sess={value}"), signature)):
+    if not signer.verify_first(f"koa.sess={value}", signature):
         return None
     try:
         raw = codec.strict_b64decode(value)
