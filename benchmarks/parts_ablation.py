@@ -11,7 +11,7 @@ replaces a single step (method) of the parts' session:
   a payload exactly as the json module and koa would (the value types of a flat object, else a
   read-back and the depth limit); the test for an object stays;
 - ``no metadata checks``: only ``_expire`` compared with now (no type or range checks, no
-  refusal of other reserved names); the read-back stays;
+  refusal of other reserved names); orjson's agreement test stays;
 - ``floor's headers``: ``Cache-Control``, ``Vary`` and the cookie lines appended, without
   looking at the application's own ``Set-Cookie``, ``Cache-Control`` or ``Vary``;
 - ``floor's payload``: one encoder call on the data merged with its metadata, without the

@@ -78,9 +78,12 @@ class _HttpSession(Session):
         """The response start once the commit awaited (a store write), or the 503 instead."""
         if ok is False or not await ok:  # type: ignore[misc]
             send = self._downstream
-            self._downstream = _dropping  # the app's later messages go nowhere
+            if send is not _sent_after_return:  # once the app returned, a send stays an error
+                self._downstream = _dropping  # the app's later messages go nowhere
             await _send_unavailable(send)
             return
+        if self._downstream is _sent_after_return:
+            _sent_after_return(message)  # the app returned while the commit waited
         self._add_headers(message)
         await self._downstream(message)
 

@@ -256,7 +256,8 @@ def _needs_js_pass(text: str, flat_keys: Iterable[str] | None = None) -> bool:
     from JavaScript's in the same ways only (checked when it is chosen,
     :func:`_orjson_writes_as_expected`).
 
-    ``flat_keys``: the text is a flat object's (:func:`is_flat`) and these are all its keys.
+    ``flat_keys``: the text is a flat object's (:func:`is_flat`) and these are all its keys,
+    each a ``str`` (as :func:`~koasession.session.check_key` makes sure of session keys).
     An array index is then a key of digits only, which ``str.isdigit`` finds (a superset:
     ``"007"``, ``"²"``) for less than reversing the text for the regular expression, the
     costliest test of a small session's write.
@@ -309,8 +310,9 @@ class _Orjson:
         ``data`` (``None != nan``). With ``flat`` (a dict with str keys that :func:`is_flat`
         accepts: its values are exactly str, int, float, bool or None) marshal's check is moot.
 
-        Text, since every caller wants text: and a substring test on ``str`` costs a third of
-        one on ``bytes``, which first tries the operand as an integer.
+        Text, since the snapshots want text (:func:`to_bytes` encodes it again), and a substring
+        test on ``str`` costs a third of one on ``bytes``, which first tries the operand as an
+        integer.
         """
         try:
             text: str = self.dumps(data, option=self.option).decode()
@@ -331,20 +333,20 @@ class _Orjson:
         orjson itself stops at 1,024 levels, so reading first is safe.
 
         A flat object of strings, integers, booleans and nulls is taken as read (see
-        :data:`_NOT_SHALLOW`). Any other value is taken only when orjson writes it back as exactly
-        ``text``: then every number and string of ``text`` was in the one form that both parsers
-        read alike (an integer beyond 64 bits, which orjson reads as a float, comes back with an
-        exponent; duplicate keys, non-shortest floats and escapes JSON.stringify does not write
-        come back otherwise). What koa-session or this package wrote passes; anything else,
-        including all orjson refuses (lone surrogate escapes, NaN, 1e400), gets the standard
-        path's verdict.
+        :data:`_READ_BACK_TYPES`). Any other value is taken only when orjson writes it back as
+        exactly ``text``: then every number and string of ``text`` was in the one form that
+        both parsers read alike (an integer beyond 64 bits, which orjson reads as a float, comes
+        back with an exponent; duplicate keys, non-shortest floats and escapes JSON.stringify
+        does not write come back otherwise). What koa-session or this package wrote passes;
+        anything else, including all orjson refuses (lone surrogate escapes, NaN, 1e400), gets
+        the standard path's verdict.
         """
         try:
             value = self.loads(text)
         except (TypeError, ValueError):  # orjson.JSONDecodeError is a ValueError
             return _UNREAD
-        if type(value) is dict and _NOT_SHALLOW.isdisjoint(map(type, value.values())):
-            return value  # see _NOT_SHALLOW: read alike, no need to write it back
+        if type(value) is dict and _READ_BACK_TYPES.isdisjoint(map(type, value.values())):
+            return value  # see _READ_BACK_TYPES: read alike, no need to write it back
         if depth_unchecked:
             assert isinstance(text, bytes)  # loads_object_utf8's payload
             if text.count(b"{") + text.count(b"[") > MAX_DEPTH:
@@ -358,7 +360,8 @@ class _Orjson:
         return value
 
 
-#: An object whose values have none of these types (so only str, int, bool and None, the
+#: The value types that send an object orjson read to the read-back. An object whose values
+#: have none of them (so only str, int, bool and None, the
 #: commonest session) is read by orjson exactly as the standard path reads it, whatever the
 #: text's spelling. Both parsers refuse the same malformed text, keep the last of duplicate
 #: keys and decode the same escapes; orjson refuses lone surrogate escapes (the standard path
@@ -366,7 +369,7 @@ class _Orjson:
 #: bits as a float, so an object holding a float (or a container, which may hold one) is
 #: written back to check. (A test of what is absent: ``isdisjoint`` builds no set, where
 #: ``issuperset`` would build one from the values' types.)
-_NOT_SHALLOW = frozenset({dict, list, float})
+_READ_BACK_TYPES = frozenset({dict, list, float})
 
 
 _UNREAD: Any = object()
@@ -586,17 +589,6 @@ def is_flat(data: dict[str, Any]) -> bool:
     return True
 
 
-#: The containers a JSON parser makes (objects, arrays).
-_PARSED_CONTAINERS = frozenset({dict, list})
-
-
-def is_flat_parsed(data: dict[str, Any]) -> bool:
-    """:func:`is_flat` for an object just read by a JSON parser of this module, whose values
-    can only be JSON values: none is an object or an array. Cheaper, since testing for what is
-    absent builds no set of the values' types."""
-    return _PARSED_CONTAINERS.isdisjoint(map(type, data.values()))
-
-
 def exceeds_depth(value: Any, limit: int = MAX_DEPTH) -> bool:
     """True when ``value`` nests dicts/lists more than ``limit`` levels (iterative, no recursion).
 
@@ -736,7 +728,7 @@ def join_payload(
 ) -> bytes:
     """:func:`payload_bytes` with the metadata already written as JSON members
     (``'"_expire":1700000000000,"_maxAge":86400000'``; empty for none). ``flat``: ``data``
-    passes :func:`is_flat`, so its only keys are its own."""
+    passes :func:`is_flat` and its keys are ``str``, so its only keys are its own."""
     text = _js_pass(data) if _needs_js_pass(data_text, data if flat else None) else data_text
     if metadata_text:
         # '{"a":1}' becomes '{"a":1,<metadata>}', and '{}' becomes '{<metadata>}'

@@ -46,8 +46,6 @@ class PlainCookie:
 
     __slots__ = (
         "_attributes",
-        "_attributes_second",
-        "_attributes_secure",
         "_cipher",
         "_max_age",
         "_name",
@@ -75,10 +73,8 @@ class PlainCookie:
         self.max_age_ms = round(options.max_age * 1000)
         self.max_age_member = f',"_maxAge":{self.max_age_ms}'
         self._secure = options.secure
-        #: The attribute text, reused while its expiry second and ``secure`` stay the same.
-        self._attributes = ""
-        self._attributes_second = -1
-        self._attributes_secure = False
+        #: (expiry second, secure, the attribute text made for them), reused within a second.
+        self._attributes: tuple[int, bool, str] = (-1, False, "")
 
     @classmethod
     def for_options(
@@ -162,13 +158,13 @@ class PlainCookie:
         elif secure and not is_secure:
             return None
         second = expire_ms // 1000
-        if second != self._attributes_second or secure != self._attributes_secure:
-            self._attributes = cookieformat.attributes(
+        cached_second, cached_secure, attributes = self._attributes
+        if second != cached_second or secure != cached_secure:
+            attributes = cookieformat.attributes(
                 self._options, secure=secure, expires=expire_ms / 1000, max_age=self._max_age
             )
-            self._attributes_second = second
-            self._attributes_secure = secure
-        attributes = self._attributes
+            # One store of the three together: a thread (WSGI) reads a consistent triple.
+            self._attributes = (second, secure, attributes)
         if len(value) + len(attributes) > _LINE_ROOM:
             return None
         name = self._name

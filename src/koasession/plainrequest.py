@@ -227,8 +227,7 @@ class _AfterStart(_GeneralVerbs):
         if general is not None:
             general.release()
         else:
-            cfg = self.cfg
-            self.session._rebind(cfg.released or shared_released(cfg))
+            self.session._rebind(shared_released(self.cfg))
 
 
 class PlainRequest(_AfterStart):
@@ -362,7 +361,7 @@ class PlainRequest(_AfterStart):
         session._adopt(data, is_new=False)
         # Changes.note_loaded: a copy of flat data, the snapshot of nested data (which can
         # change in place, so the write count proves nothing: clean_writes stays -1).
-        if codec.is_flat_parsed(data):  # data just read from JSON
+        if codec.is_flat(data):
             self._prev = dict(data)
             self.clean_writes = session._writes
         else:

@@ -243,8 +243,9 @@ class Responding(EngineState):
             )
 
 
-#: The response headers the merge has a rule for.
-_RULED = frozenset({b"set-cookie", b"cache-control", b"vary"})
+#: The response headers the merge has a rule for (a tuple: membership compares with ==, so a
+#: bytearray name works as it did; a set would need the name hashable).
+_RULED = (b"set-cookie", b"cache-control", b"vary")
 
 
 def merge_session_headers(
@@ -272,7 +273,7 @@ def merge_session_headers(
     has_cache_control = False
     prefixes: tuple[bytes, ...] | None = None
     for header in headers:
-        # One set lookup passes the headers none of the rules is about, most of them.
+        # One membership test passes the headers none of the rules is about, most of them.
         if (lower := header[0].lower()) in _RULED:
             if lower == b"set-cookie":
                 if queued and overwrite:

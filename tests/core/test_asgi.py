@@ -158,6 +158,27 @@ async def test_vary_and_cache_control() -> None:
     assert "cache-control" not in read.headers
 
 
+async def test_app_header_names_as_bytearrays_get_the_same_rules() -> None:
+    """The ASGI spec's byte strings may come as bytearrays from some apps: the merge compares
+    names, so such a Vary is extended and such a Cache-Control kept, not hashed and refused."""
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["n"] = 1
+        headers = [(bytearray(b"Vary"), b"Accept"), (bytearray(b"Cache-Control"), b"no-store")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+
+    async def server_send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await _raw_request(SessionMiddleware(app, keys=[KEY]), server_send)
+    headers = [(bytes(name).lower(), value) for name, value in sent[0]["headers"]]
+    assert (b"vary", b"Accept, Cookie") in headers
+    assert (b"cache-control", b"no-store") in headers
+    assert (b"cache-control", b"private") not in headers
+    assert [n for n, _ in headers].count(b"set-cookie") == 2
+
+
 async def test_app_headers_are_respected() -> None:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         scope["session"]["n"] = 1
@@ -397,6 +418,49 @@ async def test_after_a_503_replaced_the_response_a_late_send_is_a_clear_error() 
     with pytest.raises(RuntimeError, match="after it returned"):
         await kept[0]({"type": "http.response.body", "body": b"late"})
     assert len(sent) == 2
+
+
+@pytest.mark.parametrize("save_first", [False, True], ids=["commit-waits", "after-failed-save"])
+async def test_a_start_still_committing_when_the_app_returned_is_a_clear_error(
+    save_first: bool,
+) -> None:
+    """An app that returns while its response start still waits (a store write), or while the
+    503 that replaces it is pending (a save already failed): once it returned, neither the start
+    nor a later message through the kept send can reach the server, and each raises the clear
+    error of a late send instead of vanishing or failing deep inside."""
+    import asyncio
+
+    from koasession.errors import StoreError
+
+    class DownStore(MemoryStore):
+        async def set(self, *args: Any, **kwargs: Any) -> None:
+            raise ConnectionError("store down")
+
+    kept: list[Any] = []
+    pending: list[Any] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["session"]["n"] = 1
+        kept.append(send)
+        if save_first:
+            with pytest.raises(StoreError):
+                await scope["session"].save()
+        # The app leaves the start to a task and returns before it runs (after the failed save,
+        # an error page of its own, which our 503 replaces).
+        start = {"type": "http.response.start", "status": 500 if save_first else 200}
+        pending.append(asyncio.ensure_future(send(start)))
+
+    sent: list[dict[str, Any]] = []
+
+    async def server_send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await _raw_request(SessionMiddleware(app, keys=[KEY], store=DownStore()), server_send)
+    with pytest.raises(RuntimeError, match="after it returned"):
+        await pending[0]
+    with pytest.raises(RuntimeError, match="after it returned"):
+        await kept[0]({"type": "http.response.body", "body": b"late"})
+    assert sent == []
 
 
 async def test_a_context_store_is_built_before_the_session_is_in_the_scope() -> None:

@@ -68,6 +68,9 @@ CORPUS: list[tuple[str, str, bool]] = [
     ("max-age-text", _signed(_value(_plain(_maxAge="1 day"))), False),
     ("max-age-null", _signed(_value(_plain(_maxAge=None))), False),
     ("created-null", _signed(_value(_plain(_created=None))), False),
+    ("created-float", _signed(_value(_plain(_created=NOW_MS - 0.5))), False),
+    ("created-bool", _signed(_value(_plain(_created=True))), False),
+    ("max-age-bool", _signed(_value(_plain(_maxAge=True))), False),
     ("created-negative", _signed(_value(_plain(_created=-1))), False),
     ("created-huge", _signed(_value(_plain(_created=10**17))), False),
     ("session-cookie", _signed(_value({"views": 3, "_expire": FUTURE, "_session": True})), False),
@@ -231,6 +234,24 @@ async def test_fast_lane_and_general_path_agree_when_encrypted(
     cookie: str, fast_accepts: bool, https: bool
 ) -> None:
     await _agree(cookie, fast_accepts, https, encrypt=True)
+
+
+async def test_the_attribute_text_follows_the_scheme_within_one_second() -> None:
+    """The fast lane reuses its attribute text within a second, keyed by the expiry second and
+    ``secure``: an HTTPS answer and then an HTTP one in the same second differ in ``secure``."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        scope["session"]["v"] = 1
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    middleware = SessionMiddleware(app, keys=[KEY])
+    seen = []
+    for https in (True, False, True):
+        async with client(middleware, https=https) as c:
+            response = await c.get("/")
+        seen.append(["secure" in line.split("; ") for line in set_cookies(response)])
+    assert seen == [[True, True], [False, False], [True, True]]
 
 
 @pytest.mark.parametrize(
