@@ -361,14 +361,14 @@ class _Orjson:
 
 
 #: The value types that send an object orjson read to the read-back. An object whose values
-#: have none of them (so only str, int, bool and None, the
-#: commonest session) is read by orjson exactly as the standard path reads it, whatever the
-#: text's spelling. Both parsers refuse the same malformed text, keep the last of duplicate
-#: keys and decode the same escapes; orjson refuses lone surrogate escapes (the standard path
-#: then reads them). Their only silent difference is numeric: orjson reads an integer beyond 64
-#: bits as a float, so an object holding a float (or a container, which may hold one) is
-#: written back to check. (A test of what is absent: ``isdisjoint`` builds no set, where
-#: ``issuperset`` would build one from the values' types.)
+#: have none of them (so only str, int, bool and None: the commonest session) is read by
+#: orjson exactly as the standard path reads it, whatever the text's spelling. Both parsers
+#: refuse the same malformed text, keep the last of duplicate keys and decode the same escapes;
+#: orjson refuses lone surrogate escapes (the standard path then reads them). Their only silent
+#: difference is numeric: orjson reads an integer beyond 64 bits as a float, so an object
+#: holding a float (or a container, which may hold one) is written back to check. (A test of
+#: what is absent: ``isdisjoint`` builds no set, where ``issuperset`` would build one from the
+#: values' types.)
 _READ_BACK_TYPES = frozenset({dict, list, float})
 
 
