@@ -19,7 +19,6 @@ from .lifecycle import (
 )
 from .options import SessionOptions, SessionOptionsDict
 from .plainrequest import General, PlainRequest, deferred_engines
-from .released import shared as shared_released
 from .session import Session
 
 if TYPE_CHECKING:
@@ -153,7 +152,7 @@ class SessionMiddleware:
         # Read on every request, so looked up once here.
         self._scope_key = self.config.options.scope_key
         self._deferred = not self.config.eager and self.config.excluded is None
-        self._released = shared_released(self.config)
+        self._released = self.config.released
 
     @property
     def options(self) -> SessionOptions:

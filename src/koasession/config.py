@@ -14,6 +14,7 @@ from .ids import make_genid
 from .options import SessionOptions, SessionOptionsDict, build_options, validate, validate_keys
 from .plaincookie import PlainCookie
 from .protocols import GenId, Store
+from .released import ReleasedEngine
 from .signing import Signer
 
 if TYPE_CHECKING:
@@ -68,9 +69,9 @@ class SessionConfig:
     def __init__(self, options: SessionOptions, keys: list[str | bytes]) -> None:
         self.options = options
         #: The stand-in engine shared by every ended request that neither had an id nor changed
-        #: its options (a ``koasession.released.ReleasedEngine``, made by the engine on first
-        #: use; typed loosely so this module does not import the request-time classes).
-        self.released: Any = None
+        #: its options (see :mod:`koasession.released`): made here once, so that ending a
+        #: request is one attribute read.
+        self.released = ReleasedEngine(None, options)
         self.keys = keys
         self.signer = (
             Signer(keys, options.algorithms)

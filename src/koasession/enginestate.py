@@ -12,7 +12,6 @@ from .context import SessionContext
 from .options import SessionOptions
 from .protocols import Store
 from .released import ReleasedEngine
-from .released import shared as shared_released
 from .session import RequestOptions, Session
 from .signing import Signer
 
@@ -250,7 +249,7 @@ class EngineState:
         """
         if self._opts is None and self.external_key is None:
             # The common case: nothing of this request to keep, so one stand-in serves all.
-            released = shared_released(self.cfg)
+            released = self.cfg.released
         else:
             released = ReleasedEngine(self.external_key, self._opts or self.cfg.options)
         self.session._rebind(released)

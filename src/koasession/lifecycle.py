@@ -46,7 +46,6 @@ from .committing import Committing
 from .devicehook import DeviceHook
 from .enginestate import UNAVAILABLE, Headers
 from .loading import Loading
-from .released import shared as shared_released
 from .responding import Responding
 from .session import Session
 from .verbs import Verbs
@@ -131,7 +130,7 @@ def end(session: Session, cfg: SessionConfig) -> RequestSession | None:
     """
     rs: RequestSession | None = session._bound
     if rs is None:
-        session._rebind(shared_released(cfg))
+        session._rebind(cfg.released)
     elif not rs.pending_events:
         rs.release()
         return None

@@ -34,7 +34,6 @@ from . import codec, cookies, decisions
 from .changes import holds_no_container
 from .enginestate import Headers, request_is_secure
 from .lifecycle import started_engine
-from .released import shared as shared_released
 from .responding import merge_session_headers
 
 if TYPE_CHECKING:
@@ -227,7 +226,7 @@ class _AfterStart(_GeneralVerbs):
         if general is not None:
             general.release()
         else:
-            self.session._rebind(shared_released(self.cfg))
+            self.session._rebind(self.cfg.released)
 
 
 class PlainRequest(_AfterStart):

@@ -10,14 +10,12 @@ reference counting frees everything at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 from .errors import ResponseStartedError
 
 if TYPE_CHECKING:
-    from .config import SessionConfig
     from .options import SessionOptions
-    from .session import RequestOptions
 
 
 class ReleasedEngine:
@@ -36,7 +34,7 @@ class ReleasedEngine:
         self.opts_view = opts_view
 
     @property
-    def opts(self) -> RequestOptions:
+    def opts(self) -> NoReturn:
         """Refused: per-request options cannot change once the request is over."""
         raise ResponseStartedError("the request is over: its session options can no longer change")
 
@@ -85,11 +83,3 @@ class ReleasedEngine:
     def expires_ms(self) -> float | None:
         """Refused, as :meth:`created_ms` is."""
         raise ResponseStartedError("the request is over; read the session's times during it")
-
-
-def shared(cfg: SessionConfig) -> ReleasedEngine:
-    """The stand-in that every ended request of ``cfg`` with no id or options of its own shares."""
-    released: ReleasedEngine | None = cfg.released
-    if released is None:
-        released = cfg.released = ReleasedEngine(None, cfg.options)
-    return released
