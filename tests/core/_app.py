@@ -17,6 +17,25 @@ OLD_KEY = "Jft5LuFcN5Fh6pSwk9QHmhfoW8dNDyMBQ12iqtAC75s"
 Handler = Callable[[dict[str, Any]], Awaitable[Any] | Any]
 
 
+def http_scope(headers: list[tuple[bytes, bytes]], *, https: bool = False) -> dict[str, Any]:
+    """An HTTP ``GET /`` scope with ``headers``, as a server makes it (for tests that drive the
+    ASGI app directly, without an HTTP client merging or reordering headers)."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "https" if https else "http",
+        "path": "/",
+        "raw_path": b"/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 443 if https else 80),
+    }
+
+
 def wrap(handler: Handler, **options: Any) -> SessionMiddleware:
     """A plain ASGI app whose body is the JSON of what ``handler(scope)`` returns."""
 

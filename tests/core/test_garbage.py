@@ -16,6 +16,8 @@ import pytest
 
 from koasession import MemoryStore, SessionMiddleware
 
+from ._app import http_scope
+
 KEY = "I1cqobbcERqZlXvRYLhB82BbjJ7sjJtktOu_Skgzmw8"
 REQUESTS = 500
 
@@ -40,20 +42,7 @@ def _scope(cookie: bytes | None) -> dict[str, Any]:
     headers = [(b"host", b"testserver")]
     if cookie:
         headers.append((b"cookie", cookie))
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 80),
-    }
+    return http_scope(headers)
 
 
 async def _cookie_after(app: Any, cookie: bytes | None) -> bytes:

@@ -54,7 +54,7 @@ from koasession.fallbacks import StarletteReader
 from koasession.options import MAX_AGE_CAP
 from koasession.plainrequest import PlainRequest
 
-from ._app import KEY, OLD_KEY, sign
+from ._app import KEY, OLD_KEY, http_scope, sign
 from .test_plainrequest import Unequal
 
 try:
@@ -889,20 +889,7 @@ async def _request(
     headers += [(b"cookie", field.encode("latin-1")) for field in fields]
     if step.forwarded:
         headers.append((b"x-forwarded-proto", b"https"))
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "https" if step.https else "http",
-        "path": "/",
-        "raw_path": b"/",
-        "query_string": b"",
-        "root_path": "",
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("testserver", 443 if step.https else 80),
-    }
+    scope = http_scope(headers, https=step.https)
     sent: list[Any] = []
 
     async def receive() -> dict[str, Any]:
