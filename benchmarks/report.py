@@ -24,6 +24,8 @@ from configs import (
 )
 from garbage import Garbage
 from harness import Measurement, Spread, overheads, ratio, spread
+from instructions import Count
+from instructions import markdown as instructions_markdown
 from memory_capacity import CAPTION as CAPACITY_CAPTION
 from memory_capacity import markdown as capacity_table
 from profiling import Profile
@@ -51,6 +53,7 @@ class Data:
     env: dict[str, str] = field(default_factory=dict)
     stack: str = ""
     capacity: list[dict[str, Any]] | None = None
+    instructions: list[Count] = field(default_factory=list)
 
     @property
     def bare(self) -> Measurement:
@@ -531,6 +534,8 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
             lines += [f"### {found.config} / {found.scenario}", "", *profile_table(found), ""]
     if data.work:
         lines += ["## Work per request", "", *work_table(data.work), ""]
+    if data.instructions:
+        lines += instructions_markdown(data.instructions)
     unmet = [t for t in targets if t.met is False]
     lines += ["## Gaps", ""]
     if unmet:

@@ -7,7 +7,8 @@ Writes docs/benchmarks.md and docs/benchmarks.png.
     python benchmarks/run.py --quick --profile   # the same plus the counter's cProfile and the
                                                  # bytecodes per request
     python benchmarks/run.py --only e2e      # one part (inprocess, garbage, memory, redis,
-                                             # profile, e2e), prints, writes nothing
+                                             # profile, e2e, instructions), prints, writes
+                                             # nothing
 
 Everything is bounded: fixed round counts with a time budget for the in-process harness, fixed
 durations for the load runs, timeouts on every subprocess; all traffic stays on 127.0.0.1.
@@ -33,6 +34,7 @@ import configs  # noqa: E402
 import floor  # noqa: E402
 import garbage  # noqa: E402
 import harness  # noqa: E402
+import instructions  # noqa: E402
 import memory  # noqa: E402
 import memory_capacity  # noqa: E402
 import profiling  # noqa: E402
@@ -44,7 +46,7 @@ from koasession import codec  # noqa: E402
 log = e2e.log
 
 
-PARTS = ("inprocess", "garbage", "memory", "redis", "profile", "e2e")
+PARTS = ("inprocess", "garbage", "memory", "redis", "profile", "e2e", "instructions")
 
 
 async def in_process(
@@ -192,6 +194,14 @@ def main() -> int:
         e2e_results, e2e_notes = e2e.run_all(seconds, runs, modes)
         notes.extend(e2e_notes)
 
+    counts: list[instructions.Count] = []
+    if "instructions" in parts:
+        reason = instructions.available()
+        if reason is None:
+            counts = instructions.measure(log)
+        else:
+            notes.append(f"instruction counts skipped: {reason}")
+
     env["elapsed"] = f"{time.monotonic() - started:.0f} s"
     data = report.Data(
         results=harness_out["results"],
@@ -205,6 +215,7 @@ def main() -> int:
         env=env,
         stack=e2e.server_stack(),
         capacity=capacity,
+        instructions=counts,
     )
     print_summary(data, partial=bool(args.quick or args.only))
     if args.quick or args.only:
@@ -253,6 +264,9 @@ def print_summary(data: report.Data, partial: bool) -> None:
     if data.work:
         print()
         print(bytecodes.text(data.work))
+    if data.instructions:
+        print()
+        print(instructions.text(data.instructions))
     print()
 
 

@@ -1,0 +1,276 @@
+"""Machine instructions per request, counted by valgrind: a cost that a busy host cannot blur.
+
+The timings in the report swing with the neighbours of a shared machine (on a slow day the
+same code measured 3-4 times slower, with round-to-round ranges wider than the gaps the targets
+are about). Valgrind's cachegrind runs the program on a simulated CPU and counts every machine
+instruction it executes, Python's interpreter and the C libraries (OpenSSL, orjson, binascii)
+included, so the count only changes when the code does. It is not time: it ignores cache
+misses and how many instructions a core retires per cycle. It answers "did this change remove
+work, and how much", and the ratio of two counts is a steady stand-in for the ratio of their
+CPU times.
+
+Each figure is the difference of two runs of the same program with 100 and 1,100 requests,
+divided by 1,000: start-up, imports and the warm-up cancel out.
+
+- *in process*: the in-process harness's app called directly, as in the timed rows;
+- *end to end*: the uvicorn server of the load runs (same app, same flags), under valgrind,
+  answering one keep-alive connection of sequential requests; its count includes uvicorn's
+  and httptools' work, such as validating every response header byte by byte.
+
+Run ``python benchmarks/run.py --only instructions``; it needs ``valgrind`` on the PATH and takes
+a few minutes (each run is about 30 times slower under valgrind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SMALL, LARGE = 100, 1100
+#: The in-process rows counted: (configuration, scenario).
+IN_PROCESS = (
+    ("bare app", "untouched"),
+    ("pass-through middleware (wraps send)", "untouched"),
+    ("koasession cookie sha256", "untouched"),
+    ("floor: same wire work, minimal Python", "counter"),
+    ("floor with orjson", "counter"),
+    ("koasession's parts, no engine", "counter"),
+    ("koasession cookie sha256", "counter"),
+    ("koasession encrypted", "counter"),
+    ("Starlette SessionMiddleware", "counter"),
+)
+#: The end-to-end servers counted: ``BENCH_E2E`` mode of e2e_app.py -> the in-process row it serves.
+END_TO_END = {
+    "bare": "bare app",
+    "floor": "floor: same wire work, minimal Python",
+    "floor-orjson": "floor with orjson",
+    "parts": "koasession's parts, no engine",
+    "koasession": "koasession cookie sha256",
+    "starlette": "Starlette SessionMiddleware",
+}
+_MODES = {row: mode for mode, row in END_TO_END.items()}
+_REFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
+
+
+@dataclass
+class Count:
+    kind: str  # "in process" or "end to end"
+    row: str
+    scenario: str
+    per_request: float  # instructions, the row's own (not over the bare app)
+
+
+def available() -> str | None:
+    """Why the counts cannot be made here, or ``None``."""
+    return None if shutil.which("valgrind") else "valgrind is not installed"
+
+
+def _valgrind() -> list[str]:
+    return ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null"]
+
+
+def _env(**extra: str) -> dict[str, str]:
+    # A fixed hash seed: dict and set layouts, and so the work, are the same run to run.
+    return {**os.environ, "PYTHONHASHSEED": "0", **extra}
+
+
+def _instructions(stderr: bytes, what: str) -> int:
+    found = _REFS.search(stderr)
+    if found is None:
+        raise RuntimeError(
+            f"{what}: no instruction count in valgrind's output:\n{stderr[-2000:]!r}"
+        )
+    return int(found.group(1).replace(b",", b""))
+
+
+def _in_process_run(row: str, scenario: str, requests: int) -> int:
+    cmd = [*_valgrind(), sys.executable, str(Path(__file__)), "child", row, scenario]
+    done = subprocess.run(
+        [*cmd, str(requests)], capture_output=True, env=_env(), timeout=900, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"{row} / {scenario}: exit {done.returncode}: {done.stderr[-2000:]!r}")
+    return _instructions(done.stderr, f"{row} / {scenario}")
+
+
+def _server_run(mode: str, requests: int) -> int:
+    from e2e import free_port, get_cookie, uvicorn_cmd, wait_port
+
+    port = free_port()
+    server = subprocess.Popen(
+        [*_valgrind(), *uvicorn_cmd(port)],
+        env=_env(BENCH_E2E=mode),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=HERE.parent,
+    )
+    try:
+        wait_port(port, server, timeout=180)
+        headers = {} if mode == "bare" else {"Cookie": get_cookie(port)}
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        try:
+            for _ in range(requests):
+                conn.request("GET", "/", headers=headers)
+                response = conn.getresponse()
+                response.read()
+                if response.status != 200:
+                    raise RuntimeError(f"{mode}: answered {response.status}")
+        finally:
+            conn.close()
+        server.send_signal(signal.SIGINT)  # uvicorn's graceful exit; valgrind then reports
+        _, stderr = server.communicate(timeout=300)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    return _instructions(stderr, f"server {mode}")
+
+
+def _difference(run: Callable[..., int], *args: str) -> float:
+    return (run(*args, LARGE) - run(*args, SMALL)) / (LARGE - SMALL)
+
+
+def measure(log: Callable[[str], None] = print) -> list[Count]:
+    """Every row of :data:`IN_PROCESS` and :data:`END_TO_END`, two runs at a time."""
+    jobs: list[tuple[str, str, str]] = [("in process", row, s) for row, s in IN_PROCESS]
+    jobs += [
+        ("end to end", row, "untouched" if mode == "bare" else "counter")
+        for mode, row in END_TO_END.items()
+    ]
+
+    def one(job: tuple[str, str, str]) -> Count:
+        kind, row, scenario = job
+        log(f"instructions: {kind}, {row} / {scenario}")
+        if kind == "in process":
+            per = _difference(_in_process_run, row, scenario)
+        else:
+            per = _difference(_server_run, _MODES[row])
+        return Count(kind, row, scenario, per)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(2, os.cpu_count() or 1))) as pool:
+        return list(pool.map(one, jobs))
+
+
+def _find(counts: list[Count], kind: str, row: str, scenario: str) -> float | None:
+    for c in counts:
+        if (c.kind, c.row, c.scenario) == (kind, row, scenario):
+            return c.per_request
+    return None
+
+
+def ratios(counts: list[Count]) -> list[tuple[str, float, float]]:
+    """Issue 12's ratios recomputed on instruction counts: (what, ratio, the target's limit).
+
+    Overheads are over the bare app of the same kind (in process or end to end), as in the
+    timed targets; a reference row's ratio shows how close the same wire work gets.
+    """
+    out: list[tuple[str, float, float]] = []
+    for kind in ("in process", "end to end"):
+        bare = _find(counts, kind, "bare app", "untouched")
+        starlette = _find(counts, kind, "Starlette SessionMiddleware", "counter")
+        if bare is None or starlette is None:
+            continue
+        limit = 0.5 if kind == "in process" else 0.6
+        for row in (*_COUNTER_ROWS, "koasession cookie sha256"):
+            ours = _find(counts, kind, row, "counter")
+            if ours is not None:
+                what = f"{kind}, counter: {row} / Starlette SessionMiddleware"
+                out.append((what, (ours - bare) / (starlette - bare), limit))
+    bare = _find(counts, "in process", "bare app", "untouched")
+    passing = _find(counts, "in process", "pass-through middleware (wraps send)", "untouched")
+    ours = _find(counts, "in process", "koasession cookie sha256", "untouched")
+    if bare is not None and passing is not None and ours is not None:
+        what = "in process, untouched: koasession / pass-through middleware"
+        out.append((what, (ours - bare) / (passing - bare), 1.5))
+    signed = _find(counts, "in process", "koasession cookie sha256", "counter")
+    sealed = _find(counts, "in process", "koasession encrypted", "counter")
+    if bare is not None and signed is not None and sealed is not None:
+        what = "in process, counter: koasession encrypted / signed"
+        out.append((what, (sealed - bare) / (signed - bare), 1.3))
+    return out
+
+
+_COUNTER_ROWS = (
+    "floor: same wire work, minimal Python",
+    "floor with orjson",
+    "koasession's parts, no engine",
+)
+
+
+def markdown(counts: list[Count]) -> list[str]:
+    """The report's section: the counts, then the targets' ratios on them."""
+    lines = [
+        "## Instructions per request (valgrind)",
+        "",
+        "Machine instructions counted by valgrind's cachegrind (`benchmarks/instructions.py`): "
+        "the difference between runs of 1,100 and 100 requests, divided by 1,000, with a fixed "
+        "hash seed. Unlike the timings, these counts do not move with the machine's load; they "
+        "are not time (no cache misses, no instructions per cycle), so they are a reference for "
+        "the targets, not the targets. *End to end* counts the uvicorn server of the load runs "
+        "answering sequential keep-alive requests, uvicorn's own work included.",
+        "",
+        "| set-up | scenario | in process | over bare | end to end | over bare |",
+        "|---|---|---:|---:|---:|---:|",
+    ]
+    bare = {k: _find(counts, k, "bare app", "untouched") for k in ("in process", "end to end")}
+    seen: list[tuple[str, str]] = []
+    for c in counts:
+        if (c.row, c.scenario) not in seen:
+            seen.append((c.row, c.scenario))
+    for row, scenario in seen:
+        cells = []
+        for kind in ("in process", "end to end"):
+            found = _find(counts, kind, row, scenario)
+            base = bare[kind]
+            cells.append("-" if found is None else f"{found:,.0f}")
+            over = None if found is None or base is None or row == "bare app" else found - base
+            cells.append("-" if over is None else f"{over:+,.0f}")
+        lines.append(f"| {row} | {scenario} | {' | '.join(cells)} |")
+    lines += ["", "The targets' ratios on these counts (overheads over the bare app):", ""]
+    for what, value, limit in ratios(counts):
+        verdict = "within" if value <= limit else "over"
+        lines.append(f"- {what}: **{value:.2f}** ({verdict} the target's {limit:g})")
+    lines.append("")
+    return lines
+
+
+def text(counts: list[Count]) -> str:
+    """:func:`markdown` for the terminal."""
+    return "\n".join(f"  {line}" for line in markdown(counts))
+
+
+def _child(row: str, scenario: str, requests: int) -> None:
+    """The program valgrind runs for one in-process row: build, prime, warm up, then serve."""
+    sys.path.insert(0, str(HERE))
+    from configs import build_configs
+    from harness import discard, make_scope, prime, receive
+
+    found = [c for c in build_configs("not counted")[0] if c.name == row]
+    if not found:
+        raise SystemExit(f"no configuration {row!r} here")
+    config = found[0]
+    config.build()
+    app = config.apps[scenario]
+
+    async def serve() -> None:
+        if "counter" in config.scenarios:
+            await prime(config)
+        for _ in range(20 + requests):
+            await app(make_scope(config.cookie), receive, discard)
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["child"]:
+    _child(sys.argv[2], sys.argv[3], int(sys.argv[4]))
