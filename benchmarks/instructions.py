@@ -94,14 +94,19 @@ def _instructions(stderr: bytes, what: str) -> int:
     return int(found.group(1).replace(b",", b""))
 
 
-def _in_process_run(row: str, scenario: str, requests: int) -> int:
-    cmd = [*_valgrind(), sys.executable, str(Path(__file__)), "child", row, scenario]
-    done = subprocess.run(
-        [*cmd, str(requests)], capture_output=True, env=_env(), timeout=900, check=False
-    )
+def program_run(args: list[str], requests: int) -> int:
+    """Instructions of ``python *args requests`` under valgrind (the program serves them)."""
+    cmd = [*_valgrind(), sys.executable, *args, str(requests)]
+    done = subprocess.run(cmd, capture_output=True, env=_env(), timeout=900, check=False)
+    what = " ".join(args)
     if done.returncode != 0:
-        raise RuntimeError(f"{row} / {scenario}: exit {done.returncode}: {done.stderr[-2000:]!r}")
-    return _instructions(done.stderr, f"{row} / {scenario}")
+        raise RuntimeError(f"{what}: exit {done.returncode}: {done.stderr[-2000:]!r}")
+    return _instructions(done.stderr, what)
+
+
+def per_request(args: list[str]) -> float:
+    """Instructions per request of the program ``python *args N`` that serves N requests."""
+    return _difference(program_run, args)
 
 
 def _server_run(mode: str, requests: int) -> int:
@@ -137,7 +142,7 @@ def _server_run(mode: str, requests: int) -> int:
     return _instructions(stderr, f"server {mode}")
 
 
-def _difference(run: Callable[..., int], *args: str) -> float:
+def _difference(run: Callable[..., int], *args: object) -> float:
     return (run(*args, LARGE) - run(*args, SMALL)) / (LARGE - SMALL)
 
 
@@ -153,7 +158,7 @@ def measure(log: Callable[[str], None] = print) -> list[Count]:
         kind, row, scenario = job
         log(f"instructions: {kind}, {row} / {scenario}")
         if kind == "in process":
-            per = _difference(_in_process_run, row, scenario)
+            per = per_request([str(Path(__file__)), "child", row, scenario])
         else:
             per = _difference(_server_run, _MODES[row])
         return Count(kind, row, scenario, per)

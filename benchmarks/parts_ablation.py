@@ -17,7 +17,9 @@ replaces a single step (method) of the parts' session:
 - ``floor's payload``: one encoder call on the data merged with its metadata, without the
   snapshot kept for change detection or the test for JavaScript's number and key layout.
 
-Run ``.venv/bin/python benchmarks/parts_ablation.py`` (about 30 seconds); needs orjson. It is
+Run ``.venv/bin/python benchmarks/parts_ablation.py`` (about 30 seconds); needs orjson. With
+``--instructions`` it counts each row's machine instructions under valgrind instead of timing
+it (``instructions.py``; a few minutes): the same figures on any machine, however busy. It is
 not part of ``make bench``: docs/performance.md quotes its figures.
 """
 
@@ -29,8 +31,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import instructions
 import orjson
 from floor import Floor, orjson_codec
 from harness import (
@@ -39,9 +43,11 @@ from harness import (
     Scope,
     batch,
     call,
+    discard,
     make_app,
     make_scope,
     prime,
+    receive,
     set_cookie_count,
     views_seen,
 )
@@ -166,7 +172,8 @@ def _variant(session: type[_PartsSession]) -> Callable[[Any], Parts]:
     return lambda app: Variant(app, KEY)
 
 
-async def main(rounds: int = 15, n: int = 5000) -> None:
+async def build_rows() -> tuple[dict[str, Any], Scope]:
+    """The rows (name -> app) and the request scope, every variant checked to read and write."""
     codec_ = orjson_codec()
     if codec_ is None:
         sys.exit("parts_ablation.py needs orjson (pip install orjson)")
@@ -195,6 +202,11 @@ async def main(rounds: int = 15, n: int = 5000) -> None:
         cookies_set = set_cookie_count(await call(app, scope))
         if not isinstance(views, int) or views < 2 or cookies_set != 2:
             sys.exit(f"{name}: read views={views!r} and set {cookies_set} cookies")
+    return rows, scope
+
+
+async def main(rounds: int = 15, n: int = 5000) -> None:
+    rows, scope = await build_rows()
     times: dict[str, list[float]] = {name: [] for name in rows}
     for _ in range(rounds):  # round-robin, so every row shares the machine's slow stretches
         for name, app in rows.items():
@@ -207,5 +219,39 @@ async def main(rounds: int = 15, n: int = 5000) -> None:
         print(f"  {name:32s} {overhead:6.2f}  ({overhead - parts:+.2f} against parts)")
 
 
+async def serve(name: str, requests: int) -> None:
+    """Serve ``requests`` counter requests through row ``name`` (what valgrind counts)."""
+    rows, scope = await build_rows()
+    app = rows[name]
+    for _ in range(20 + requests):
+        await app(dict(scope), receive, discard)
+
+
+def count_instructions() -> None:
+    """Each row's instructions per request (valgrind, see instructions.py), over the bare app."""
+    reason = instructions.available()
+    if reason is not None:
+        sys.exit(f"--instructions: {reason}")
+    names = list(asyncio.run(build_rows())[0])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        found = dict(
+            zip(
+                names,
+                pool.map(lambda n: instructions.per_request([__file__, "--serve", n]), names),
+                strict=True,
+            )
+        )
+    bare, parts = found["bare app"], found["parts"] - found["bare app"]
+    print("counter overhead over the bare app, instructions per request (valgrind):")
+    for name in names[1:]:
+        overhead = found[name] - bare
+        print(f"  {name:32s} {overhead:9,.0f}  ({overhead - parts:+,.0f} against parts)")
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:2] == ["--serve"]:
+        asyncio.run(serve(sys.argv[2], int(sys.argv[3])))
+    elif sys.argv[1:2] == ["--instructions"]:
+        count_instructions()
+    else:
+        asyncio.run(main())
