@@ -398,8 +398,7 @@ def markdown(data: Data, targets: list[Target], chart_name: str | None) -> str:
         "`make bench-quick` (`benchmarks/run.py --quick`, add `--profile` for the cProfile "
         "and bytecode tables) prints the in-process rows and targets in well under a minute "
         "without writing this page; `benchmarks/run.py --only e2e` (or `inprocess`, `garbage`, "
-        "`memory`, "
-        "`redis`, `profile`, comma-separated) runs and prints one part.",
+        "`memory`, `redis`, `profile`, `instructions`, comma-separated) runs and prints one part.",
         "",
         f"Machine: {env['cpu']}, {env['cpus']} CPUs, load average at start {env['load']}; "
         f"Python {env['python']}, koasession {env['koasession']} (JSON: {env.get('json', '?')}), "
