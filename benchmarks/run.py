@@ -198,7 +198,11 @@ def main() -> int:
     if "instructions" in parts:
         reason = instructions.available()
         if reason is None:
-            counts = instructions.measure(log)
+            try:
+                # --no-e2e: no server runs here either, only the in-process counts.
+                counts = instructions.measure(log, end_to_end=not args.no_e2e)
+            except Exception as exc:  # one failed run must not lose the rest of the report
+                notes.append(f"instruction counts failed: {exc!r}"[:2000])
         else:
             notes.append(f"instruction counts skipped: {reason}")
 
