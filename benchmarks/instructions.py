@@ -13,7 +13,7 @@ Each figure is the difference of two runs of the same program with 100 and 1,100
 divided by 1,000: start-up, imports and the warm-up cancel out. What is left to move them is
 work paced by the clock: the cookie attributes are made once per second, and an idle uvicorn
 ticks ten times a second, so a slower run counts a little more. In process the counts repeat
-within about 0.1%; end to end within about 1,000 instructions per request, so the bare
+within about 1%; end to end within about 1,000 instructions per request, so the bare
 server, which every end-to-end overhead is taken from, is counted three times (the median).
 
 - *in process*: the timed harness's app called directly with a copy of one prepared scope and
@@ -41,7 +41,21 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+
+from configs import (
+    BARE,
+    BASE,
+    ENCRYPTED,
+    FLOOR,
+    FLOOR_ORJSON,
+    PARTS,
+    PASS_THROUGH,
+    STARLETTE,
+    build_configs,
+)
+from floor import orjson_codec
+from harness import KEY, Config, Scope, batch, make_scope, prime, views_seen
 
 HERE = Path(__file__).resolve().parent
 SMALL, LARGE = 100, 1100
@@ -50,33 +64,29 @@ NO_CREATED = "koasession cookie sha256, record_created=False"
 #: The in-process rows counted: (configuration, scenario); rows this machine cannot build (no
 #: orjson, no cryptography) are left out.
 IN_PROCESS = (
-    ("bare app", "untouched"),
-    ("pass-through middleware (wraps send)", "untouched"),
-    ("koasession cookie sha256", "untouched"),
-    ("floor: same wire work, minimal Python", "counter"),
-    ("floor with orjson", "counter"),
-    ("koasession's parts, no engine", "counter"),
-    ("koasession cookie sha256", "counter"),
+    (BARE, "untouched"),
+    (PASS_THROUGH, "untouched"),
+    (BASE, "untouched"),
+    (FLOOR, "counter"),
+    (FLOOR_ORJSON, "counter"),
+    (PARTS, "counter"),
+    (BASE, "counter"),
     (NO_CREATED, "counter"),
-    ("koasession encrypted", "counter"),
-    ("Starlette SessionMiddleware", "counter"),
+    (ENCRYPTED, "counter"),
+    (STARLETTE, "counter"),
 )
 #: The end-to-end servers counted: ``BENCH_E2E`` mode of e2e_app.py -> the in-process row it serves.
 END_TO_END = {
-    "bare": "bare app",
-    "floor": "floor: same wire work, minimal Python",
-    "floor-orjson": "floor with orjson",
-    "parts": "koasession's parts, no engine",
-    "koasession": "koasession cookie sha256",
-    "starlette": "Starlette SessionMiddleware",
+    "bare": BARE,
+    "floor": FLOOR,
+    "floor-orjson": FLOOR_ORJSON,
+    "parts": PARTS,
+    "koasession": BASE,
+    "starlette": STARLETTE,
 }
 _MODES = {row: mode for mode, row in END_TO_END.items()}
 #: Reference rows: the same wire work, shown against the counter's limits but not held to them.
-_REFERENCE_ROWS = (
-    "floor: same wire work, minimal Python",
-    "floor with orjson",
-    "koasession's parts, no engine",
-)
+_REFERENCE_ROWS = (FLOOR, FLOOR_ORJSON, PARTS)
 Kind = Literal["in process", "end to end"]
 _REFS = re.compile(rb"I\s+refs:\s+([\d,]+)")
 
@@ -180,10 +190,6 @@ def workers() -> int:
 def measure(log: Callable[[str], None] = print, end_to_end: bool = True) -> list[Count]:
     """The rows of :data:`IN_PROCESS` this machine can build and, with ``end_to_end``, the
     servers of :data:`END_TO_END` (the bare one three times, for its median)."""
-    sys.path.insert(0, str(HERE))
-    from configs import build_configs
-    from floor import orjson_codec
-
     built = {c.name for c in build_configs("not counted")[0]} | {NO_CREATED}
     jobs: list[tuple[Kind, str, str]] = [
         ("in process", row, s) for row, s in IN_PROCESS if row in built
@@ -206,11 +212,11 @@ def measure(log: Callable[[str], None] = print, end_to_end: bool = True) -> list
 
     with ThreadPoolExecutor(max_workers=workers()) as pool:
         counts = list(pool.map(one, jobs))
-    bare = [c for c in counts if c.kind == "end to end" and c.row == "bare app"]
+    bare = [c for c in counts if c.kind == "end to end" and c.row == BARE]
     if bare:
         median = sorted(c.per_request for c in bare)[len(bare) // 2]
         counts = [c for c in counts if c not in bare] + [
-            Count("end to end", "bare app", "untouched", median)
+            Count("end to end", BARE, "untouched", median)
         ]
     return counts
 
@@ -231,25 +237,25 @@ def ratios(counts: list[Count]) -> list[tuple[str, float, float, bool]]:
     """
     out: list[tuple[str, float, float, bool]] = []
     for kind in ("in process", "end to end"):
-        bare = _find(counts, kind, "bare app", "untouched")
-        starlette = _find(counts, kind, "Starlette SessionMiddleware", "counter")
+        bare = _find(counts, kind, BARE, "untouched")
+        starlette = _find(counts, kind, STARLETTE, "counter")
         if bare is None or starlette is None:
             continue
         limit = 0.5 if kind == "in process" else 0.6
-        for row in (*_REFERENCE_ROWS, "koasession cookie sha256"):
+        for row in (*_REFERENCE_ROWS, BASE):
             ours = _find(counts, kind, row, "counter")
             if ours is not None:
                 what = f"{kind}, counter: {row} / Starlette SessionMiddleware"
                 held = row not in _REFERENCE_ROWS
                 out.append((what, (ours - bare) / (starlette - bare), limit, held))
-    bare = _find(counts, "in process", "bare app", "untouched")
-    passing = _find(counts, "in process", "pass-through middleware (wraps send)", "untouched")
-    ours = _find(counts, "in process", "koasession cookie sha256", "untouched")
+    bare = _find(counts, "in process", BARE, "untouched")
+    passing = _find(counts, "in process", PASS_THROUGH, "untouched")
+    ours = _find(counts, "in process", BASE, "untouched")
     if bare is not None and passing is not None and ours is not None:
         what = "in process, untouched: koasession / pass-through middleware"
         out.append((what, (ours - bare) / (passing - bare), 1.5, True))
-    signed = _find(counts, "in process", "koasession cookie sha256", "counter")
-    sealed = _find(counts, "in process", "koasession encrypted", "counter")
+    signed = _find(counts, "in process", BASE, "counter")
+    sealed = _find(counts, "in process", ENCRYPTED, "counter")
     if bare is not None and signed is not None and sealed is not None:
         what = "in process, counter: koasession encrypted / signed"
         out.append((what, (sealed - bare) / (signed - bare), 1.3, True))
@@ -272,7 +278,7 @@ def markdown(counts: list[Count]) -> list[str]:
         "| set-up | scenario | in process | over bare | end to end | over bare |",
         "|---|---|---:|---:|---:|---:|",
     ]
-    bare = {k: _find(counts, k, "bare app", "untouched") for k in ("in process", "end to end")}
+    bare = {k: _find(counts, k, BARE, "untouched") for k in ("in process", "end to end")}
     seen: list[tuple[str, str]] = []
     for c in counts:
         if (c.row, c.scenario) not in seen:
@@ -283,7 +289,7 @@ def markdown(counts: list[Count]) -> list[str]:
             found = _find(counts, kind, row, scenario)
             base = bare[kind]
             cells.append("-" if found is None else f"{found:,.0f}")
-            over = None if found is None or base is None or row == "bare app" else found - base
+            over = None if found is None or base is None or row == BARE else found - base
             cells.append("-" if over is None else f"{over:+,.0f}")
         lines.append(f"| {row} | {scenario} | {' | '.join(cells)} |")
     lines += ["", "The targets' ratios on these counts (overheads over the bare app):", ""]
@@ -302,14 +308,17 @@ def text(counts: list[Count]) -> str:
     return "\n".join(f"  {line}" for line in markdown(counts))
 
 
-def _child(row: str, scenario: str, requests: int) -> None:
-    """The program valgrind runs for one in-process row: build, prime and check, warm up,
-    then serve ``requests`` requests as the timed harness does (a copy of one scope each, the
-    collector disabled)."""
-    sys.path.insert(0, str(HERE))
-    from configs import build_configs
-    from harness import KEY, Config, discard, make_scope, prime, receive, views_seen
+async def serve_counted(app: Any, scope: Scope, requests: int) -> None:
+    """Serve ``requests`` requests as the timed harness does (:func:`harness.batch`: a copy of
+    ``scope`` each), after a warm-up and with the collector disabled, as it is there."""
+    await batch(app, scope, 20)
+    gc.disable()
+    await batch(app, scope, requests)
 
+
+def _child(row: str, scenario: str, requests: int) -> None:
+    """The program valgrind runs for one in-process row: build, prime and check, then
+    :func:`serve_counted`."""
     from koasession import SessionMiddleware
 
     configs = build_configs("not counted")[0]
@@ -325,7 +334,6 @@ def _child(row: str, scenario: str, requests: int) -> None:
         raise SystemExit(f"no configuration {row!r} here")
     config = found[0]
     config.build()
-    app = config.apps[scenario]
 
     async def serve() -> None:
         if "counter" in config.scenarios:
@@ -333,12 +341,7 @@ def _child(row: str, scenario: str, requests: int) -> None:
             views = await views_seen(config)
             if not isinstance(views, int) or views < 2:
                 raise SystemExit(f"{row}: its own cookie reads back views={views!r}")
-        scope = make_scope(config.cookie)
-        for _ in range(20):
-            await app(dict(scope), receive, discard)
-        gc.disable()
-        for _ in range(requests):
-            await app(dict(scope), receive, discard)
+        await serve_counted(config.apps[scenario], make_scope(config.cookie), requests)
 
     asyncio.run(serve())
 

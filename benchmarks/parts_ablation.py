@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import binascii
-import gc
 import statistics
 import sys
 import time
@@ -44,11 +43,9 @@ from harness import (
     Scope,
     batch,
     call,
-    discard,
     make_app,
     make_scope,
     prime,
-    receive,
     set_cookie_count,
     views_seen,
 )
@@ -223,12 +220,7 @@ async def main(rounds: int = 15, n: int = 5000) -> None:
 async def serve(name: str, requests: int) -> None:
     """Serve ``requests`` counter requests through row ``name`` (what valgrind counts)."""
     rows, scope = await build_rows()
-    app = rows[name]
-    for _ in range(20):
-        await app(dict(scope), receive, discard)
-    gc.disable()  # as the timed harness and instructions.py do
-    for _ in range(requests):
-        await app(dict(scope), receive, discard)
+    await instructions.serve_counted(rows[name], scope, requests)
 
 
 def count_instructions() -> None:
