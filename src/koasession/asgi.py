@@ -12,9 +12,7 @@ from .errors import ConfigurationError, StoreError
 from .lifecycle import (
     UNAVAILABLE,
     RequestSession,
-    end,
     engine_of,
-    finish,
     release,
 )
 from .options import SessionOptions, SessionOptionsDict
@@ -186,19 +184,25 @@ class SessionMiddleware:
             await _answer_crash(engine_of(session), send)
             raise
         else:
-            # An untouched session, the commonest request, skips finish(): nothing to report.
+            # lifecycle.finish() in line: an untouched session, the commonest request, has
+            # nothing to report, and a used one goes straight to its engine.
             if session._downstream is not _dropping and (  # else our 503 answered
                 session._bound is not None or scope.get(key) is not session
             ):
-                finish(session, scope, key)  # used, or replaced (None, a dict) too late
+                (
+                    session._bound or engine_of(session)
+                ).finish()  # used, or replaced (None, a dict) too late
         finally:
             session._downstream = _sent_after_return  # the server's send holds the scope
-            if session._bound is None:
-                # Session._rebind inlined for the untouched session: let go of the scope.
+            # lifecycle.end() in line, saving a call on every request.
+            if (rs := session._bound) is None:
+                # Session._rebind for the untouched session: let go of the scope.
                 session._bound = self._released
                 session._request = None
-            elif (rs := end(session, self.config)) is not None:
+            elif rs.pending_events:
                 await release(rs)  # its events to deliver first
+            else:
+                rs.release()
 
     async def _session_of(self, scope: Scope, receive: Receive, send: Send) -> _HttpSession | None:
         """The session of a request under an ``exclude`` rule or in store mode (loaded before

@@ -21,17 +21,17 @@ _LAST_CHAR = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
 # Standard base64 to base64url, dropping the padding, in one translate: binascii skips the
 # base64 module's Python layers, which shows on the per-request signing path.
-_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def b64url_encode(raw: bytes) -> str:
     """``raw`` as base64url text without padding."""
-    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE, b"=").decode("ascii")
+    return binascii.b2a_base64(raw, newline=False).translate(TO_URLSAFE, b"=").decode("ascii")
 
 
 def b64url_encode_ascii(raw: bytes) -> bytes:
     """:func:`b64url_encode` as ASCII bytes, to compare with bytes received."""
-    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE, b"=")
+    return binascii.b2a_base64(raw, newline=False).translate(TO_URLSAFE, b"=")
 
 
 def b64url_decode(text: str) -> bytes | None:
