@@ -194,7 +194,13 @@ class _AfterStart(_GeneralVerbs):
             return
         if not self.started or self.error_response:
             return
-        if self.slot.get(self.cfg.options.scope_key) is not self.session or self._unsaved():
+        session = self.session
+        if self.slot.get(self.cfg.options.scope_key) is not session:
+            self.general().finish()  # replaced after the response started: reported as lost
+        elif (
+            # The write count and flags prove most sessions unchanged without _unsaved's call.
+            session._writes != self.clean_writes or session._removed or session._require_save
+        ) and self._unsaved():
             self.general().finish()  # it reports the change as lost
 
     def _unsaved(self) -> bool:

@@ -280,7 +280,9 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
         data = self._data
         if data is None:
             data = self._load()
-        data[check_key(key)] = value
+        if type(key) is not str or key in META_KEYS:
+            check_key(key)  # its checks; a plain str key that is not reserved needs no call
+        data[key] = value
         self._removed = False
         self._writes += 1
 
