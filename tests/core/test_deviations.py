@@ -62,6 +62,25 @@ async def test_3_underscore_keys_are_kept_but_metadata_names_are_reserved() -> N
     assert cookie_pairs(second) == {}
 
 
+async def test_3_keys_must_be_strings_and_a_str_subclass_is_one() -> None:
+    class Name(str):
+        pass
+
+    def handler(scope: dict[str, Any]) -> Any:
+        session = scope["session"]
+        with pytest.raises(TypeError, match="session keys must be strings"):
+            session[1] = "x"
+        with pytest.raises(KeyError, match="reserved"):
+            session[Name("_maxAge")] = 1
+        session[Name("name")] = "kept"
+        return None
+
+    async with client(wrap(handler)) as c:
+        response = await c.get("/")
+    assert decode_value(cookie_pairs(response)["koa.sess"])["name"] == "kept"
+    assert "1" not in decode_value(cookie_pairs(response)["koa.sess"])
+
+
 async def test_4_same_site_lax_by_default() -> None:
     async with client(wrap(counter)) as c:
         response = await c.get("/")
