@@ -41,7 +41,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from configs import (
     BARE,
@@ -228,14 +228,26 @@ def _find(counts: list[Count], kind: str, row: str, scenario: str) -> float | No
     return None
 
 
-def ratios(counts: list[Count]) -> list[tuple[str, float, float, bool]]:
-    """Issue 12's ratios recomputed on instruction counts: (what, ratio, the target's limit,
-    whether the row is held to it).
+class Ratio(NamedTuple):
+    """One of issue 12's ratios recomputed on instruction counts."""
+
+    what: str
+    value: float
+    limit: float
+    held: bool  # False: a reference row, shown against the limit but not held to it
+    at_least: bool = False  # the limit is a floor (requests/s), not a ceiling
+
+
+def ratios(counts: list[Count]) -> list[Ratio]:
+    """Issue 12's ratios recomputed on instruction counts.
 
     Overheads are over the bare app of the same kind (in process or end to end), as in the
-    timed targets; a reference row's ratio shows how close the same wire work gets.
+    timed targets; a reference row's ratio shows how close the same wire work gets. The
+    requests/s target becomes Starlette's whole server count per request over koasession's:
+    a server saturated on one core answers in inverse proportion to its CPU per request, and
+    the count stands in for the CPU (it is not time: the timed ratio is the target).
     """
-    out: list[tuple[str, float, float, bool]] = []
+    out: list[Ratio] = []
     for kind in ("in process", "end to end"):
         bare = _find(counts, kind, BARE, "untouched")
         starlette = _find(counts, kind, STARLETTE, "counter")
@@ -247,18 +259,25 @@ def ratios(counts: list[Count]) -> list[tuple[str, float, float, bool]]:
             if ours is not None:
                 what = f"{kind}, counter: {row} / Starlette SessionMiddleware"
                 held = row not in _REFERENCE_ROWS
-                out.append((what, (ours - bare) / (starlette - bare), limit, held))
+                out.append(Ratio(what, (ours - bare) / (starlette - bare), limit, held))
+    ours_e2e = _find(counts, "end to end", BASE, "counter")
+    starlette_e2e = _find(counts, "end to end", STARLETTE, "counter")
+    if ours_e2e is not None and starlette_e2e is not None:
+        what = (
+            "end to end, requests/s on one core: Starlette SessionMiddleware's count / koasession's"
+        )
+        out.append(Ratio(what, starlette_e2e / ours_e2e, 1.2, True, at_least=True))
     bare = _find(counts, "in process", BARE, "untouched")
     passing = _find(counts, "in process", PASS_THROUGH, "untouched")
     ours = _find(counts, "in process", BASE, "untouched")
     if bare is not None and passing is not None and ours is not None:
         what = "in process, untouched: koasession / pass-through middleware"
-        out.append((what, (ours - bare) / (passing - bare), 1.5, True))
+        out.append(Ratio(what, (ours - bare) / (passing - bare), 1.5, True))
     signed = _find(counts, "in process", BASE, "counter")
     sealed = _find(counts, "in process", ENCRYPTED, "counter")
     if bare is not None and signed is not None and sealed is not None:
         what = "in process, counter: koasession encrypted / signed"
-        out.append((what, (sealed - bare) / (signed - bare), 1.3, True))
+        out.append(Ratio(what, (sealed - bare) / (signed - bare), 1.3, True))
     return out
 
 
@@ -292,13 +311,21 @@ def markdown(counts: list[Count]) -> list[str]:
             over = None if found is None or base is None or row == BARE else found - base
             cells.append("-" if over is None else f"{over:+,.0f}")
         lines.append(f"| {row} | {scenario} | {' | '.join(cells)} |")
-    lines += ["", "The targets' ratios on these counts (overheads over the bare app):", ""]
-    for what, value, limit, held in ratios(counts):
-        if held:
-            verdict = f"{'within' if value <= limit else 'over'} the target's {limit:g}"
-        else:
+    lines += [
+        "",
+        "The targets' ratios on these counts (overheads over the bare app; requests/s from "
+        "the servers' whole counts):",
+        "",
+    ]
+    for ratio in ratios(counts):
+        limit = ratio.limit
+        if not ratio.held:
             verdict = f"a reference row; the target's limit is {limit:g}"
-        lines.append(f"- {what}: **{value:.2f}** ({verdict})")
+        elif ratio.at_least:
+            verdict = f"{'at least' if ratio.value >= limit else 'under'} the target's {limit:g}"
+        else:
+            verdict = f"{'within' if ratio.value <= limit else 'over'} the target's {limit:g}"
+        lines.append(f"- {ratio.what}: **{ratio.value:.2f}** ({verdict})")
     lines.append("")
     return lines
 
