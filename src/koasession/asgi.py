@@ -189,9 +189,10 @@ class SessionMiddleware:
             if session._downstream is not _dropping and (  # else our 503 answered
                 session._bound is not None or scope.get(key) is not session
             ):
-                (
-                    session._bound or engine_of(session)
-                ).finish()  # used, or replaced (None, a dict) too late
+                engine = session._bound
+                if engine is None:
+                    engine = engine_of(session)  # replaced (None, a dict) after the start
+                engine.finish()
         finally:
             session._downstream = _sent_after_return  # the server's send holds the scope
             # lifecycle.end() in line, saving a call on every request.
