@@ -153,7 +153,7 @@ async def test_a_flat_change_is_saved() -> None:
     assert events == []
 
 
-@pytest.mark.parametrize("edit", ["set", "delete", "clear", "pop", "update"])
+@pytest.mark.parametrize("edit", ["set", "delete", "clear", "pop", "update", "destroy"])
 async def test_a_flat_change_after_the_response_started_is_reported_lost(edit: str) -> None:
     def handler(session: Any, phase: str) -> None:
         if phase == "before":
@@ -166,6 +166,8 @@ async def test_a_flat_change_after_the_response_started_is_reported_lost(edit: s
             session.clear()
         elif edit == "pop":
             session.pop("views")
+        elif edit == "destroy":
+            session.destroy()  # counts no write: the removal flag alone must tell
         else:
             session.update(views=3)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 from typing import Any
 
 import pytest
@@ -49,3 +51,49 @@ async def test_a_session_first_read_after_the_request_is_refused_clearly() -> No
     session = await _run(read=False)
     with pytest.raises(ResponseStartedError, match="never read during it"):
         session.get("n")
+
+
+async def test_an_async_listener_gets_its_event_before_the_request_lets_go() -> None:
+    """The end of a request whose engine has events pending (an ``async`` listener): the
+    adapter awaits them, then releases the engine as after any other request."""
+    delivered: list[tuple[str, Any]] = []
+    kept: list[Any] = []
+
+    async def on_event(name: str, payload: dict[str, Any]) -> None:
+        await asyncio.sleep(0)  # a listener that really waits
+        delivered.append((name, payload.get("reason")))
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        session = scope["session"]
+        session["n"] = 1
+        kept.append(session)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        session["n"] = 2  # after the start: reported lost
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    middleware = SessionMiddleware(app, keys=[KEY], on_event=on_event)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "scheme": "http"}
+    gc.collect()
+    gc.disable()
+    try:
+        await middleware(scope, receive, send)
+        assert delivered == [("lost", "changed after the response started")]
+        session = kept.pop()
+        assert session._bound is middleware.config.released  # the request let go of its engine
+        assert session._request is None and session._make is None
+        assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+        cookies = [v.split(b"=")[0] for k, v in sent[0]["headers"] if k == b"set-cookie"]
+        assert cookies == [b"koa.sess", b"koa.sess.sig"]  # n=1 went out at the start
+        del session, scope
+        sent.clear()
+        assert gc.collect() == 0  # nothing of the request left in a reference cycle
+    finally:
+        gc.enable()
