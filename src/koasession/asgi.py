@@ -191,7 +191,7 @@ class SessionMiddleware:
             ):
                 engine = session._bound
                 if engine is None:
-                    engine = engine_of(session)  # replaced (None, a dict) after the start
+                    engine = engine_of(session)  # replaced (None, a dict) too late
                 engine.finish()
         finally:
             session._downstream = _sent_after_return  # the server's send holds the scope
