@@ -195,13 +195,12 @@ class _AfterStart(_GeneralVerbs):
         if not self.started or self.error_response:
             return
         session = self.session
-        if self.slot.get(self.cfg.options.scope_key) is not session:
-            self.general().finish()  # replaced after the response started: reported as lost
-        elif (
-            # The write count and flags prove most sessions unchanged without _unsaved's call.
-            session._writes != self.clean_writes or session._removed or session._require_save
-        ) and self._unsaved():
-            self.general().finish()  # it reports the change as lost
+        if self.slot.get(self.cfg.options.scope_key) is not session or (
+            # _unsaved()'s first tests, here: most sessions are proven unchanged without its call.
+            (session._writes != self.clean_writes or session._removed or session._require_save)
+            and self._unsaved()
+        ):
+            self.general().finish()  # it reports the change (or the replacement) as lost
 
     def _unsaved(self) -> bool:
         """``Responding.unsaved_change`` for the plain engine's state: whether the session holds

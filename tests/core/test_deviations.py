@@ -77,8 +77,10 @@ async def test_3_keys_must_be_strings_and_a_str_subclass_is_one() -> None:
 
     async with client(wrap(handler)) as c:
         response = await c.get("/")
-    assert decode_value(cookie_pairs(response)["koa.sess"])["name"] == "kept"
-    assert "1" not in decode_value(cookie_pairs(response)["koa.sess"])
+    saved = decode_value(cookie_pairs(response)["koa.sess"])
+    assert saved["name"] == "kept"
+    assert "1" not in saved and "_maxAge" in saved  # ours, not the refused assignment's 1
+    assert saved["_maxAge"] == 86_400_000
 
 
 async def test_4_same_site_lax_by_default() -> None:

@@ -11,6 +11,8 @@ import pytest
 from koasession import SessionMiddleware
 from koasession.errors import ResponseStartedError
 
+from ._app import http_scope
+
 KEY = "q7Xv2m9LrT4pWc8ZbN1yKfGh3sDj6AeUo0iHtR5lMxE"
 
 
@@ -80,18 +82,19 @@ async def test_an_async_listener_gets_its_event_before_the_request_lets_go() -> 
         sent.append(message)
 
     middleware = SessionMiddleware(app, keys=[KEY], on_event=on_event)
-    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "scheme": "http"}
+    scope = http_scope([])
     gc.collect()
     gc.disable()
     try:
         await middleware(scope, receive, send)
         assert delivered == [("lost", "changed after the response started")]
-        session = kept.pop()
-        assert session._bound is middleware.config.released  # the request let go of its engine
-        assert session._request is None and session._make is None
         assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
         cookies = [v.split(b"=")[0] for k, v in sent[0]["headers"] if k == b"set-cookie"]
         assert cookies == [b"koa.sess", b"koa.sess.sig"]  # n=1 went out at the start
+        session = kept.pop()
+        assert dict(session) == {"n": 2}  # still readable, as any session kept past its request
+        with pytest.raises(ResponseStartedError, match="request is over"):
+            await session.save()  # the request let go of its engine
         del session, scope
         sent.clear()
         assert gc.collect() == 0  # nothing of the request left in a reference cycle
