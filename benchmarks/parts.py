@@ -37,6 +37,9 @@ from koasession.plainrequest import cookie_value
 from koasession.responding import merge_session_headers
 from koasession.session import check_key
 
+#: What ``PlainCookie.read`` returns: the data without its metadata, ``_expire``, ``_created``.
+Read = tuple[dict[str, Any], int, "int | None"] | None
+
 
 class _PartsSession:
     """Loads on first use with the fast lane; adds the session's headers to the response start."""
@@ -68,13 +71,11 @@ class _PartsSession:
         assert self._scope is not None
         plain = self._cfg.plain_cookie
         assert plain is not None
-        data = self._read(plain, self._jar(self._scope))
-        if data is None:
-            data = {}
+        found = self._read(plain, self._jar(self._scope))
+        if found is None:
+            data: dict[str, Any] = {}
         else:
-            del data["_expire"]
-            data.pop("_maxAge", None)
-            self._created = data.pop("_created", None)
+            data, _, self._created = found
         self.data = data
         if codec.is_flat(data):
             self._prev = dict(data)
@@ -88,7 +89,7 @@ class _PartsSession:
                 values.append(value.decode("latin-1"))
         return cookies.parse_cookie_header(values) if values else {}
 
-    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read:
         return plain.read(jar, time.time() * 1000)
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -49,10 +49,10 @@ from harness import (
     set_cookie_count,
     views_seen,
 )
-from parts import Parts, _PartsSession
+from parts import Parts, Read, _PartsSession
 
 from koasession import codec
-from koasession.plaincookie import _OTHER_META, MAX_TIME_MS, PlainCookie
+from koasession.plaincookie import _ABSENT, MAX_TIME_MS, PlainCookie
 from koasession.responding import session_headers
 
 
@@ -62,7 +62,7 @@ def _read(
     now_ms: float,
     loads: Callable[[bytes], dict[str, Any] | None],
     checks: bool,
-) -> dict[str, Any] | None:
+) -> Read:
     """``PlainCookie.read`` for a signed cookie, with the JSON reader ``loads`` and, unless
     ``checks``, only ``_expire`` checked. (A copy: keep it in step with PlainCookie.read.)"""
     value = jar.get("koa.sess")
@@ -82,22 +82,32 @@ def _read(
     data = loads(raw)
     if data is None:
         return None
-    expire = data.get("_expire")
     if not checks:
-        return data if expire is not None and expire > now_ms else None
-    max_age = data.get("_maxAge", 0)
-    created = data.get("_created", 0)
+        expire = data.pop("_expire", None)
+        data.pop("_maxAge", None)
+        created = data.pop("_created", None)
+        return (data, expire, created) if expire is not None and expire > now_ms else None
+    try:
+        expire = data.pop("_expire")
+        max_age = data.pop("_maxAge")
+    except KeyError:
+        return None
+    created = data.pop("_created", _ABSENT)
     if (
         type(expire) is not int
         or type(max_age) is not int
-        or type(created) is not int
         or not now_ms <= expire <= MAX_TIME_MS
-        or not 0 <= max_age <= MAX_TIME_MS
-        or not 0 <= created <= MAX_TIME_MS
-        or not _OTHER_META.isdisjoint(data)
+        or max_age != plain._read_max_age
+        or "_session" in data
+        or "_accessed" in data
+        or "_device" in data
     ):
         return None
-    return data
+    if created is _ABSENT:
+        return data, expire, None
+    if type(created) is not int or not 0 <= created <= MAX_TIME_MS:
+        return None
+    return data, expire, created
 
 
 def _loads_taken_as_read(raw: bytes) -> dict[str, Any] | None:
@@ -127,14 +137,14 @@ class _FloorLookup(_PartsSession):
 class _TakenAsRead(_PartsSession):
     __slots__ = ()
 
-    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read:
         return _read(plain, jar, time.time() * 1000, _loads_taken_as_read, True)
 
 
 class _NoMetadataChecks(_PartsSession):
     __slots__ = ()
 
-    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> dict[str, Any] | None:
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read:
         return _read(plain, jar, time.time() * 1000, codec.loads_object_utf8, False)
 
 

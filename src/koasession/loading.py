@@ -61,9 +61,9 @@ class Loading(Migrating):
         self.read = True
         plain = self.cfg.plain_cookie if self._opts is None else None
         if plain is not None:  # the default configuration's fast lane (see plaincookie)
-            payload = plain.read(self.cookies, time.time() * 1000)
-            if payload is not None:
-                self.adopt_plain(payload)
+            found = plain.read(self.cookies, time.time() * 1000)
+            if found is not None:
+                self.adopt_plain(*found)
                 return
         self.load_general()
 
@@ -257,19 +257,11 @@ class Loading(Migrating):
         self.external_key = key
         self.note_loaded(body)
 
-    def adopt_plain(self, data: dict[str, Any]) -> None:
-        """:meth:`adopt` for a payload the fast lane accepted (see :mod:`plaincookie`).
-
-        Its only metadata are integer ``_expire``, ``_maxAge`` and ``_created``, and the dict is
-        this request's own, fresh from the decoder: they are taken out in place.
-        """
-        max_age = data.get("_maxAge")
-        if max_age is not None and max_age / 1000 != self.cfg.options.max_age:
-            self.adopt(data, None)  # a lifetime of its own: the general rules apply
-            return
-        self.loaded_expire = data.pop("_expire")
-        data.pop("_maxAge", None)
-        self.loaded_created = data.pop("_created", None)
+    def adopt_plain(self, data: dict[str, Any], expire: int, created: int | None) -> None:
+        """:meth:`adopt` for a payload the fast lane accepted (see :mod:`plaincookie`): its
+        data, with its metadata (``_expire`` and ``_created``) already taken out."""
+        self.loaded_expire = expire
+        self.loaded_created = created
         self.session._adopt(data, is_new=False)
         self.note_loaded(data)
 

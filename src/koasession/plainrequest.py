@@ -341,29 +341,25 @@ class PlainRequest(_AfterStart):
                 values.append(value.decode("latin-1"))
         jar = cookies.parse_cookie_header(values) if values else {}
         plain = self.cfg.plain_cookie
-        data = None if plain is None else plain.read(jar, time.time() * 1000)
-        if data is None and self._no_cookie(jar):
-            # A first visit: nothing to read, nothing to report (the general engine's adopt(None)).
-            session = self.session
-            session._adopt({}, is_new=True)
-            self._prev = {}
-            self.clean_writes = session._writes
-            return
-        max_age = None if data is None else data.get("_maxAge")
-        if data is None or (max_age is not None and max_age / 1000 != self.cfg.options.max_age):
-            # Not plainly valid, or a lifetime of its own: the general rules apply.
+        found = None if plain is None else plain.read(jar, time.time() * 1000)
+        if found is None:
+            if self._no_cookie(jar):
+                # A first visit: nothing to read, nothing to report (the general engine's
+                # adopt(None)).
+                session = self.session
+                session._adopt({}, is_new=True)
+                self._prev = {}
+                self.clean_writes = session._writes
+                return
+            # Not plainly valid (a lifetime of its own included): the general rules apply,
+            # the cookie read again, with the events and reasons.
             self.read = False
             rs = self.general()
             rs.read = True
             rs._cookies = jar
-            if data is None:
-                rs.load_general()  # the cookie read again, with the events and reasons
-            else:
-                rs.adopt_plain(data)
+            rs.load_general()
             return
-        self._expire = data.pop("_expire")
-        data.pop("_maxAge", None)
-        self._created = data.pop("_created", None)
+        data, self._expire, self._created = found
         session = self.session
         session._adopt(data, is_new=False)
         # Changes.note_loaded: a copy of flat data, the snapshot of nested data (which can
