@@ -13,12 +13,13 @@ Writing makes the same Set-Cookie lines :mod:`koasession.cookieformat` would (th
 may come near the browser limit is left to the general path and its ``on_oversize`` rule.
 
 It only ever *accepts*: a cookie it does not find plainly valid (absent, unsigned, signed or
-sealed by an older key, not canonical base64, not sealed by us, not a JSON object, expired, any
-metadata beyond ``_expire``, ``_maxAge`` and ``_created``, any number it would have to think
-about) gets ``None``, and the general path reads it again and decides, with its events and
-reasons. So the verdicts cannot drift apart: at worst a cookie takes the slow path.
-``tests/core/test_plaincookie.py`` checks that both paths leave the same session for a corpus of
-good and hostile cookies, signed and encrypted.
+sealed by an older key, not canonical base64, not sealed by us, not a JSON object, expired, a
+``_maxAge`` other than the configured lifetime or none, any metadata beyond ``_expire``,
+``_maxAge`` and ``_created``, any number it would have to think about) gets ``None``, and
+the general path reads it again and decides, with its events and reasons. So the verdicts
+cannot drift apart: at worst a cookie takes the slow path. ``tests/core/test_plaincookie.py``
+checks that both paths leave the same session for a corpus of good and hostile cookies, signed
+and encrypted.
 """
 
 from __future__ import annotations
@@ -72,10 +73,12 @@ class PlainCookie:
         #: member after ``_expire``, made once rather than per saved cookie.
         self.max_age_ms = round(options.max_age * 1000)
         self.max_age_member = f',"_maxAge":{self.max_age_ms}'
-        #: The one ``_maxAge`` a cookie on this path may carry: the general engine takes any
-        #: ``m`` with ``m / 1000 == options.max_age`` as the configured lifetime, and only this
-        #: integer is (none when the lifetime has a fraction of a millisecond). An integer
-        #: compare, where the division would overflow on a hostile ``_maxAge``.
+        #: The one ``_maxAge`` a cookie on this path may carry: the integer ``m`` with
+        #: ``m / 1000 == options.max_age``, which the general engine reads as the configured
+        #: lifetime (none when the lifetime has a fraction of a millisecond; at the 400-day cap
+        #: the general engine also takes larger ones, which this path leaves to it). Compared as
+        #: an integer, it needs no range test first (a hostile ``_maxAge`` of 10**400 cannot
+        #: be divided into a float).
         self._read_max_age = self.max_age_ms if self.max_age_ms / 1000 == options.max_age else None
         self._secure = options.secure
         #: (expiry second, secure, the attribute text made for them), reused within a second.
@@ -154,7 +157,8 @@ class PlainCookie:
             type(expire) is not int
             or type(max_age) is not int
             or not now_ms <= expire <= MAX_TIME_MS
-            or max_age != self._read_max_age  # the configured lifetime, so in range
+            # The configured lifetime: in range, as options.normalize_max_age caps it.
+            or max_age != self._read_max_age
             # The other reserved names, one `in` each: cheaper than a set operation.
             or "_session" in data
             or "_accessed" in data
