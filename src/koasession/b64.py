@@ -19,19 +19,22 @@ _ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 _LAST_CHAR = {2: frozenset("AQgw"), 3: frozenset("AEIMQUYcgkosw048")}
 
 
-# Standard base64 to base64url, dropping the padding, in one translate: binascii skips the
-# base64 module's Python layers, which shows on the per-request signing path.
+# Standard base64 to base64url, dropping the padding and binascii's newline, in one translate:
+# binascii skips the base64 module's Python layers, which shows on the per-request signing
+# path, and deleting the newline costs less than the ``newline=False`` keyword's parsing.
 TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+#: What the translate deletes: the padding and the newline.
+DROPPED = b"=\n"
 
 
 def b64url_encode(raw: bytes) -> str:
     """``raw`` as base64url text without padding."""
-    return binascii.b2a_base64(raw, newline=False).translate(TO_URLSAFE, b"=").decode("ascii")
+    return binascii.b2a_base64(raw).translate(TO_URLSAFE, DROPPED).decode("ascii")
 
 
 def b64url_encode_ascii(raw: bytes) -> bytes:
     """:func:`b64url_encode` as ASCII bytes, to compare with bytes received."""
-    return binascii.b2a_base64(raw, newline=False).translate(TO_URLSAFE, b"=")
+    return binascii.b2a_base64(raw).translate(TO_URLSAFE, DROPPED)
 
 
 def b64url_decode(text: str) -> bytes | None:

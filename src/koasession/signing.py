@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from . import keystrength
+from .b64 import DROPPED as _DROPPED
 from .b64 import TO_URLSAFE as _TO_URLSAFE
 from .b64 import b64url_encode_ascii
 from .errors import ConfigurationError
@@ -70,9 +71,7 @@ class Signer:
         outer = outer.copy()
         outer.update(inner.digest())
         # b64url_encode in line: signing runs twice per counter request (verify, then sign).
-        return (
-            binascii.b2a_base64(outer.digest(), newline=False).translate(_TO_URLSAFE, b"=").decode()
-        )
+        return binascii.b2a_base64(outer.digest()).translate(_TO_URLSAFE, _DROPPED).decode()
 
     def verify_first(self, data: str, signature: str) -> bool:
         """Whether the first key and algorithm produced ``signature`` (:meth:`verify` is 0)."""
