@@ -32,13 +32,10 @@ from harness import ASGIApp, Message, Scope
 from koasession import SessionMiddleware, codec, cookies
 from koasession.config import SessionConfig
 from koasession.enginestate import request_is_secure
-from koasession.plaincookie import PlainCookie
+from koasession.plaincookie import PlainCookie, Read
 from koasession.plainrequest import cookie_value
 from koasession.responding import merge_session_headers
 from koasession.session import check_key
-
-#: What ``PlainCookie.read`` returns: the data without its metadata, ``_expire``, ``_created``.
-Read = tuple[dict[str, Any], int, "int | None"] | None
 
 
 class _PartsSession:
@@ -89,7 +86,7 @@ class _PartsSession:
                 values.append(value.decode("latin-1"))
         return cookies.parse_cookie_header(values) if values else {}
 
-    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read:
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read | None:
         return plain.read(jar, time.time() * 1000)
 
     def get(self, key: str, default: Any = None) -> Any:

@@ -49,10 +49,10 @@ from harness import (
     set_cookie_count,
     views_seen,
 )
-from parts import Parts, Read, _PartsSession
+from parts import Parts, _PartsSession
 
 from koasession import codec
-from koasession.plaincookie import _ABSENT, MAX_TIME_MS, PlainCookie
+from koasession.plaincookie import _ABSENT, MAX_TIME_MS, PlainCookie, Read
 from koasession.responding import session_headers
 
 
@@ -62,7 +62,7 @@ def _read(
     now_ms: float,
     loads: Callable[[bytes], dict[str, Any] | None],
     checks: bool,
-) -> Read:
+) -> Read | None:
     """``PlainCookie.read`` for a signed cookie, with the JSON reader ``loads`` and, unless
     ``checks``, only ``_expire`` checked. (A copy: keep it in step with PlainCookie.read.)"""
     value = jar.get("koa.sess")
@@ -137,14 +137,14 @@ class _FloorLookup(_PartsSession):
 class _TakenAsRead(_PartsSession):
     __slots__ = ()
 
-    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read:
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read | None:
         return _read(plain, jar, time.time() * 1000, _loads_taken_as_read, True)
 
 
 class _NoMetadataChecks(_PartsSession):
     __slots__ = ()
 
-    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read:
+    def _read(self, plain: PlainCookie, jar: dict[str, str]) -> Read | None:
         return _read(plain, jar, time.time() * 1000, codec.loads_object_utf8, False)
 
 

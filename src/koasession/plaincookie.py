@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 
 #: ``_created`` absent from a payload (where a null one is refused).
 _ABSENT: Any = object()
+#: What :meth:`PlainCookie.read` finds in a plainly valid cookie: its data with the metadata
+#: taken out, its ``_expire``, and its ``_created`` (``None`` when it has none).
+Read = tuple[dict[str, Any], int, "int | None"]
 #: The longest value plus attributes this path writes: the rest of a line (the names, ``=`` and
 #: ``; ``) fits in 100 characters, so a line stays under the browser limit.
 _LINE_ROOM = cookieformat.COOKIE_LINE_LIMIT - 100
@@ -112,11 +115,8 @@ class PlainCookie:
             return cls(options, None, cipher) if cipher is not None else None
         return cls(options, signer) if signer is not None else None
 
-    def read(
-        self, jar: dict[str, str], now_ms: float
-    ) -> tuple[dict[str, Any], int, int | None] | None:
-        """A plainly valid session cookie in ``jar``: its data, with the metadata taken out,
-        its ``_expire`` and its ``_created`` (``None`` when it has none); else ``None``.
+    def read(self, jar: dict[str, str], now_ms: float) -> Read | None:
+        """A plainly valid session cookie in ``jar`` (see :data:`Read`), or ``None``.
 
         Plainly valid includes the configured lifetime: a ``_maxAge`` of the cookie's own
         makes the request's options differ, which is the general path's to handle.
@@ -155,7 +155,7 @@ class PlainCookie:
         created = data.pop("_created", _ABSENT)
         if (
             type(expire) is not int
-            or type(max_age) is not int
+            or type(max_age) is not int  # refuses bool and float too
             or not now_ms <= expire <= MAX_TIME_MS
             # The configured lifetime: in range, as options.normalize_max_age caps it.
             or max_age != self._read_max_age

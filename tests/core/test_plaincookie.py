@@ -18,7 +18,7 @@ import pytest
 from koasession import SessionMiddleware
 from koasession.codec import META_KEYS
 from koasession.crypto import CookieCipher
-from koasession.plaincookie import PlainCookie
+from koasession.plaincookie import PlainCookie, Read
 
 from ._app import KEY, OLD_KEY, client, set_cookies, sign
 
@@ -100,9 +100,7 @@ class SpyReader(PlainCookie):
 
     __slots__ = ("accepted", "wrote")
 
-    def read(
-        self, jar: dict[str, str], now_ms: float
-    ) -> tuple[dict[str, Any], int, int | None] | None:
+    def read(self, jar: dict[str, str], now_ms: float) -> Read | None:
         result = super().read(jar, now_ms)
         self.accepted.append(result is not None)
         return result
