@@ -174,8 +174,20 @@ class SessionEngine(Protocol):
         ...
 
 
+#: Where a time past Python's datetime range reads (see :func:`_datetime`).
+_LATEST = datetime.max.replace(tzinfo=timezone.utc)
+
+
 def _datetime(ms: float | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    if ms is None:
+        return None
+    try:
+        return datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        # The metadata's range is JavaScript's (to year 275760, as koa-session reads it), and
+        # past year 9999 datetime cannot say: such a time reads as the latest datetime rather
+        # than fail the request. Times before 1970 are refused when the session loads.
+        return _LATEST
 
 
 class _EngineHolder:
@@ -443,6 +455,8 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
 
         A new session answers now and saves that time. ``_created`` is recorded on every new
         session except with koa's ``algorithm="sha1"`` (unless ``absolute_timeout`` is set).
+        A time past year 9999, which a koa-style payload may carry but ``datetime`` cannot
+        hold, reads as ``datetime.max`` (UTC), here and in the other times.
         """
         return _datetime(self._rs.created_ms())
 

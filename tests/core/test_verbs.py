@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ from koasession import codec
 from koasession.errors import ResponseStartedError
 from koasession.stores import MemoryStore
 
-from ._app import client, cookie_header, cookie_pairs, wrap
+from ._app import client, cookie_header, cookie_pairs, sign, wrap
 
 COOKIE = "koa.sess"
 
@@ -209,6 +211,32 @@ async def test_times_of_a_new_and_a_loaded_session(mode: str) -> None:
     assert before - 1 <= loaded["created"] <= after + 1
     assert 3590 <= loaded["remaining"] <= 3600
     assert "_created" not in loaded["data"]  # metadata stays out of the data
+
+
+@pytest.mark.parametrize("signed", [True, False])
+async def test_times_past_year_9999_read_as_the_latest_datetime(signed: bool) -> None:
+    """koa-session reads JavaScript dates, up to 8.64e15 ms (year 275760); Python's datetime
+    stops at year 9999. Such a payload (signed, or any client's with ``signed=False``) loads,
+    and its times read as ``datetime.max`` instead of failing the request."""
+    latest = datetime.max.replace(tzinfo=timezone.utc).timestamp()
+    payload = {
+        "user": "ann",
+        "_expire": 8.64e15,
+        "_maxAge": 86_400_000,
+        "_created": 8.64e15,
+        "_accessed": 8.64e15,
+    }
+    value = base64.b64encode(json.dumps(payload).encode()).decode()
+    cookie = (
+        f"{COOKIE}={value}; {COOKIE}.sig={sign(COOKIE, value)}" if signed else f"{COOKIE}={value}"
+    )
+    async with client(cookie_app(signed=signed, idle_timeout=600)) as http:
+        response = await http.get("/times", headers={"cookie": cookie})
+    assert response.status_code == 200
+    times = response.json()
+    assert times["data"]["user"] == "ann"
+    assert times["created"] == times["accessed"] == times["expires"] == latest
+    assert times["remaining"] > 8e12  # seconds: the payload's own expiry, not the clamp
 
 
 async def test_created_at_survives_saves() -> None:
