@@ -82,11 +82,11 @@ class SessionConfig:
         #: Seals stored values in store mode with ``encrypt=True`` (see :mod:`atrest`).
         self.store_cipher: CookieCipher | None = None
         if options.encrypt:
-            from .crypto import CookieCipher
-
             if options.uses_store:
-                self.store_cipher = CookieCipher(keys, cookie_name=atrest.CIPHER_NAME)
+                self.store_cipher = atrest.make_cipher(keys)
             else:
+                from .crypto import CookieCipher
+
                 self.cipher = CookieCipher(keys, cookie_name=options.key)
         #: The default configuration's fast lane for its cookie (see :mod:`koasession.plaincookie`).
         self.plain_cookie = PlainCookie.for_options(options, self.signer, self.cipher)

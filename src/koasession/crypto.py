@@ -53,8 +53,9 @@ Format, version 1
   version byte *and* new HKDF ``info`` strings, so its keys are independent of these.
 - **Payload checks.** After authentication the plaintext must be UTF-8 JSON whose top level is an
   object, nested at most :data:`MAX_DEPTH` levels, with no ``NaN``/``Infinity`` (refused as in
-  JavaScript) and no float that overflows to infinity. Tokens longer than
-  :data:`MAX_TOKEN_LENGTH` characters are rejected before any decoding work.
+  JavaScript) and no float that overflows to infinity. Tokens longer than the cipher's
+  ``max_token_length`` (:data:`MAX_TOKEN_LENGTH` characters for cookies) are rejected before any
+  decoding work.
 - **No compression.** The plaintext is not compressed: compressing secret data next to
   attacker-influenced data before encryption leaks it through the ciphertext length.
 - **Nonce budget.** Random 96-bit nonces are safe for about 2**32 seals per key (NIST SP 800-38D);
@@ -68,6 +69,7 @@ revocation pattern), and it does not make a weak app key strong.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +97,8 @@ KID_LENGTH = 4
 NONCE_LENGTH = 12
 #: Bytes of the AES-GCM authentication tag.
 TAG_LENGTH = 16
-#: Tokens longer than this many characters are rejected without decoding (4x the browser limit).
+#: Cookie tokens longer than this many characters are rejected without decoding (4x the browser
+#: limit): the default ``max_token_length`` of :class:`CookieCipher`.
 MAX_TOKEN_LENGTH = 16384
 #: Deepest nesting of objects/arrays accepted in a payload (the top-level object is depth 1).
 #: The one depth limit of the package (see :mod:`koasession.codec`).
@@ -131,15 +134,37 @@ class CookieCipher:
 
     ``keys`` are the app keys, newest first: the first one seals, every one opens.
     ``cookie_name`` is bound into every token, so a token only opens under the same name.
+    ``max_token_length`` bounds the tokens :meth:`open` decodes (``None``: no bound); the
+    default suits cookies, which browsers cap at about 4 KB anyway.
     """
 
-    __slots__ = ("_aad_suffix", "_by_kid", "_ciphers", "_invalid_tag", "_kids", "cookie_name")
+    __slots__ = (
+        "_aad_suffix",
+        "_by_kid",
+        "_ciphers",
+        "_invalid_tag",
+        "_kids",
+        "_max_length",
+        "cookie_name",
+    )
 
-    def __init__(self, keys: Sequence[str | bytes], *, cookie_name: str) -> None:
+    def __init__(
+        self,
+        keys: Sequence[str | bytes],
+        *,
+        cookie_name: str,
+        max_token_length: int | None = MAX_TOKEN_LENGTH,
+    ) -> None:
         # The same key check, errors and wording as Signer and the middleware options.
         key_list = keystrength.check_keys(keys)
         if not isinstance(cookie_name, str) or not cookie_name:
             raise ConfigurationError("cookie_name must be a non-empty str")
+        if max_token_length is not None and (
+            type(max_token_length) is not int or max_token_length <= 0
+        ):
+            raise ConfigurationError(
+                f"max_token_length must be a positive int or None, not {max_token_length!r}"
+            )
         try:
             name_bytes = cookie_name.encode("utf-8")
         except UnicodeEncodeError as exc:
@@ -147,6 +172,8 @@ class CookieCipher:
 
         aesgcm_cls, hkdf_cls, hashes, invalid_tag = _load_backend()
         self.cookie_name = cookie_name
+        # No bound is sys.maxsize, which no str length exceeds: open() keeps one comparison.
+        self._max_length = sys.maxsize if max_token_length is None else max_token_length
         self._aad_suffix = name_bytes
         self._invalid_tag: type[Exception] = invalid_tag
         self._ciphers: list[AESGCM] = []
@@ -193,12 +220,13 @@ class CookieCipher:
         """Decrypt a cookie value; return ``(data, key_index)`` or ``None``.
 
         ``None`` on any failure whatsoever (bad base64, unknown version, unknown key id,
-        authentication failure, non-UTF-8, non-JSON, not an object, NaN/Infinity, too deep, too
-        long); this method never raises for any ``str``. ``key_index`` is the position in
-        ``keys`` of the key that opened the token (non-zero: re-issue under the first key).
+        authentication failure, non-UTF-8, non-JSON, not an object, NaN/Infinity, too deep,
+        longer than ``max_token_length``); this method never raises for any ``str``.
+        ``key_index`` is the position in ``keys`` of the key that opened the token (non-zero:
+        re-issue under the first key).
         Expiry (``_expire``) is not checked here; the middleware checks it on the result.
         """
-        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        if not isinstance(token, str) or len(token) > self._max_length:
             return None
         raw = b64url_decode(token)
         if raw is None or len(raw) < _MIN_RAW_LENGTH or raw[0] != FORMAT_VERSION:
