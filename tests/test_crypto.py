@@ -284,6 +284,27 @@ def test_overlong_token_rejected_cheaply(cipher: CookieCipher) -> None:
     assert cipher.open("\\" * 65536) is None
 
 
+def test_max_token_length_bounds_what_open_decodes() -> None:
+    data = {"v": "x" * 20_000}
+    token = CookieCipher([KEY_NEW], cookie_name=NAME).seal(data)
+    assert len(token) > MAX_TOKEN_LENGTH
+    # A cookie cipher keeps the cookie bound; the store's (no bound) and exact bounds open it.
+    assert CookieCipher([KEY_NEW], cookie_name=NAME).open(token) is None
+    unbounded = CookieCipher([KEY_NEW], cookie_name=NAME, max_token_length=None)
+    assert unbounded.open(token) == (data, 0)
+    assert unbounded.open("A" * (MAX_TOKEN_LENGTH + 1)) is None  # garbage is still refused
+    exact = CookieCipher([KEY_NEW], cookie_name=NAME, max_token_length=len(token))
+    assert exact.open(token) == (data, 0)
+    short = CookieCipher([KEY_NEW], cookie_name=NAME, max_token_length=len(token) - 1)
+    assert short.open(token) is None
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "16384"])
+def test_max_token_length_must_be_a_positive_int_or_none(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="max_token_length"):
+        CookieCipher([KEY_NEW], cookie_name=NAME, max_token_length=bad)
+
+
 @pytest.mark.parametrize(
     "token",
     ["", "A", "AA", "AAAA", "=", "....", "\x00", "\udcff", "é", "eyJhIjoxfQ==", " " * 100],
