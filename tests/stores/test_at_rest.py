@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from koasession import SessionMiddleware
+from koasession.crypto import MAX_TOKEN_LENGTH
 
 from .conftest import Harness
 
@@ -20,6 +21,8 @@ OLD_KEY = "Hq2Wf8sLz0Pk5Rn3Tb7Yv1Jc9Xm4Dg6Ue2Ai8Qo5Ks"
 HASH_KEY = "Lw4Nc7Vb1Xz9Mq3Pf6Jh0Td2Rs8Yk5Ga1Ue7Io4Hn"
 SECRET = "mauve-otter-9417"
 COOKIE = "koa.sess"
+#: Session data whose sealed value is several times the cookie bound (crypto.MAX_TOKEN_LENGTH).
+BIG = "".join(f"{n:05d}" for n in range(20_000))
 
 
 def make_app(store: Any, keys: list[str], **options: Any) -> tuple[SessionMiddleware, list[Any]]:
@@ -30,6 +33,8 @@ def make_app(store: Any, keys: list[str], **options: Any) -> tuple[SessionMiddle
         query = parse_qs(scope["query_string"].decode())
         if "set" in query:
             session["secret"] = query["set"][0]
+        if "big" in query:  # too large for a cookie: what the store is for
+            session["big"] = BIG
         body = json.dumps(dict(session)).encode()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": body})
@@ -133,3 +138,37 @@ async def test_a_plaintext_value_is_not_trusted_when_encrypt_is_on(harness: Harn
     assert ("invalid", "stored value is not sealed") in [
         (name, payload.get("reason")) for name, payload in events
     ]
+
+
+async def test_a_session_too_large_for_a_cookie_is_sealed_and_read_back(harness: Harness) -> None:
+    store = await harness.make(hash_ids=True, hash_key=HASH_KEY)
+    app, events = make_app(store, [KEY])
+    first = await call(app, f"/?set={SECRET}&big=1")
+    stored = await store.get(session_id(first))
+    assert stored is not None and set(stored) == {"_sealed"}
+    assert len(stored["_sealed"]) > 4 * MAX_TOKEN_LENGTH
+    assert BIG[:100] not in json.dumps(await harness.dump(store))
+
+    again = await call(app, "/", cookie_for(first))
+    assert again.json() == {"secret": SECRET, "big": BIG}
+    assert [name for name, _ in events if name in ("invalid", "tampered")] == []
+
+
+async def test_a_large_value_sealed_with_an_old_key_is_read_and_resealed(
+    harness: Harness,
+) -> None:
+    store = await harness.make()
+    old_app, _ = make_app(store, [OLD_KEY])
+    first = await call(old_app, "/?big=1")
+    sid = session_id(first)
+    old_value = await store.get(sid)
+
+    rotated_app, events = make_app(store, [KEY, OLD_KEY])
+    read = await call(rotated_app, "/", cookie_for(first))
+    assert read.json() == {"big": BIG}
+    assert "rotated" in [name for name, _ in events]
+    assert await store.get(sid) != old_value
+
+    new_only, _ = make_app(store, [KEY])
+    again = await call(new_only, "/", cookie_for(first, read))
+    assert again.json() == {"big": BIG}
