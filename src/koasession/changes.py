@@ -33,6 +33,17 @@ class Changes(EngineState):
         self._prev_json = data_json
         self._prev_flat = None
 
+    def forget_loaded(self) -> None:
+        """Forget what was loaded: from now on the data compares with nothing (a new session's
+        reference), and the next save writes a new session's metadata (``_created`` included).
+        """
+        self.loaded_expire = self.loaded_created = self.loaded_accessed = None
+        self.loaded_device = None
+        self.loaded_max_age_ms = self.loaded_max_age = None
+        self.prev_json = None
+        self.clean_writes = -1
+        self.loaded_key = None
+
     def note_loaded(self, data: dict[str, Any]) -> None:
         """Note ``data``, just loaded and adopted, as what the session read as."""
         if self.cfg.options.serializer is None and codec.is_flat(data):

@@ -32,12 +32,7 @@ class Verbs(EngineState):
 
     def _forget_loaded(self) -> None:
         """Drop what was loaded, so the next adopt starts from nothing."""
-        self.loaded_expire = self.loaded_created = self.loaded_accessed = None
-        self.loaded_device = None
-        self.loaded_max_age_ms = self.loaded_max_age = None
-        self.prev_json = None
-        self.clean_writes = -1
-        self.loaded_key = None
+        self.forget_loaded()
         session = self.session
         session._removed = False
         session._require(False)
