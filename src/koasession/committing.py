@@ -98,8 +98,7 @@ class Committing(PartialWrites):
         session = self.session
         if self._take_scope_value():
             if not self.removed:
-                await self.remove()
-                self.removed = True
+                await self.remove_for_good()
             return
         self.removed = False
         opts = self._opts or self.cfg.options
@@ -254,6 +253,18 @@ class Committing(PartialWrites):
         cfg = self.cfg
         encode = None if cfg.cipher is not None else (self._opts or cfg.options).encode
         return cookieformat.seal_payload(payload, cipher=cfg.cipher, encode=encode)
+
+    async def remove_for_good(self) -> None:
+        """Commit a removal (koa's ``ctx.session = null``); what the application writes to the
+        session afterwards is a new session."""
+        await self.remove()
+        self.removed = True
+        # Compared with what was loaded, data written back after the removal would look
+        # unchanged and never be saved: the removal would stand over the application's data.
+        self.forget_loaded()
+        # The destroyed id must not come back (its entry is gone, and a store refuses or
+        # resurrects it): a later save draws a new one.
+        self.external_key = None
 
     async def remove(self) -> None:
         """Destroy the store entry (if any) and expire the cookies."""
