@@ -359,7 +359,8 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
 
     @property
     def external_key(self) -> str | None:
-        """The store id of this session (store mode), current after ``regenerate()``."""
+        """The store id of this session (store mode), current after ``regenerate()``; ``None``
+        from a committed removal until a save gives the new session its id."""
         return self._rs.external_key
 
     @property
@@ -375,7 +376,9 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
     def destroy(self) -> None:
         """Remove the session at commit: store entry destroyed, cookies expired.
 
-        Same as koa's ``ctx.session = null``. Writing to the session afterwards starts it again.
+        Same as koa's ``ctx.session = null``. Writing to the session afterwards starts it again;
+        once a commit (``await save()``) has removed it, what is written is a new session (in
+        store mode saved under a new id, never the destroyed one).
         """
         self._load().clear()
         self._removed = True
