@@ -36,6 +36,17 @@ message never equals the ``<name>=<value>`` message of an ordinary signed cookie
 :func:`join_chunks` reassembles from the request's cookie jar and refuses a missing, extra or
 reordered chunk. :func:`stale_chunk_names` lists the chunk cookies a response must expire when
 the count shrinks (or chunking stops).
+
+The whole cookie ``<name>`` and the chunks share ``<name>.sig``, and at most one of them
+verifies under it (a manifest is ``<N>.<signature>``; an ordinary signature has no ``.``). The
+middleware reads the whole cookie first and the chunks when it fails. A whole cookie that fails
+next to chunks that verify is reported (event ``tampered``) but does not cost the session:
+``<name>.sig`` is expired, as koa expires a signature that failed, only when no chunk set
+verifies under it either, since for the chunks it is the manifest. Anyone who can set a cookie
+for the domain (a sibling subdomain, an old cookie on another path: cookie tossing) could
+otherwise end every chunked session with a junk ``<name>``. The junk cookie itself is not
+expired on a read: an expiry only reaches a cookie with our path and domain, and the next write
+of the session (chunks or whole) replaces or expires that one.
 """
 
 from __future__ import annotations

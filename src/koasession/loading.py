@@ -29,15 +29,20 @@ class Loading(Migrating):
     """The loading part of the engine: read the cookie or the store, check, adopt."""
 
     # -- reading -------------------------------------------------------------------------
-    def read_signed_cookie(self, name: str) -> tuple[str | None, bool]:
+    def read_signed_cookie(self, name: str, *, chunked: bool = False) -> tuple[str | None, bool]:
         """The value of cookie ``name`` if its signature holds, and whether it was rotated.
 
-        A bad or missing signature emits ``tampered`` and expires the stale ``.sig``.
+        A bad or missing signature emits ``tampered`` and expires the stale ``.sig``. With
+        ``chunked`` (``chunk=True``) the chunks ``name.1..N`` are read when ``name`` does not
+        verify, and a ``.sig`` they verify under is kept (see :mod:`.cookiesize`, Chunking).
         """
         signer = self.cfg.signer if self._opts is None else self.signer
         value, rotated, problem = cookieformat.read_signed(self.cookies, name, signer)
-        if problem is None:
+        if problem is None and (value is not None or not chunked):
             return value, rotated
+        joined = self.read_chunks(name) if chunked else None
+        if problem is None:  # no whole cookie
+            return joined, False
         assert value is not None
         if problem == cookieformat.MISSING_SIGNATURE:
             if self.cfg.options.uses_store and cookieformat.looks_encrypted(value):
@@ -46,8 +51,23 @@ class Loading(Migrating):
                 self.emit("tampered", None, value, reason=problem)
         else:
             self.emit("tampered", None, value, reason=problem)
-            self.expire_cookie(name + ".sig", sign=False)
-        return None, False
+            if joined is None:  # else the .sig is the manifest of chunks that verify
+                self.expire_cookie(name + ".sig", sign=False)
+        return joined, False
+
+    def read_chunks(self, name: str) -> str | None:
+        """The value the chunks ``name.1..N`` carry if their signature in ``name.sig`` holds."""
+        signer = self.signer
+        if signer is None or name + ".sig" not in self.cookies:
+            return None
+        joined = cookiesize.join_chunks(name, self.cookies, signer)
+        if joined is None:
+            return None
+        if joined[1]:
+            # An older key signed the chunks: re-chunk under the first key on this response.
+            self.emit("rotated", None, joined[0], reason="signed with an older key")
+            self.session._require()
+        return joined[0]
 
     def load(self) -> None:
         """Load the session from the cookie (cookie mode, on first use)."""
@@ -87,18 +107,7 @@ class Loading(Migrating):
     def cookie_payload(self) -> tuple[dict[str, Any] | None, bool]:
         """The verified, decoded cookie payload (or ``None``), and whether it was rotated."""
         opts = self.cfg.options
-        value, rotated = self.read_signed_cookie(opts.key)
-        if value is None and opts.chunk and opts.key + ".sig" in self.cookies:
-            signer = self.signer
-            jar = self.cookies
-            joined = None if signer is None else cookiesize.join_chunks(opts.key, jar, signer)
-            if joined is None:
-                return None, False
-            value = joined[0]
-            if joined[1]:
-                # An older key signed the chunks: re-chunk under the first key on this response.
-                self.emit("rotated", None, value, reason="signed with an older key")
-                self.session._require()
+        value, rotated = self.read_signed_cookie(opts.key, chunked=opts.chunk)
         if value is None:
             return None, rotated
         if value.startswith(cookiesize.COMPRESSED_PREFIX) and self.cfg.cipher is None:

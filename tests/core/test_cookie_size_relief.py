@@ -126,3 +126,35 @@ async def test_turning_compress_off_still_reads_compressed_cookies() -> None:
     async with client(size_app()) as c:
         back = await c.get("/", headers=header(jar))
     assert back.json() == {"blob": "ab" * 2000}
+
+
+# -- a stray whole cookie next to chunks (cookie tossing) ---------------------------------------
+# A sibling subdomain, or an old cookie on another path, can put `koa.sess` next to a chunked
+# session. `koa.sess.sig` is then the chunks' manifest, which the stray value cannot verify
+# against: that must not cost the chunked session its manifest.
+
+
+@pytest.mark.parametrize("stray", ["x", "e30=", ""])
+async def test_a_stray_whole_cookie_does_not_expire_the_chunk_manifest(stray: str) -> None:
+    events: list[tuple[str, Any]] = []
+    app = size_app(chunk=True, on_event=lambda name, payload: events.append((name, payload)))
+    async with client(app) as c:
+        jar = jar_after(await c.get("/fill"))
+        assert "koa.sess.2" in jar and "koa.sess" not in jar
+        tossed = {"cookie": f"koa.sess={stray}; " + header(jar)["cookie"]}
+        read = await c.get("/", headers=tossed)
+        assert read.json() == {"blob": BIG}
+        assert set_cookies(read) == []  # nothing expired, nothing written
+        # The stray cookie is still reported, with its value and why it was refused.
+        assert [(name, p["value"], p["reason"]) for name, p in events] == [
+            ("tampered", stray, "bad signature")
+        ]
+        again = await c.get("/", headers=header(jar_after(read, jar=jar)))
+        assert again.json() == {"blob": BIG}
+        # Chunks that do not verify keep koa's rule: the failed signature is expired.
+        broken = dict(jar, **{"koa.sess.2": jar["koa.sess.2"][::-1]})
+        refused = await c.get(
+            "/", headers={"cookie": f"koa.sess={stray}; " + header(broken)["cookie"]}
+        )
+    assert refused.json() == {}
+    assert [line.split(";")[0] for line in set_cookies(refused)] == ["koa.sess.sig="]
