@@ -217,6 +217,15 @@ def test_stale_chunk_names() -> None:
     assert stale_chunk_names("k", jar, 0) == ["k.1", "k.2", "k.3", "k.10"]
     assert stale_chunk_names("k", jar, 10) == []
     assert stale_chunk_names("other", jar, 0) == []
+    # Past MAX_CHUNKS no response wrote the cookie: not ours to expire, however many are sent.
+    junk = dict(jar, **{f"k.{i}": "j" for i in range(MAX_CHUNKS + 1, 5000)})
+    assert stale_chunk_names("k", junk, 2) == ["k.3", "k.10"]
+
+
+def test_reassembly_ignores_chunk_names_past_the_limit() -> None:
+    signer = Signer([KEY])
+    jar = dict(chunk_cookies("k", "abcdef", signer, attributes_length=0, limit=6))
+    assert join_chunks("k", dict(jar, **{f"k.{MAX_CHUNKS + 1}": "x"}), signer) == ("abcdef", 0)
 
 
 def test_compressed_then_chunked_round_trip() -> None:

@@ -35,7 +35,8 @@ covers both the count and every chunk in order. (``:`` cannot occur in a cookie 
 message never equals the ``<name>=<value>`` message of an ordinary signed cookie.)
 :func:`join_chunks` reassembles from the request's cookie jar and refuses a missing, extra or
 reordered chunk. :func:`stale_chunk_names` lists the chunk cookies a response must expire when
-the count shrinks (or chunking stops).
+the count shrinks (or chunking stops). Both know only ``<name>.1`` .. ``<name>.MAX_CHUNKS``, the
+names a response can write: others are ignored, however many a request sends.
 
 The whole cookie ``<name>`` and the chunks share ``<name>.sig``, and at most one of them
 verifies under it (a manifest is ``<N>.<signature>``; an ordinary signature has no ``.``). The
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import zlib
 from collections.abc import Mapping
@@ -206,8 +208,9 @@ def join_chunks(name: str, cookies: Mapping[str, str], signer: Signer) -> tuple[
 
     Returns ``(value, key_index)``, ``key_index`` as :meth:`Signer.verify` reports it (non-zero:
     re-sign under the first key). ``None`` when ``<name>.sig`` is missing or malformed, a chunk
-    is missing, there is a chunk beyond the signed count, or the signature does not cover these
-    chunks in this order. Never raises.
+    is missing, there is a chunk beyond the signed count (up to :data:`MAX_CHUNKS`: see
+    :func:`stale_chunk_names`), or the signature does not cover these chunks in this order.
+    Never raises.
     """
     manifest = cookies.get(f"{name}.sig")
     if manifest is None:
@@ -233,13 +236,16 @@ def stale_chunk_names(name: str, cookies: Mapping[str, str], count: int) -> list
     """Names of chunk cookies in ``cookies`` beyond ``count``, which a response must expire.
 
     ``count`` is the number of chunks this response writes (0 when it writes the cookie whole
-    or removes it). Only names the browser sent are listed, in ascending order.
+    or removes it). Only names the browser sent are listed, in ascending order, and only
+    ``<name>.1`` .. ``<name>.MAX_CHUNKS``: no response writes a chunk past :data:`MAX_CHUNKS`,
+    and nothing signs a chunk's name, so a request could send ``<name>.N`` for thousands of N
+    and have each expired with a Set-Cookie line of its own. Looking the possible names up
+    costs the same whatever the request carries.
     """
-    prefix = f"{name}."
-    stale: list[tuple[int, str]] = []
-    for cookie_name in cookies:
-        if cookie_name.startswith(prefix):
-            suffix = cookie_name[len(prefix) :]
-            if _COUNT.fullmatch(suffix) is not None and int(suffix) > count:
-                stale.append((int(suffix), cookie_name))
-    return [cookie_name for _, cookie_name in sorted(stale)]
+    return [chunk for chunk in _chunk_names(name)[count:] if chunk in cookies]
+
+
+@functools.lru_cache(maxsize=8)
+def _chunk_names(name: str) -> tuple[str, ...]:
+    # Made once per cookie name (an app has one or two): the lookups above run per request.
+    return tuple(f"{name}.{index}" for index in range(1, MAX_CHUNKS + 1))

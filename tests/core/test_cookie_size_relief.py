@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from koasession.cookiesize import MAX_CHUNKS
 from koasession.errors import CookieTooLargeError
 
 from ._app import client, cookie_pairs, set_cookies, signed_cookie, wrap
@@ -158,3 +159,35 @@ async def test_a_stray_whole_cookie_does_not_expire_the_chunk_manifest(stray: st
         )
     assert refused.json() == {}
     assert [line.split(";")[0] for line in set_cookies(refused)] == ["koa.sess.sig="]
+
+
+# -- junk chunk cookies -------------------------------------------------------------------------
+# Nothing signs a chunk cookie's name: a request can carry `koa.sess.N` for any N. Only the
+# indices the middleware could have written (1..MAX_CHUNKS) are read or expired.
+
+JUNK = "; ".join(f"koa.sess.{i}=A" for i in range(1, 3000))
+
+
+@pytest.mark.parametrize("path", ["/small", "/fill", "/logout"])
+async def test_junk_chunk_cookies_get_a_bounded_response(path: str) -> None:
+    async with client(size_app(chunk=True)) as c:
+        response = await c.get(path, headers={"cookie": JUNK + "; koa.sess.sig=1.x"})
+    lines = set_cookies(response)
+    names = [line.partition("=")[0] for line in lines]
+    assert len(names) == len(set(names))  # one line per cookie
+    expired = {name for name, line in zip(names, lines, strict=True) if "max-age=0" in line}
+    chunks = {name for name in names if name not in expired} - {"koa.sess", "koa.sess.sig"}
+    assert expired == {f"koa.sess.{i}" for i in range(len(chunks) + 1, MAX_CHUNKS + 1)} | (
+        {"koa.sess", "koa.sess.sig"} if path == "/logout" else set()
+    )
+    assert sum(map(len, lines)) < 4096 * (MAX_CHUNKS + 2)
+
+
+async def test_chunk_cookies_past_the_limit_do_not_shadow_a_session() -> None:
+    app = size_app(chunk=True)
+    async with client(app) as c:
+        jar = jar_after(await c.get("/fill"))
+        junk = dict(jar, **{f"koa.sess.{MAX_CHUNKS + 1}": "A", "koa.sess.9999": "A"})
+        response = await c.get("/", headers=header(junk))
+    assert response.json() == {"blob": BIG}
+    assert set_cookies(response) == []
