@@ -281,5 +281,4 @@ class Committing(PartialWrites):
         if opts.external_key is None:
             self.expire_cookie(opts.key)
             if opts.chunk:
-                for name in cookiesize.stale_chunk_names(opts.key, self.cookies, 0):
-                    self.expire_cookie(name, sign=False)
+                self.expire_cookies(cookiesize.stale_chunk_names(opts.key, self.cookies, 0))

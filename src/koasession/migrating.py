@@ -117,8 +117,6 @@ class Migrating(EngineState):
         # Cookies this response writes anyway (the old format may share our cookie name) are
         # left to that write: expiring them as well would race it in the browser.
         ours = {opts.key, opts.key + ".sig"}
-        for name in result.remove:
-            if name not in ours:
-                self.expire_cookie(name, sign=False)
+        self.expire_cookies([name for name in result.remove if name not in ours])
         self.emit("migrated", None, dict(data), source=result.source)
         return True
