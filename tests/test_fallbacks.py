@@ -384,6 +384,10 @@ def test_own_compressed_and_chunked_cookies() -> None:
     result = KoaCookieReader([KEY])(chunked)
     assert result is not None and result.data == DATA
     assert set(result.remove) == set(chunked)
+    # A stray whole cookie (another path, a sibling subdomain) does not hide the chunks.
+    for stray in ("x", "", cookies["koa.sess"]):
+        result = KoaCookieReader([KEY])(dict(chunked, **{"koa.sess": stray}))
+        assert result is not None and result.data == DATA
 
 
 def test_read_fallback_tries_readers_in_order_and_survives_a_broken_one() -> None:
