@@ -12,9 +12,12 @@ ratio of their CPU times.
 Each figure is the difference of two runs of the same program with 100 and 1,100 requests,
 divided by 1,000: start-up, imports and the warm-up cancel out. What is left to move them is
 work paced by the clock: the cookie attributes are made once per second, and an idle uvicorn
-ticks ten times a second, so a slower run counts a little more. In process the counts repeat
-within about 1%; end to end within about 1,000 instructions per request, so the bare
-server, which every end-to-end overhead is taken from, is counted three times (the median).
+ticks ten times a second, so a slower run counts a little more. The count also depends on where
+objects land in memory (``heap_pad.py``): in process each row is counted under the four heap
+layouts of :data:`LAYOUTS` and the mean taken, which repeats within a few hundred
+instructions where a single layout moved by up to 1,700 with unrelated changes. End to end a
+count repeats within about 1,000 instructions per request, so the bare server, which every
+end-to-end overhead is taken from, is counted three times (the median).
 
 - *in process*: the timed harness's app called directly with a copy of one prepared scope and
   the collector disabled, as in the timed rows;
@@ -132,9 +135,17 @@ def program_run(args: list[str], requests: int) -> int:
     return _instructions(done.stderr, what)
 
 
+#: The heap shifts each in-process count is made under (see heap_pad.py): their mean is the
+#: count, so that the layout's luck is not taken for a change's effect.
+LAYOUTS = (0, 10, 100, 1000)
+_HEAP_PAD = str(HERE / "heap_pad.py")
+
+
 def per_request(args: list[str]) -> float:
-    """Instructions per request of the program ``python *args N`` that serves N requests."""
-    return _difference(program_run, args)
+    """Instructions per request of the program ``python *args N`` that serves N requests: the
+    mean over the heap layouts of :data:`LAYOUTS`."""
+    counts = [_difference(program_run, [_HEAP_PAD, str(pad), *args]) for pad in LAYOUTS]
+    return sum(counts) / len(counts)
 
 
 def _server_run(mode: str, requests: int) -> int:
