@@ -403,7 +403,10 @@ class Session(_EngineHolder, MutableMapping[str, Any]):
         The CSRF secret (:mod:`koasession.csrf`) is not carried over: the new session makes a new
         one on its next ``csrf_token()``, so tokens from before a login stop working.
         """
-        self._load().pop(CSRF_SESSION_KEY, None)
+        if CSRF_SESSION_KEY in self:
+            # Through __delitem__, which counts the write: a commit that saw no write would
+            # reuse the JSON as loaded, secret included.
+            del self[CSRF_SESSION_KEY]
         await self._rs.commit(regenerate=True)
 
     async def manually_commit(self) -> None:

@@ -78,6 +78,12 @@ async def login(request: Request) -> Response:
     return PlainTextResponse("logged in")
 
 
+async def reauthenticate(request: Request) -> Response:
+    # A new id for a session that changes nothing else (a privilege step-up, a password check).
+    await request.session.regenerate()
+    return PlainTextResponse("regenerated")
+
+
 async def hook(request: Request) -> Response:
     return PlainTextResponse(f"hook {(await request.body()).decode()}")
 
@@ -92,6 +98,7 @@ ROUTES = [
     Route("/upload", upload, methods=["POST"]),
     Route("/api", api, methods=["POST", "PUT", "PATCH", "DELETE"]),
     Route("/login", login, methods=["POST"]),
+    Route("/reauthenticate", reauthenticate, methods=["POST"]),
     Route("/hooks/github", hook, methods=["POST"]),
     Route("/state", state),
 ]
@@ -296,6 +303,21 @@ async def test_regenerate_rotates_the_token(make_app: AppFactory) -> None:
         sent = await http.post("/transfer", data={"amount": "2", "csrf_token": fresh})
         assert sent.status_code == 200
         assert (await http.get("/state")).json() == {"user": "ada", "paid": ["2"]}
+
+
+async def test_regenerate_alone_rotates_the_token(make_app: AppFactory) -> None:
+    """Nothing else written in the request: the saved session still leaves the secret behind."""
+    app = await make_app()
+    async with browser(app) as http:
+        before = await token_from_page(http)
+        again = await http.post("/reauthenticate", data={"csrf_token": before})
+        assert again.status_code == 200
+        stale = await http.post("/transfer", data={"amount": "1", "csrf_token": before})
+        assert stale.status_code == 403
+        fresh = await token_from_page(http)
+        assert fresh != before
+        sent = await http.post("/transfer", data={"amount": "2", "csrf_token": fresh})
+        assert sent.status_code == 200
 
 
 async def test_exempt_paths_and_safe_methods_pass_without_token(make_app: AppFactory) -> None:
