@@ -99,6 +99,10 @@ class Committing(PartialWrites):
         if self._take_scope_value():
             if not self.removed:
                 await self.remove_for_good()
+            else:
+                # Removed already, and not saved since (a save clears ``removed``): an id
+                # drawn in between (flush()) was never stored and is not this session's.
+                self.external_key = None
             return
         self.removed = False
         opts = self._opts or self.cfg.options

@@ -169,6 +169,30 @@ async def test_store_mode_id_between_the_removal_and_the_next_save() -> None:
     assert response.json() == {"removed_id": None, "id": cookie_pairs(response)[COOKIE]}
 
 
+async def test_store_mode_no_id_after_a_removal_committed_again_after_a_flush() -> None:
+    """A removal committed, then ``flush()`` draws an id, then the removal is committed again:
+    the id was never stored, and the session has none until a save."""
+
+    async def steps(scope: dict[str, Any]) -> Any:
+        session = scope["session"]
+        session.destroy()
+        await session.regenerate()
+        await session.flush()
+        drawn = session.external_key
+        session.destroy()
+        await session.save()
+        return {"drawn": drawn, "id": session.external_key}
+
+    store = MemoryStore()
+    async with client(app(store=store)) as http:
+        login = await http.get("/login")
+    async with client(wrap(steps, store=store)) as http:
+        response = await http.get("/", headers={"cookie": cookie_header(login)})
+    assert response.json()["drawn"] is not None
+    assert response.json()["id"] is None
+    assert len(store) == 0
+
+
 async def test_store_mode_data_after_a_committed_removal_is_a_new_session() -> None:
     """Its ``_created`` is the time of the new session, not the removed one's."""
     store = MemoryStore()
