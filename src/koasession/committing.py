@@ -97,12 +97,7 @@ class Committing(PartialWrites):
     async def _commit(self, *, save: bool, regenerate: bool) -> None:
         session = self.session
         if self._take_scope_value():
-            if not self.removed:
-                await self.remove_for_good()
-            else:
-                # Removed already, and not saved since (a save clears ``removed``): an id
-                # drawn in between (flush()) was never stored and is not this session's.
-                self.external_key = None
+            await self.commit_removal()
             return
         self.removed = False
         opts = self._opts or self.cfg.options
@@ -257,6 +252,15 @@ class Committing(PartialWrites):
         cfg = self.cfg
         encode = None if cfg.cipher is not None else (self._opts or cfg.options).encode
         return cookieformat.seal_payload(payload, cipher=cfg.cipher, encode=encode)
+
+    async def commit_removal(self) -> None:
+        """Commit the removal the application asked for (koa's ``ctx.session = null``), once."""
+        if not self.removed:
+            await self.remove_for_good()
+        else:
+            # Removed already, and not saved since (a save clears ``removed``): an id drawn in
+            # between (flush()) was never stored and is not this session's.
+            self.external_key = None
 
     async def remove_for_good(self) -> None:
         """Commit a removal (koa's ``ctx.session = null``); what the application writes to the
