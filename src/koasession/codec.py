@@ -296,7 +296,7 @@ class _Orjson:
         self.option = option
         self.loads = loads
 
-    def write(self, data: Any, flat: bool = False) -> str | None:
+    def write(self, data: Any) -> str | None:
         """orjson's JSON of ``data`` when it is what the json module writes but for float layout.
 
         ``None`` (the standard path then decides) when orjson refuses ``data``, or may have
@@ -307,8 +307,7 @@ class _Orjson:
         accept is made of dicts, lists, tuples, str, int, float, bool and None only, which
         orjson writes as the json module does but for the layout of floats and for NaN and
         infinities, written as ``null``: when ``null`` occurs, the text read back must equal
-        ``data`` (``None != nan``). With ``flat`` (a dict with str keys that :func:`is_flat`
-        accepts: its values are exactly str, int, float, bool or None) marshal's check is moot.
+        ``data`` (``None != nan``). Flat data needs no marshal check: :func:`snapshot_flat`.
 
         Text, since the snapshots want text (:func:`to_bytes` encodes it again), and a substring
         test on ``str`` costs a third of one on ``bytes``, which first tries the operand as an
@@ -316,8 +315,7 @@ class _Orjson:
         """
         try:
             text: str = self.dumps(data, option=self.option).decode()
-            if not flat:
-                marshal.dumps(data)
+            marshal.dumps(data)
         except (TypeError, ValueError):  # orjson.JSONEncodeError; marshal: unmarshallable
             return None
         if "null" in text and self.loads(text) != data:
@@ -464,8 +462,13 @@ def snapshot_flat(data: dict[str, Any]) -> str:
     """:func:`snapshot` of a dict with str keys that :func:`is_flat` accepts."""
     fast = _orjson
     if fast is not None:
-        text = fast.write(data, True)  # flat
-        if text is not None:
+        # _Orjson.write without its marshal check, moot here (the values are exactly str,
+        # int, float, bool or None), and without its call: this runs on every saving request.
+        try:
+            text: str = fast.dumps(data, option=fast.option).decode()
+        except (TypeError, ValueError):  # an integer beyond 64 bits, a str subclass key
+            return snapshot(data)
+        if "null" not in text or fast.loads(text) == data:  # NaN or infinity: see write()
             return text
     return snapshot(data)
 
