@@ -7,8 +7,8 @@ the value (its HMAC when the store has ``hash_ids``) is bound as associated data
 copied to another id does not open. The cost: a Koa app sharing the store (koa-redis) cannot
 read these values.
 
-Sealed values have no size bound (:data:`MAX_SEALED_LENGTH`): whatever the store accepted on
-save opens on the next request, as it does without ``encrypt``.
+Sealed values have no size bound (:func:`make_cipher`): whatever the store accepted on save
+opens on the next request, as it does without ``encrypt``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CIPHER_NAME",
-    "MAX_SEALED_LENGTH",
     "SEALED_KEY",
     "bound_id",
     "make_cipher",
@@ -34,17 +33,6 @@ __all__ = [
 CIPHER_NAME = "koasession/at-rest"
 #: The one key of a sealed stored value.
 SEALED_KEY = "_sealed"
-#: The longest sealed token the store cipher opens: no bound. The cookie bound
-#: (``crypto.MAX_TOKEN_LENGTH``, 16,384 characters) limits work on hostile cookies, but store
-#: mode is where sessions too large for a cookie go: under that bound a session of about 12 KB
-#: of JSON is saved without complaint and then refused on every read, a silent logout. A bound
-#: here would not protect against a compromised store either: its ``get`` has already fetched
-#: and parsed the whole value before the token reaches the cipher, and without the keys a
-#: forged token costs one base64 decode and one failed GCM pass, linear in what the store
-#: already holds (only this app's own seals reach the JSON parser). Unsealed store values have
-#: no bound; sealing them must not add one that only shows when reading.
-MAX_SEALED_LENGTH: int | None = None
-
 #: Why a stored value did not open (the ``reason`` of the ``invalid`` event).
 NOT_SEALED = "stored value is not sealed"
 CANNOT_OPEN = "stored value cannot be decrypted"
@@ -57,10 +45,20 @@ def bound_id(store: object, key: str) -> bytes:
 
 
 def make_cipher(keys: Sequence[str | bytes]) -> CookieCipher:
-    """The cipher that seals and opens stored values under ``keys`` (newest first)."""
+    """The cipher that seals and opens stored values under ``keys`` (newest first).
+
+    It opens tokens of any length. The cookie bound (``crypto.MAX_TOKEN_LENGTH``, 16,384
+    characters) limits work on hostile cookies, but store mode is where sessions too large for
+    a cookie go: under that bound a session of about 12 KB of JSON is saved without complaint
+    and then refused on every read, a silent logout. A bound here would not protect against a
+    compromised store either: its ``get`` has already fetched and parsed the whole value before
+    the token reaches the cipher, and without the keys a forged token costs one base64 decode
+    and one failed GCM pass, linear in what the store already holds. Unsealed store values have
+    no bound; sealing them must not add one that only shows when reading.
+    """
     from .crypto import CookieCipher  # lazily: ``cryptography`` is an optional dependency
 
-    return CookieCipher(keys, cookie_name=CIPHER_NAME, max_token_length=MAX_SEALED_LENGTH)
+    return CookieCipher(keys, cookie_name=CIPHER_NAME, max_token_length=None)
 
 
 def seal_value(cipher: CookieCipher, payload: dict[str, Any], context: bytes) -> dict[str, str]:

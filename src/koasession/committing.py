@@ -254,24 +254,16 @@ class Committing(PartialWrites):
         return cookieformat.seal_payload(payload, cipher=cfg.cipher, encode=encode)
 
     async def commit_removal(self) -> None:
-        """Commit the removal the application asked for (koa's ``ctx.session = null``), once."""
+        """Commit the removal the application asked for (koa's ``ctx.session = null``), once;
+        what the application writes to the session afterwards is a new session."""
         if not self.removed:
-            await self.remove_for_good()
-        else:
-            # Removed already, and not saved since (a save clears ``removed``): an id drawn in
-            # between (flush()) was never stored and is not this session's.
-            self.external_key = None
-
-    async def remove_for_good(self) -> None:
-        """Commit a removal (koa's ``ctx.session = null``); what the application writes to the
-        session afterwards is a new session."""
-        await self.remove()
-        self.removed = True
-        # Compared with what was loaded, data written back after the removal would look
-        # unchanged and never be saved: the removal would stand over the application's data.
-        self.forget_loaded()
-        # The destroyed id must not come back (its entry is gone, and a store refuses or
-        # resurrects it): a later save draws a new one.
+            await self.remove()
+            self.removed = True
+            # Compared with what was loaded, data written back after the removal would look
+            # unchanged and never be saved: the removal would stand over the application's data.
+            self.forget_loaded()
+        # No id until a save draws a new one: the destroyed id's entry is gone (a store refuses
+        # or resurrects it), and one flush() drew since the removal was never stored.
         self.external_key = None
 
     async def remove(self) -> None:
@@ -289,4 +281,5 @@ class Committing(PartialWrites):
         if opts.external_key is None:
             self.expire_cookie(opts.key)
             if opts.chunk:
-                self.expire_cookies(cookiesize.stale_chunk_names(opts.key, self.cookies, 0))
+                for name in cookiesize.stale_chunk_names(opts.key, self.cookies, 0):
+                    self.expire_cookie(name, sign=False)

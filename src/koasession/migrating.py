@@ -117,6 +117,8 @@ class Migrating(EngineState):
         # Cookies this response writes anyway (the old format may share our cookie name) are
         # left to that write: expiring them as well would race it in the browser.
         ours = {opts.key, opts.key + ".sig"}
-        self.expire_cookies([name for name in result.remove if name not in ours])
+        for name in result.remove:
+            if name not in ours:
+                self.expire_cookie(name, sign=False)
         self.emit("migrated", None, dict(data), source=result.source)
         return True

@@ -69,7 +69,8 @@ class Responding(EngineState):
             new = [(part, f"{part}={text}; {attrs}") for part, text in parts]
             self.cookie_lines = cookieformat.merge(self.cookie_lines, new, overwrite=True)
             count = len(parts) - 1
-        self.expire_cookies(cookiesize.stale_chunk_names(name, self.cookies, count))
+        for stale in cookiesize.stale_chunk_names(name, self.cookies, count):
+            self.expire_cookie(stale, sign=False)
 
     def _lifetime(self) -> tuple[Any, Any]:
         max_age = (self._opts or self.cfg.options).max_age
@@ -79,23 +80,6 @@ class Responding(EngineState):
     def expire_cookie(self, name: str, *, sign: bool = True) -> None:
         """Queue the removal of cookie ``name`` (and its ``.sig`` when ``sign``)."""
         self._queue(name, "", cookies.EPOCH, 0, sign=sign)
-
-    def expire_cookies(self, names: Sequence[str]) -> None:
-        """Queue the removal of every cookie in ``names`` (without a ``.sig``).
-
-        In one merge: :meth:`expire_cookie` per name would copy the queue for each, quadratic
-        in the number of names.
-        """
-        if not names:
-            return
-        opts = self._opts or self.cfg.options
-        secure = cookieformat.resolve_secure(opts.secure, self.is_secure())
-        attrs = cookieformat.attributes(opts, secure=secure, expires=cookies.EPOCH, max_age=0)
-        new = [(name, f"{name}=; {attrs}") for name in names]
-        if max(map(len, names)) + len(attrs) + 100 > COOKIE_LINE_LIMIT:  # as in _queue
-            policy = self.cfg.options.on_oversize
-            new = [line for line in new if cookieformat.fits([line], policy)]
-        self.cookie_lines = cookieformat.merge(self.cookie_lines, new, overwrite=opts.overwrite)
 
     def resign_cookie(self, name: str, value: str, expires_at: float | None) -> None:
         """Queue only a fresh ``.sig`` for ``value``, expiring at ``expires_at``.
