@@ -179,9 +179,11 @@ def test_starlette_test_client() -> None:
         assert http.get("/").json() == {"n": 12}
 
 
-def test_sync_httpx_client() -> None:
+@pytest.mark.parametrize("library", ["httpx", "httpx2"])
+def test_sync_client(library: str) -> None:
+    lib = httpx if library == "httpx" else pytest.importorskip("httpx2", reason="needs 3.11")
     app = middleware()
-    with httpx.Client(base_url="http://example.com") as http:
+    with lib.Client(base_url="http://example.com") as http:
         cookies = testing.set_session(http, app, {"a": 1})
         assert http.cookies["koa.sess"] == cookies["koa.sess"]
 

@@ -69,14 +69,23 @@ def test_login_replaces_the_previous_session() -> None:
         assert http.get("/profile").json() == {"user": "bob", "visits": 1}
 
 
+def client_library(name: str) -> Any:
+    """httpx, or httpx2 (its successor, which Starlette 1.x's TestClient prefers)."""
+    if name == "httpx":
+        return httpx
+    return pytest.importorskip("httpx2", reason="httpx2 needs Python 3.11")
+
+
+@pytest.mark.parametrize("library", ["httpx", "httpx2"])
 @pytest.mark.parametrize("mode", ["cookie", "store", "encrypted"])
-async def test_alogin_with_an_httpx_async_client(mode: str) -> None:
+async def test_alogin_with_an_async_client(mode: str, library: str) -> None:
+    lib = client_library(library)
     options: dict[str, Any] = {"store": MemoryStore()} if mode == "store" else {}
     if mode == "encrypted":
         options["encrypt"] = True
     app = SessionMiddleware(echo, keys=[KEY], **options)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    transport = lib.ASGITransport(app=app)
+    async with lib.AsyncClient(transport=transport, base_url="http://testserver") as http:
         await testing.alogin(http, {"user": "ada"})
         response = await http.get("/visit")
         assert response.json()["data"] == {"user": "ada", "visits": 1}

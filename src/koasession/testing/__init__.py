@@ -1,7 +1,7 @@
 """Test helpers: put a session into a test client's cookies, read the session a response set.
 
-They work with httpx's ``Client`` and ``AsyncClient`` (``ASGITransport``) and with Starlette's
-``TestClient`` (an ``httpx.Client``), and take either the
+They work with the ``Client`` and ``AsyncClient`` (``ASGITransport``) of httpx and of its
+successor httpx2, and with Starlette's ``TestClient`` (a client of either), and take either the
 :class:`~koasession.SessionMiddleware` or any app it sits in (found with
 :func:`find_middleware`). Cookies are made the way the middleware makes them: same payload
 metadata, same encoding (custom ``encode``, encryption), same signature. (A
