@@ -26,18 +26,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import inspect
 import math
 import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import unquote, urlsplit
 
 try:
     from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis, RedisCluster
-    from redis.asyncio.connection import parse_url
+    from redis.asyncio.connection import AbstractConnection, Connection, parse_url
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -65,9 +66,6 @@ from ._common import (
     write_mode,
 )
 from .base import MaxAge, SessionData
-
-if TYPE_CHECKING:
-    from redis.asyncio.connection import AbstractConnection
 
 __all__ = ["RedisStore"]
 
@@ -130,6 +128,75 @@ else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
 
     async def _within(seconds: float, call: Awaitable[_T]) -> _T:
         return await asyncio.wait_for(call, seconds)
+
+
+def _lost_connection(exc: BaseException) -> AbstractConnection | None:
+    """The redis-py connection whose write raised ``exc``, CPython's error for a write on a
+    socket transport that already lost its connection; ``None`` for any other error.
+
+    python/cpython#136234 (Python 3.12, and 3.13 before its fix): ``writelines`` calls a
+    callback that closing the transport cleared, so a write on a connection the event loop saw
+    reset, or that another task is closing (a Redis Cluster client refreshing its nodes),
+    raises ``TypeError`` (or ``AttributeError``) from asyncio instead of being dropped as
+    ``write`` drops it. redis-py does not take that for a connection error, so it neither
+    retries nor wraps it, where on Python 3.11 the same request reconnects and succeeds. Told
+    apart by where it was raised (the transport's own ``writelines``) and the transport's state
+    (closing), never by the message.
+    """
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    if not frames or frames[-1].f_code.co_name != "writelines":
+        return None
+    transport = frames[-1].f_locals.get("self")
+    if not (isinstance(transport, asyncio.Transport) and transport.is_closing()):
+        return None
+    for frame in reversed(frames):
+        conn = frame.f_locals.get("self")
+        if isinstance(conn, AbstractConnection):
+            return conn
+    return None
+
+
+@functools.cache
+def _guarded(base: type[AbstractConnection]) -> type[AbstractConnection]:
+    """``base`` (redis-py's connection class for the URL) with a write on a lost connection
+    raised as the ``ConnectionError`` it is (see :func:`_lost_connection`), so that redis-py
+    handles it as on Python 3.11: the standalone client reconnects and retries the command,
+    the cluster client refreshes its nodes and retries."""
+
+    class Guarded(base):  # type: ignore[valid-type,misc]
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            try:
+                await super().send_packed_command(command, check_health)
+            except (TypeError, AttributeError) as exc:
+                if _lost_connection(exc) is not self:
+                    raise
+                await self.disconnect(nowait=True)
+                raise RedisConnectionError("connection lost while writing") from exc
+
+    Guarded.__name__ = Guarded.__qualname__ = f"Guarded{base.__name__}"
+    return Guarded
+
+
+def _guard(client: ConnectionPool | RedisCluster) -> None:
+    """Make the connections of a pool or cluster client the store opened :func:`_guarded`
+    ones, where Python needs it (3.12 and later; 3.11's ``writelines`` drops the write as
+    ``write`` does, and the read that follows raises the ``ConnectionError``)."""
+    if sys.version_info < (3, 12):
+        return
+    if isinstance(client, RedisCluster):
+        # The cluster client makes the connections of the nodes it discovers with these
+        # keyword arguments (one dict, shared with its nodes manager), and its startup nodes
+        # were made already.
+        kwargs = client.connection_kwargs
+        kwargs["connection_class"] = _guarded(kwargs.get("connection_class", Connection))
+        for node in client.nodes_manager.startup_nodes.values():
+            node.connection_class = _guarded(node.connection_class)
+    else:
+        client.connection_class = _guarded(client.connection_class)
 
 
 def _default_retry() -> Retry:
@@ -441,7 +508,9 @@ class RedisStore(StoreOptionsMixin):
             # redis-py's cluster client retries on socket timeouts itself: keep them.
             timeouts["socket_timeout"] = self._timeout
             options = {**_CLUSTER_HANDSHAKE_WORKAROUND, **timeouts, **self._client_options}
-            return RedisCluster.from_url(self._url, **options)
+            cluster = RedisCluster.from_url(self._url, **options)
+            _guard(cluster)
+            return cluster
         # No socket_timeout (redis-py 8 sets 5 s unless told None): the deadline of _run bounds
         # each call as a whole, and with a socket_timeout redis-py would put asyncio.wait_for
         # around every socket write.
@@ -465,6 +534,7 @@ class RedisStore(StoreOptionsMixin):
             # instead of failing with "Too many connections" (within the call's deadline).
             options = {"max_connections": 64, "timeout": self._timeout, **options}
             pool = BlockingConnectionPool.from_url(self._url, **options)
+        _guard(pool)
         return Redis.from_pool(pool)
 
     def _error(self, exc: BaseException) -> StoreError:
@@ -608,6 +678,11 @@ class RedisStore(StoreOptionsMixin):
             raise StoreError(f"{self!r}: timed out after {timeout} s") from None
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
+        except (TypeError, AttributeError) as exc:
+            # A client given to the store has no _guard: its lost connection still ends here.
+            if _lost_connection(exc) is None:
+                raise
+            raise self._error(RedisConnectionError("connection lost while writing")) from exc
 
     @staticmethod
     async def _limited(
