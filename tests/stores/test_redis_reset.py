@@ -1,10 +1,11 @@
 """RedisStore after the network resets its connections (a TCP RST the event loop has seen).
 
-On Python 3.12, and 3.13 before python/cpython#136234 was fixed, a write on such a connection
-raises ``TypeError`` from asyncio, which redis-py neither retries nor wraps; Python 3.11 drops
-the write and the read raises ``ConnectionError``, which redis-py retries. The store makes both
-behave like 3.11 (``stores/redis.py``: ``_guarded``). A proxy between the store and the shared
-Redis resets every connection on demand, as a load balancer or a restarted peer would.
+A write on such a connection raises ``RuntimeError`` under uvloop (any Python) and
+``TypeError`` from asyncio on Python 3.12, and 3.13 before python/cpython#136234 was fixed;
+redis-py neither retries nor wraps either. Python 3.11's asyncio drops the write and the read
+raises ``ConnectionError``, which redis-py retries. The store makes every case behave like
+that (``stores/redis.py``: ``_guarded``). A proxy between the store and the shared Redis
+resets every connection on demand, as a load balancer or a restarted peer would.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import asyncio
 import contextlib
 import socket
 import struct
-from collections.abc import AsyncIterator
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -73,67 +74,92 @@ async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None
         sink.close()
 
 
+def _run(loop: str, scenario: Coroutine[Any, Any, None]) -> None:
+    """Run ``scenario`` in a new event loop of the standard library, or of uvloop (what
+    ``uvicorn[standard]`` serves with)."""
+    if loop == "uvloop":
+        uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (dev extra)")
+        uvloop.run(scenario)
+    else:
+        asyncio.run(scenario)
+
+
 @pytest.fixture
-async def proxy(redis_available: str | None) -> AsyncIterator[ResettingProxy]:
+def redis_up(redis_available: str | None) -> None:
     if redis_available:
         unavailable(redis_available)
+
+
+async def _through_proxy(
+    test: Callable[[ResettingProxy], Awaitable[None]],
+) -> None:
     target = urlsplit(REDIS_URL)
     proxy = ResettingProxy()
     proxy.url = await proxy.start(target.hostname or "127.0.0.1", target.port or 6379)
     try:
-        yield proxy
+        await test(proxy)
     finally:
         await proxy.close()
 
 
 SID = "r" * 43
+LOOPS = ["asyncio", "uvloop"]
 
 
+@pytest.mark.usefixtures("redis_up")
+@pytest.mark.parametrize("loop", LOOPS)
 @pytest.mark.parametrize(
     "options",
     [{}, {"max_concurrency": None}],
     ids=["own connections", "client pool"],
 )
-async def test_a_reset_connection_is_replaced_without_an_error(
-    proxy: ResettingProxy, options: dict[str, Any]
+def test_a_reset_connection_is_replaced_without_an_error(
+    loop: str, options: dict[str, Any]
 ) -> None:
     from koasession.stores.redis import RedisStore
 
-    async with RedisStore(proxy.url, key_prefix="kstest:reset:", **options) as store:
-        await store.set(SID, {"n": 1}, 60, rolling=False, changed=True)
-        for n in (2, 3):
-            await proxy.reset()
-            assert await store.get(SID, 60, rolling=False) == {"n": n - 1}
-            await store.set(SID, {"n": n}, 60, rolling=False, changed=True)
-        assert await store.get(SID, 60, rolling=False) == {"n": 3}
-        await store.destroy(SID)
+    async def test(proxy: ResettingProxy) -> None:
+        async with RedisStore(proxy.url, key_prefix="kstest:reset:", **options) as store:
+            await store.set(SID, {"n": 1}, 60, rolling=False, changed=True)
+            for n in (2, 3):
+                await proxy.reset()
+                assert await store.get(SID, 60, rolling=False) == {"n": n - 1}
+                await store.set(SID, {"n": n}, 60, rolling=False, changed=True)
+            assert await store.get(SID, 60, rolling=False) == {"n": 3}
+            await store.destroy(SID)
+
+    _run(loop, _through_proxy(test))
 
 
-async def test_a_client_given_to_the_store_fails_over_a_reset_as_a_store_error(
-    proxy: ResettingProxy,
-) -> None:
+@pytest.mark.usefixtures("redis_up")
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_client_given_to_the_store_fails_over_a_reset_as_a_store_error(loop: str) -> None:
     """A client the store did not open keeps redis-py's own connections and retry policy: a
-    reset may fail the call, but as a ``StoreError`` (a 503), never asyncio's ``TypeError``."""
+    reset may fail the call, but as a ``StoreError`` (a 503), never the ``TypeError`` or
+    ``RuntimeError`` of a write on a closed transport."""
     from redis.asyncio import Redis
 
     from koasession.stores.redis import RedisStore
 
-    client = Redis.from_url(proxy.url)
-    try:
-        store = RedisStore(client, key_prefix="kstest:reset:")
-        await store.set(SID, {"n": 1}, 60, rolling=False, changed=True)
-        await proxy.reset()
+    async def test(proxy: ResettingProxy) -> None:
+        client = Redis.from_url(proxy.url)
         try:
-            found = await store.get(SID, 60, rolling=False)
-        except StoreError:
-            pass  # "connection lost while writing" on Python 3.12; a reset error on 3.11
-        else:
-            assert found == {"n": 1}  # redis-py retried
-        # The connection is replaced either way: the next call works.
-        assert await store.get(SID, 60, rolling=False) == {"n": 1}
-        await store.destroy(SID)
-    finally:
-        await client.aclose()
+            store = RedisStore(client, key_prefix="kstest:reset:")
+            await store.set(SID, {"n": 1}, 60, rolling=False, changed=True)
+            await proxy.reset()
+            try:
+                found = await store.get(SID, 60, rolling=False)
+            except StoreError:
+                pass  # "connection lost while writing", or the reset as redis-py words it
+            else:
+                assert found == {"n": 1}  # redis-py retried
+            # The connection is replaced either way: the next call works.
+            assert await store.get(SID, 60, rolling=False) == {"n": 1}
+            await store.destroy(SID)
+        finally:
+            await client.aclose()
+
+    _run(loop, _through_proxy(test))
 
 
 class _Transport(asyncio.Transport):
@@ -148,15 +174,15 @@ class _Transport(asyncio.Transport):
         raise TypeError("'NoneType' object is not callable")
 
 
-@pytest.mark.parametrize("closing", [False, True], ids=["open transport", "no redis connection"])
-def test_other_type_errors_are_raised_as_they_are(closing: bool) -> None:
-    """Only a write of a redis-py connection on a closing transport is a lost connection: the
-    same error from an open transport, or outside redis-py, stays a ``TypeError``."""
-    from koasession.stores.redis import _lost_connection
+@pytest.mark.parametrize("closing", [False, True], ids=["open transport", "closing transport"])
+def test_only_a_write_on_a_closing_transport_is_a_lost_connection(closing: bool) -> None:
+    """The errors a lost connection's write raises are a lost connection only when the
+    transport they came from is closing: the same error anywhere else stays what it is."""
+    from koasession.stores.redis import _lost_write
 
     with pytest.raises(TypeError) as raised:
         _Transport(closing).writelines([b"PING"])
-    assert _lost_connection(raised.value) is None
+    assert _lost_write(raised.value) is closing
     with pytest.raises(TypeError) as other:
         len(5)  # type: ignore[arg-type]
-    assert _lost_connection(other.value) is None
+    assert not _lost_write(other.value)

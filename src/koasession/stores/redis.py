@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import inspect
 import math
 import sys
@@ -70,6 +69,7 @@ from .base import MaxAge, SessionData
 __all__ = ["RedisStore"]
 
 _T = TypeVar("_T")
+_C = TypeVar("_C", bound=AbstractConnection)
 _P = ParamSpec("_P")
 
 # redis-py's asyncio cluster client (seen with 8.1) can fail a burst of commands on fresh
@@ -130,63 +130,68 @@ else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
         return await asyncio.wait_for(call, seconds)
 
 
-def _lost_connection(exc: BaseException) -> AbstractConnection | None:
-    """The redis-py connection whose write raised ``exc``, CPython's error for a write on a
-    socket transport that already lost its connection; ``None`` for any other error.
+#: What a write on a transport that already lost its connection raises instead of an
+#: ``OSError`` (see :func:`_lost_write`): ``RuntimeError`` ("the handler is closed") from
+#: uvloop, on every Python; ``TypeError`` or ``AttributeError`` from asyncio on Python 3.12,
+#: and 3.13 before python/cpython#136234 was fixed (``writelines`` calls a callback that closing
+#: the transport cleared, where ``write`` drops the data). redis-py takes none of them for a
+#: connection error: it neither retries nor wraps them.
+_LOST_WRITE_ERRORS = (TypeError, AttributeError, RuntimeError)
 
-    python/cpython#136234 (Python 3.12, and 3.13 before its fix): ``writelines`` calls a
-    callback that closing the transport cleared, so a write on a connection the event loop saw
-    reset, or that another task is closing (a Redis Cluster client refreshing its nodes),
-    raises ``TypeError`` (or ``AttributeError``) from asyncio instead of being dropped as
-    ``write`` drops it. redis-py does not take that for a connection error, so it neither
-    retries nor wraps it, where on Python 3.11 the same request reconnects and succeeds. Told
-    apart by where it was raised (the transport's own ``writelines``) and the transport's state
-    (closing), never by the message.
+
+def _lost_write(exc: BaseException) -> bool:
+    """Whether ``exc`` (one of :data:`_LOST_WRITE_ERRORS`) is a write on a transport that is
+    already closing: the network reset the connection, or another task is closing it (a Redis
+    Cluster client does while it refreshes its nodes).
+
+    Told apart by the state of the stream or transport the error was raised in (the innermost
+    frame of either in the traceback: asyncio's transport, or the stream writer that called
+    uvloop's), never by the message: the same error anywhere else stays what it is.
     """
-    frames = []
+    transport = None
     tb = exc.__traceback__
     while tb is not None:
-        frames.append(tb.tb_frame)
+        owner = tb.tb_frame.f_locals.get("self")
+        if isinstance(owner, asyncio.BaseTransport):
+            transport = owner
+        elif isinstance(owner, asyncio.StreamWriter):
+            transport = owner.transport
         tb = tb.tb_next
-    if not frames or frames[-1].f_code.co_name != "writelines":
-        return None
-    transport = frames[-1].f_locals.get("self")
-    if not (isinstance(transport, asyncio.Transport) and transport.is_closing()):
-        return None
-    for frame in reversed(frames):
-        conn = frame.f_locals.get("self")
-        if isinstance(conn, AbstractConnection):
-            return conn
-    return None
+    return transport is not None and bool(transport.is_closing())
 
 
-@functools.cache
-def _guarded(base: type[AbstractConnection]) -> type[AbstractConnection]:
+#: The guarded class of each connection class: one each, so that redis-py sees one class.
+_GUARDED: dict[type[Any], type[Any]] = {}
+
+
+def _guarded(base: type[_C]) -> type[_C]:
     """``base`` (redis-py's connection class for the URL) with a write on a lost connection
-    raised as the ``ConnectionError`` it is (see :func:`_lost_connection`), so that redis-py
-    handles it as on Python 3.11: the standalone client reconnects and retries the command,
-    the cluster client refreshes its nodes and retries."""
+    raised as the ``ConnectionError`` it is (see :data:`_LOST_WRITE_ERRORS`), so that redis-py
+    handles it as it handles a reset elsewhere: the standalone client reconnects and retries
+    the command, the cluster client refreshes its nodes and retries."""
+    if base in _GUARDED:
+        return _GUARDED[base]
+    if base in _GUARDED.values():
+        return base
 
     class Guarded(base):  # type: ignore[valid-type,misc]
         async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
             try:
                 await super().send_packed_command(command, check_health)
-            except (TypeError, AttributeError) as exc:
-                if _lost_connection(exc) is not self:
+            except _LOST_WRITE_ERRORS as exc:
+                if not _lost_write(exc):
                     raise
-                await self.disconnect(nowait=True)
+                await self.disconnect(nowait=True)  # a no-op if redis-py's handler did it
                 raise RedisConnectionError("connection lost while writing") from exc
 
     Guarded.__name__ = Guarded.__qualname__ = f"Guarded{base.__name__}"
-    return Guarded
+    _GUARDED[base] = Guarded
+    return Guarded  # pyright: ignore[reportReturnType]
 
 
 def _guard(client: ConnectionPool | RedisCluster) -> None:
     """Make the connections of a pool or cluster client the store opened :func:`_guarded`
-    ones, where Python needs it (3.12 and later; 3.11's ``writelines`` drops the write as
-    ``write`` does, and the read that follows raises the ``ConnectionError``)."""
-    if sys.version_info < (3, 12):
-        return
+    ones."""
     if isinstance(client, RedisCluster):
         # The cluster client makes the connections of the nodes it discovers with these
         # keyword arguments (one dict, shared with its nodes manager), and its startup nodes
@@ -678,9 +683,9 @@ class RedisStore(StoreOptionsMixin):
             raise StoreError(f"{self!r}: timed out after {timeout} s") from None
         except (RedisError, OSError) as exc:
             raise self._error(exc) from exc
-        except (TypeError, AttributeError) as exc:
+        except _LOST_WRITE_ERRORS as exc:
             # A client given to the store has no _guard: its lost connection still ends here.
-            if _lost_connection(exc) is None:
+            if not _lost_write(exc):
                 raise
             raise self._error(RedisConnectionError("connection lost while writing")) from exc
 
