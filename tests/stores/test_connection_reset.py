@@ -1,11 +1,12 @@
-"""RedisStore after the network resets its connections (a TCP RST the event loop has seen).
+"""The network stores after the network resets their connections (a TCP RST the event loop
+has seen), under asyncio and uvloop: the next call succeeds on a new connection.
 
-A write on such a connection raises ``RuntimeError`` under uvloop (any Python) and
-``TypeError`` from asyncio on Python 3.12, and 3.13 before python/cpython#136234 was fixed;
-redis-py neither retries nor wraps either. Python 3.11's asyncio drops the write and the read
-raises ``ConnectionError``, which redis-py retries. The store makes every case behave like
-that (``stores/redis.py``: ``_guarded``). A proxy between the store and the shared Redis
-resets every connection on demand, as a load balancer or a restarted peer would.
+A proxy between the store and the shared server resets every connection on demand, as a load
+balancer or a restarted peer would. For Redis a write on such a connection raises
+``RuntimeError`` under uvloop (any Python) and ``TypeError`` from asyncio on Python 3.12, and
+3.13 before python/cpython#136234 was fixed; redis-py neither retries nor wraps either, so the
+store's connections turn them into the connection error they are (``stores/redis.py``:
+``_guarded``). The SQL stores replace a dead pooled connection themselves.
 """
 
 from __future__ import annotations
@@ -22,13 +23,13 @@ import pytest
 
 from koasession.errors import StoreError
 
-from .conftest import REDIS_URL, unavailable
+from .conftest import DATABASE_URL, MYSQL_URL, REDIS_URL, RUN_ID, unavailable
 
 pytestmark = pytest.mark.timeout(60)
 
 
 class ResettingProxy:
-    """Forwards TCP connections to Redis; :meth:`reset` ends every one with an RST."""
+    """Forwards TCP connections to a server; :meth:`reset` ends every one with an RST."""
 
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
@@ -47,7 +48,7 @@ class ResettingProxy:
 
         self.server = await asyncio.start_server(accept, "127.0.0.1", 0)
         address = self.server.sockets[0].getsockname()
-        return f"redis://{address[0]}:{address[1]}"
+        return f"{address[0]}:{address[1]}"
 
     async def reset(self) -> None:
         """Close the store's side of every connection with an RST (SO_LINGER 0)."""
@@ -91,11 +92,15 @@ def redis_up(redis_available: str | None) -> None:
 
 
 async def _through_proxy(
-    test: Callable[[ResettingProxy], Awaitable[None]],
+    test: Callable[[ResettingProxy], Awaitable[None]], server_url: str = REDIS_URL
 ) -> None:
-    target = urlsplit(REDIS_URL)
+    """Run ``test`` with a proxy to the server of ``server_url``; ``proxy.url`` is that URL
+    with the proxy's address in place of the server's."""
+    target = urlsplit(server_url)
     proxy = ResettingProxy()
-    proxy.url = await proxy.start(target.hostname or "127.0.0.1", target.port or 6379)
+    address = await proxy.start(target.hostname or "127.0.0.1", target.port or 6379)
+    userinfo = target.netloc.rpartition("@")[0]
+    proxy.url = target._replace(netloc=f"{userinfo}@{address}" if userinfo else address).geturl()
     try:
         await test(proxy)
     finally:
@@ -160,6 +165,30 @@ def test_a_client_given_to_the_store_fails_over_a_reset_as_a_store_error(loop: s
             await client.aclose()
 
     _run(loop, _through_proxy(test))
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_a_sql_store_replaces_a_reset_connection(
+    request: pytest.FixtureRequest, kind: str, loop: str
+) -> None:
+    from koasession.stores import store_from_url
+
+    request.getfixturevalue("database_url" if kind == "postgres" else "mysql_url")  # or skip
+    table = f"ks_reset_{RUN_ID}_{kind}_{loop}"
+
+    async def test(proxy: ResettingProxy) -> None:
+        async with store_from_url(proxy.url, table=table) as store:
+            try:
+                await store.set(SID, {"n": 1}, 60, rolling=False, changed=True)
+                await proxy.reset()
+                assert await store.get(SID, 60, rolling=False) == {"n": 1}
+                await store.set(SID, {"n": 2}, 60, rolling=False, changed=True)
+                assert await store.get(SID, 60, rolling=False) == {"n": 2}
+            finally:
+                await store.drop_table()
+
+    _run(loop, _through_proxy(test, DATABASE_URL if kind == "postgres" else MYSQL_URL))
 
 
 class _Transport(asyncio.Transport):
