@@ -41,7 +41,7 @@ pytest: $(STAMP)
 OLDEST ?= python3.10
 test-oldest:
 	@command -v $(OLDEST) >/dev/null || { echo "$(OLDEST) not found (set OLDEST=...)"; exit 1; }
-	$(OLDEST) -m venv .venv-oldest
+	$(OLDEST) -m venv --clear .venv-oldest
 	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
 	.venv-oldest/bin/python -m pip install --quiet -e '.[dev]'
 	KOASESSION_JSON=std .venv-oldest/bin/pytest -p no:cacheprovider tests/core tests/koa tests/security tests/stores
@@ -52,7 +52,7 @@ test-oldest:
 NEWEST ?= python3.13
 test-newest:
 	@command -v $(NEWEST) >/dev/null || { echo "$(NEWEST) not found (set NEWEST=...)"; exit 1; }
-	$(NEWEST) -m venv .venv-newest
+	$(NEWEST) -m venv --clear .venv-newest
 	.venv-newest/bin/python -m pip install --quiet --upgrade pip
 	.venv-newest/bin/python -m pip install --quiet -e '.[dev]'
 	.venv-newest/bin/pytest -p no:cacheprovider

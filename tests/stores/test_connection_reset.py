@@ -3,10 +3,10 @@ has seen), under asyncio and uvloop: the next call succeeds on a new connection.
 
 A proxy between the store and the shared server resets every connection on demand, as a load
 balancer or a restarted peer would. For Redis a write on such a connection raises
-``RuntimeError`` under uvloop (any Python) and ``TypeError`` from asyncio on Python 3.12, and
-3.13 before python/cpython#136234 was fixed; redis-py neither retries nor wraps either, so the
-store's connections turn them into the connection error they are (``stores/redis.py``:
-``_guarded``). The SQL stores replace a dead pooled connection themselves.
+``RuntimeError`` under uvloop (any Python) and ``TypeError`` or ``AttributeError`` from asyncio
+on Python 3.12, and 3.13 before python/cpython#136234 was fixed; redis-py neither retries nor
+wraps them, so the store's connections turn them into the connection error they are
+(``stores/redis.py``: ``_guarded``). The SQL stores replace a dead pooled connection themselves.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ class ResettingProxy:
     def __init__(self) -> None:
         self.server: asyncio.Server | None = None
         self.writers: list[asyncio.StreamWriter] = []
+        self.upstream: list[asyncio.StreamWriter] = []
         self.tasks: set[asyncio.Task[None]] = set()
         self.url = ""
 
@@ -41,6 +42,7 @@ class ResettingProxy:
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             upstream_reader, upstream_writer = await asyncio.open_connection(host, port)
             self.writers.append(writer)
+            self.upstream.append(upstream_writer)
             for source, sink in ((reader, upstream_writer), (upstream_reader, writer)):
                 task = asyncio.create_task(pipe(source, sink))
                 self.tasks.add(task)
@@ -60,18 +62,23 @@ class ResettingProxy:
         await asyncio.sleep(0.05)  # the store's event loop reads the reset
 
     async def close(self) -> None:
+        for writer in [*self.writers, *self.upstream]:
+            writer.close()
         for task in list(self.tasks):
             task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
         if self.server is not None:
             self.server.close()
+            await self.server.wait_closed()
 
 
 async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-    with contextlib.suppress(Exception):
-        while data := await source.read(65536):
-            sink.write(data)
-            await sink.drain()
-    with contextlib.suppress(Exception):
+    try:
+        with contextlib.suppress(Exception):
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+    finally:
         sink.close()
 
 
@@ -108,6 +115,7 @@ async def _through_proxy(
 
 
 SID = "r" * 43
+PREFIX = f"kstest:{RUN_ID}:reset:"
 LOOPS = ["asyncio", "uvloop"]
 
 
@@ -124,7 +132,7 @@ def test_a_reset_connection_is_replaced_without_an_error(
     from koasession.stores.redis import RedisStore
 
     async def test(proxy: ResettingProxy) -> None:
-        async with RedisStore(proxy.url, key_prefix="kstest:reset:", **options) as store:
+        async with RedisStore(proxy.url, key_prefix=PREFIX, **options) as store:
             await store.set(SID, {"n": 1}, 60, rolling=False, changed=True)
             for n in (2, 3):
                 await proxy.reset()
@@ -139,9 +147,9 @@ def test_a_reset_connection_is_replaced_without_an_error(
 @pytest.mark.usefixtures("redis_up")
 @pytest.mark.parametrize("loop", LOOPS)
 def test_a_client_given_to_the_store_fails_over_a_reset_as_a_store_error(loop: str) -> None:
-    """A client the store did not open keeps redis-py's own connections and retry policy: a
-    reset may fail the call, but as a ``StoreError`` (a 503), never the ``TypeError`` or
-    ``RuntimeError`` of a write on a closed transport."""
+    """A client the store did not open keeps redis-py's own connections and retry policy (none,
+    for ``Redis.from_url``): the reset fails the call, as a ``StoreError`` (a 503), never as
+    the ``TypeError`` or ``RuntimeError`` of a write on a closed transport."""
     from redis.asyncio import Redis
 
     from koasession.stores.redis import RedisStore
@@ -149,22 +157,49 @@ def test_a_client_given_to_the_store_fails_over_a_reset_as_a_store_error(loop: s
     async def test(proxy: ResettingProxy) -> None:
         client = Redis.from_url(proxy.url)
         try:
-            store = RedisStore(client, key_prefix="kstest:reset:")
+            store = RedisStore(client, key_prefix=PREFIX)
             await store.set(SID, {"n": 1}, 60, rolling=False, changed=True)
             await proxy.reset()
-            try:
-                found = await store.get(SID, 60, rolling=False)
-            except StoreError:
-                pass  # "connection lost while writing", or the reset as redis-py words it
-            else:
-                assert found == {"n": 1}  # redis-py retried
-            # The connection is replaced either way: the next call works.
+            with pytest.raises(StoreError):
+                await store.get(SID, 60, rolling=False)
+            # The connection is replaced: the next call works.
             assert await store.get(SID, 60, rolling=False) == {"n": 1}
             await store.destroy(SID)
         finally:
             await client.aclose()
 
     _run(loop, _through_proxy(test))
+
+
+@pytest.mark.usefixtures("redis_up")
+@pytest.mark.parametrize("loop", LOOPS)
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"max_concurrency": None}],
+    ids=["own connections", "client pool"],
+)
+def test_a_connection_closed_under_the_store_is_replaced_without_an_error(
+    loop: str, options: dict[str, Any]
+) -> None:
+    """The transport of an idle connection closed by the event loop (as after a reset it saw)
+    while redis-py still holds the connection: its next write raises ``TypeError`` from asyncio
+    on Python 3.12 and early 3.13, ``RuntimeError`` under uvloop."""
+    from koasession.stores.redis import RedisStore
+
+    async def test() -> None:
+        async with RedisStore(REDIS_URL, key_prefix=PREFIX, **options) as store:
+            await store.set(SID, {"n": 1}, 60, rolling=False, changed=True)
+            binding = store._binding()
+            pool = binding.client.connection_pool
+            idle = binding.idle if binding.idle is not None else pool._available_connections
+            assert idle, "no idle connection to close"
+            for conn in idle:
+                conn._writer.transport.close()
+            await asyncio.sleep(0)  # the transport's connection_lost runs
+            assert await store.get(SID, 60, rolling=False) == {"n": 1}
+            await store.destroy(SID)
+
+    _run(loop, test())
 
 
 @pytest.mark.parametrize("loop", LOOPS)
@@ -214,4 +249,23 @@ def test_only_a_write_on_a_closing_transport_is_a_lost_connection(closing: bool)
     assert _lost_write(raised.value) is closing
     with pytest.raises(TypeError) as other:
         len(5)  # type: ignore[arg-type]
+    assert not _lost_write(other.value)
+
+
+def test_a_writer_taken_away_meanwhile_is_a_lost_connection() -> None:
+    """redis-py's own ``self._writer.writelines(...)`` after another task's ``disconnect()``
+    set the writer to ``None``: told by the missing attribute and its ``None`` owner."""
+    from koasession.stores.redis import _lost_write
+
+    class Connection:
+        _writer: Any = None
+
+        def send(self) -> None:
+            self._writer.writelines([b"PING"])
+
+    with pytest.raises(AttributeError) as raised:
+        Connection().send()
+    assert _lost_write(raised.value)
+    with pytest.raises(AttributeError) as other:
+        Connection()._writer.write(b"PING")
     assert not _lost_write(other.value)

@@ -146,8 +146,11 @@ def _lost_write(exc: BaseException) -> bool:
 
     Told apart by the state of the stream or transport the error was raised in (the innermost
     frame of either in the traceback: asyncio's transport, or the stream writer that called
-    uvloop's), never by the message: the same error anywhere else stays what it is.
+    uvloop's), or by the attribute that was missing, never by the message: the same error
+    anywhere else stays what it is.
     """
+    if isinstance(exc, AttributeError) and exc.name == "writelines" and exc.obj is None:
+        return True  # redis-py's writer, taken away by another task's disconnect() meanwhile
     transport = None
     tb = exc.__traceback__
     while tb is not None:
