@@ -3,10 +3,12 @@ extra to install (issue 9 §3 and §5)."""
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -217,6 +219,39 @@ async def test_sqlite_errors_name_the_file(tmp_path: Path) -> None:
     response, _ = await get(app)
     assert response.status_code == 503
     assert [str(path) in str(e) for e in errors] == [True]
+
+
+def test_a_file_that_cannot_open_leaves_no_worker_thread_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """aiosqlite stops the worker of a connection that failed to open without waiting, and the
+    worker then reports to the event loop: a script whose loop ends on the error must not get a
+    thread dying on "Event loop is closed". The worker is slowed down so that, without the
+    store waiting for it, the loop is always closed first."""
+    from koasession.stores.sqlite import SQLiteStore
+
+    died: list[BaseException | None] = []
+    monkeypatch.setattr(threading, "excepthook", lambda args: died.append(args.exc_value))
+    before = set(threading.enumerate())
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        post = loop.call_soon_threadsafe
+
+        def slow_post(*args: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is not threading.main_thread():
+                time.sleep(0.2)
+            return post(*args, **kwargs)
+
+        monkeypatch.setattr(loop, "call_soon_threadsafe", slow_post)
+        store = SQLiteStore(tmp_path / "missing-dir" / "sessions.db")
+        with pytest.raises(StoreError):
+            await store.get("s" * 43)
+
+    asyncio.run(main())
+    for thread in set(threading.enumerate()) - before:
+        thread.join(5)
+    assert died == []
 
 
 # -- missing optional dependencies ------------------------------------------------------------

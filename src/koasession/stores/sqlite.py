@@ -69,6 +69,18 @@ def _daemonize(conn: aiosqlite.Connection) -> None:
         thread.daemon = True
 
 
+async def _stopped(conn: aiosqlite.Connection) -> None:
+    """Wait for the worker thread of a connection that failed to open to end.
+
+    aiosqlite stops it without waiting, and the thread's last act is to report to the event
+    loop: if the loop closed first (a script's ``asyncio.run`` ending on the error), the thread
+    dies on "Event loop is closed" and prints its traceback.
+    """
+    thread = _worker(conn)
+    if thread is not None and thread.is_alive():
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
+
+
 def _usable(conn: aiosqlite.Connection) -> bool:
     """Whether the connection's worker thread still runs.
 
@@ -169,7 +181,11 @@ class SQLiteStore(StoreOptionsMixin):
                 # and concurrent coroutines sharing the connection never share a transaction.
                 conn = aiosqlite.connect(self.path, isolation_level=None)
                 _daemonize(conn)
-                await conn
+                try:
+                    await conn
+                except Exception:
+                    await _stopped(conn)
+                    raise
                 self._conn = conn
             if not self._ready:
                 await self._setup(conn)
