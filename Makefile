@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 ARGS   ?=
 
-.PHONY: install demo test test-oldest test-newest lint typecheck pytest bench bench-quick bench-mypyc clean
+.PHONY: install demo test test-oldest test-newest test-uvloop lint typecheck pytest bench bench-quick bench-mypyc clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "koasession needs Python 3.10+"'
@@ -56,6 +56,11 @@ test-newest:
 	.venv-newest/bin/python -m pip install --quiet --upgrade pip
 	.venv-newest/bin/python -m pip install --quiet -e '.[dev]'
 	.venv-newest/bin/pytest -p no:cacheprovider
+
+## test-uvloop: the engine and store tests on uvloop, the event loop of uvicorn[standard]
+## (tests/conftest.py: KOASESSION_TEST_LOOP); CI runs it too.
+test-uvloop: $(STAMP)
+	KOASESSION_TEST_LOOP=uvloop $(BIN)/pytest -p no:cacheprovider tests/core tests/stores
 
 ## bench: run the benchmark suite (not part of `make test`)
 bench: $(STAMP)

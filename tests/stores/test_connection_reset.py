@@ -88,8 +88,13 @@ def _run(loop: str, scenario: Coroutine[Any, Any, None]) -> None:
     if loop == "uvloop":
         uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (dev extra)")
         uvloop.run(scenario)
-    else:
-        asyncio.run(scenario)
+        return
+    # The standard library's own loop, whatever loop policy the run set (make test-uvloop).
+    standard = asyncio.SelectorEventLoop()
+    try:
+        standard.run_until_complete(scenario)
+    finally:
+        standard.close()
 
 
 @pytest.fixture
