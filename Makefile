@@ -34,16 +34,22 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest
 
+# $(call dev_venv,PYTHON,DIR,VARIABLE): a new venv of PYTHON in DIR with the dev extra (VARIABLE
+# names the make variable that sets PYTHON, for the error when it is missing).
+define dev_venv
+	@command -v $(1) >/dev/null || { echo "$(1) not found (set $(3)=...)"; exit 1; }
+	$(1) -m venv --clear $(2)
+	$(2)/bin/python -m pip install --quiet --upgrade pip
+	$(2)/bin/python -m pip install --quiet -e '.[dev]'
+endef
+
 ## test-oldest: the engine, koa, security and store tests on the oldest supported Python (3.10),
 ## whose code paths differ (asyncio.wait_for, base64 without strict mode); CI runs it too.
 ## It runs on the json module (KOASESSION_JSON=std), the path of an install without the orjson
 ## extra, while `make test` runs with orjson (in the dev extra): the suite runs both ways.
 OLDEST ?= python3.10
 test-oldest:
-	@command -v $(OLDEST) >/dev/null || { echo "$(OLDEST) not found (set OLDEST=...)"; exit 1; }
-	$(OLDEST) -m venv --clear .venv-oldest
-	.venv-oldest/bin/python -m pip install --quiet --upgrade pip
-	.venv-oldest/bin/python -m pip install --quiet -e '.[dev]'
+	$(call dev_venv,$(OLDEST),.venv-oldest,OLDEST)
 	KOASESSION_JSON=std .venv-oldest/bin/pytest -p no:cacheprovider tests/core tests/koa tests/security tests/stores
 
 ## test-newest: the whole test suite on a newer Python than the default one (3.12 or later),
@@ -51,10 +57,7 @@ test-oldest:
 ## when such a Python is installed.
 NEWEST ?= python3.13
 test-newest:
-	@command -v $(NEWEST) >/dev/null || { echo "$(NEWEST) not found (set NEWEST=...)"; exit 1; }
-	$(NEWEST) -m venv --clear .venv-newest
-	.venv-newest/bin/python -m pip install --quiet --upgrade pip
-	.venv-newest/bin/python -m pip install --quiet -e '.[dev]'
+	$(call dev_venv,$(NEWEST),.venv-newest,NEWEST)
 	.venv-newest/bin/pytest -p no:cacheprovider
 
 ## test-uvloop: the engine and store tests on uvloop, the event loop of uvicorn[standard]

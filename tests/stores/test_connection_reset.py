@@ -122,15 +122,16 @@ async def _through_proxy(
 SID = "r" * 43
 PREFIX = f"kstest:{RUN_ID}:reset:"
 LOOPS = ["asyncio", "uvloop"]
+#: The two ways a store that opened its client sends commands: through connections of its own
+#: (``max_concurrency`` set, the default), or through redis-py's pool.
+OWN_CONNECTIONS_OR_POOL = pytest.mark.parametrize(
+    "options", [{}, {"max_concurrency": None}], ids=["own connections", "client pool"]
+)
 
 
 @pytest.mark.usefixtures("redis_up")
 @pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"max_concurrency": None}],
-    ids=["own connections", "client pool"],
-)
+@OWN_CONNECTIONS_OR_POOL
 def test_a_reset_connection_is_replaced_without_an_error(
     loop: str, options: dict[str, Any]
 ) -> None:
@@ -178,11 +179,7 @@ def test_a_client_given_to_the_store_fails_over_a_reset_as_a_store_error(loop: s
 
 @pytest.mark.usefixtures("redis_up")
 @pytest.mark.parametrize("loop", LOOPS)
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"max_concurrency": None}],
-    ids=["own connections", "client pool"],
-)
+@OWN_CONNECTIONS_OR_POOL
 def test_a_connection_closed_under_the_store_is_replaced_without_an_error(
     loop: str, options: dict[str, Any]
 ) -> None:
