@@ -11,7 +11,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from .errors import SessionIdCollision, StoreError
+from .errors import ConfigurationError, SessionIdCollision, StoreError
 
 #: How many ids a save tries when the store reports a collision (``SessionIdCollision``).
 GENID_ATTEMPTS = 5
@@ -41,8 +41,11 @@ async def call(
     task of its own costs event-loop turns on every call.
 
     A ``TypeError`` passes through unchanged: it is the application's bug (an ``owner()``
-    returning a non-string, data JSON cannot hold), not an outage to answer with 503. So does
+    returning a non-string, data JSON cannot hold), not an outage to answer with 503. So does a
+    ``ConfigurationError`` (a bundled store used outside asyncio, say), and
     ``SessionIdCollision``, which :func:`save_new_id` handles.
+
+    Off asyncio (trio, through Hypercorn's trio worker or anyio), the timeout is anyio's.
     """
     try:
         result = method(key, *args, **(kwargs or {}))
@@ -51,7 +54,7 @@ async def call(
                 return await _bounded(result, timeout)
             return await result
         return result
-    except (SessionIdCollision, TypeError):
+    except (SessionIdCollision, TypeError, ConfigurationError):
         raise
     except Exception as exc:
         if isinstance(exc, StoreError):
@@ -71,6 +74,10 @@ def _ends_within(store: object, timeout: float) -> bool:
 
 
 async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return await _bounded_off_asyncio(awaitable, timeout)
     task = asyncio.ensure_future(awaitable)
     finished = False
     try:
@@ -90,6 +97,26 @@ async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
         # A failure's traceback holds this frame and the task holds the failure: without the
         # task in the frame, that is no reference cycle left for the collector.
         del task
+
+
+async def _bounded_off_asyncio(awaitable: Awaitable[Any], timeout: float) -> Any:
+    """:func:`_bounded` on another async library (trio), through anyio.
+
+    The call is cancelled where it runs and its clean-up is awaited: structured concurrency
+    has no background to leave it in, as asyncio's task does.
+    """
+    try:
+        import anyio
+    except ImportError:
+        if inspect.iscoroutine(awaitable):
+            awaitable.close()  # never awaited: no "coroutine was never awaited" warning
+        raise ConfigurationError(
+            "store_timeout outside asyncio needs anyio (pip install anyio), which Starlette, "
+            "FastAPI and Litestar install; or set store_timeout=None"
+        ) from None
+    with anyio.move_on_after(timeout):
+        return await awaitable
+    raise asyncio.TimeoutError()
 
 
 def _retrieve(task: asyncio.Future[Any]) -> None:

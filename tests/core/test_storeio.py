@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from typing import Any
 
 import pytest
 
 from koasession import storeio
-from koasession.errors import SessionIdCollision, StoreError
+from koasession.errors import ConfigurationError, SessionIdCollision, StoreError
 
 
 class _Recorder:
@@ -50,7 +52,10 @@ async def test_failures_become_store_error_and_are_reported(error: Exception, me
     assert report.reports == [("get", "k", type(error).__name__)]
 
 
-@pytest.mark.parametrize("error", [TypeError("bad owner"), SessionIdCollision("taken")])
+@pytest.mark.parametrize(
+    "error",
+    [TypeError("bad owner"), SessionIdCollision("taken"), ConfigurationError("not on asyncio")],
+)
 async def test_application_errors_and_collisions_pass_through(error: Exception) -> None:
     def get(key: str) -> None:
         raise error
@@ -159,3 +164,66 @@ async def test_save_new_id_gives_up_after_the_attempts() -> None:
 )
 def test_vanished(written: object, expected: bool) -> None:
     assert storeio.vanished(written) is expected
+
+
+# -- off asyncio: trio (Hypercorn's trio worker, anyio's trio backend) --------------------------
+
+
+def test_the_timeout_holds_under_trio() -> None:
+    """A call past ``store_timeout`` fails as a timeout under trio too (through anyio), and a
+    call in time returns its result."""
+    trio = pytest.importorskip("trio")
+
+    async def stalled(key: str) -> None:
+        await trio.sleep(60)
+
+    async def quick(key: str) -> str:
+        await trio.sleep(0)
+        return key.upper()
+
+    async def main() -> tuple[str, float, str]:
+        report = _Recorder()
+        assert await storeio.call("get", quick, "k", timeout=1.0, store="S") == "K"
+        started = trio.current_time()
+        with pytest.raises(StoreError) as info:
+            await storeio.call("get", stalled, "k", timeout=0.05, store="S", report=report)
+        assert report.reports == [("get", "k", "TimeoutError")]
+        return str(info.value), trio.current_time() - started, repr(info.value.__cause__)
+
+    message, waited, cause = trio.run(main)
+    assert message == "session store 'S' get('k') failed: timed out after 0.05 s"
+    assert "TimeoutError" in cause
+    assert waited < 5
+
+
+def test_a_failure_under_trio_is_a_store_error() -> None:
+    trio = pytest.importorskip("trio")
+
+    async def down(key: str) -> None:
+        await trio.sleep(0)
+        raise ConnectionError("down")
+
+    async def main() -> str:
+        with pytest.raises(StoreError) as info:
+            await storeio.call("get", down, "k", timeout=1.0, store="S")
+        return str(info.value)
+
+    assert trio.run(main) == "session store 'S' get('k') failed: ConnectionError('down')"
+
+
+def test_a_timeout_off_asyncio_without_anyio_says_what_to_do(
+    monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
+) -> None:
+    trio = pytest.importorskip("trio")
+    monkeypatch.setitem(sys.modules, "anyio", None)  # import anyio raises ImportError
+
+    async def get(key: str) -> str:
+        return key
+
+    async def main() -> None:
+        await storeio.call("get", get, "k", timeout=1.0, store="S")
+
+    with pytest.raises(ConfigurationError, match=r"store_timeout outside asyncio needs anyio"):
+        trio.run(main)
+    gc.collect()
+    assert not [w for w in recwarn if "never awaited" in str(w.message)]

@@ -5,9 +5,11 @@ Nothing here is public API; the stores re-export what users need.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import math
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -27,6 +29,39 @@ OwnerFunc = Callable[[SessionData], "str | int | None"]
 
 # A hash key shorter than this would make the HMAC of an id guessable by brute force.
 _MIN_HASH_KEY_BYTES = 32
+
+
+def running_loop(store: object) -> asyncio.AbstractEventLoop:
+    """The running asyncio event loop, for a store whose driver needs one; outside asyncio, the
+    :func:`not_on_asyncio` error instead of the driver's "no running event loop"."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        raise not_on_asyncio(store) from None
+
+
+def not_on_asyncio(store: object) -> ConfigurationError:
+    """The error of a bundled store called outside an asyncio event loop (under trio, say).
+
+    A ``ConfigurationError`` rather than a store outage: no retry helps, the application must
+    be served on asyncio (or use a store written for its library).
+    """
+    name = type(store).__name__
+    return ConfigurationError(
+        f"{name} needs an asyncio event loop (its driver runs only on asyncio), but it was "
+        f"called {_where()}: serve the app on asyncio (uvicorn, Hypercorn's default worker, "
+        "Granian), or use MemoryStore or a store written for that library"
+    )
+
+
+def _where() -> str:
+    sniffio = sys.modules.get("sniffio")  # anyio's; when loaded, it can name the library
+    if sniffio is not None:
+        try:
+            return f"under {sniffio.current_async_library()}"
+        except sniffio.AsyncLibraryNotFoundError:
+            pass
+    return "outside any asyncio event loop"
 
 
 def valid_id(key: object) -> bool:

@@ -13,7 +13,7 @@ from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 from ..errors import ConfigurationError, StoreError
-from ._common import json_path, merge_items
+from ._common import json_path, merge_items, not_on_asyncio, running_loop
 
 logger = logging.getLogger("koasession")
 
@@ -150,10 +150,12 @@ class PerLoop(Generic[_T]):
 
     def __init__(
         self,
+        owner: object,
         open: Callable[[], Awaitable[_T]],
         close: Callable[[_T], Awaitable[None]],
         discard: Callable[[_T], None],
     ) -> None:
+        self._owner = owner  # the store, named by the error of a call outside asyncio
         self._open = open
         self._close = close
         self._discard = discard
@@ -163,7 +165,11 @@ class PerLoop(Generic[_T]):
     async def get(self) -> _T:
         """The running loop's resource, opened on first use."""
         slot = self._current
-        if slot is not None and slot.value is not None and slot.loop is asyncio.get_running_loop():
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise not_on_asyncio(self._owner) from None
+        if slot is not None and slot.value is not None and slot.loop is loop:
             return slot.value
         slot = self._slot()
         async with slot.lock:
@@ -176,7 +182,7 @@ class PerLoop(Generic[_T]):
         return self._slot().lock
 
     def _slot(self) -> _Slot[_T]:
-        loop = asyncio.get_running_loop()
+        loop = running_loop(self._owner)
         slot = self._slots.get(loop)
         if slot is None:
             self._prune()
@@ -194,7 +200,7 @@ class PerLoop(Generic[_T]):
         """Release every loop's resource: the running loop's is closed properly, the others
         (closed loops, or loops of other threads) discarded. Later calls open afresh."""
         slots, self._slots, self._current = self._slots, {}, None
-        running = asyncio.get_running_loop()
+        running = running_loop(self._owner)
         for loop, slot in slots.items():
             if slot.value is None:
                 continue
@@ -284,6 +290,8 @@ class PooledSQLStore:
                 pool = await self._get_pool()
                 async with self._connection(pool) as conn:
                     return await query(conn)
+            except ConfigurationError:
+                raise  # not an outage (called outside asyncio): no retry, no StoreError
             except Exception as exc:
                 if not self._broken(exc):
                     raise store_error(repr(self), operation, exc, self._secrets) from exc

@@ -187,7 +187,7 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
             raise ConfigurationError("MySQLStore needs a mysql:// URL")
         self._connect_args, self.address, self._secrets = describe_url(url)
         self._pool_options = dict(pool_options or {})
-        self._pools: PerLoop[Any] = PerLoop(self._open_pool, self._close_pool, _terminate)
+        self._pools: PerLoop[Any] = PerLoop(self, self._open_pool, self._close_pool, _terminate)
 
     def __repr__(self) -> str:
         return f"MySQLStore({self.address}, table={self.table!r})"

@@ -169,7 +169,7 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
             self.address, self._secrets = describe_dsn(dsn_or_pool)
-            self._pools: PerLoop[Any] = PerLoop(self._open_pool, self._close_pool, _terminate)
+            self._pools: PerLoop[Any] = PerLoop(self, self._open_pool, self._close_pool, _terminate)
         elif isinstance(dsn_or_pool, asyncpg.Pool):
             if pool_options:
                 raise ConfigurationError("pool_options are only used with a DSN")
@@ -180,7 +180,7 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
             async def given() -> Any:
                 return pool
 
-            self._pools = PerLoop(given, _leave_open, _leave_open_sync)
+            self._pools = PerLoop(self, given, _leave_open, _leave_open_sync)
         else:
             raise ConfigurationError("PostgresStore needs a DSN string or an asyncpg.Pool")
 

@@ -59,6 +59,7 @@ from ._common import (
     loads,
     loads_value,
     merge_items,
+    not_on_asyncio,
     touch_items,
     ttl_seconds,
     valid_id,
@@ -475,7 +476,10 @@ class RedisStore(StoreOptionsMixin):
         return self._binding().client  # type: ignore[no-any-return]
 
     def _binding(self) -> _Binding:
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise not_on_asyncio(self) from None
         bound = self._bound
         if bound.loop is loop:
             return bound

@@ -34,6 +34,7 @@ from ._common import (
     StoreOptionsMixin,
     dumps,
     loads,
+    running_loop,
     touch_items,
     ttl_seconds,
     valid_id,
@@ -164,10 +165,12 @@ class SQLiteStore(StoreOptionsMixin):
 
     async def _db(self) -> aiosqlite.Connection:
         """The connection, opened (and the table created) on first use."""
+        # The connection answers any asyncio loop, but aiosqlite needs one: outside asyncio its
+        # error would be a "no current event loop" deep inside.
+        loop = running_loop(self)
         conn = self._conn
         if self._ready and conn is not None and _usable(conn):
             return conn
-        loop = asyncio.get_running_loop()
         if self._lock_loop is not loop:
             self._lock_loop, self._lock = loop, asyncio.Lock()
         async with self._lock:
@@ -249,6 +252,8 @@ class SQLiteStore(StoreOptionsMixin):
         """Run ``query(connection)``; a failure becomes a ``StoreError`` naming the file."""
         try:
             return await query(await self._db())
+        except ConfigurationError:
+            raise  # not an outage (called outside asyncio)
         except Exception as exc:
             raise store_error(repr(self), operation, exc, ()) from exc
 
