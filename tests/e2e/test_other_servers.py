@@ -1,4 +1,5 @@
-"""The real-server promises under Hypercorn and Granian: subprocesses, real HTTP (httpx).
+"""The real-server promises under Hypercorn (asyncio, uvloop and trio workers) and Granian:
+subprocesses, real HTTP (httpx).
 
 tests/e2e/test_uvicorn_lifecycle.py checks them under uvicorn; users also serve ASGI apps with
 Hypercorn (asyncio and uvloop workers) and Granian (``--interface asgi``, whose ``send``
@@ -50,6 +51,7 @@ IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hypercorn": ("hypercorn", ["hypercorn", "-k", "asyncio"]),
     "hypercorn-uvloop": ("hypercorn", ["hypercorn", "-k", "uvloop"]),
+    "hypercorn-trio": ("hypercorn", ["hypercorn", "-k", "trio"]),
     "granian": ("granian", ["granian", "--interface", "asgi", "--loop", "asyncio"]),
     "granian-uvloop": ("granian", ["granian", "--interface", "asgi", "--loop", "uvloop"]),
 }
@@ -224,6 +226,8 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         require(VARIANTS[variant][0])
         if "uvloop" in variant:
             require("uvloop")
+        if "trio" in variant:
+            require("trio")
         module = f"app_{secrets.token_hex(4)}"
         (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
         for _attempt in range(5):
@@ -598,7 +602,7 @@ def session_cookies(response: httpx.Response) -> list[str]:
     return sorted(line.split("=", 1)[0] for line in response.headers.get_list("set-cookie"))
 
 
-@pytest.mark.parametrize("variant", list(VARIANTS))
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if v != "hypercorn-trio"])
 def test_send_paths(serve: Callable[..., Server], variant: str) -> None:
     server = serve(variant, STREAM_APP)
     with httpx.Client(base_url=server.url, timeout=10) as http:
@@ -660,3 +664,90 @@ def test_http2_prior_knowledge(serve: Callable[..., Server], variant: str) -> No
         assert session_cookies(streamed) == ["koa.sess", "koa.sess.sig"]
         assert http.get("/").json() == {"n": 3}
     assert_clean(server.output())
+
+
+# -- 6. Hypercorn's trio worker ------------------------------------------------------------------
+
+TRIO_APP = """
+import os
+import trio
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from koasession import SessionMiddleware
+from koasession.stores import store_from_url
+
+class TrioStore:
+    \"\"\"A store of the application's own that waits on trio, as a trio driver would.\"\"\"
+
+    def __init__(self):
+        self.entries = {}
+
+    async def get(self, key, *args, **kwargs):
+        await trio.sleep(0)
+        return self.entries.get(key)
+
+    async def set(self, key, data, *args, **kwargs):
+        await trio.sleep(0)
+        self.entries[key] = data
+
+    async def destroy(self, key, **kwargs):
+        await trio.sleep(0)
+        self.entries.pop(key, None)
+
+async def count(request: Request) -> JSONResponse:
+    request.session["n"] = request.session.get("n", 0) + 1
+    return JSONResponse({"n": request.session["n"]})
+
+async def login(request: Request) -> JSONResponse:
+    request.session["user"] = "ada"
+    await request.session.regenerate()
+    return JSONResponse({"user": "ada", "n": request.session.get("n")})
+
+url = os.environ.get("STORE_URL")
+store = store_from_url(url, key_prefix=os.environ["KEY_PREFIX"]) if url else TrioStore()
+app = SessionMiddleware(
+    Starlette(routes=[Route("/", count), Route("/login", login, methods=["POST"])]),
+    keys=["tONGABbpJHX1qcgawgKRl25XMtIgY78OAfLS-XgbRG8"],
+    store=store,
+)
+"""
+
+
+def test_trio_worker_cookie_mode(serve: Callable[..., Server]) -> None:
+    server = serve("hypercorn-trio", BANK_APP)
+    check_crash_writes_nothing(server.url)
+    assert "RuntimeError: crash half-way through" in server.output()
+
+
+def test_trio_worker_with_a_store_of_the_apps_own(serve: Callable[..., Server]) -> None:
+    """Its calls run under store_timeout (anyio's, off asyncio): they work, a login included."""
+    server = serve("hypercorn-trio", TRIO_APP)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        assert http.get("/").json() == {"n": 1}
+        assert http.get("/").json() == {"n": 2}
+        before = http.cookies["koa.sess"]
+        assert http.post("/login").json() == {"user": "ada", "n": 2}
+        assert http.cookies["koa.sess"] != before
+        assert http.get("/").json() == {"n": 3}
+    output = server.output()
+    assert "store_error" not in output
+    assert_clean(output)
+
+
+def test_trio_worker_with_a_bundled_store_says_it_needs_asyncio(
+    serve: Callable[..., Server],
+) -> None:
+    """Not a 503 "Session store unavailable" on every request, as if Redis were down: a 500,
+    and the server's log says what is wrong."""
+    prefix = f"kstest-servers:{secrets.token_hex(4)}:"
+    server = serve("hypercorn-trio", TRIO_APP, STORE_URL=redis_url(), KEY_PREFIX=prefix)
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        response = http.get("/")
+    assert response.status_code == 500
+    assert not response.headers.get_list("set-cookie")
+    output = server.output()
+    assert "ConfigurationError: RedisStore needs an asyncio event loop" in output
+    assert "but it was called under trio" in output
+    assert "store_error" not in output
