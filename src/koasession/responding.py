@@ -117,10 +117,6 @@ class Responding(EngineState):
         else:
             self.cookie_lines = new
 
-    def response_headers(self) -> list[tuple[bytes, bytes]]:
-        """Set-Cookie lines and extra headers to add to the response start."""
-        return session_headers(self.cookie_lines, self.extra_headers)
-
     # -- the response --------------------------------------------------------------------
     def start_response(self, status: int) -> bool | Awaitable[bool]:
         """Commit as the response starts; False when it must become :data:`UNAVAILABLE`.
@@ -171,12 +167,13 @@ class Responding(EngineState):
         """Headers for the 500 an adapter sends when the application raised, or ``None``.
 
         Only explicit work is in them (a manual save, koa's clearing of a cookie whose custom
-        decode failed); ``None`` when there is none, or the response already started.
+        decode failed), with the ``Vary`` and ``Cache-Control`` of any response that sets or
+        clears the cookie; ``None`` when there is none, or the response already started.
         """
         if self.started or not (self.clear_on_error or self.cookie_lines or self.extra_headers):
             return None
         self.started = True
-        return self.response_headers()
+        return self.merge_headers([])
 
     def unsaved_change(self) -> bool:
         """Whether the session holds a change that no commit wrote (checked after the app)."""
@@ -298,19 +295,7 @@ def merge_session_headers(
             tokens = [t.strip().lower() for t in value.split(b",")]
             if b"cookie" not in tokens and b"*" not in tokens:
                 out[vary] = (key, value + b", Cookie")
-    # session_headers() in line: a call less on every response that carries the session's.
     for _, line in queued:
         out.append((b"set-cookie", line.encode("latin-1")))
     out.extend(extra)
     return out
-
-
-def session_headers(
-    queued: Sequence[tuple[str, str]], extra: Sequence[tuple[bytes, bytes]]
-) -> list[tuple[bytes, bytes]]:
-    """A session's own response headers: its Set-Cookie lines, then ``extra``."""
-    headers = []
-    for _, line in queued:  # a loop: a list comprehension is a call of its own before 3.12
-        headers.append((b"set-cookie", line.encode("latin-1")))
-    headers.extend(extra)
-    return headers

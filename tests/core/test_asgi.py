@@ -90,6 +90,35 @@ async def test_handler_exception_leaves_nothing_written() -> None:
     assert len(store) == 0
 
 
+@pytest.mark.parametrize("case", ["saved before the crash", "tampered cookie cleared"])
+async def test_the_500_of_a_crash_that_carries_cookies_gets_vary_and_cache_control(
+    case: str,
+) -> None:
+    """The 500 the adapter answers itself for explicit work (a save before the crash, koa's
+    clearing of a bad signature) carries the headers of any response that sets or clears the
+    session cookie: ``Vary: Cookie`` and ``Cache-Control: private``."""
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        session = scope["session"]
+        session["n"] = session.get("n", 0) + 1
+        if case == "saved before the crash":
+            await session.save()
+        raise RuntimeError("boom")
+
+    headers = {}
+    if case == "tampered cookie cleared":
+        headers["cookie"] = "koa.sess=eyJuIjoxfQ==; koa.sess.sig=not-the-signature"
+    transport = httpx.ASGITransport(
+        app=SessionMiddleware(app, keys=[KEY]), raise_app_exceptions=False
+    )
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        response = await c.get("/", headers=headers)
+    assert response.status_code == 500
+    assert set_cookies(response)
+    assert response.headers.get_list("vary") == ["Cookie"]
+    assert response.headers.get_list("cache-control") == ["private"]
+
+
 async def test_exception_turned_into_a_response_inside_still_commits() -> None:
     """Like koa: an error caught by an inner handler still commits (Starlette's 500 page)."""
 

@@ -160,6 +160,9 @@ def test_manual_save_before_a_crash_still_reaches_the_browser() -> None:
     response = http.get("/save-then-crash")
     assert response.status_code == 500
     assert set_cookies(response)
+    # the headers of any response that sets the session cookie
+    assert response.headers.getlist("Vary") == ["Cookie"]
+    assert response.headers.getlist("Cache-Control") == ["private"]
     assert http.get("/").json == {"saved": True, "views": 1}
 
 
