@@ -1,11 +1,13 @@
 """aiohttp with koasession: ``setup(app, keys=...)``; the session is ``request["session"]``.
 
 Run: ``python -m aiohttp.web examples.aiohttp_app:make_app`` (set ``KOASESSION_KEY``, e.g. to
-the output of ``koasession keygen``), or ``python examples/aiohttp_app.py``.
+the output of ``koasession keygen``), or ``python examples/aiohttp_app.py`` (the same ``-H HOST``
+and ``-P PORT`` options; without them, ``localhost:8080``).
 """
 
 from __future__ import annotations
 
+import argparse
 from typing import Any
 
 from aiohttp import web
@@ -55,8 +57,9 @@ async def form_login(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/")
 
 
-def make_app() -> web.Application:
-    """The application (``python -m aiohttp.web examples.aiohttp_app:make_app``)."""
+def make_app(argv: list[str] | None = None) -> web.Application:
+    """The application (``python -m aiohttp.web examples.aiohttp_app:make_app``, which passes
+    the command line's remaining arguments: unused here)."""
     app = web.Application()
     app.add_routes(routes)
     setup(app, keys=KEYS)
@@ -66,4 +69,8 @@ def make_app() -> web.Application:
 app = make_app()
 
 if __name__ == "__main__":
-    web.run_app(app)
+    parser = argparse.ArgumentParser(description="Serve the example on HOST:PORT.")
+    parser.add_argument("-H", "--hostname", default="localhost")
+    parser.add_argument("-P", "--port", type=int, default=8080)
+    options = parser.parse_args()
+    web.run_app(app, host=options.hostname, port=options.port)

@@ -73,7 +73,7 @@ SHUTDOWN_NOISE = (
 def unavailable(reason: str) -> None:
     """Skip, or fail under CI=true, where every server and service must be tested."""
     if IN_CI:
-        pytest.fail(f"{reason} (CI=true: the other-server tests must run)")
+        pytest.fail(f"{reason} (CI=true: the real-server tests must run)")
     pytest.skip(reason)
 
 
