@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from _services import DATABASE_URL, REDIS_URL, require_redis, unavailable
 from koasession import SessionMiddleware, __version__
 from koasession.cli import main
 from koasession.codec import encode
@@ -23,9 +24,6 @@ from koasession.signing import Signer
 
 KEY = keygen()  # never starts with "-", which argparse would read as an option
 OLD = keygen()
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 
 def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -223,12 +221,6 @@ def test_usage_error_is_not_a_traceback(capsys: pytest.CaptureFixture[str]) -> N
 # -- inspect --store -------------------------------------------------------------------------------
 
 
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: every store must be tested)")
-    pytest.skip(reason)
-
-
 async def _login(store: Any, user: str) -> str:
     """A Cookie header for a session saved in ``store`` by the middleware itself."""
 
@@ -295,15 +287,7 @@ def test_store_lookup_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str])
 
 
 def test_store_lookup_redis(capsys: pytest.CaptureFixture[str]) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except Exception as exc:
-        _unavailable(f"Redis unreachable at {REDIS_URL}: {exc}")
-    finally:
-        client.close()
+    require_redis()
     prefix = f"kstest-cli:{secrets.token_hex(4)}:"
     _store_case(REDIS_URL, {"key_prefix": prefix}, ["--prefix", prefix], capsys)
 
@@ -322,7 +306,7 @@ def test_store_lookup_hides_the_password(capsys: pytest.CaptureFixture[str]) -> 
         ["inspect", "--store", url, "--table", table, header, "--keys", KEY], capsys
     )
     if "Connect" in err or "connect" in err:
-        _unavailable(f"PostgreSQL unreachable at {DATABASE_URL}: {err}")
+        unavailable(f"PostgreSQL unreachable at {DATABASE_URL}: {err}")
     assert status == 1
     assert "hunter2" not in out + err
     # The table does not exist and inspecting does not create it.

@@ -32,13 +32,12 @@ from typing import Any
 
 import pytest
 
+from _services import DATABASE_URL, REDIS_URL, require_postgres, require_redis
+
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 REDIS_DEFAULT = "redis://127.0.0.1:6379"
 POSTGRES_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
-REDIS_URL = os.environ.get("REDIS_URL", REDIS_DEFAULT)
-DATABASE_URL = os.environ.get("DATABASE_URL", POSTGRES_DEFAULT)
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 #: Deliberately unrun blocks are the exception: more than this many means the docs drifted.
 MAX_NOT_RUN = 3
 
@@ -107,34 +106,11 @@ ALL_BLOCKS = [block for path in DOCS for block in _blocks(path)]
 PYTHON_BLOCKS = [block for block in ALL_BLOCKS if block.info == "python"]
 
 
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: every documented example must run)")
-    pytest.skip(reason)
-
-
 def _require_servers(code: str) -> None:
     if REDIS_DEFAULT in code:
-        import redis
-
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-        try:
-            client.ping()
-        except Exception as exc:
-            _unavailable(f"Redis unreachable at {REDIS_URL}: {exc}")
-        finally:
-            client.close()
+        require_redis()
     if "postgresql://" in code or "postgres://" in code:
-        import asyncpg
-
-        async def probe() -> None:
-            conn = await asyncpg.connect(DATABASE_URL, timeout=3)
-            await conn.close()
-
-        try:
-            asyncio.run(probe())
-        except Exception as exc:
-            _unavailable(f"PostgreSQL unreachable at {DATABASE_URL}: {exc}")
+        require_postgres()
 
 
 def _source(block: Block) -> str:

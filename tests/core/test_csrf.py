@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import email.policy
 import json
-import os
 import re
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from _services import REDIS_URL, require_redis
 from koasession import (
     CSRFMiddleware,
     MemoryStore,
@@ -35,7 +35,6 @@ from koasession import (
 
 from ._app import KEY
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 MODES = ["cookie", "memory", "sqlite", "redis"]
 ORIGIN = "http://testserver"
 HOSTILE = "https://evil.example"
@@ -123,17 +122,7 @@ async def make_app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
 
             store = SQLiteStore(tmp_path / f"csrf{len(stores)}.db")
         elif mode == "redis":
-            import redis
-
-            probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-            try:
-                probe.ping()
-            except Exception as exc:
-                if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-                    pytest.fail(f"Redis unreachable at {REDIS_URL}: {exc} (CI=true)")
-                pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
-            finally:
-                probe.close()
+            require_redis()
             from koasession.stores.redis import RedisStore
 
             store = RedisStore(REDIS_URL, key_prefix=prefix)

@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from _services import unavailable
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -26,12 +28,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").strip().lower() in ("1", "true", "yes"):
-        pytest.fail(f"{reason} (CI=true: browser tests must run; .ci/run installs chromium)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -44,11 +40,11 @@ def browser() -> Iterator[Any]:
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable(
+        unavailable(
             "playwright is not installed (pip install playwright; never `playwright install`)"
         )
     if not os.access(CHROMIUM, os.X_OK):
-        _unavailable(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+        unavailable(f"{CHROMIUM} is missing (apt-get install -y chromium)")
     with sync_playwright() as pw:
         chromium = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         try:
@@ -95,7 +91,7 @@ def serve() -> Iterator[Callable[[Any], DemoServer]]:
     try:
         import uvicorn  # noqa: F401
     except ImportError:
-        _unavailable("uvicorn is not installed (pip install 'koasession[demo]')")
+        unavailable("uvicorn is not installed (pip install 'koasession[demo]')")
     servers: list[DemoServer] = []
 
     def start(app: Any) -> DemoServer:

@@ -36,7 +36,9 @@ from typing import Any
 import httpx
 import pytest
 
-from .test_other_servers import Server, _free_port, assert_clean, session_cookies, unavailable
+from _services import unavailable
+
+from .test_other_servers import Server, _free_port, assert_clean, session_cookies
 
 pytestmark = [
     pytest.mark.timeout(120),

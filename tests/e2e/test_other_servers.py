@@ -34,18 +34,19 @@ from pathlib import Path
 import httpx
 import pytest
 
+from _services import require_postgres, require_redis, unavailable
+
 from .test_uvicorn_lifecycle import (
     BANK_APP,
     LOGIN_APP,
     MISCONFIGURED_APP,
-    REDIS_URL,
+    SWITCHED_STORE,
     check_crash_writes_nothing,
+    check_outage_in_a_login,
 )
 
 pytestmark = pytest.mark.timeout(120)
 
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-IN_CI = os.environ.get("CI", "").strip().lower() in ("1", "true", "yes")
 
 #: Server variants: (module that must be importable, command before the app and address).
 VARIANTS: dict[str, tuple[str, list[str]]] = {
@@ -70,47 +71,11 @@ SHUTDOWN_NOISE = (
 )
 
 
-def unavailable(reason: str) -> None:
-    """Skip, or fail under CI=true, where every server and service must be tested."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: the real-server tests must run)")
-    pytest.skip(reason)
-
-
 def require(module: str) -> None:
     if importlib.util.find_spec(module) is None:
         unavailable(f"{module} is not installed (pip install -e '.[dev]')")
     if module == "uvloop" and sys.platform == "win32":  # pragma: no cover
         pytest.skip("uvloop does not run on Windows")
-
-
-def redis_url() -> str:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        unavailable(f"Redis unreachable at {REDIS_URL}: {exc}")
-    finally:
-        client.close()
-    return REDIS_URL
-
-
-def database_url() -> str:
-    import asyncio
-
-    import asyncpg  # type: ignore[import-untyped]
-
-    async def probe() -> None:
-        conn = await asyncpg.connect(DATABASE_URL, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        unavailable(f"PostgreSQL unreachable at {DATABASE_URL}: {exc}")
-    return DATABASE_URL
 
 
 @dataclass
@@ -282,7 +247,7 @@ def test_crash_writes_nothing_in_the_redis_store(
 ) -> None:
     import redis
 
-    url = redis_url()
+    url = require_redis()
     client = redis.Redis.from_url(url)
     prefix = f"kstest-servers:{secrets.token_hex(4)}:"
     try:
@@ -307,17 +272,7 @@ def test_crash_writes_nothing_in_the_redis_store(
 def test_store_outage_in_a_login_answers_503_without_a_traceback(
     serve: Callable[..., Server], variant: str
 ) -> None:
-    server = serve(variant, LOGIN_APP)
-    with httpx.Client(base_url=server.url, timeout=10) as http:
-        assert http.get("/").json() == {"views": 1}
-        assert http.post("/outage").status_code == 200
-        login = http.post("/login")
-        assert login.status_code == 503
-        assert login.headers["retry-after"] == "5"
-        assert not login.headers.get_list("set-cookie")
-    output = server.output()
-    assert "session store_error" in output and "store down" in output
-    assert "Traceback" not in output
+    check_outage_in_a_login(serve(variant, LOGIN_APP))
 
 
 # -- 3. a configuration error at start-up --------------------------------------------------------
@@ -425,7 +380,7 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
     if kind == "redis":
         import redis
 
-        url = redis_url()
+        url = require_redis()
         prefix = f"kstest-servers:{token}:"
         yield {"STORE_URL": url, "KEY_PREFIX": prefix}
         client = redis.Redis.from_url(url)
@@ -439,7 +394,7 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
 
         import asyncpg
 
-        url = database_url()
+        url = require_postgres()
         table = f"kstest_servers_{token}"
         yield {"STORE_URL": url, "TABLE": table}
 
@@ -509,22 +464,16 @@ def test_a_store_left_open_shows_in_hypercorns_output(
 
 # -- 5. Granian's send: counter, streaming, 503 replacement, change after the start --------------
 
-STREAM_APP = """
+STREAM_APP = (
+    SWITCHED_STORE
+    + """
 import asyncio
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, StreamingResponse
 from starlette.routing import Route
-from koasession import MemoryStore, SessionMiddleware
-
-class SwitchedStore(MemoryStore):
-    down = False
-
-    async def set(self, key, *args, **kwargs):
-        if self.down:
-            raise ConnectionError("store down")
-        return await super().set(key, *args, **kwargs)
+from koasession import SessionMiddleware
 
 store = SwitchedStore()
 lost = []
@@ -579,6 +528,7 @@ app = SessionMiddleware(
     on_event=on_event,
 )
 """
+)
 
 PROBE_APP = """
 async def app(scope, receive, send):
@@ -742,7 +692,7 @@ def test_trio_worker_with_a_bundled_store_says_it_needs_asyncio(
     """Not a 503 "Session store unavailable" on every request, as if Redis were down: a 500,
     and the server's log says what is wrong."""
     prefix = f"kstest-servers:{secrets.token_hex(4)}:"
-    server = serve("hypercorn-trio", TRIO_APP, STORE_URL=redis_url(), KEY_PREFIX=prefix)
+    server = serve("hypercorn-trio", TRIO_APP, STORE_URL=require_redis(), KEY_PREFIX=prefix)
     with httpx.Client(base_url=server.url, timeout=10) as http:
         response = http.get("/")
     assert response.status_code == 500

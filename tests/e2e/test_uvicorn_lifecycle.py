@@ -17,13 +17,15 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+from _services import REDIS_URL, require_redis
+
 pytestmark = pytest.mark.timeout(120)
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 BANK_APP = """
 import os
@@ -55,10 +57,9 @@ app = SessionMiddleware(
 )
 """
 
-LOGIN_APP = """
-from fastapi import FastAPI
-from koasession import MemoryStore, SessionMiddleware
-from koasession.integrations.fastapi import SessionDep
+#: A MemoryStore that fails like a server gone away once ``down`` is set (app sources use it).
+SWITCHED_STORE = """
+from koasession import MemoryStore
 
 class SwitchedStore(MemoryStore):
     down = False
@@ -72,6 +73,14 @@ class SwitchedStore(MemoryStore):
         if self.down:
             raise ConnectionError("store down")
         await super().destroy(key, **kwargs)
+"""
+
+LOGIN_APP = (
+    SWITCHED_STORE
+    + """
+from fastapi import FastAPI
+from koasession import SessionMiddleware
+from koasession.integrations.fastapi import SessionDep
 
 store = SwitchedStore()
 api = FastAPI()
@@ -94,6 +103,7 @@ async def login(session: SessionDep) -> dict:
 
 app = SessionMiddleware(api, keys=["uvicorn lifecycle test key, 32+ bytes long"], store=store)
 """
+)
 
 MISCONFIGURED_APP = """
 from starlette.applications import Starlette
@@ -166,6 +176,21 @@ def uvicorn_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         server.output()
 
 
+def check_outage_in_a_login(server: Any) -> None:
+    """LOGIN_APP's store fails during a login: a 503 with Retry-After and no cookie, and the
+    server's output has the store_error line but no traceback. ``server``: ``url``, ``output()``."""
+    with httpx.Client(base_url=server.url, timeout=10) as http:
+        assert http.get("/").json() == {"views": 1}
+        assert http.post("/outage").status_code == 200
+        login = http.post("/login")
+        assert login.status_code == 503
+        assert login.headers["retry-after"] == "5"
+        assert not login.headers.get_list("set-cookie")
+    output = server.output()
+    assert "session store_error" in output and "store down" in output
+    assert "Traceback" not in output
+
+
 def check_crash_writes_nothing(url: str) -> str:
     """The balance survives a crash and follows an explicit save; returns the cookie value."""
     with httpx.Client(base_url=url, timeout=10) as http:
@@ -187,12 +212,9 @@ def test_crash_writes_nothing_in_cookie_mode(uvicorn_server: Callable[..., Serve
 
 
 def test_crash_writes_nothing_in_the_redis_store(uvicorn_server: Callable[..., Server]) -> None:
-    redis = pytest.importorskip("redis")
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    import redis
+
+    client = redis.Redis.from_url(require_redis(), socket_connect_timeout=2)
     prefix = f"kstest-uvicorn:{secrets.token_hex(4)}:"
     try:
         server = uvicorn_server(BANK_APP, STORE_URL=REDIS_URL, KEY_PREFIX=prefix)
@@ -210,17 +232,7 @@ def test_store_outage_in_a_login_answers_503_without_a_traceback(
     uvicorn_server: Callable[..., Server],
 ) -> None:
     """FastAPI's own 500 page sits inside the wrapping middleware; the outage is still a 503."""
-    server = uvicorn_server(LOGIN_APP)
-    with httpx.Client(base_url=server.url, timeout=10) as http:
-        assert http.get("/").json() == {"views": 1}
-        assert http.post("/outage").status_code == 200
-        login = http.post("/login")
-        assert login.status_code == 503
-        assert login.headers["retry-after"] == "5"
-        assert not login.headers.get_list("set-cookie")
-    output = server.output()
-    assert "session store_error" in output and "store down" in output
-    assert "Traceback" not in output
+    check_outage_in_a_login(uvicorn_server(LOGIN_APP))
 
 
 def test_configuration_error_shows_in_the_server_output(

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -18,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from _services import REDIS_URL, unavailable
 from koasession import MemoryStore, NoSessionError, SessionMiddleware
 from koasession.aiohttp import SessionMiddleware as AiohttpSessionMiddleware
 from koasession.aiohttp import get_session, setup
@@ -32,7 +32,6 @@ pytestmark = [
 ]
 
 KEY = "TFh3n1Qc0r8yq5Wk2sXb7eJm4vPz9aLd6uGo3iRt0Yc"
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 
 @asynccontextmanager
@@ -348,7 +347,7 @@ async def test_redis_store() -> None:
         await client.ping()
     except Exception as exc:  # pragma: no cover - depends on the machine
         await client.aclose()
-        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+        unavailable(f"Redis unreachable at {REDIS_URL}: {exc}")
     prefix = f"koasession-test-aiohttp-{secrets.token_hex(6)}:"
     store = RedisStore(client, key_prefix=prefix)
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
@@ -17,13 +16,12 @@ from typing import Any
 import httpx
 import pytest
 
+from _services import REDIS_URL, unavailable
 from koasession import MemoryStore
 
 from ._apps import SETUP_IDS, SETUPS, build
 
 pytestmark = pytest.mark.timeout(60)
-
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 
 class FlakyStore:
@@ -114,7 +112,7 @@ async def make_store() -> AsyncIterator[Callable[[str], Awaitable[Any]]]:
         try:
             await store.client.ping()
         except Exception as exc:
-            pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+            unavailable(f"Redis unreachable at {REDIS_URL}: {exc}")
         return store
 
     yield make

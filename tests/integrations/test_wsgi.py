@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
-import os
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -14,12 +13,12 @@ from typing import Any
 import pytest
 from werkzeug.test import Client, TestResponse
 
+from _services import REDIS_URL, require_redis
 from koasession import MemoryStore, Session
 from koasession.errors import ResponseStartedError, StoreError
 from koasession.wsgi import SessionMiddleware, run
 
 KEY = "t7Qx2bKzVnW9pLr4MmYc8dHs3JgE6aUo1fNiR5vZkXw"
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -322,12 +321,9 @@ def test_bad_configuration_is_refused_up_front() -> None:
 
 @pytest.fixture
 def redis_store() -> Iterator[Any]:
-    redis = pytest.importorskip("redis")
-    probe = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
-    try:
-        probe.ping()
-    except redis.RedisError as exc:
-        pytest.skip(f"Redis at {REDIS_URL} is unreachable: {exc}")
+    import redis
+
+    probe = redis.Redis.from_url(require_redis(), socket_connect_timeout=2)
     from koasession.stores.redis import RedisStore
 
     prefix = f"koasession-wsgi:{uuid.uuid4().hex[:12]}:"

@@ -23,21 +23,11 @@ from pathlib import Path
 
 import pytest
 
+from _services import require_redis, unavailable
+
 KOA_APP_DIR = Path(__file__).parent / "koa_app"
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 NPM_CI_TIMEOUT = 300
 SERVER_START_TIMEOUT = 20.0
-
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in {"1", "true", "yes"}
-
-
-def unavailable(reason: str) -> None:
-    """Skip the test, or fail it under CI=true (where every interop test must run)."""
-    if in_ci():
-        pytest.fail(f"{reason} (CI=true: the interop tests must run in CI)", pytrace=False)
-    pytest.skip(reason)
 
 
 # --------------------------------------------------------------------------------------------
@@ -233,19 +223,7 @@ def koa_server(koa_app_dir: Path) -> Iterator[KoaFactory]:
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """REDIS_URL (default redis://127.0.0.1:6379), after checking that it answers PING."""
-    url = os.environ.get("REDIS_URL", DEFAULT_REDIS_URL)
-    try:
-        import redis
-    except ImportError:
-        unavailable("the redis package is not installed (pip install 'koasession[redis]')")
-    client = redis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        unavailable(f"Redis at {url} is unreachable: {exc}")
-    finally:
-        client.close()
-    return url
+    return require_redis()
 
 
 @pytest.fixture(scope="session")

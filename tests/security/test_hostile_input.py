@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from _services import DATABASE_URL, REDIS_URL, unavailable
 from koasession import MemoryStore
 
 from ._helpers import (
@@ -33,8 +34,6 @@ from ._helpers import (
     signed_pair,
 )
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUN_ID = secrets.token_hex(4)
 
 
@@ -178,7 +177,7 @@ async def real_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             await store.client.ping()
         except Exception as exc:  # pragma: no cover - depends on the machine
             await store.close()
-            pytest.skip(f"Redis unreachable: {exc}")
+            unavailable(f"Redis unreachable at {REDIS_URL}: {exc}")
         yield store
         async for key in store.client.scan_iter(match=f"{prefix}*"):
             await store.client.delete(key)
@@ -192,7 +191,7 @@ async def real_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIte
             await store.get("probe")
         except Exception as exc:  # pragma: no cover - depends on the machine
             await store.close()
-            pytest.skip(f"PostgreSQL unreachable: {exc}")
+            unavailable(f"PostgreSQL unreachable at {DATABASE_URL}: {exc}")
         yield store
         await store.drop_table()
         await store.close()

@@ -12,9 +12,7 @@ per-run random id, so parallel runs and reruns never see each other's data.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
-import os
 import secrets
 import shutil
 import socket
@@ -27,10 +25,16 @@ from typing import Any
 
 import pytest
 
-REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379")
-DATABASE_URL = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
-MYSQL_URL = os.environ.get("MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
-IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+from _services import (
+    DATABASE_URL,
+    MYSQL_URL,
+    REDIS_URL,
+    mysql_problem,
+    postgres_problem,
+    redis_problem,
+    unavailable,
+)
+
 RUN_ID = secrets.token_hex(4)
 _counter = itertools.count()
 
@@ -51,64 +55,25 @@ STORE_KINDS = ["memory", "redis", "postgres", "sqlite", "mysql", "redis_cluster"
 SQL_KINDS = {"postgres", "sqlite", "mysql"}
 
 
-def unavailable(reason: str) -> None:
-    """Skip (or fail under CI) because a service is unreachable."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI=true: every store must be tested)")
-    pytest.skip(reason)
-
-
 # -- service probes (sync, once per session) ---------------------------------------------------
 
 
 @pytest.fixture(scope="session")
 def redis_available() -> str | None:
     """``None`` when Redis answers PING, else the reason it does not."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2, socket_timeout=2)
-    try:
-        client.ping()
-    except Exception as exc:
-        return f"Redis unreachable at {REDIS_URL}: {exc}"
-    finally:
-        client.close()
-    return None
+    return redis_problem()
 
 
 @pytest.fixture(scope="session")
 def postgres_available() -> str | None:
     """``None`` when PostgreSQL accepts a connection, else the reason it does not."""
-    import asyncpg
-
-    async def probe() -> None:
-        conn = await asyncpg.connect(DATABASE_URL, timeout=3)
-        await conn.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        return f"PostgreSQL unreachable at {DATABASE_URL}: {exc}"
-    return None
+    return postgres_problem()
 
 
 @pytest.fixture(scope="session")
 def mysql_available() -> str | None:
     """``None`` when MySQL/MariaDB accepts a connection, else the reason it does not."""
-    from koasession.stores.mysql import describe_url
-
-    async def probe() -> None:
-        import asyncmy
-
-        args, _, _ = describe_url(MYSQL_URL)
-        conn = await asyncmy.connect(**args, connect_timeout=3)
-        conn.close()
-
-    try:
-        asyncio.run(probe())
-    except Exception as exc:
-        return f"MySQL/MariaDB unreachable at {MYSQL_URL}: {exc}"
-    return None
+    return mysql_problem()
 
 
 @pytest.fixture
