@@ -53,7 +53,6 @@ from parts import Parts, _PartsSession
 
 from koasession import codec
 from koasession.plaincookie import _ABSENT, MAX_TIME_MS, PlainCookie, Read
-from koasession.responding import session_headers
 
 
 def _read(
@@ -155,7 +154,8 @@ class _FloorHeaders(_PartsSession):
         headers = list(headers)
         headers.append((b"cache-control", b"private"))
         headers.append((b"vary", b"Cookie"))
-        headers.extend(session_headers(self._lines, ()))
+        for _, line in self._lines:
+            headers.append((b"set-cookie", line.encode("latin-1")))
         return headers
 
 

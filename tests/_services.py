@@ -9,7 +9,9 @@ by skipping. Imported as ``_services`` (``tests/`` is on ``sys.path`` under pyte
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
@@ -25,6 +27,15 @@ def unavailable(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: every test must run; .ci/run provides what they need)")
     pytest.skip(reason)
+
+
+def require_module(name: str) -> ModuleType:
+    """The module ``name`` (a test dependency in the dev extra), else :func:`unavailable`:
+    ``pytest.importorskip`` would skip under CI too."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as exc:
+        unavailable(f"{name} is not installed (pip install -e '.[dev]'): {exc}")
 
 
 def redis_problem(url: str = REDIS_URL) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _services import DATABASE_URL, REDIS_URL, require_redis, unavailable
+from _services import DATABASE_URL, REDIS_URL, require_module, require_redis, unavailable
 from koasession import SessionMiddleware, __version__
 from koasession.cli import main
 from koasession.codec import encode
@@ -191,7 +191,7 @@ def signed_header_id(sid: str) -> str:
 
 
 def test_encrypted_cookie_without_encrypt(capsys: pytest.CaptureFixture[str]) -> None:
-    crypto = pytest.importorskip("koasession.crypto")
+    crypto = require_module("koasession.crypto")
     token = crypto.CookieCipher([KEY], cookie_name="koa.sess").seal(live(3600, user="ann"))
     status, out, _ = run(["inspect", f"koa.sess={token}", "--keys", KEY], capsys)
     assert status == 1
@@ -206,7 +206,7 @@ def test_encrypted_cookie_without_encrypt(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_signed_cookie_inspected_with_encrypt(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("cryptography")
+    require_module("cryptography")
     status, out, _ = run(["inspect", signed_header(live(60)), "--keys", KEY, "--encrypt"], capsys)
     assert status == 1 and "inspect it without --encrypt" in out
 
@@ -281,7 +281,7 @@ def _store_case(url: str, options: dict[str, Any], flags: list[str], capsys: Any
 
 
 def test_store_lookup_sqlite(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("aiosqlite")
+    require_module("aiosqlite")
     url = f"sqlite:///{tmp_path / 'sessions.db'}"
     _store_case(url, {"table": "app_sessions"}, ["--table", "app_sessions"], capsys)
 
@@ -293,7 +293,7 @@ def test_store_lookup_redis(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_store_lookup_hides_the_password(capsys: pytest.CaptureFixture[str]) -> None:
-    pytest.importorskip("asyncpg")
+    require_module("asyncpg")
     scheme, _, rest = DATABASE_URL.partition("://")
     user, _, host = rest.rpartition("@")
     if not user or ":" in user:

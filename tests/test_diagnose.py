@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from _services import require_module
 from koasession import SessionMiddleware
 from koasession.codec import encode
 from koasession.diagnose import Diagnosis, diagnose, format_diagnosis, keygen
@@ -295,7 +296,7 @@ def test_store_id() -> None:
 
 @pytest.fixture
 def crypto() -> Any:
-    return pytest.importorskip("koasession.crypto")
+    return require_module("koasession.crypto")
 
 
 def test_encrypted_ok_and_rotated(crypto: Any) -> None:

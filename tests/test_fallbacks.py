@@ -26,6 +26,7 @@ from starlette.testclient import TestClient
 from starsessions import CookieStore, load_session
 from starsessions import SessionMiddleware as StarsessionsMiddleware
 
+from _services import require_module
 from koasession import SessionMiddleware, cookiesize, fallbacks
 from koasession.fallbacks import (
     FallbackResult,
@@ -356,7 +357,7 @@ def test_own_cookie_expiry(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_own_encrypted_cookie() -> None:
-    pytest.importorskip("cryptography")
+    require_module("cryptography")
     cookies = _koa_cookies(DATA, encrypt=True)
     assert set(cookies) == {"koa.sess"}
     assert KoaCookieReader([KEY])(cookies) is None  # not signed: the signed reader refuses it

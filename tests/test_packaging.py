@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from _services import require_module
 from koasession import __version__
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +48,7 @@ def _run(*args: str | Path, cwd: Path | None = None) -> str:
 def dists(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(wheel, sdist) built from this checkout; the wheel is built from the sdist."""
     for module in ("build", "twine", "hatchling"):
-        pytest.importorskip(module, reason=f"{module} is in the dev extra: make install")
+        require_module(module)
     out = tmp_path_factory.mktemp("dist")
     _run(sys.executable, "-m", "build", "--no-isolation", "--outdir", out, ROOT)
     wheels = list(out.glob("*.whl"))

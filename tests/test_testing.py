@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from _services import require_module
 from koasession import MemoryStore, SessionMiddleware, codec, testing
 from koasession.asgi import Receive, Scope, Send
 
@@ -111,7 +112,7 @@ async def test_custom_name_unsigned_and_custom_codec() -> None:
 
 
 async def test_encrypted_cookies() -> None:
-    pytest.importorskip("cryptography")
+    require_module("cryptography")
     app = middleware(encrypt=True)
     cookies = testing.session_cookies(app, {"secret": "x"})
     assert set(cookies) == {"koa.sess"}

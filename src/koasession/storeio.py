@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -45,7 +46,8 @@ async def call(
     ``ConfigurationError`` (a bundled store used outside asyncio, say), and
     ``SessionIdCollision``, which :func:`save_new_id` handles.
 
-    Off asyncio (trio, through Hypercorn's trio worker or anyio), the timeout is anyio's.
+    Off asyncio (trio, through Hypercorn's trio worker or anyio), the timeout is anyio's, or
+    trio's where anyio is not installed.
     """
     try:
         result = method(key, *args, **(kwargs or {}))
@@ -100,21 +102,25 @@ async def _bounded(awaitable: Awaitable[Any], timeout: float) -> Any:
 
 
 async def _bounded_off_asyncio(awaitable: Awaitable[Any], timeout: float) -> Any:
-    """:func:`_bounded` on another async library (trio), through anyio.
+    """:func:`_bounded` on another async library: trio, through anyio when it is installed (as
+    Starlette, FastAPI and Litestar install it), else through trio itself.
 
     The call is cancelled where it runs and its clean-up is awaited: structured concurrency
     has no background to leave it in, as asyncio's task does.
     """
     try:
-        import anyio
+        from anyio import move_on_after
     except ImportError:
-        if inspect.iscoroutine(awaitable):
-            awaitable.close()  # never awaited: no "coroutine was never awaited" warning
-        raise ConfigurationError(
-            "store_timeout outside asyncio needs anyio (pip install anyio), which Starlette, "
-            "FastAPI and Litestar install; or set store_timeout=None"
-        ) from None
-    with anyio.move_on_after(timeout):
+        trio = sys.modules.get("trio")  # a raw trio app: no anyio, but trio is loaded
+        if trio is None:
+            if inspect.iscoroutine(awaitable):
+                awaitable.close()  # never awaited: no "coroutine was never awaited" warning
+            raise ConfigurationError(
+                "store_timeout outside asyncio and trio needs anyio (pip install anyio); "
+                "or set store_timeout=None"
+            ) from None
+        move_on_after = trio.move_on_after
+    with move_on_after(timeout):
         return await awaitable
     raise asyncio.TimeoutError()
 

@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from _services import require_module
 from koasession import MemoryStore, SessionMiddleware
 
-trio = pytest.importorskip("trio")
+trio = require_module("trio")
 
 KEYS = ["Zq8vR2mT9xW4pL7nB3kY6hJ1sD5fG0aQeUoIcV"]
 

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
+from _services import require_module
 from koasession import SessionMiddleware
 from koasession.errors import ResponseStartedError
 
@@ -130,7 +131,7 @@ async def test_rolling_set_for_one_read_only_request_saves_it() -> None:
 
 
 async def test_reading_an_encrypted_flat_session_saves_nothing() -> None:
-    pytest.importorskip("cryptography")
+    require_module("cryptography")
 
     def writer(session: Any, phase: str) -> None:
         if phase == "before":

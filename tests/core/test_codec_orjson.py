@@ -27,9 +27,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _services import require_module
 from koasession import codec
 
-orjson = pytest.importorskip("orjson")
+orjson = require_module("orjson")
 
 
 @contextmanager

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from _services import require_module
 from koasession import codec, cookieformat
 from koasession.errors import CookieTooLargeError, InsecureConnectionError
 from koasession.options import SessionOptions
@@ -87,7 +88,7 @@ def test_open_payload_lets_other_decode_errors_through() -> None:
 
 
 def test_encrypted_payloads_round_trip_and_report_rotation() -> None:
-    crypto = pytest.importorskip("koasession.crypto")
+    crypto = require_module("koasession.crypto")
     old = crypto.CookieCipher([OLD], cookie_name="s")
     both = crypto.CookieCipher([NEW, OLD], cookie_name="s")
     sealed = cookieformat.seal_payload({"a": 1}, cipher=old, encode=None)

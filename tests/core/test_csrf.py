@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from _services import REDIS_URL, require_redis
+from _services import REDIS_URL, require_module, require_redis
 from koasession import (
     CSRFMiddleware,
     MemoryStore,
@@ -117,7 +117,7 @@ async def make_app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncItera
         if mode == "memory":
             store = MemoryStore()
         elif mode == "sqlite":
-            pytest.importorskip("aiosqlite")
+            require_module("aiosqlite")
             from koasession.stores.sqlite import SQLiteStore
 
             store = SQLiteStore(tmp_path / f"csrf{len(stores)}.db")

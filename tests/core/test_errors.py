@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 import koasession
+from _services import require_module
 from koasession import NoSessionError, Session, SessionError, get_session
 from koasession.session import find_session
 
@@ -59,9 +60,9 @@ async def test_csrf_without_session_raises_no_session_error() -> None:
 
 
 def test_integrations_report_a_missing_session_the_same_way() -> None:
-    quart = pytest.importorskip("koasession.integrations.quart")
-    litestar = pytest.importorskip("koasession.integrations.litestar")
-    fastapi = pytest.importorskip("koasession.integrations.fastapi")
+    quart = require_module("koasession.integrations.quart")
+    litestar = require_module("koasession.integrations.litestar")
+    fastapi = require_module("koasession.integrations.fastapi")
     from starlette.requests import Request
 
     with pytest.raises(NoSessionError):

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from _services import require_module
 from koasession import storeio
 from koasession.errors import ConfigurationError, SessionIdCollision, StoreError
 
@@ -172,7 +173,7 @@ def test_vanished(written: object, expected: bool) -> None:
 def test_the_timeout_holds_under_trio() -> None:
     """A call past ``store_timeout`` fails as a timeout under trio too (through anyio), and a
     call in time returns its result."""
-    trio = pytest.importorskip("trio")
+    trio = require_module("trio")
 
     async def stalled(key: str) -> None:
         await trio.sleep(60)
@@ -197,7 +198,7 @@ def test_the_timeout_holds_under_trio() -> None:
 
 
 def test_a_failure_under_trio_is_a_store_error() -> None:
-    trio = pytest.importorskip("trio")
+    trio = require_module("trio")
 
     async def down(key: str) -> None:
         await trio.sleep(0)
@@ -211,19 +212,35 @@ def test_a_failure_under_trio_is_a_store_error() -> None:
     assert trio.run(main) == "session store 'S' get('k') failed: ConnectionError('down')"
 
 
-def test_a_timeout_off_asyncio_without_anyio_says_what_to_do(
+def test_the_timeout_holds_under_trio_without_anyio(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A raw trio app (Hypercorn's trio worker installs no anyio): trio's own timeout."""
+    trio = require_module("trio")
+    monkeypatch.setitem(sys.modules, "anyio", None)  # import anyio raises ImportError
+
+    async def stalled(key: str) -> None:
+        await trio.sleep(60)
+
+    async def main() -> str:
+        with pytest.raises(StoreError) as info:
+            await storeio.call("get", stalled, "k", timeout=0.05, store="S")
+        return str(info.value)
+
+    assert trio.run(main) == "session store 'S' get('k') failed: timed out after 0.05 s"
+
+
+def test_a_timeout_on_another_library_without_anyio_says_what_to_do(
     monkeypatch: pytest.MonkeyPatch, recwarn: pytest.WarningsRecorder
 ) -> None:
-    trio = pytest.importorskip("trio")
-    monkeypatch.setitem(sys.modules, "anyio", None)  # import anyio raises ImportError
+    """Neither asyncio nor trio, and no anyio: a ConfigurationError that says what to do (the
+    coroutine is stepped by hand here, as an unknown library would)."""
+    monkeypatch.setitem(sys.modules, "anyio", None)
+    monkeypatch.setitem(sys.modules, "trio", None)
 
     async def get(key: str) -> str:
         return key
 
-    async def main() -> None:
-        await storeio.call("get", get, "k", timeout=1.0, store="S")
-
-    with pytest.raises(ConfigurationError, match=r"store_timeout outside asyncio needs anyio"):
-        trio.run(main)
+    step = storeio.call("get", get, "k", timeout=1.0, store="S")
+    with pytest.raises(ConfigurationError, match=r"outside asyncio and trio needs anyio"):
+        step.send(None)
     gc.collect()
     assert not [w for w in recwarn if "never awaited" in str(w.message)]

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _services import REDIS_URL, require_redis
+from _services import REDIS_URL, require_module, require_redis
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -180,7 +180,7 @@ def test_redis_entries_carry_the_demo_prefix(run_demo: Any) -> None:
 
 
 def test_sqlite_file_outside_the_repository(run_demo: Any, tmp_path: Path) -> None:
-    pytest.importorskip("aiosqlite")
+    require_module("aiosqlite")
     demo = run_demo("--store", "sqlite://", "--keys", KEY)
     with httpx.Client(base_url=demo.url) as client:
         assert views(client.get("/")) == 1

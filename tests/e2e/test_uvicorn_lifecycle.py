@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
-from _services import REDIS_URL, require_redis
+from _services import REDIS_URL, require_module, require_redis
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -136,7 +136,7 @@ class Server:
 @pytest.fixture
 def uvicorn_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """``start(source, **env)``: serve ``app`` from ``source`` with uvicorn; stopped after."""
-    pytest.importorskip("uvicorn")
+    require_module("uvicorn")
     servers: list[Server] = []
 
     def start(source: str, **env: str) -> Server:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from _services import REDIS_URL, unavailable
+from _services import REDIS_URL, require_module, unavailable
 from koasession import MemoryStore, NoSessionError, SessionMiddleware
 from koasession.aiohttp import SessionMiddleware as AiohttpSessionMiddleware
 from koasession.aiohttp import get_session, setup
@@ -339,7 +339,7 @@ async def test_memory_store_counter_and_cleanup_closes() -> None:
 
 
 async def test_redis_store() -> None:
-    redis_asyncio = pytest.importorskip("redis.asyncio")
+    redis_asyncio = require_module("redis.asyncio")
     from koasession.stores.redis import RedisStore
 
     client = redis_asyncio.Redis.from_url(REDIS_URL)
@@ -498,6 +498,9 @@ async def test_crash_after_a_manual_save_sends_its_cookie() -> None:
         response = await http.get("/")
         assert response.status == 500
         assert cookie_lines(response, "koa.sess")
+        # the headers of any response that sets the session cookie
+        assert response.headers.getall("Vary") == ["Cookie"]
+        assert response.headers.getall("Cache-Control") == ["private"]
     assert await asgi_reads(jar(http)) == {"saved": True}
 
 

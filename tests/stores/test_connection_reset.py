@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from _services import require_module
 from koasession.errors import StoreError
 
 from .conftest import DATABASE_URL, MYSQL_URL, REDIS_URL, RUN_ID, unavailable
@@ -86,7 +87,7 @@ def _run(loop: str, scenario: Coroutine[Any, Any, None]) -> None:
     """Run ``scenario`` in a new event loop of the standard library, or of uvloop (what
     ``uvicorn[standard]`` serves with)."""
     if loop == "uvloop":
-        uvloop = pytest.importorskip("uvloop", reason="uvloop is not installed (dev extra)")
+        uvloop = require_module("uvloop")
         uvloop.run(scenario)
         return
     # The standard library's own loop, whatever loop policy the run set (make test-uvloop).

@@ -200,7 +200,10 @@ class PerLoop(Generic[_T]):
         """Release every loop's resource: the running loop's is closed properly, the others
         (closed loops, or loops of other threads) discarded. Later calls open afresh."""
         slots, self._slots, self._current = self._slots, {}, None
-        running = running_loop(self._owner)
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # closed from outside asyncio (a trio app's shutdown)
+            running = None
         for loop, slot in slots.items():
             if slot.value is None:
                 continue

@@ -34,7 +34,7 @@ from ._common import (
     StoreOptionsMixin,
     dumps,
     loads,
-    running_loop,
+    not_on_asyncio,
     touch_items,
     ttl_seconds,
     valid_id,
@@ -166,8 +166,11 @@ class SQLiteStore(StoreOptionsMixin):
     async def _db(self) -> aiosqlite.Connection:
         """The connection, opened (and the table created) on first use."""
         # The connection answers any asyncio loop, but aiosqlite needs one: outside asyncio its
-        # error would be a "no current event loop" deep inside.
-        loop = running_loop(self)
+        # error would be a "no current event loop" deep inside. (In line: every call runs it.)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            raise not_on_asyncio(self) from None
         conn = self._conn
         if self._ready and conn is not None and _usable(conn):
             return conn
@@ -493,5 +496,13 @@ class SQLiteStore(StoreOptionsMixin):
         if self._owns_conn and self._conn is not None:
             conn, self._conn = self._conn, None
             self._ready = False
-            if _usable(conn):
-                await conn.close()
+            if not _usable(conn):
+                return
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                # Closed from outside asyncio (a trio app's shutdown): nothing there can await
+                # aiosqlite, so its thread closes the connection and stops, unawaited.
+                conn.stop()
+                return
+            await conn.close()
