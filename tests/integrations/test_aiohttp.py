@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import secrets
+import warnings
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -515,3 +516,30 @@ async def test_example_without_a_key_uses_a_random_one(monkeypatch: pytest.Monke
     async with serve(second.app) as b:
         replay = await b.get("/", headers={"Cookie": header})
         assert (await replay.json())["views"] == 1
+
+
+@pytest.mark.skipif(
+    not hasattr(web, "RequestKey"), reason="aiohttp before 3.14 has no RequestKey and no warning"
+)
+@pytest.mark.parametrize("hidden", [False, True], ids=["shown", "the README's filter"])
+async def test_aiohttp_reports_the_string_key_once(hidden: bool) -> None:
+    """README: aiohttp 3.14+ reports the string key ``request["session"]`` once per process
+    (``NotAppKeyWarning``); the filter the README gives hides it."""
+    scope_key = f"session_{secrets.token_hex(4)}"  # a key aiohttp has not seen in this process
+
+    async def count(request: web.Request) -> web.Response:
+        session = await get_session(request, scope_key)
+        session["n"] = session.get("n", 0) + 1
+        return web.Response(text=str(session["n"]))
+
+    app = web.Application()
+    app.router.add_get("/", count)
+    setup(app, keys=[KEY], scope_key=scope_key)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        if hidden:
+            warnings.filterwarnings("ignore", category=web.NotAppKeyWarning)
+        async with serve(app) as http:
+            assert [await (await http.get("/")).text() for _ in range(3)] == ["1", "2", "3"]
+    reported = [w for w in caught if issubclass(w.category, web.NotAppKeyWarning)]
+    assert len(reported) == (0 if hidden else 1)
