@@ -171,7 +171,7 @@ class PerLoop(Generic[_T]):
             raise not_on_asyncio(self._owner) from None
         if slot is not None and slot.value is not None and slot.loop is loop:
             return slot.value
-        slot = self._slot()
+        slot = self._slot(loop)
         async with slot.lock:
             if slot.value is None:
                 slot.value = await self._open()
@@ -179,10 +179,9 @@ class PerLoop(Generic[_T]):
 
     def lock(self) -> asyncio.Lock:
         """The running loop's lock, for one-time set-up that must not run twice at once."""
-        return self._slot().lock
+        return self._slot(running_loop(self._owner)).lock
 
-    def _slot(self) -> _Slot[_T]:
-        loop = running_loop(self._owner)
+    def _slot(self, loop: asyncio.AbstractEventLoop) -> _Slot[_T]:
         slot = self._slots.get(loop)
         if slot is None:
             self._prune()
