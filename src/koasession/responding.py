@@ -259,7 +259,8 @@ def merge_session_headers(
     other headers, ``read`` whether the request read the session. The session's lines replace
     the application's for the same names (with ``overwrite``); a response that sets a cookie
     gets ``Cache-Control: private`` unless it has a Cache-Control, and one that read or set the
-    session gets ``Vary: Cookie``.
+    session gets ``Vary: Cookie``. ``extra`` (what hooks set with ``ctx.set_header``) is the
+    application's too: the same rules apply to it.
     """
     if not (read or queued or extra):
         return headers
@@ -269,7 +270,7 @@ def merge_session_headers(
     vary = -1
     has_cache_control = False
     prefixes: tuple[bytes, ...] | None = None
-    for header in headers:
+    for header in [*headers, *extra] if extra else headers:
         # One membership test passes the headers none of the rules is about, most of them.
         if (lower := header[0].lower()) in _RULED:
             if lower == b"set-cookie":
@@ -297,5 +298,4 @@ def merge_session_headers(
                 out[vary] = (key, value + b", Cookie")
     for _, line in queued:
         out.append((b"set-cookie", line.encode("latin-1")))
-    out.extend(extra)
     return out

@@ -226,6 +226,23 @@ async def test_app_headers_are_respected() -> None:
     assert "from-app" not in response.headers.get_list("set-cookie")[0]
 
 
+async def test_headers_a_hook_sets_get_the_same_rules_as_the_apps() -> None:
+    """A hook's ``ctx.set_header`` is the application's own header too (security rule: no
+    ``Cache-Control: private`` where the app set its own Cache-Control; a Vary it sets is
+    extended, not doubled)."""
+
+    def before_save(ctx: Any, session: Any) -> None:
+        ctx.set_header("Cache-Control", "no-store")
+        ctx.set_header("Vary", "Accept-Language")
+
+    app = wrap(lambda scope: scope["session"].update(n=1), before_save=before_save)
+    async with client(app) as c:
+        response = await c.get("/")
+    assert response.headers.get_list("cache-control") == ["no-store"]
+    assert response.headers.get_list("vary") == ["Accept-Language, Cookie"]
+    assert len(set_cookies(response)) == 2
+
+
 async def test_secure_cookie_over_http_is_a_clear_error() -> None:
     app = wrap(lambda scope: scope["session"].update(n=1), secure=True)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
