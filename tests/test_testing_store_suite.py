@@ -6,10 +6,13 @@ each guarantee a broken one breaks, and checks optional features only when decla
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import pytest
 
+from _services import require_module
 from koasession.stores import MemoryStore
 from koasession.testing.store_suite import CHECKS, FEATURES, ContractViolation, run_store_suite
 
@@ -50,6 +53,58 @@ async def dump_upserting(store: Upserting) -> dict[str, str]:
 async def test_memory_store_passes_every_check() -> None:
     ran = await run_store_suite(make_memory, dump_memory, features=FEATURES)
     assert ran == [check.name for check in CHECKS]
+
+
+def test_the_suite_runs_under_trio() -> None:
+    """A store written for trio proves the contract under trio (by itself and under anyio's trio
+    backend): every check runs (the racing ones concurrently, in a nursery), and a broken store
+    still fails naming each guarantee."""
+    trio = require_module("trio")
+    ran = trio.run(lambda: run_store_suite(make_memory, dump_memory, features=FEATURES))
+    assert ran == [check.name for check in CHECKS]
+    anyio = require_module("anyio")
+    ran = anyio.run(lambda: run_store_suite(make_memory, dump_memory), backend="trio")
+    assert "racing_saves" in ran and "ttl" in ran
+    with pytest.raises(ContractViolation) as raised:
+        trio.run(lambda: run_store_suite(make_upserting, dump_upserting))
+    for name in ("insert_collision", "update_of_missing", "no_resurrection", "racing_saves"):
+        assert f"{name}: " in str(raised.value)
+
+
+def test_an_error_inside_concurrent_calls_under_trio_is_the_stores_own() -> None:
+    """A store that raises in the racing checks shows its own error, not a trio ExceptionGroup."""
+    trio = require_module("trio")
+
+    class Broken(MemoryStore):
+        async def set(self, key: str, data: Any, max_age: Any = None, **kw: Any) -> Any:
+            if data.get("views", 0) > 3:
+                raise OSError("disk on fire")
+            return await super().set(key, data, max_age, **kw)
+
+    async def make_broken(**options: Any) -> Broken:
+        return Broken()
+
+    racing = next(check for check in CHECKS if check.name == "racing_saves")
+    with pytest.raises(OSError, match="disk on fire"):
+        trio.run(lambda: racing(make_broken, dump_memory))
+
+
+def test_the_suite_outside_asyncio_and_trio_says_so() -> None:
+    """Driven by hand with no event loop (and trio not imported), the suite says what it needs
+    instead of failing inside a sleep."""
+    code = (
+        "from koasession.stores import MemoryStore\n"
+        "from koasession.testing.store_suite import CHECKS\n"
+        "async def make(**o): return MemoryStore()\n"
+        "async def dump(s): return s._dump()\n"
+        "check = next(c for c in CHECKS if c.name == 'ttl')\n"
+        "coro = check(make, dump)\n"
+        "try:\n"
+        "    while True: coro.send(None)\n"
+        "except RuntimeError as exc: print('error:', exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "error: the store suite runs under asyncio or trio"
 
 
 async def test_undeclared_features_are_skipped() -> None:

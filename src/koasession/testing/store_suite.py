@@ -37,12 +37,16 @@ with :func:`run_store_suite`, or one :class:`Check` per test (they are in :data:
 
 A check that fails raises :class:`ContractViolation` saying which guarantee broke. The TTL
 check sleeps about 1.5 seconds; the others take milliseconds on a local server.
+
+The suite runs on asyncio, or on trio for a store written for it (``trio.run``, pytest-trio, or
+anyio's trio backend): its sleeps and concurrent calls go through whichever is running.
 """
 
 from __future__ import annotations
 
 import asyncio
 import inspect
+import sys
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +115,46 @@ def _expect(condition: object, message: str) -> None:
     # Not ``assert``: the suite must keep checking under ``python -O``.
     if not condition:
         raise ContractViolation(message)
+
+
+def _trio() -> Any:
+    """trio, when the suite runs under it rather than asyncio."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        trio = sys.modules.get("trio")
+        if trio is not None:
+            return trio
+        raise RuntimeError("the store suite runs under asyncio or trio") from None
+    return None
+
+
+async def _sleep(seconds: float) -> None:
+    trio = _trio()
+    await (asyncio.sleep(seconds) if trio is None else trio.sleep(seconds))
+
+
+async def _gather(*calls: Awaitable[Any]) -> list[Any]:
+    """The results of ``calls`` run concurrently, in order, or the first error one raised (as
+    ``asyncio.gather`` does; under trio once all have ended)."""
+    trio = _trio()
+    if trio is None:
+        return list(await asyncio.gather(*calls))
+    results: list[Any] = [None] * len(calls)
+    errors: list[Exception] = []
+
+    async def run(index: int, call: Awaitable[Any]) -> None:
+        try:
+            results[index] = await call
+        except Exception as exc:  # raised below, not as a trio ExceptionGroup
+            errors.append(exc)
+
+    async with trio.open_nursery() as nursery:
+        for index, call in enumerate(calls):
+            nursery.start_soon(run, index, call)
+    if errors:
+        raise errors[0]
+    return results
 
 
 async def _call(value: Any) -> Any:
@@ -227,14 +271,14 @@ async def _racing_saves(make: Make, dump: Dump, features: Collection[str]) -> No
     ctx = _Ctx(_sid(1))
 
     async def save(i: int) -> None:
-        await asyncio.sleep(0.001 * (i % 7))
+        await _sleep(0.001 * (i % 7))
         await _set(store, _sid(1), {"views": i}, 60, ctx)
 
     async def logout() -> None:
-        await asyncio.sleep(0.003)
+        await _sleep(0.003)
         await _destroy(store, _sid(1), ctx)
 
-    await asyncio.gather(*(save(i) for i in range(40)), logout())
+    await _gather(*(save(i) for i in range(40)), logout())
     _expect(await _get(store, _sid(1)) is None, "a save racing a logout recreated the session")
 
 
@@ -244,7 +288,7 @@ async def _one_insert_wins(make: Make, dump: Dump, features: Collection[str]) ->
     async def insert(i: int) -> int | None:
         return None if await _collides(store, _sid("same"), {"i": i}, _NEW) else i
 
-    winners = [i for i in await asyncio.gather(*(insert(i) for i in range(30))) if i is not None]
+    winners = [i for i in await _gather(*(insert(i) for i in range(30))) if i is not None]
     _expect(len(winners) == 1, f"{len(winners)} concurrent inserts of one id succeeded, not 1")
     _expect(
         await _get(store, _sid("same")) == {"i": winners[0]},
@@ -284,7 +328,7 @@ async def _ttl(make: Make, dump: Dump, features: Collection[str]) -> None:
     await _set(store, _sid("long"), {"v": 2}, 60, _NEW)
     await _set(store, _sid("forever"), {"v": 3}, None, _NEW)
     _expect(await _get(store, _sid("short")) == {"v": 1}, "a 1-second session did not load")
-    await asyncio.sleep(1.3)
+    await _sleep(1.3)
     _expect(await _get(store, _sid("short")) is None, "a session outlived its max_age")
     _expect(await _get(store, _sid("long")) == {"v": 2}, "a 60-second session expired early")
     _expect(await _get(store, _sid("forever")) == {"v": 3}, "max_age=None did not mean forever")
@@ -400,7 +444,7 @@ async def _merge(make: Make, dump: Dump, features: Collection[str]) -> None:
     async def write(i: int) -> Any:
         return await _call(store.merge(key, {f"k{i}": i}, [], 120, ctx=loaded))
 
-    answers = await asyncio.gather(*(write(i) for i in range(8)))
+    answers = await _gather(*(write(i) for i in range(8)))
     _expect(all(a is True for a in answers), f"concurrent merges returned {answers!r}")
     got = await _get(store, key)
     lost = [i for i in range(8) if (got or {}).get(f"k{i}") != i]
