@@ -138,6 +138,8 @@ else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
 #: the transport cleared, where ``write`` drops the data). redis-py takes none of them for a
 #: connection error: it neither retries nor wraps them.
 _LOST_WRITE_ERRORS = (TypeError, AttributeError, RuntimeError)
+#: What such an error becomes, whether the store's own connection class or its call caught it.
+_LOST_WRITE_MESSAGE = "connection lost while writing"
 
 
 def _lost_write(exc: BaseException) -> bool:
@@ -186,7 +188,7 @@ def _guarded(base: type[_C]) -> type[_C]:
                 if not _lost_write(exc):
                     raise
                 await self.disconnect(nowait=True)  # a no-op if redis-py's handler did it
-                raise RedisConnectionError("connection lost while writing") from exc
+                raise RedisConnectionError(_LOST_WRITE_MESSAGE) from exc
 
     Guarded.__name__ = Guarded.__qualname__ = f"Guarded{base.__name__}"
     _GUARDED[base] = Guarded
@@ -694,7 +696,7 @@ class RedisStore(StoreOptionsMixin):
             # A client given to the store has no _guard: its lost connection still ends here.
             if not _lost_write(exc):
                 raise
-            raise self._error(RedisConnectionError("connection lost while writing")) from exc
+            raise self._error(RedisConnectionError(_LOST_WRITE_MESSAGE)) from exc
 
     @staticmethod
     async def _limited(
