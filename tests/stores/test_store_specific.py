@@ -100,6 +100,26 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
         RedisStore("unix:///tmp/redis.sock", cluster=True)
 
 
+@pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
+def test_a_misspelt_redis_option_fails_when_the_store_is_made(cluster: bool) -> None:
+    """RedisStore passes the options it does not know to redis-py, which checked them only
+    when the first request opened a connection (a 500 with redis-py's traceback). They are
+    checked when the store is made, with a hint for the names other libraries use."""
+    from koasession.stores.redis import RedisStore
+
+    scheme = "redis+cluster" if cluster else "redis"
+    with pytest.raises(ConfigurationError) as raised:
+        store_from_url(f"{scheme}://127.0.0.1:6379", prefix="sessions:")
+    message = str(raised.value)
+    assert "unexpected keyword argument 'prefix'" in message
+    assert "use key_prefix= for prefix=" in message
+    with pytest.raises(ConfigurationError, match="the middleware's max_age="):
+        RedisStore("redis://127.0.0.1:6379", ttl=60, cluster=cluster)
+    # Options redis-py takes are still passed on (nothing is connected yet).
+    store = RedisStore("redis://127.0.0.1:6379", socket_keepalive=True, cluster=cluster)
+    assert store.address == "127.0.0.1:6379"
+
+
 # -- MemoryStore -------------------------------------------------------------------------------
 
 

@@ -137,6 +137,14 @@ else:  # pragma: no cover - Python 3.10 has no asyncio.timeout
 #: and 3.13 before python/cpython#136234 was fixed (``writelines`` calls a callback that closing
 #: the transport cleared, where ``write`` drops the data). redis-py takes none of them for a
 #: connection error: it neither retries nor wraps them.
+#: Option names other session libraries give their Redis stores, and what to use here.
+_MISTAKEN_OPTIONS = {
+    "prefix": "use key_prefix= for prefix=",
+    "namespace": "use key_prefix= for namespace=",
+    "ttl": "the lifetime is the middleware's max_age= (the store gets it with each call)",
+    "expire": "the lifetime is the middleware's max_age= (the store gets it with each call)",
+}
+
 _LOST_WRITE_ERRORS = (TypeError, AttributeError, RuntimeError)
 #: What such an error becomes, whether the store's own connection class or its call caught it.
 _LOST_WRITE_MESSAGE = "connection lost while writing"
@@ -438,6 +446,27 @@ class RedisStore(StoreOptionsMixin):
         self._bound = _UNBOUND
         self._bindings: dict[asyncio.AbstractEventLoop, _Binding] = {}
         self._bindings_lock = threading.Lock()
+        if self._url is not None:
+            self._check_client_options()
+
+    def _check_client_options(self) -> None:
+        """Build now, with no I/O, what the first call in a loop builds: a misspelt or ill-typed
+        client option (``prefix=`` for ``key_prefix=``) fails at start-up with redis-py's own
+        reason, not as a 500 at the first request that touches the store."""
+        try:
+            client = self._open_client()
+            if isinstance(client, Redis):  # a cluster client checks its options when made
+                client.connection_pool.make_connection()
+        except (TypeError, ValueError) as exc:
+            hint = "".join(
+                f"; {_MISTAKEN_OPTIONS[name]}"
+                for name in sorted(self._client_options)
+                if name in _MISTAKEN_OPTIONS
+            )
+            raise ConfigurationError(
+                f"RedisStore: a client option redis-py does not take ({exc}); options other "
+                f"than RedisStore's own go to redis-py's connection{hint}"
+            ) from None
 
     def __repr__(self) -> str:
         kind = "cluster " if self._cluster else ""
