@@ -3,8 +3,9 @@ subprocesses, real HTTP (httpx).
 
 tests/e2e/test_uvicorn_lifecycle.py checks them under uvicorn; users also serve ASGI apps with
 Hypercorn (asyncio and uvloop workers) and Granian (``--interface asgi``, whose ``send``
-returns an awaitable that is not a coroutine). Hypercorn serves a socket this test bound on a
-free loopback port (``--bind fd://N``); Granian cannot take a descriptor, so it gets a free port
+returns an awaitable that is not a coroutine). Hypercorn (and uvicorn, for the files that run a
+promise under every server) serves a socket this test bound on a free loopback port
+(``--bind fd://N``, ``--fd N``); Granian cannot take a descriptor, so it gets a free port
 and the start is retried when another process took the port in between. Each server runs in a
 session of its own, killed as a group after the test. When Hypercorn or Granian is missing the
 tests are skipped, except under ``CI=true``, where they fail (both are in the dev extra).
@@ -55,6 +56,9 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hypercorn-trio": ("hypercorn", ["hypercorn", "-k", "trio"]),
     "granian": ("granian", ["granian", "--interface", "asgi", "--loop", "asyncio"]),
     "granian-uvloop": ("granian", ["granian", "--interface", "asgi", "--loop", "uvloop"]),
+    # uvicorn's own tests are in test_uvicorn_lifecycle.py; this entry serves the files that
+    # run one promise under every server (test_websockets.py)
+    "uvicorn": ("uvicorn", ["uvicorn"]),
 }
 BASIC = ["hypercorn", "granian"]
 
@@ -149,12 +153,15 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         command = list(VARIANTS[variant][1])
         log = tmp_path / f"{module}.{len(servers)}.log"
         sock: socket.socket | None = None
-        if command[0] == "hypercorn":
+        if command[0] in ("hypercorn", "uvicorn"):
             sock = socket.socket()
             sock.bind(("127.0.0.1", 0))
             sock.listen(64)
             port = sock.getsockname()[1]
-            command += ["--bind", f"fd://{sock.fileno()}", "--log-level", "info"]
+            if command[0] == "hypercorn":
+                command += ["--bind", f"fd://{sock.fileno()}", "--log-level", "info"]
+            else:
+                command += ["--fd", str(sock.fileno()), "--log-level", "info"]
         else:
             port = _free_port()
             command += ["--host", "127.0.0.1", "--port", str(port)]
