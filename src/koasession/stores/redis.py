@@ -456,7 +456,7 @@ class RedisStore(StoreOptionsMixin):
         try:
             client = self._open_client()
             if isinstance(client, Redis):  # a cluster client checks its options when made
-                client.connection_pool.make_connection()
+                client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         except (TypeError, ValueError) as exc:
             hint = "".join(
                 f"; {_MISTAKEN_OPTIONS[name]}"
