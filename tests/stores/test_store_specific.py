@@ -100,6 +100,28 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
         RedisStore("unix:///tmp/redis.sock", cluster=True)
 
 
+@pytest.mark.parametrize(
+    ("store", "url", "misspelt", "meant", "valid"),
+    [
+        ("PostgresStore", DATABASE_URL, "max_sizee", "max_size", {"max_size": 3, "ssl": False}),
+        ("MySQLStore", "mysql://u@h/db", "max_size", "maxsize", {"maxsize": 3, "pool_recycle": 5}),
+    ],
+)
+def test_a_misspelt_pool_option_fails_when_the_store_is_made(
+    store: str, url: str, misspelt: str, meant: str, valid: dict[str, Any]
+) -> None:
+    """The SQL stores' drivers pass unknown pool options on to their connections, made at the
+    first request, where every store call failed and the middleware answered 503 as for an
+    outage. They are checked against the driver's own parameters when the store is made."""
+    import koasession.stores as stores
+
+    cls = getattr(stores, store)
+    with pytest.raises(ConfigurationError) as raised:
+        cls(url, pool_options={misspelt: 3})
+    assert f"{store}: pool_options {misspelt!r} (did you mean {meant!r}?)" in str(raised.value)
+    assert cls(url, pool_options=valid).address  # the driver's own names pass, unconnected
+
+
 @pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
 def test_a_misspelt_redis_option_fails_when_the_store_is_made(cluster: bool) -> None:
     """RedisStore passes the options it does not know to redis-py, which checked them only

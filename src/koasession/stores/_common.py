@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import inspect
 import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from difflib import get_close_matches
 from types import TracebackType
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -29,6 +31,41 @@ OwnerFunc = Callable[[SessionData], "str | int | None"]
 
 # A hash key shorter than this would make the HMAC of an id guessable by brute force.
 _MIN_HASH_KEY_BYTES = 32
+
+
+def check_driver_options(
+    store: str, options: Mapping[str, Any], *takers: Callable[..., Any]
+) -> None:
+    """Refuse ``pool_options`` that none of ``takers`` (the driver's pool and connect functions)
+    has a keyword parameter for.
+
+    The drivers pass unknown names on to their connections, which are made at the first
+    request: there a misspelt option failed every store call, which the middleware answers as a
+    store outage (503). The drivers' own signatures are the list, so it follows their versions;
+    when one cannot be read, the check is left to the driver.
+    """
+    accepted: set[str] = set()
+    for taker in takers:
+        try:
+            parameters = inspect.signature(taker).parameters.values()
+        except (TypeError, ValueError):  # pragma: no cover - a compiled function with no signature
+            return
+        accepted.update(
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+        )
+    unknown = sorted(set(options) - accepted)
+    if unknown:
+        named = ", ".join(
+            f"{name!r}"
+            + "".join(f" (did you mean {m!r}?)" for m in get_close_matches(name, accepted, 1))
+            for name in unknown
+        )
+        raise ConfigurationError(
+            f"{store}: pool_options {named} not taken by its driver; "
+            f"it takes {', '.join(sorted(accepted))}"
+        )
 
 
 def running_loop(store: object) -> asyncio.AbstractEventLoop:

@@ -36,6 +36,7 @@ from ._common import (
     OwnerFunc,
     StoredSession,
     StoreOptionsMixin,
+    check_driver_options,
     dumps,
     loads,
     touch_items,
@@ -187,6 +188,9 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
             raise ConfigurationError("MySQLStore needs a mysql:// URL")
         self._connect_args, self.address, self._secrets = describe_url(url)
         self._pool_options = dict(pool_options or {})
+        check_driver_options(
+            "MySQLStore", self._pool_options, asyncmy.create_pool, asyncmy.connection.Connection
+        )
         self._pools: PerLoop[Any] = PerLoop(self, self._open_pool, self._close_pool, _terminate)
 
     def __repr__(self) -> str:

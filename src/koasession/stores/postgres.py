@@ -32,6 +32,7 @@ from ._common import (
     OwnerFunc,
     StoredSession,
     StoreOptionsMixin,
+    check_driver_options,
     dumps,
     dumps_name,
     loads,
@@ -166,6 +167,9 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
             command_timeout=command_timeout,
         )
         self._pool_options = dict(pool_options or {})
+        check_driver_options(
+            "PostgresStore", self._pool_options, asyncpg.create_pool, asyncpg.connect
+        )
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool
             self.address, self._secrets = describe_dsn(dsn_or_pool)
