@@ -407,6 +407,64 @@ async def test_sqlite_is_safe_across_worker_processes(tmp_path: Path) -> None:
             assert (await cur.fetchone())[0] == "wal"
 
 
+_FORK = textwrap.dedent(
+    """
+    import asyncio, os, sys, warnings
+    from koasession.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(sys.argv[1])
+    parent = asyncio.new_event_loop()
+    parent.run_until_complete(store.set("p" * 32, {"by": "parent"}, 60))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: "multi-threaded"
+        pid = os.fork()
+    if pid == 0:
+
+        async def child():
+            assert await store.get("p" * 32) == {"by": "parent"}
+            await store.set("c" * 32, {"by": "child"}, 60)
+            await store.close()
+
+        asyncio.run(child())
+        print("child ok", flush=True)
+        sys.exit(0)  # a normal exit: atexit, then the interpreter's end
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+    async def after():
+        assert await store.get("c" * 32) == {"by": "child"}
+        await store.close()
+
+    parent.run_until_complete(after())
+    parent.close()
+    print("parent ok")
+    """
+)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_sqlite_store_used_before_a_fork_works_quietly_in_the_child(tmp_path: Path) -> None:
+    """gunicorn --preload: a store that served the parent before the fork gets a connection
+    of its own in the child, and never closes nor drops the parent's there (aiosqlite would
+    warn "deleted before being closed" in each worker); the parent's goes on working."""
+    result = subprocess.run(
+        [sys.executable, "-c", _FORK, str(tmp_path / "forked.db")],
+        env={**os.environ, "PYTHONPATH": SRC, "PYTHONWARNINGS": "default"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["child", "ok", "parent", "ok"]
+    for noise in (
+        "ResourceWarning",
+        "deleted before being closed",
+        "Traceback",
+        "Exception ignored",
+    ):
+        assert noise not in result.stderr, result.stderr
+
+
 async def test_sqlite_first_use_waits_for_a_lock_that_blocks_the_wal_switch(tmp_path: Path) -> None:
     # While another connection holds a write lock, SQLite refuses the switch to WAL at once,
     # ignoring the busy timeout (worker processes starting together on a new file hit this).

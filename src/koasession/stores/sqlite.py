@@ -82,6 +82,25 @@ async def _stopped(conn: aiosqlite.Connection) -> None:
         await asyncio.get_running_loop().run_in_executor(None, thread.join, 5.0)
 
 
+#: The database handles of connections a parent process opened before it forked this one
+#: (gunicorn ``--preload``, for one), kept unused until this process ends. SQLite forbids
+#: carrying a connection across a fork: closing the child's copy while the child has a
+#: connection of its own to the file can release that one's locks (POSIX locks belong to the
+#: process). Collected at the interpreter's end instead, after the stores were closed at exit.
+_INHERITED: list[object] = []
+
+
+def _set_aside(conn: aiosqlite.Connection) -> None:
+    """Keep the database handle of an inherited connection out of the garbage collector's way
+    (see ``_INHERITED``); aiosqlite, which would warn that it was never closed, lets go of it."""
+    handle = getattr(conn, "_connection", None)
+    if handle is None:  # another aiosqlite: keep the whole connection instead
+        _INHERITED.append(conn)
+        return
+    _INHERITED.append(handle)
+    conn._connection = None
+
+
 def _usable(conn: aiosqlite.Connection) -> bool:
     """Whether the connection's worker thread still runs.
 
@@ -98,10 +117,11 @@ class SQLiteStore(StoreOptionsMixin):
     The store opens its connection lazily, on first use. aiosqlite answers each call in the
     event loop that made it, so one connection serves successive loops (test clients,
     pytest-asyncio's per-test loops); a connection whose worker died with a closed loop is
-    replaced. The worker thread is a daemon: a script or a server that forgets to close the
-    store still exits. ``await store.close()`` (or ``async with store``) closes the connection;
-    the next call opens a new one. Failures raise :class:`~koasession.errors.StoreError`
-    naming the store and its file.
+    replaced. A connection opened before a fork (gunicorn ``--preload``) is set aside unused
+    in the child, which opens its own. The worker thread is a daemon: a script or a server
+    that forgets to close the store still exits. ``await store.close()`` (or ``async with
+    store``) closes the connection; the next call opens a new one. Failures raise
+    :class:`~koasession.errors.StoreError` naming the store and its file.
 
     :param path: the database file (created when missing), or an open ``aiosqlite.Connection``
         (used as is and not closed by :meth:`close`; it should be in autocommit mode,
@@ -152,6 +172,7 @@ class SQLiteStore(StoreOptionsMixin):
         else:
             raise ConfigurationError("SQLiteStore needs a file path or an aiosqlite.Connection")
         self._ready = False  # the connection in _conn has been set up
+        self._conn_pid = os.getpid()  # the process that opened the connection in _conn
         # asyncio locks belong to one loop: a new one for each loop (the loop is kept so that
         # a new loop can never pass for the old one).
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -177,6 +198,7 @@ class SQLiteStore(StoreOptionsMixin):
         if self._lock_loop is not loop:
             self._lock_loop, self._lock = loop, asyncio.Lock()
         async with self._lock:
+            self._set_aside_inherited()
             conn = self._conn
             if conn is not None and self._owns_conn and not _usable(conn):
                 conn = self._conn = None  # its thread is gone; the sqlite3 handle goes with GC
@@ -192,11 +214,19 @@ class SQLiteStore(StoreOptionsMixin):
                 except Exception:
                     await _stopped(conn)
                     raise
-                self._conn = conn
+                self._conn, self._conn_pid = conn, os.getpid()
             if not self._ready:
                 await self._setup(conn)
                 self._ready = True
         return conn
+
+    def _set_aside_inherited(self) -> None:
+        """Let go of a connection a parent process opened before forking this one, without
+        closing it (see ``_INHERITED``): the next call opens one of this process's own."""
+        if self._owns_conn and self._conn is not None and self._conn_pid != os.getpid():
+            _set_aside(self._conn)
+            self._conn = None
+            self._ready = False
 
     async def _setup(self, conn: aiosqlite.Connection) -> None:
         # busy_timeout first: switching to WAL needs a lock another process may hold.
@@ -493,6 +523,7 @@ class SQLiteStore(StoreOptionsMixin):
     async def close(self) -> None:
         """Close the connection if this store opened it (a connection given to it is left
         open). The store stays usable: the next call opens a new connection."""
+        self._set_aside_inherited()
         if self._owns_conn and self._conn is not None:
             conn, self._conn = self._conn, None
             self._ready = False
