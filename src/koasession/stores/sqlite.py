@@ -303,8 +303,10 @@ class SQLiteStore(StoreOptionsMixin):
         """Run one query; return its rows."""
 
         async def query(conn: aiosqlite.Connection) -> list[Any]:
-            async with conn.execute(sql, params) as cursor:
-                return list(await cursor.fetchall())
+            # One call to aiosqlite's thread: a query run in one call and fetched in the next
+            # holds a read transaction in between, and a write of a concurrent request on this
+            # connection then fails at once with "database is locked" if another process wrote.
+            return list(await conn.execute_fetchall(sql, params))
 
         return await self._run(operation, query)
 
