@@ -514,7 +514,8 @@ def test_threads_share_the_store(
             counts = []
             for _ in range(requests_each):
                 response = http.get("/")
-                assert response.status_code == 200, response.text
+                # The server's log says why (a store_error line names the store's failure).
+                assert response.status_code == 200, f"{response.text}\n{server.text()}"
                 counts.append(response.json()["views"])
             return counts, http.cookies["koa.sess"]
 
