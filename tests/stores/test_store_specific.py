@@ -122,6 +122,24 @@ def test_a_misspelt_pool_option_fails_when_the_store_is_made(
     assert cls(url, pool_options=valid).address  # the driver's own names pass, unconnected
 
 
+def test_pool_options_for_a_connect_of_the_applications_own() -> None:
+    """asyncpg gives the options it does not take to ``connect=``, asyncpg's or the
+    application's: those are checked against the application's function when it names its
+    parameters, and left to it when it takes any; ``dsn`` is the store's to pass."""
+    from koasession.stores import PostgresStore
+
+    async def named(dsn: Any = None, *, tenant: str = "") -> Any: ...
+
+    async def anything(dsn: Any = None, **kwargs: Any) -> Any: ...
+
+    PostgresStore(DATABASE_URL, pool_options={"connect": named, "tenant": "a"})
+    PostgresStore(DATABASE_URL, pool_options={"connect": anything, "whatever": 1})
+    with pytest.raises(ConfigurationError, match="'tenantt' \\(did you mean 'tenant'\\?\\)"):
+        PostgresStore(DATABASE_URL, pool_options={"connect": named, "tenantt": "a"})
+    with pytest.raises(ConfigurationError, match="'dsn' \\(the store passes it\\)"):
+        PostgresStore(DATABASE_URL, pool_options={"dsn": DATABASE_URL})
+
+
 @pytest.mark.parametrize("cluster", [False, True], ids=["standalone", "cluster"])
 def test_a_misspelt_redis_option_fails_when_the_store_is_made(cluster: bool) -> None:
     """RedisStore passes the options it does not know to redis-py, which checked them only
@@ -137,6 +155,13 @@ def test_a_misspelt_redis_option_fails_when_the_store_is_made(cluster: bool) -> 
     assert "use key_prefix= for prefix=" in message
     with pytest.raises(ConfigurationError, match="the middleware's max_age="):
         RedisStore("redis://127.0.0.1:6379", ttl=60, cluster=cluster)
+    if not cluster:  # a cluster client checks the names when made, the values per node later
+        # Values redis-py refuses, whatever it raises for them, with no password in the text.
+        with pytest.raises(ConfigurationError, match="protocol") as raised:
+            RedisStore("redis://:hunter2@127.0.0.1:6379", protocol=4)
+        assert "hunter2" not in str(raised.value)
+        with pytest.raises(ConfigurationError, match="max_connections"):
+            RedisStore("redis://127.0.0.1:6379", max_connections=-1)
     # Options redis-py takes are still passed on (nothing is connected yet).
     store = RedisStore("redis://127.0.0.1:6379", socket_keepalive=True, cluster=cluster)
     assert store.address == "127.0.0.1:6379"
@@ -444,30 +469,51 @@ async def test_sqlite_concurrent_reads_and_writes_on_one_connection_never_fail_l
 _FORK = textwrap.dedent(
     """
     import asyncio, os, sys, warnings
+    import aiosqlite
+    import koasession.stores.sqlite as sqlite_module
+    from koasession.errors import ConfigurationError
     from koasession.stores.sqlite import SQLiteStore
 
-    store = SQLiteStore(sys.argv[1])
+    path, mode = sys.argv[1], sys.argv[2]
     parent = asyncio.new_event_loop()
+    if mode == "given":
+        given = parent.run_until_complete(aiosqlite.connect(path, isolation_level=None))
+        store = SQLiteStore(given)
+    else:
+        store = SQLiteStore(path)
     parent.run_until_complete(store.set("p" * 32, {"by": "parent"}, 60))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # Python 3.12+: "multi-threaded"
         pid = os.fork()
     if pid == 0:
+        if mode == "unknown-thread":
+            # An aiosqlite whose worker thread the store cannot see: only the fork tells.
+            sqlite_module._usable = lambda conn: True
 
         async def child():
+            if mode == "given":
+                try:
+                    await store.get("p" * 32)
+                except ConfigurationError as exc:
+                    print("child refused:", exc, flush=True)
+                os._exit(0)  # the parent's connection is not this process's to close
             assert await store.get("p" * 32) == {"by": "parent"}
             await store.set("c" * 32, {"by": "child"}, 60)
             await store.close()
 
-        asyncio.run(child())
+        asyncio.run(asyncio.wait_for(child(), 20))
         print("child ok", flush=True)
         sys.exit(0)  # a normal exit: atexit, then the interpreter's end
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
 
     async def after():
-        assert await store.get("c" * 32) == {"by": "child"}
+        if mode != "given":
+            assert await store.get("c" * 32) == {"by": "child"}
+        assert await store.get("p" * 32) == {"by": "parent"}
         await store.close()
+        if mode == "given":
+            await given.close()
 
     parent.run_until_complete(after())
     parent.close()
@@ -476,18 +522,26 @@ _FORK = textwrap.dedent(
 )
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
-def test_sqlite_store_used_before_a_fork_works_quietly_in_the_child(tmp_path: Path) -> None:
-    """gunicorn --preload: a store that served the parent before the fork gets a connection
-    of its own in the child, and never closes nor drops the parent's there (aiosqlite would
-    warn "deleted before being closed" in each worker); the parent's goes on working."""
-    result = subprocess.run(
-        [sys.executable, "-c", _FORK, str(tmp_path / "forked.db")],
+def _run_fork(tmp_path: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _FORK, str(tmp_path / "forked.db"), mode],
         env={**os.environ, "PYTHONPATH": SRC, "PYTHONWARNINGS": "default"},
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+@pytest.mark.parametrize("mode", ["path", "unknown-thread"])
+def test_sqlite_store_used_before_a_fork_works_quietly_in_the_child(
+    tmp_path: Path, mode: str
+) -> None:
+    """gunicorn --preload: a store that served the parent before the fork gets a connection
+    of its own in the child, and never closes nor drops the parent's there (aiosqlite would
+    warn "deleted before being closed" in each worker); the parent's goes on working. The fork
+    itself tells the store, so this holds when aiosqlite's worker thread cannot be seen too."""
+    result = _run_fork(tmp_path, mode)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split() == ["child", "ok", "parent", "ok"]
     for noise in (
@@ -497,6 +551,20 @@ def test_sqlite_store_used_before_a_fork_works_quietly_in_the_child(tmp_path: Pa
         "Exception ignored",
     ):
         assert noise not in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_sqlite_store_given_a_connection_before_a_fork_says_so_in_the_child(
+    tmp_path: Path,
+) -> None:
+    """A store given an aiosqlite connection cannot reopen it: in a forked child, whose copy has
+    no worker thread, its calls say why instead of each waiting for the store_timeout."""
+    result = _run_fork(tmp_path, "given")
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[-1] == "parent ok"
+    assert lines[0].startswith("child refused: SQLiteStore(an aiosqlite connection")
+    assert "it was opened before this process forked" in lines[0]
 
 
 async def test_sqlite_first_use_waits_for_a_lock_that_blocks_the_wal_switch(tmp_path: Path) -> None:

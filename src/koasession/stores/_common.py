@@ -11,7 +11,7 @@ import hmac
 import inspect
 import math
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from types import TracebackType
@@ -34,15 +34,21 @@ _MIN_HASH_KEY_BYTES = 32
 
 
 def check_driver_options(
-    store: str, options: Mapping[str, Any], *takers: Callable[..., Any]
+    store: str,
+    options: Mapping[str, Any],
+    *takers: Callable[..., Any],
+    set_by_store: Collection[str] = (),
 ) -> None:
-    """Refuse ``pool_options`` that none of ``takers`` (the driver's pool and connect functions)
-    has a keyword parameter for.
+    """Refuse ``pool_options`` that none of ``takers`` has a keyword parameter for, and those
+    in ``set_by_store`` (passed by the store itself, so a second value fails at first use).
 
-    The drivers pass unknown names on to their connections, which are made at the first
-    request: there a misspelt option failed every store call, which the middleware answers as a
-    store outage (503). The drivers' own signatures are the list, so it follows their versions;
-    when one cannot be read, the check is left to the driver.
+    ``takers`` are the driver's functions the options go through, the one that gets what the
+    others leave last (the pool's, then the connection's). The drivers pass unknown names on
+    to their connections, which are made at the first request: there a misspelt option failed
+    every store call, which the middleware answers as a store outage (503). The drivers' own
+    signatures are the list, so it follows their versions. When the last one takes any keyword
+    (``**kwargs``: a ``connect=`` of the application's own, say) or a signature cannot be read,
+    the names are left to the driver.
     """
     accepted: set[str] = set()
     for taker in takers:
@@ -55,10 +61,14 @@ def check_driver_options(
             for p in parameters
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
         )
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):  # the last taker's
+        accepted.update(options)
+    accepted.difference_update(set_by_store)
     unknown = sorted(set(options) - accepted)
     if unknown:
         named = ", ".join(
             f"{name!r}"
+            + (" (the store passes it)" if name in set_by_store else "")
             + "".join(f" (did you mean {m!r}?)" for m in get_close_matches(name, accepted, 1))
             for name in unknown
         )

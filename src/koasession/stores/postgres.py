@@ -167,8 +167,13 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
             command_timeout=command_timeout,
         )
         self._pool_options = dict(pool_options or {})
+        # The rest of the options go to asyncpg.connect, or to a connect= of the application's.
         check_driver_options(
-            "PostgresStore", self._pool_options, asyncpg.create_pool, asyncpg.connect
+            "PostgresStore",
+            self._pool_options,
+            asyncpg.create_pool,
+            self._pool_options.get("connect") or asyncpg.connect,
+            set_by_store=("dsn",),
         )
         if isinstance(dsn_or_pool, str):
             self._dsn: str | None = dsn_or_pool

@@ -450,21 +450,28 @@ class RedisStore(StoreOptionsMixin):
             self._check_client_options()
 
     def _check_client_options(self) -> None:
-        """Build now, with no I/O, what the first call in a loop builds: a misspelt or ill-typed
-        client option (``prefix=`` for ``key_prefix=``) fails at start-up with redis-py's own
-        reason, not as a 500 at the first request that touches the store."""
+        """Build now, with no I/O, what the first call in a loop builds: a misspelt client option
+        (``prefix=`` for ``key_prefix=``), or a value redis-py refuses when it makes a
+        connection (``protocol=4``), fails at start-up with redis-py's own reason, not at the
+        first request that touches the store. (A cluster client checks its option names when
+        made; the values reach each node's connections later.)"""
         try:
             client = self._open_client()
             if isinstance(client, Redis):  # a cluster client checks its options when made
                 client.connection_pool.make_connection()  # type: ignore[no-untyped-call]
-        except (TypeError, ValueError) as exc:
+        # An unknown name is a TypeError; a bad value may be any of the others (protocol=4 is
+        # redis-py's ConnectionError, a retry that is no Retry an AttributeError).
+        except (TypeError, ValueError, AttributeError, RedisError) as exc:
             hint = "".join(
                 f"; {_MISTAKEN_OPTIONS[name]}"
                 for name in sorted(self._client_options)
                 if name in _MISTAKEN_OPTIONS
             )
+            reason = f"{type(exc).__name__}: {exc}"
+            for secret in self._secrets:
+                reason = reason.replace(secret, "***")
             raise ConfigurationError(
-                f"RedisStore: a client option redis-py does not take ({exc}); options other "
+                f"RedisStore: redis-py refused the client options ({reason}); options other "
                 f"than RedisStore's own go to redis-py's connection{hint}"
             ) from None
 

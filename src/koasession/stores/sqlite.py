@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -86,7 +87,7 @@ async def _stopped(conn: aiosqlite.Connection) -> None:
 #: (gunicorn ``--preload``, for one), kept unused until this process ends. SQLite forbids
 #: carrying a connection across a fork: closing the child's copy while the child has a
 #: connection of its own to the file can release that one's locks (POSIX locks belong to the
-#: process). Collected at the interpreter's end instead, after the stores were closed at exit.
+#: process). Kept referenced until the interpreter ends, after the stores were closed at exit.
 _INHERITED: list[object] = []
 
 
@@ -99,6 +100,21 @@ def _set_aside(conn: aiosqlite.Connection) -> None:
         return
     _INHERITED.append(handle)
     conn._connection = None
+
+
+#: Every store of this process, so that a fork sends each to the slow path of ``_db`` once.
+_STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # The child's first call then takes the slow path, where an inherited connection is set
+    # aside, whatever aiosqlite's worker thread looks like (a fork leaves it behind).
+    for store in list(_STORES):
+        store._ready = False
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _usable(conn: aiosqlite.Connection) -> bool:
@@ -118,7 +134,8 @@ class SQLiteStore(StoreOptionsMixin):
     event loop that made it, so one connection serves successive loops (test clients,
     pytest-asyncio's per-test loops); a connection whose worker died with a closed loop is
     replaced. A connection opened before a fork (gunicorn ``--preload``) is set aside unused
-    in the child, which opens its own. The worker thread is a daemon: a script or a server
+    in the child, which opens its own; a connection given to the store cannot be reopened, so
+    in a forked child its calls raise :class:`~koasession.errors.ConfigurationError`. The worker thread is a daemon: a script or a server
     that forgets to close the store still exits. ``await store.close()`` (or ``async with
     store``) closes the connection; the next call opens a new one. Failures raise
     :class:`~koasession.errors.StoreError` naming the store and its file.
@@ -173,6 +190,7 @@ class SQLiteStore(StoreOptionsMixin):
             raise ConfigurationError("SQLiteStore needs a file path or an aiosqlite.Connection")
         self._ready = False  # the connection in _conn has been set up
         self._conn_pid = os.getpid()  # the process that opened the connection in _conn
+        _STORES.add(self)
         # asyncio locks belong to one loop: a new one for each loop (the loop is kept so that
         # a new loop can never pass for the old one).
         self._lock_loop: asyncio.AbstractEventLoop | None = None
@@ -200,7 +218,14 @@ class SQLiteStore(StoreOptionsMixin):
         async with self._lock:
             self._set_aside_inherited()
             conn = self._conn
-            if conn is not None and self._owns_conn and not _usable(conn):
+            if conn is not None and not _usable(conn):
+                if not self._owns_conn:
+                    # Every call would wait on a thread that is gone, until the store_timeout.
+                    raise ConfigurationError(
+                        f"{self!r}: the aiosqlite connection it was given no longer runs (its "
+                        "thread ended: it was opened before this process forked, or its event "
+                        "loop closed during a call); give the store a path to open its own"
+                    )
                 conn = self._conn = None  # its thread is gone; the sqlite3 handle goes with GC
                 self._ready = False
             if conn is None:
