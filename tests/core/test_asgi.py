@@ -243,6 +243,32 @@ async def test_headers_a_hook_sets_get_the_same_rules_as_the_apps() -> None:
     assert len(set_cookies(response)) == 2
 
 
+@pytest.mark.parametrize("overwrite", [True, False])
+async def test_a_hooks_set_cookie_for_the_session_name_comes_before_the_sessions(
+    overwrite: bool,
+) -> None:
+    """A hook's Set-Cookie for the session cookie's name gives way to the session's line with
+    ``overwrite`` (one line per name); without, both go out, the session's last (the line a
+    browser keeps), as in koa, where hooks set headers before the commit sets the cookie."""
+
+    def before_save(ctx: Any, session: Any) -> None:
+        ctx.set_header("Set-Cookie", "koa.sess=from-hook; path=/")
+
+    app = wrap(
+        lambda scope: scope["session"].update(n=1), before_save=before_save, overwrite=overwrite
+    )
+    async with client(app) as c:
+        response = await c.get("/")
+    lines = response.headers.get_list("set-cookie")
+    names = [line.split("=", 1)[0] for line in lines]
+    if overwrite:
+        assert names == ["koa.sess", "koa.sess.sig"]
+        assert "from-hook" not in lines[0]
+    else:
+        assert names == ["koa.sess", "koa.sess", "koa.sess.sig"]
+        assert lines[0].startswith("koa.sess=from-hook") and "from-hook" not in lines[1]
+
+
 async def test_secure_cookie_over_http_is_a_clear_error() -> None:
     app = wrap(lambda scope: scope["session"].update(n=1), secure=True)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
