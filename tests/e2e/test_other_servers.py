@@ -56,8 +56,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "hypercorn-trio": ("hypercorn", ["hypercorn", "-k", "trio"]),
     "granian": ("granian", ["granian", "--interface", "asgi", "--loop", "asyncio"]),
     "granian-uvloop": ("granian", ["granian", "--interface", "asgi", "--loop", "uvloop"]),
-    # uvicorn's own tests are in test_uvicorn_lifecycle.py; this entry serves the files that
-    # run one promise under every server (test_websockets.py)
+    # uvicorn's lifecycle tests are in test_uvicorn_lifecycle.py; this entry runs the send
+    # paths below and the files that run one promise under every server (test_websockets.py)
     "uvicorn": ("uvicorn", ["uvicorn"]),
 }
 BASIC = ["hypercorn", "granian"]

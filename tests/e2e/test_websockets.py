@@ -15,7 +15,8 @@ library's (a dependency of ``uvicorn[standard]``).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
@@ -31,7 +32,6 @@ LOST = "koasession: session change lost"
 
 WS_APP = """
 import os
-import secrets
 
 from starlette.applications import Starlette
 from starlette.responses import JSONResponse
@@ -42,7 +42,7 @@ from koasession.errors import ResponseStartedError
 from koasession.stores import store_from_url
 
 URL = os.environ.get("STORE_URL")
-store = store_from_url(URL, key_prefix=f"ws-{secrets.token_hex(4)}:") if URL else None
+store = store_from_url(URL, key_prefix=os.environ["KEY_PREFIX"]) if URL else None
 
 
 async def home(request):
@@ -112,6 +112,30 @@ def websockets_client() -> None:
     require_module("websockets")
 
 
+@pytest.fixture
+def redis_env() -> Iterator[dict[str, str]]:
+    """The app's environment for a RedisStore under a key prefix of this test's own, and the
+    keys under it removed afterwards."""
+    require_redis()
+    import redis
+
+    prefix = f"ws-{secrets.token_hex(4)}:"
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        yield {"STORE_URL": REDIS_URL, "KEY_PREFIX": prefix}
+        for key in client.scan_iter(f"{prefix}*"):
+            client.delete(key)
+    finally:
+        client.close()
+
+
+def stored_keys(env: dict[str, str]) -> list[bytes]:
+    import redis
+
+    with redis.Redis.from_url(env["STORE_URL"]) as client:
+        return list(client.scan_iter(f"{env['KEY_PREFIX']}*"))
+
+
 @pytest.mark.parametrize("variant", SERVERS)
 def test_cookie_mode_websocket_reads_and_cannot_write(
     serve: Callable[..., Server],  # noqa: F811
@@ -140,13 +164,14 @@ def test_cookie_mode_websocket_reads_and_cannot_write(
 def test_store_mode_websocket_saves_to_the_store(
     serve: Callable[..., Server],  # noqa: F811
     websockets_client: None,
+    redis_env: dict[str, str],
     variant: str,
 ) -> None:
     """Store mode (Redis): ``save()`` on the WebSocket writes the store, which the next HTTP
     request reads with the same cookie; ``regenerate()`` raises; an unsaved change is lost."""
-    require_redis()
-    server = serve(variant, WS_APP, STORE_URL=REDIS_URL)
+    server = serve(variant, WS_APP, **redis_env)
     client, cookie = logged_in(server)
+    assert len(stored_keys(redis_env)) == 1
     seen, outcome = ws_call(server, cookie, "save")
     assert seen == {"user": "ada", "is_new": False}
     assert outcome == "saved"
@@ -154,6 +179,7 @@ def test_store_mode_websocket_saves_to_the_store(
     _, outcome = ws_call(server, cookie, "regenerate")
     assert outcome.startswith("ResponseStartedError: regenerate() on a WebSocket")
     assert client.get("/").json() == {"user": "ada", "seen": "save"}  # the old id still works
+    assert len(stored_keys(redis_env)) == 1  # and no other was made
     _, outcome = ws_call(server, cookie, "change")
     assert outcome == "done"
     assert "without `await session.save()`" in server.wait_for(LOST)
@@ -165,15 +191,16 @@ def test_store_mode_websocket_saves_to_the_store(
 def test_store_mode_websocket_without_a_session_cannot_save(
     serve: Callable[..., Server],  # noqa: F811
     websockets_client: None,
+    redis_env: dict[str, str],
     variant: str,
 ) -> None:
     """Store mode: a WebSocket with no session cookie gets a new session, which it cannot save
     (its id would need a cookie); nothing is written."""
-    require_redis()
-    server = serve(variant, WS_APP, STORE_URL=REDIS_URL)
+    server = serve(variant, WS_APP, **redis_env)
     seen, outcome = ws_call(server, None, "save")
     assert seen == {"user": None, "is_new": True}
     assert outcome.startswith(
         "ResponseStartedError: saving a session that has no stored id on a WebSocket"
     )
+    assert stored_keys(redis_env) == []
     assert_clean(server.output())
