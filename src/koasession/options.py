@@ -300,6 +300,21 @@ def _check_methods(name: str, obj: object, methods: Sequence[str]) -> None:
             raise ConfigurationError(f"{name} must have a callable {method}(); {obj!r} has none")
 
 
+def _check_store(store: object) -> None:
+    # A class has its methods too (unbound): the calls would fail at each request instead.
+    if inspect.isclass(store):
+        raise ConfigurationError(
+            f"store must be a store object, not the class {store.__name__}: "
+            f"store={store.__name__}(...) (context_store= is the option that takes a class)"
+        )
+    if isinstance(store, str):
+        raise ConfigurationError(
+            f"store must be a store object, not a URL: "
+            f"store=store_from_url({store!r}) (from koasession.stores)"
+        )
+    _check_methods("store", store, ("get", "set", "destroy"))
+
+
 def _check_positive(name: str, value: object, *, optional: bool = True) -> None:
     if value is None and optional:
         return
@@ -441,7 +456,7 @@ def _validate_plugins(opts: SessionOptions) -> None:
     for name in ("encode", "decode", "genid", "valid", "before_save", "on_event"):
         _check_callable(name, getattr(opts, name))
     if opts.store is not None:
-        _check_methods("store", opts.store, ("get", "set", "destroy"))
+        _check_store(opts.store)
     if opts.context_store is not None:
         if not inspect.isclass(opts.context_store):
             raise ConfigurationError("context_store must be a class, built per request as cls(ctx)")

@@ -62,6 +62,9 @@ def build(**options: Any) -> SessionMiddleware:
         ({"algorithm": "md5"}, "algorithm must be"),
         ({"algorithm": []}, "algorithm must be"),
         ({"store": object()}, "store must have a callable get()"),
+        # A class has get/set/destroy too: the calls would fail at each request.
+        ({"store": MemoryStore}, "not the class MemoryStore: store=MemoryStore(...)"),
+        ({"store": "redis://h:6379"}, "not a URL: store=store_from_url('redis://h:6379')"),
         ({"context_store": MemoryStore()}, "context_store must be a class"),
         ({"external_key": object()}, "external_key must have"),
         ({"valid": 3}, "valid must be callable"),

@@ -135,10 +135,11 @@ class SQLiteStore(StoreOptionsMixin):
     pytest-asyncio's per-test loops); a connection whose worker died with a closed loop is
     replaced. A connection opened before a fork (gunicorn ``--preload``) is set aside unused
     in the child, which opens its own; a connection given to the store cannot be reopened, so
-    in a forked child its calls raise :class:`~koasession.errors.ConfigurationError`. The worker thread is a daemon: a script or a server
-    that forgets to close the store still exits. ``await store.close()`` (or ``async with
-    store``) closes the connection; the next call opens a new one. Failures raise
-    :class:`~koasession.errors.StoreError` naming the store and its file.
+    in a forked child its calls raise :class:`~koasession.errors.ConfigurationError`. The
+    worker thread is a daemon: a script or a server that forgets to close the store still
+    exits. ``await store.close()`` (or ``async with store``) closes the connection; the next
+    call opens a new one. Failures raise :class:`~koasession.errors.StoreError` naming the
+    store and its file.
 
     :param path: the database file (created when missing), or an open ``aiosqlite.Connection``
         (used as is and not closed by :meth:`close`; it should be in autocommit mode,
