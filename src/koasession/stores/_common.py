@@ -51,6 +51,7 @@ def check_driver_options(
     the names are left to the driver.
     """
     accepted: set[str] = set()
+    takes_any = False  # whether the last taker has **kwargs
     for taker in takers:
         try:
             parameters = inspect.signature(taker).parameters.values()
@@ -61,7 +62,8 @@ def check_driver_options(
             for p in parameters
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
         )
-    if any(p.kind is p.VAR_KEYWORD for p in parameters):  # the last taker's
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    if takes_any:
         accepted.update(options)
     accepted.difference_update(set_by_store)
     unknown = sorted(set(options) - accepted)
