@@ -300,6 +300,26 @@ def _check_methods(name: str, obj: object, methods: Sequence[str]) -> None:
             raise ConfigurationError(f"{name} must have a callable {method}(); {obj!r} has none")
 
 
+#: The options that are on or off.
+_FLAGS = (
+    "auto_commit",
+    "overwrite",
+    "http_only",
+    "signed",
+    "rolling",
+    "renew",
+    "partitioned",
+    "proxy",
+    "encrypt",
+    "allow_weak_keys",
+    "compress",
+    "chunk",
+    "record_created",
+    "merge",
+    "lazy",
+)
+
+
 def _check_store(store: object) -> None:
     # A class has its methods too (unbound): the calls would fail at each request instead.
     if inspect.isclass(store):
@@ -423,6 +443,11 @@ def _validate_attributes(opts: SessionOptions) -> None:
             )
     if opts.secure not in (None, True, False):
         raise ConfigurationError(f"secure must be True, False or None; got {opts.secure!r}")
+    for name in _FLAGS:
+        # Strictly bool: signed="false" or rolling="no" read from a settings file is truthy,
+        # and would turn on what it meant to turn off.
+        if type(getattr(opts, name)) is not bool:
+            raise ConfigurationError(f"{name} must be True or False; got {getattr(opts, name)!r}")
 
 
 def _validate_secure(opts: SessionOptions) -> None:

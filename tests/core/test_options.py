@@ -62,6 +62,11 @@ def build(**options: Any) -> SessionMiddleware:
         ({"algorithm": "md5"}, "algorithm must be"),
         ({"algorithm": []}, "algorithm must be"),
         ({"store": object()}, "store must have a callable get()"),
+        # From a settings file: truthy strings would turn on what they meant to turn off.
+        ({"signed": "false"}, "signed must be True or False; got 'false'"),
+        ({"http_only": "no"}, "http_only must be True or False; got 'no'"),
+        ({"rolling": 1}, "rolling must be True or False; got 1"),
+        ({"overwrite": None}, "overwrite must be True or False; got None"),
         # A class has get/set/destroy too: the calls would fail at each request.
         ({"store": MemoryStore}, "not the class MemoryStore: store=MemoryStore(...)"),
         ({"store": "redis://h:6379"}, "not a URL: store=store_from_url('redis://h:6379')"),
