@@ -467,9 +467,7 @@ class RedisStore(StoreOptionsMixin):
                 for name in sorted(self._client_options)
                 if name in _MISTAKEN_OPTIONS
             )
-            reason = f"{type(exc).__name__}: {exc}"
-            for secret in self._secrets:
-                reason = reason.replace(secret, "***")
+            reason = self._masked(f"{type(exc).__name__}: {exc}")
             raise ConfigurationError(
                 f"RedisStore: redis-py refused the client options ({reason}); options other "
                 f"than RedisStore's own go to redis-py's connection{hint}"
@@ -589,10 +587,13 @@ class RedisStore(StoreOptionsMixin):
 
     def _error(self, exc: BaseException) -> StoreError:
         """A :class:`StoreError` naming this store and its address, with no secret in it."""
-        message = str(exc) or type(exc).__name__
+        return StoreError(f"{self!r}: {self._masked(str(exc) or type(exc).__name__)}")
+
+    def _masked(self, text: str) -> str:
+        """``text`` with the passwords of the URL and the options replaced by ``***``."""
         for secret in self._secrets:
-            message = message.replace(secret, "***")
-        return StoreError(f"{self!r}: {message}")
+            text = text.replace(secret, "***")
+        return text
 
     # -- keys ----------------------------------------------------------------------------------
 

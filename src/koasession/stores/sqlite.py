@@ -102,15 +102,13 @@ def _set_aside(conn: aiosqlite.Connection) -> None:
     conn._connection = None
 
 
-#: Every store of this process, so that a fork sends each to the slow path of ``_db`` once.
+#: Every store of this process, told of a fork in the child (:meth:`SQLiteStore._forked`).
 _STORES: weakref.WeakSet[SQLiteStore] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    # The child's first call then takes the slow path, where an inherited connection is set
-    # aside, whatever aiosqlite's worker thread looks like (a fork leaves it behind).
     for store in list(_STORES):
-        store._ready = False
+        store._forked()
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which does not fork
@@ -190,7 +188,6 @@ class SQLiteStore(StoreOptionsMixin):
         else:
             raise ConfigurationError("SQLiteStore needs a file path or an aiosqlite.Connection")
         self._ready = False  # the connection in _conn has been set up
-        self._conn_pid = os.getpid()  # the process that opened the connection in _conn
         _STORES.add(self)
         # asyncio locks belong to one loop: a new one for each loop (the loop is kept so that
         # a new loop can never pass for the old one).
@@ -217,7 +214,6 @@ class SQLiteStore(StoreOptionsMixin):
         if self._lock_loop is not loop:
             self._lock_loop, self._lock = loop, asyncio.Lock()
         async with self._lock:
-            self._set_aside_inherited()
             conn = self._conn
             if conn is not None and not _usable(conn):
                 if not self._owns_conn:
@@ -240,19 +236,21 @@ class SQLiteStore(StoreOptionsMixin):
                 except Exception:
                     await _stopped(conn)
                     raise
-                self._conn, self._conn_pid = conn, os.getpid()
+                self._conn = conn
             if not self._ready:
                 await self._setup(conn)
                 self._ready = True
         return conn
 
-    def _set_aside_inherited(self) -> None:
-        """Let go of a connection a parent process opened before forking this one, without
-        closing it (see ``_INHERITED``): the next call opens one of this process's own."""
-        if self._owns_conn and self._conn is not None and self._conn_pid != os.getpid():
+    def _forked(self) -> None:
+        """In a child just forked: let go of the connection the parent opened, without closing
+        it (see ``_INHERITED``), so that the next call opens one of this process's own. A
+        connection given to the store is kept: the next call finds its thread gone and says so.
+        """
+        if self._owns_conn and self._conn is not None:
             _set_aside(self._conn)
             self._conn = None
-            self._ready = False
+        self._ready = False
 
     async def _setup(self, conn: aiosqlite.Connection) -> None:
         # busy_timeout first: switching to WAL needs a lock another process may hold.
@@ -551,7 +549,6 @@ class SQLiteStore(StoreOptionsMixin):
     async def close(self) -> None:
         """Close the connection if this store opened it (a connection given to it is left
         open). The store stays usable: the next call opens a new connection."""
-        self._set_aside_inherited()
         if self._owns_conn and self._conn is not None:
             conn, self._conn = self._conn, None
             self._ready = False
