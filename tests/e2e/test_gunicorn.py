@@ -22,7 +22,6 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -31,30 +30,21 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from _services import require_module, require_redis, unavailable
+from _services import require_module, unavailable
+
+from ._processes import ServerProcess, assert_quiet
+from ._processes import redis_env as redis_env_of
 
 pytestmark = pytest.mark.timeout(120)
 
 KEY = "tONGABbpJHX1qcgawgKRl25XMtIgY78OAfLS-XgbRG8"
-
-#: What a clean shutdown never prints (compared in lower case).
-SHUTDOWN_NOISE = (
-    "traceback",
-    "event loop is closed",
-    "task was destroyed",
-    "unclosed",
-    "resourcewarning",
-    "was deleted before being closed",  # aiosqlite
-    "never awaited",
-    "exception ignored",
-)
 
 #: The store of the apps below, chosen by the environment; its close() reports to the log.
 STORE_SETUP = """
@@ -207,40 +197,16 @@ CONFIG = "control_socket_disable = True\n"
 
 
 @dataclass
-class Server:
-    """A gunicorn master (the leader of its own process group) and its output file."""
+class Server(ServerProcess):
+    """A gunicorn master (the leader of its own process group), and the port it serves."""
 
-    url: str
-    port: int
-    proc: subprocess.Popen[bytes]
-    log: Path
-    _stopped: bool = field(default=False)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM) -> int | None:
-        """Send ``sig`` to the master and wait for it to exit; its return code."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            return None
-        finally:
-            self._stopped = True
+    port: int = 0
 
     def output(self) -> str:
         """Stop the server (SIGTERM to the master); everything it printed, once it exited."""
-        code = self.stop()
+        code = self.stop(timeout=30)
         assert code == 0, f"gunicorn exited with {code}:\n{self.text()}"
         return self.text()
-
-    def kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
 
 
 @pytest.fixture
@@ -276,7 +242,7 @@ def gunicorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
                 start_new_session=True,
             )
         sock.close()  # the master holds its own copy
-        server = Server(f"http://127.0.0.1:{port}", port, proc, log)
+        server = Server(f"http://127.0.0.1:{port}", proc, log, port)
         servers.append(server)
         deadline = time.monotonic() + 30
         while True:
@@ -293,26 +259,15 @@ def gunicorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
     yield start
     for server in servers:
-        if not server._stopped:
-            server.stop()
-        server.kill_group()
+        server.stop_and_kill()
 
 
 @pytest.fixture
 def redis_env() -> Iterator[dict[str, str]]:
     """The environment of the apps for a RedisStore under a prefix of the test's own; the keys
     are deleted after the test."""
-    import redis
-
-    url = require_redis()
-    prefix = f"kstest-gunicorn:{secrets.token_hex(4)}:"
-    yield {"STORE_URL": url, "KEY_PREFIX": prefix}
-    client = redis.Redis.from_url(url)
-    try:
-        for key in client.scan_iter(match=prefix + "*"):
-            client.delete(key)
-    finally:
-        client.close()
+    with redis_env_of("gunicorn") as env:
+        yield env
 
 
 def redis_value(env: dict[str, str], sid: str) -> Any:
@@ -362,13 +317,9 @@ def assert_clean(output: str, port: int) -> None:
     warning and the hint under it need not be next to each other.
     """
     gunicorns = listener_warning(port)
-    ours = "\n".join(
-        line
-        for line in output.splitlines()
-        if not gunicorns.search(line) and line.strip() != _TRACEMALLOC_HINT
-    ).lower()
-    for noise in SHUTDOWN_NOISE:
-        assert noise not in ours, f"{noise!r} in the server output:\n{output}"
+    assert_quiet(
+        output, lambda line: bool(gunicorns.search(line)) or line.strip() == _TRACEMALLOC_HINT
+    )
 
 
 def closed_in(output: str) -> list[int]:

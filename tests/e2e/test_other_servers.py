@@ -16,7 +16,6 @@ The server output is written to a file and examined: ``PYTHONWARNINGS=default`` 
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import json
 import os
@@ -29,7 +28,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,6 +36,7 @@ import pytest
 
 from _services import require_postgres, require_redis, unavailable
 
+from ._processes import ServerProcess, assert_quiet, redis_env
 from .test_uvicorn_lifecycle import (
     BANK_APP,
     LOGIN_APP,
@@ -62,18 +62,6 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
 }
 BASIC = ["hypercorn", "granian"]
 
-#: What a clean shutdown never prints (compared in lower case).
-SHUTDOWN_NOISE = (
-    "traceback",
-    "event loop is closed",
-    "task was destroyed",
-    "unclosed",
-    "resourcewarning",
-    "was deleted before being closed",  # aiosqlite
-    "never awaited",
-    "exception ignored",
-)
-
 
 def require(module: str) -> None:
     if importlib.util.find_spec(module) is None:
@@ -83,54 +71,15 @@ def require(module: str) -> None:
 
 
 @dataclass
-class Server:
-    """A server subprocess (the leader of its own process group) and its output file."""
+class Server(ServerProcess):
+    """An ASGI server subprocess, and which of :data:`VARIANTS` it is."""
 
-    url: str
-    proc: subprocess.Popen[bytes]
-    log: Path
-    variant: str
-    _stopped: bool = field(default=False)
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, pattern: str, count: int = 1, timeout: float = 15) -> str:
-        """The output once ``pattern`` occurs ``count`` times in it (an error after timeout)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            out = self.text()
-            if out.count(pattern) >= count:
-                return out
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{pattern!r} x{count} not in the output:\n{out}")
-            time.sleep(0.05)
-
-    def stop(self, sig: signal.Signals = signal.SIGTERM, *, group: bool = False) -> int | None:
-        """Send ``sig`` to the server (to its whole group with ``group``, as Ctrl-C does) and
-        wait for it to exit; its return code."""
-        if self.proc.poll() is None:
-            if group:
-                os.killpg(self.proc.pid, sig)
-            else:
-                self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            return None
-        finally:
-            self._stopped = True
+    variant: str = ""
 
     def output(self) -> str:
         """Stop the server (SIGTERM) and return everything it printed."""
         self.stop()
         return self.text()
-
-    def kill_group(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
 
 
 def _free_port() -> int:
@@ -227,15 +176,11 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
 
     yield start
     for server in servers:
-        if not server._stopped:
-            server.stop()
-        server.kill_group()
+        server.stop_and_kill()
 
 
 def assert_clean(output: str) -> None:
-    lowered = output.lower()
-    for noise in SHUTDOWN_NOISE:
-        assert noise not in lowered, f"{noise!r} in the server output:\n{output}"
+    assert_quiet(output)
 
 
 # -- 1. a crash writes nothing ------------------------------------------------------------------
@@ -395,17 +340,8 @@ def store_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[s
     kind = request.param
     token = secrets.token_hex(4)
     if kind == "redis":
-        import redis
-
-        url = require_redis()
-        prefix = f"kstest-servers:{token}:"
-        yield {"STORE_URL": url, "KEY_PREFIX": prefix}
-        client = redis.Redis.from_url(url)
-        try:
-            for key in client.scan_iter(match=prefix + "*"):
-                client.delete(key)
-        finally:
-            client.close()
+        with redis_env("servers") as env:
+            yield env
     elif kind == "postgres":
         import asyncio
 

@@ -15,14 +15,15 @@ library's (a dependency of ``uvicorn[standard]``).
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
-from _services import REDIS_URL, require_module, require_redis
+from _services import require_module
 
+from ._processes import redis_env as redis_env_of
+from ._processes import redis_keys
 from .test_other_servers import Server, assert_clean, serve  # noqa: F401 - serve: a fixture
 
 pytestmark = pytest.mark.timeout(120)
@@ -114,26 +115,8 @@ def websockets_client() -> None:
 
 @pytest.fixture
 def redis_env() -> Iterator[dict[str, str]]:
-    """The app's environment for a RedisStore under a key prefix of this test's own, and the
-    keys under it removed afterwards."""
-    require_redis()
-    import redis
-
-    prefix = f"ws-{secrets.token_hex(4)}:"
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        yield {"STORE_URL": REDIS_URL, "KEY_PREFIX": prefix}
-        for key in client.scan_iter(f"{prefix}*"):
-            client.delete(key)
-    finally:
-        client.close()
-
-
-def stored_keys(env: dict[str, str]) -> list[bytes]:
-    import redis
-
-    with redis.Redis.from_url(env["STORE_URL"]) as client:
-        return list(client.scan_iter(f"{env['KEY_PREFIX']}*"))
+    with redis_env_of("websockets") as env:
+        yield env
 
 
 @pytest.mark.parametrize("variant", SERVERS)
@@ -171,7 +154,7 @@ def test_store_mode_websocket_saves_to_the_store(
     request reads with the same cookie; ``regenerate()`` raises; an unsaved change is lost."""
     server = serve(variant, WS_APP, **redis_env)
     client, cookie = logged_in(server)
-    assert len(stored_keys(redis_env)) == 1
+    assert len(redis_keys(redis_env)) == 1
     seen, outcome = ws_call(server, cookie, "save")
     assert seen == {"user": "ada", "is_new": False}
     assert outcome == "saved"
@@ -179,7 +162,7 @@ def test_store_mode_websocket_saves_to_the_store(
     _, outcome = ws_call(server, cookie, "regenerate")
     assert outcome.startswith("ResponseStartedError: regenerate() on a WebSocket")
     assert client.get("/").json() == {"user": "ada", "seen": "save"}  # the old id still works
-    assert len(stored_keys(redis_env)) == 1  # and no other was made
+    assert len(redis_keys(redis_env)) == 1  # and no other was made
     _, outcome = ws_call(server, cookie, "change")
     assert outcome == "done"
     assert "without `await session.save()`" in server.wait_for(LOST)
@@ -202,5 +185,5 @@ def test_store_mode_websocket_without_a_session_cannot_save(
     assert outcome.startswith(
         "ResponseStartedError: saving a session that has no stored id on a WebSocket"
     )
-    assert stored_keys(redis_env) == []
+    assert redis_keys(redis_env) == []
     assert_clean(server.output())
