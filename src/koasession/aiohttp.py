@@ -215,12 +215,14 @@ class SessionMiddleware:
                 # prepare: the session's own lines replace them, as in the ASGI adapter.
                 for name, _ in rs.cookie_lines:
                     response.cookies.pop(name, None)
-            merged = rs.merge_headers(
-                [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
-            )
+            # aiohttp sends str headers as UTF-8, so any str the handler set (a filename or
+            # text echoed from the request included) must come back unchanged: UTF-8 with
+            # surrogatepass encodes every str and decodes back to it, where latin-1 raised on
+            # the first character past U+00FF. The session's own lines are ASCII either way.
+            merged = rs.merge_headers([(_encode(k), _encode(v)) for k, v in headers.items()])
             headers.clear()
             for key, value in merged:
-                headers.add(key.decode("latin-1"), value.decode("latin-1"))
+                headers.add(_decode(key), _decode(value))
         return True
 
     async def _cleanup(self, app: web.Application) -> None:
@@ -284,6 +286,15 @@ def _plain(
     headers = [(k.lower(), v) for k, v in request.raw_headers]
     slot = cast("MutableMapping[str, Any]", request)
     return PlainRequest(cfg, session, headers, request.scheme, slot, request, general)
+
+
+def _encode(text: str) -> bytes:
+    """A header name or value as bytes for the engine; :func:`_decode` gives it back."""
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _decode(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogatepass")
 
 
 def _is_websocket(request: web.Request) -> bool:

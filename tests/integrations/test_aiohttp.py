@@ -236,6 +236,34 @@ async def test_handler_cookie_of_the_same_name_is_replaced() -> None:
         assert await asgi_reads(jar(http)) == {"ours": 1}
 
 
+@pytest.mark.parametrize("streamed", [False, True])
+async def test_handler_headers_beyond_latin1_pass_through_unchanged(streamed: bool) -> None:
+    # aiohttp sends str headers as UTF-8; a value echoed from the request (a file name, a
+    # search term) may hold any character, and the session's commit must not turn it into a 500.
+    echoed = "caf\u00e9 \u20ac \u4e2d"
+
+    async def home(request: web.Request) -> web.StreamResponse:
+        request["session"]["n"] = 1
+        headers = {"X-Echo": request.query["q"]}
+        if not streamed:
+            return web.Response(text="ok", headers=headers)
+        response = web.StreamResponse(headers=headers)
+        await response.prepare(request)
+        await response.write(b"ok")
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    setup(app, keys=[KEY])
+    async with serve(app) as http:
+        response = await http.get("/", params={"q": echoed})
+        assert response.status == 200
+        assert await response.text() == "ok"
+        assert response.headers["X-Echo"] == echoed
+        assert cookie_lines(response, "koa.sess")
+        assert await asgi_reads(jar(http)) == {"n": 1}
+
+
 async def test_untouched_session_adds_nothing() -> None:
     async def plain(request: web.Request) -> web.Response:
         return web.Response(text="plain", headers={"X-App": "1"})
