@@ -222,7 +222,11 @@ class CSRFMiddleware:
         elif media != "application/x-www-form-urlencoded":
             return None, [], False
         messages: list[_Message] = []
-        body = b""
+        body = bytearray()  # grown in place: `bytes +=` would copy it all per message
+        # Where the next scan starts: each pair or part is examined once, however many
+        # messages the body comes in (a rescan of all of it per message is quadratic: a slow
+        # client sending 1 MiB of "&" in small pieces kept the event loop busy for seconds).
+        start = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -231,29 +235,37 @@ class CSRFMiddleware:
             body += message.get("body", b"")
             complete = not message.get("more_body", False)
             if boundary is None:
-                found = self._find_urlencoded(body, complete)
+                found, start = self._find_urlencoded(body, complete, start)
             else:
-                found = self._find_multipart(body, complete, boundary)
+                found, start = self._find_multipart(body, complete, boundary, start)
             if found is not False:
                 return (found if isinstance(found, str) else None), messages, False
             if complete or len(body) >= self.max_body_size:
                 return None, messages, False
 
-    def _find_urlencoded(self, body: bytes, complete: bool) -> str | bool | None:
-        """The field's value; None when the complete body lacks it; False: read on."""
-        pairs = body.split(b"&")
-        if not complete:
-            pairs.pop()  # possibly cut short
-        for pair in pairs:
+    def _find_urlencoded(
+        self, body: bytearray, complete: bool, start: int
+    ) -> tuple[str | bool | None, int]:
+        """The field's value (None when the complete body lacks it, False: read on), and
+        where the next call starts: after the last ``&`` seen, since the pair after it may
+        be cut short."""
+        end = len(body) if complete else body.rfind(b"&", start)
+        if end < 0:
+            return False, start
+        for pair in bytes(memoryview(body)[start:end]).split(b"&"):
             name, _, value = pair.partition(b"=")
             if unquote_plus(name.decode("latin-1")) == self.field_name:
-                return unquote_plus(value.decode("latin-1"))
-        return None if complete else False
+                return unquote_plus(value.decode("latin-1")), end
+        return (None if complete else False), end + 1
 
-    def _find_multipart(self, body: bytes, complete: bool, boundary: bytes) -> str | bool | None:
-        """The field's value from a multipart body; None when absent; False: read on."""
+    def _find_multipart(
+        self, body: bytearray, complete: bool, boundary: bytes, start: int
+    ) -> tuple[str | bool | None, int]:
+        """The field's value from a multipart body (None when absent, False: read on), and
+        where the next call starts: the last delimiter, whose part may be unfinished."""
         delimiter = b"--" + boundary
-        parts = body.split(delimiter)
+        # From a delimiter the split finds the same delimiters as one over the whole body.
+        parts = bytes(memoryview(body)[start:]).split(delimiter)
         for part in parts[1:-1] if not complete else parts[1:]:
             head, sep, content = part.partition(b"\r\n\r\n")
             if not sep:
@@ -268,8 +280,12 @@ class CSRFMiddleware:
             if name is None or b"filename=" in attrs.lower():
                 continue
             if name.group(1).decode("latin-1") == self.field_name:
-                return content.removesuffix(b"\r\n").decode("latin-1")
-        return None if complete else False
+                return content.removesuffix(b"\r\n").decode("latin-1"), start
+        if complete:
+            return None, start
+        if len(parts) > 1:
+            start = len(body) - len(parts[-1]) - len(delimiter)
+        return False, start
 
 
 def _replaying(messages: list[_Message], receive: _Receive) -> _Receive:
