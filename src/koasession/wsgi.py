@@ -298,11 +298,25 @@ class _Response:
             return _discard
         rs = session._bound or rs  # the general engine if the plain one handed over
         if rs.read or rs.cookie_lines or rs.extra_headers:
-            raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+            # PEP 3333 headers are latin-1 text. An app that sets a header beyond it (Flask's
+            # test client passes one on) gets it back unchanged all the same: UTF-8 with
+            # surrogatepass encodes any str and decodes back to it; the server then decides.
+            codec = "latin-1"
+            try:
+                raw = [(k.lower().encode(codec), v.encode(codec)) for k, v in headers]
+            except UnicodeEncodeError:
+                codec = "utf-8"
+                raw = [
+                    (k.lower().encode(codec, "surrogatepass"), v.encode(codec, "surrogatepass"))
+                    for k, v in headers
+                ]
             # Keep the app's own spelling of its header names; ours are lower case.
             names = {k.lower(): k for k, _ in headers}
             headers = [
-                (names.get(k.decode("latin-1"), k.decode("latin-1")), v.decode("latin-1"))
+                (
+                    names.get(name := k.decode(codec, "surrogatepass"), name),
+                    v.decode(codec, "surrogatepass"),
+                )
                 for k, v in rs.merge_headers(raw)
             ]
         return self.server_start(status, headers, exc_info)
@@ -357,11 +371,21 @@ class _EnvironHeaders(Sequence[tuple[bytes, bytes]]):
     def _list(self) -> list[tuple[bytes, bytes]]:
         pairs = self._pairs
         if pairs is None:
-            pairs = self._pairs = [
-                (key[5:].replace("_", "-").lower().encode("latin-1"), value.encode("latin-1"))
-                for key, value in self._environ.items()
-                if key.startswith("HTTP_")
-            ]
+            try:
+                pairs = [
+                    (key[5:].replace("_", "-").lower().encode("latin-1"), value.encode("latin-1"))
+                    for key, value in self._environ.items()
+                    if key.startswith("HTTP_")
+                ]
+            except UnicodeEncodeError:
+                # Not PEP 3333's latin-1 text (Werkzeug's test client passes a header's str on
+                # as given): bytes all the same, rather than a 500 for a header we may not read.
+                pairs = [
+                    (_header_bytes(key[5:].replace("_", "-").lower()), _header_bytes(value))
+                    for key, value in self._environ.items()
+                    if key.startswith("HTTP_")
+                ]
+            self._pairs = pairs
         return pairs
 
     def __getitem__(self, index: Any) -> Any:
@@ -425,6 +449,14 @@ def _error(
     ]
     start_response(f"{status} {reason}", start_headers, exc_info)
     return [body]
+
+
+def _header_bytes(text: str) -> bytes:
+    """``text`` as latin-1 bytes, as PEP 3333 has it, or else as UTF-8 (never raises)."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
 
 
 def _close_at_exit(ref: weakref.ref[SessionMiddleware]) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from flask import Flask
+from flask import Flask, request
 from flask import session as flask_session
 
 from koasession import MemoryStore
@@ -141,3 +141,24 @@ def test_koasession_session_without_init_app_is_a_clear_error() -> None:
     app.testing = True
     with pytest.raises(RuntimeError, match="init_app"):
         app.test_client().get("/")
+
+
+def test_headers_beyond_latin1_neither_crash_nor_change() -> None:
+    # PEP 3333 headers are latin-1 text, but Werkzeug's test client passes a request header's
+    # str on as given, and a view may echo it in a response header: without koasession Flask
+    # serves both. A session read or written must not turn either into a 500.
+    app = make_app()
+
+    @app.get("/echo")
+    def echo() -> tuple[str, int, dict[str, str]]:
+        koasession_session()["seen"] = True
+        return "ok", 200, {"X-Echo": request.headers.get("X-Name", "")}
+
+    http = app.test_client()
+    name = "caf\u00e9 \u20ac \u4e2d"
+    assert http.get("/", headers={"X-Name": name}).json == {"views": 1}
+    assert http.get("/", headers={"X-Name": name}).json == {"views": 2}  # the cookie still read
+    response = http.get("/echo", headers={"X-Name": name})
+    assert response.status_code == 200
+    assert response.headers["X-Echo"] == name
+    assert cookie_lines(response)
