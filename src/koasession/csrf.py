@@ -223,10 +223,10 @@ class CSRFMiddleware:
             return None, [], False
         messages: list[_Message] = []
         body = bytearray()  # grown in place: `bytes +=` would copy it all per message
-        # Where the next scan starts: each pair or part is examined once, however many
-        # messages the body comes in (a rescan of all of it per message is quadratic: a slow
-        # client sending 1 MiB of "&" in small pieces kept the event loop busy for seconds).
-        start = 0
+        # Each byte is searched once and each pair or part examined once, however many messages
+        # the body comes in: rescanning all of it per message is quadratic (a slow client
+        # sending 1 MiB of "&" in small pieces kept the event loop busy for seconds).
+        scan = _Scan(0 if boundary is None else -1)
         while True:
             message = await receive()
             if message["type"] != "http.request":
@@ -235,57 +235,81 @@ class CSRFMiddleware:
             body += message.get("body", b"")
             complete = not message.get("more_body", False)
             if boundary is None:
-                found, start = self._find_urlencoded(body, complete, start)
+                found = self._find_urlencoded(body, complete, scan)
             else:
-                found, start = self._find_multipart(body, complete, boundary, start)
+                found = self._find_multipart(body, complete, boundary, scan)
             if found is not False:
                 return (found if isinstance(found, str) else None), messages, False
             if complete or len(body) >= self.max_body_size:
                 return None, messages, False
 
-    def _find_urlencoded(
-        self, body: bytearray, complete: bool, start: int
-    ) -> tuple[str | bool | None, int]:
-        """The field's value (None when the complete body lacks it, False: read on), and
-        where the next call starts: after the last ``&`` seen, since the pair after it may
-        be cut short."""
-        end = len(body) if complete else body.rfind(b"&", start)
-        if end < 0:
-            return False, start
-        for pair in bytes(memoryview(body)[start:end]).split(b"&"):
+    def _find_urlencoded(self, body: bytearray, complete: bool, scan: _Scan) -> str | bool | None:
+        """The field's value; None when the complete body lacks it; False: read on.
+
+        Pairs are examined up to the last ``&`` (the rest may be cut short), once each.
+        """
+        end = len(body) if complete else body.rfind(b"&", scan.searched)
+        scan.searched = len(body)
+        if end < scan.start:
+            return False
+        for pair in bytes(memoryview(body)[scan.start : end]).split(b"&"):
             name, _, value = pair.partition(b"=")
             if unquote_plus(name.decode("latin-1")) == self.field_name:
-                return unquote_plus(value.decode("latin-1")), end
-        return (None if complete else False), end + 1
+                return unquote_plus(value.decode("latin-1"))
+        scan.start = end + 1
+        return None if complete else False
 
     def _find_multipart(
-        self, body: bytearray, complete: bool, boundary: bytes, start: int
-    ) -> tuple[str | bool | None, int]:
-        """The field's value from a multipart body (None when absent, False: read on), and
-        where the next call starts: the last delimiter, whose part may be unfinished."""
+        self, body: bytearray, complete: bool, boundary: bytes, scan: _Scan
+    ) -> str | bool | None:
+        """The field's value from a multipart body; None when absent; False: read on.
+
+        The parts between delimiters are examined once each, the last one only when the body is
+        complete; ``scan.start`` is where the part being read begins (-1: no delimiter yet).
+        """
         delimiter = b"--" + boundary
-        # From a delimiter the split finds the same delimiters as one over the whole body.
-        parts = bytes(memoryview(body)[start:]).split(delimiter)
-        for part in parts[1:-1] if not complete else parts[1:]:
-            head, sep, content = part.partition(b"\r\n\r\n")
-            if not sep:
-                continue
-            disposition = re.search(
-                rb"(?im)^content-disposition:\s*form-data(.*)$", head.lstrip(b"\r\n")
-            )
-            if disposition is None:
-                continue
-            attrs = disposition.group(1)
-            name = re.search(rb';\s*name="([^"]*)"', attrs)
-            if name is None or b"filename=" in attrs.lower():
-                continue
-            if name.group(1).decode("latin-1") == self.field_name:
-                return content.removesuffix(b"\r\n").decode("latin-1"), start
-        if complete:
-            return None, start
-        if len(parts) > 1:
-            start = len(body) - len(parts[-1]) - len(delimiter)
-        return False, start
+        while (found := body.find(delimiter, scan.searched)) >= 0:
+            if scan.start >= 0:
+                value = self._field_of_part(bytes(memoryview(body)[scan.start : found]))
+                if value is not None:
+                    return value
+            scan.start = scan.searched = found + len(delimiter)
+        # A delimiter may be arriving: the next search starts where it could begin.
+        scan.searched = max(scan.searched, len(body) - len(delimiter) + 1)
+        if not complete:
+            return False
+        if scan.start >= 0:
+            return self._field_of_part(bytes(memoryview(body)[scan.start :]))
+        return None
+
+    def _field_of_part(self, part: bytes) -> str | None:
+        """The value of a multipart ``part`` when it is the token field, else None."""
+        head, sep, content = part.partition(b"\r\n\r\n")
+        if not sep:
+            return None
+        disposition = re.search(
+            rb"(?im)^content-disposition:\s*form-data(.*)$", head.lstrip(b"\r\n")
+        )
+        if disposition is None:
+            return None
+        attrs = disposition.group(1)
+        name = re.search(rb';\s*name="([^"]*)"', attrs)
+        if name is None or b"filename=" in attrs.lower():
+            return None
+        if name.group(1).decode("latin-1") == self.field_name:
+            return content.removesuffix(b"\r\n").decode("latin-1")
+        return None
+
+
+class _Scan:
+    """How far :meth:`CSRFMiddleware._token_from_body` has read a body: where the pair or part
+    being read begins, and where the next search for a separator starts."""
+
+    __slots__ = ("searched", "start")
+
+    def __init__(self, start: int = 0) -> None:
+        self.start = start
+        self.searched = 0
 
 
 def _replaying(messages: list[_Message], receive: _Receive) -> _Receive:
