@@ -2,11 +2,12 @@
 
 httpx cannot send what these requests carry (bytes outside ASCII in a Cookie header, several
 Cookie fields, pipelined requests, HTTP/1.0 without Host), so a plain socket sends them to
-uvicorn (its default HTTP parser and h11), Hypercorn and Granian, in cookie mode and with a
-Redis store. The validly signed ones are signed with the app's key: hostile content behind a
-good signature. Every answer is either the server's own refusal (a 4xx before the app runs)
-or a 200 with a fresh session, its Set-Cookie lines plain ASCII; the server prints no
-traceback. tests/security/test_hostile_input.py covers the same content in process.
+uvicorn (its default HTTP parser and h11), Hypercorn and Granian, and to a Flask app under
+gunicorn (the WSGI adapter), in cookie mode and with a Redis store. The validly signed ones
+are signed with the app's key: hostile content behind a good signature. Every answer is either
+the server's own refusal (a 4xx before the app runs) or a 200 with a fresh session, its
+Set-Cookie lines plain ASCII; the server prints no traceback. tests/security/
+test_hostile_input.py covers the same content in process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from ._processes import redis_env
+from .test_gunicorn import Server as GunicornServer
+from .test_gunicorn import assert_clean as assert_gunicorn_clean
+from .test_gunicorn import gunicorn  # noqa: F401 - a fixture
 from .test_other_servers import Server, assert_clean, serve  # noqa: F401 - serve: a fixture
 
 pytestmark = pytest.mark.timeout(180)
@@ -51,6 +55,36 @@ async def counter(scope, receive, send):
 url = os.environ.get("STORE_URL")
 options = {{"store": store_from_url(url, key_prefix=os.environ["KEY_PREFIX"])}} if url else {{}}
 app = SessionMiddleware(counter, keys=[{KEY.decode()!r}], **options)
+"""
+
+FLASK_APP = f"""
+import json
+import os
+
+from flask import Flask
+
+from koasession.flask import init_app, koasession_session
+from koasession.stores import store_from_url
+
+app = Flask(__name__)
+
+
+@app.get("/ping")
+def ping():
+    return "pong"
+
+
+@app.route("/", methods=["GET", "HEAD"])
+def counter():
+    session = koasession_session()
+    session["views"] = session.get("views", 0) + 1
+    body = json.dumps({{"data": dict(session), "new": session.is_new}})
+    return app.response_class(body, mimetype="application/json")
+
+
+url = os.environ.get("STORE_URL")
+options = {{"store": store_from_url(url, key_prefix=os.environ["KEY_PREFIX"])}} if url else {{}}
+init_app(app, [{KEY.decode()!r}], **options)
 """
 
 SERVERS = {
@@ -160,6 +194,26 @@ def mode_env(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
         yield env
 
 
+def check_server(url: str, mode_env: dict[str, str]) -> None:
+    """Every hostile request, then three pipelined on one connection."""
+    for name, data in hostile_requests().items():
+        check_answer(name, exchange(url, data), head=name == "HEAD")
+    # Pipelined on one connection: each gets its own answer, the hostile one a fresh session.
+    # The third sends the first's cookie again: its data in cookie mode, the stored session.
+    valid = exchange(url, request())
+    jar = b"; ".join(re.findall(rb"(?i)set-cookie: (koa\.sess(?:\.sig)?=[^;]*)", valid))
+    keep = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: "
+    answers = exchange(
+        url, keep + jar + b"\r\n\r\n" + keep + b"koa.sess=\xff\r\n\r\n" + request(jar)
+    )
+    bodies = re.findall(rb'\{"data": ?\{[^}]*\}, ?"new": ?\w+\}', answers)
+    assert [json.loads(b) for b in bodies] == [
+        {"data": {"views": 2}, "new": False},
+        {"data": {"views": 1}, "new": True},
+        {"data": {"views": 3 if mode_env else 2}, "new": False},
+    ], answers
+
+
 @pytest.mark.parametrize("server_name", list(SERVERS))
 def test_hostile_cookies_get_a_fresh_session_or_the_servers_refusal(
     serve: Callable[..., Server],  # noqa: F811
@@ -168,21 +222,15 @@ def test_hostile_cookies_get_a_fresh_session_or_the_servers_refusal(
 ) -> None:
     variant, args = SERVERS[server_name]
     server = serve(variant, APP, *args, **mode_env)
-    for name, data in hostile_requests().items():
-        check_answer(name, exchange(server.url, data), head=name == "HEAD")
-    # Pipelined on one connection: each gets its own answer, the hostile one a fresh session.
-    # The third sends the first's cookie again: its data in cookie mode, the stored session.
-    valid = exchange(server.url, request())
-    jar = b"; ".join(re.findall(rb"(?i)set-cookie: (koa\.sess(?:\.sig)?=[^;]*)", valid))
-    keep = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: "
-    answers = exchange(
-        server.url,
-        keep + jar + b"\r\n\r\n" + keep + b"koa.sess=\xff\r\n\r\n" + request(jar),
-    )
-    bodies = re.findall(rb'\{"data": \{[^}]*\}, "new": \w+\}', answers)
-    assert [json.loads(b) for b in bodies] == [
-        {"data": {"views": 2}, "new": False},
-        {"data": {"views": 1}, "new": True},
-        {"data": {"views": 3 if mode_env else 2}, "new": False},
-    ], answers
+    check_server(server.url, mode_env)
     assert_clean(server.output())
+
+
+def test_hostile_cookies_through_gunicorn_and_the_wsgi_adapter(
+    gunicorn: Callable[..., GunicornServer],  # noqa: F811
+    mode_env: dict[str, str],
+) -> None:
+    # gthread workers keep connections open, so the pipelined requests are answered in turn.
+    server = gunicorn(FLASK_APP, "--worker-class", "gthread", "--threads", "2", **mode_env)
+    check_server(server.url, mode_env)
+    assert_gunicorn_clean(server.output(), server.port)
