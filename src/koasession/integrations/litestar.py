@@ -189,7 +189,11 @@ class LitestarSessionMiddleware(SessionMiddleware):
         super().__init__(cast("ASGIApp", app), keys, **options)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or _skips_session(scope):
+        if scope["type"] not in ("http", "websocket"):
+            # The lifespan goes through the core, which closes the stores at shutdown.
+            await super().__call__(scope, receive, send)
+            return
+        if _skips_session(scope):
             await self.app(scope, receive, send)
             return
         await super().__call__(_KoaScope(scope, self.config.options.scope_key), receive, send)
