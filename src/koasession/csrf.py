@@ -169,6 +169,11 @@ class CSRFMiddleware:
             token, replay, disconnected = await self._token_from_body(headers, receive)
             if disconnected:
                 return
+        from .session import Session  # session.py imports this module
+
+        if isinstance(session, Session):
+            # Store mode with lazy=True reads the store only when asked: the secret is there.
+            await session.load()
         if not verify_csrf(session, token):
             if token is None:
                 reason = (

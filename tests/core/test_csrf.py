@@ -564,3 +564,28 @@ async def test_csrf_middleware_outside_session_middleware_says_so() -> None:
     async with browser(CSRFMiddleware(Starlette(routes=ROUTES))) as http:
         with pytest.raises(LookupError, match="inside SessionMiddleware"):
             await http.post("/transfer")
+
+
+async def test_lazy_store_mode_loads_the_session_to_check_the_token() -> None:
+    """With ``lazy=True`` the middleware loads the session itself (the secret is in the store):
+    a valid token passes and a forged one is refused, instead of ``SessionNotLoaded``."""
+
+    async def page(request: Request) -> Response:
+        return PlainTextResponse(csrf_token(await request.session.load()))
+
+    async def pay(request: Request) -> Response:
+        (await request.session.load())["paid"] = True
+        return PlainTextResponse("paid")
+
+    routes = [Route("/form", page), Route("/pay", pay, methods=["POST"])]
+    app = SessionMiddleware(
+        CSRFMiddleware(Starlette(routes=routes)), keys=[KEY], store=MemoryStore(), lazy=True
+    )
+    async with browser(app) as http:
+        token = (await http.get("/form")).text
+        forged = await http.post("/pay", headers={"x-csrf-token": "forged"})
+        assert forged.status_code == 403
+        assert forged.text.startswith("CSRF token incorrect")
+        done = await http.post("/pay", headers={"x-csrf-token": token})
+        assert done.status_code == 200
+        assert done.text == "paid"

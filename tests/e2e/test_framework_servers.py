@@ -441,3 +441,11 @@ def test_store_outage_answers_503(serve: Callable[..., ServerProcess], framework
     code = server.stop()
     assert code == EXIT_STATUS.get(framework, 0), server.text()
     assert_quiet(server.text(), ignore=lambda line: any(k in line for k in KNOWN))
+
+
+def test_fastapi_lazy_redis_store_with_csrf(serve: Callable[..., ServerProcess]) -> None:
+    """``lazy=True``: SessionDep loads the session, CSRFMiddleware loads it to check tokens."""
+    with redis_env("fastapi-lazy") as env:
+        server = serve("fastapi-uvicorn", LAZY="1", **env)
+        walk_through(server.url)
+        stop_cleanly(server, "fastapi-uvicorn", store=True)
