@@ -158,6 +158,9 @@ class Loading(Migrating):
             )
         except StoreError:
             if opts.on_store_error == "raise":
+                # A lazy load runs in the app: a framework that renders the error as its 500
+                # page gets the 503 instead, as for a failed save.
+                self.store_error_raised = True
                 raise
             await self.adopt_new()
             return

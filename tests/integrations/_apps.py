@@ -50,6 +50,7 @@ class Crash(RuntimeError):
 
 
 async def balance(session: Session) -> dict[str, Any]:
+    await session.load()  # with lazy=True, the store is read here (a no-op otherwise)
     session.setdefault("balance", 100)
     return {"balance": session["balance"]}
 

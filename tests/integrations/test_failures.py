@@ -211,6 +211,22 @@ async def test_store_error_in_regenerate_answers_503(
         assert (await http.get("/balance")).json() == {"balance": 100}
 
 
+@pytest.mark.parametrize(("framework", "setup"), SETUPS, ids=SETUP_IDS)
+async def test_store_error_in_a_lazy_load_answers_503(framework: str, setup: str) -> None:
+    """With ``lazy=True`` the store is read in the handler: a failure there is the same outage
+    as a failed eager load, also where the framework renders the exception as its 500 page."""
+    store = FlakyStore()
+    app = build(framework, setup, store=store, lazy=True)
+    async with client(app) as http:
+        assert (await http.get("/balance")).json() == {"balance": 100}
+        store.fail("down", "get")
+        response = await http.get("/balance")
+        assert response.status_code == 503, response.text
+        assert response.headers["retry-after"] == "5"
+        assert response.text == "Session store unavailable"
+        assert session_lines(response) == []
+
+
 @pytest.mark.parametrize("failure", ["down", "hang"])
 @pytest.mark.parametrize(("framework", "setup"), SETUPS, ids=SETUP_IDS)
 async def test_store_error_in_regenerate_under_new_session_policy(
