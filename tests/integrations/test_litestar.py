@@ -220,3 +220,28 @@ async def test_route_opt_skip_session_gets_no_session_and_no_store_call() -> Non
         assert response.text == "none" and "set-cookie" not in response.headers
         assert seen == []
         assert (await http.get("/")).json() == {"n": 2}
+
+
+async def test_the_lifespan_shutdown_closes_the_store() -> None:
+    """The lifespan reaches Litestar (its shutdown hooks run) and then the store is closed, as
+    the core middleware does for any ASGI app."""
+    events: list[str] = []
+
+    class Store(MemoryStore):
+        async def close(self) -> None:
+            events.append("store closed")
+
+    litestar_app = Litestar([], on_shutdown=[lambda: events.append("app shutdown")])
+    app = LitestarSessionMiddleware(litestar_app, keys=[KEY], store=Store())
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert events == ["app shutdown", "store closed"]
