@@ -36,7 +36,9 @@ _Scope = MutableMapping[str, Any]
 _Message = MutableMapping[str, Any]
 _Receive = Callable[[], Awaitable[_Message]]
 _Send = Callable[[_Message], Awaitable[None]]
-_App = Callable[[_Scope, _Receive, _Send], Awaitable[None]]
+#: What it wraps: any ASGI callable. Litestar's and Quart's apps declare narrower scope and
+#: message types (TypedDicts), which a callable of mappings does not accept.
+_AnyApp = Callable[..., Awaitable[None]]
 
 #: The session key of the CSRF secret: not one of the metadata names (``codec.META_KEYS``), so
 #: it is ordinary session data, and dropped by ``Session.regenerate()``. Leave it alone.
@@ -114,7 +116,7 @@ class CSRFMiddleware:
 
     def __init__(
         self,
-        app: _App,
+        app: _AnyApp,
         *,
         field_name: str = "csrf_token",
         header_name: str = "X-CSRF-Token",

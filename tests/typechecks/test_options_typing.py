@@ -74,6 +74,19 @@ from koasession.aiohttp import setup
 setup(web.Application(), keys=["{KEY}"], store=MemoryStore(), same_site="strict")
 web.Application(middlewares=[AiohttpSessionMiddleware(keys=["{KEY}"], rolling=True)])
 """,
+    "good_csrf": f"""
+from fastapi import FastAPI
+from litestar import Litestar
+from quart import Quart
+
+from koasession import CSRFMiddleware
+from koasession.integrations.litestar import LitestarSessionMiddleware
+
+SessionMiddleware(CSRFMiddleware(app), ["{KEY}"])
+SessionMiddleware(CSRFMiddleware(FastAPI()), ["{KEY}"])
+LitestarSessionMiddleware(CSRFMiddleware(Litestar([])), ["{KEY}"])
+CSRFMiddleware(Quart(__name__).asgi_app)
+""",
     "stores_conform": """
 from koasession import Session, SessionContext
 from koasession.protocols import ClosableStore, HookContext, SessionView, Store
@@ -226,7 +239,9 @@ def test_typed_dict_and_dataclass_declare_the_same_options() -> None:
 
 
 @pytest.mark.parametrize("checker", ["mypy", "pyright"])
-@pytest.mark.parametrize("name", ["good_options", "good_aiohttp", "stores_conform", "roundtrip"])
+@pytest.mark.parametrize(
+    "name", ["good_options", "good_aiohttp", "good_csrf", "stores_conform", "roundtrip"]
+)
 def test_good_options_type_check(
     checker: str,
     name: str,
