@@ -249,13 +249,17 @@ def setup(
 
 
 async def get_session(request: web.Request, scope_key: str = "session") -> Session:
-    """The koasession :class:`~koasession.Session` of ``request`` (``request[scope_key]``).
+    """The koasession :class:`~koasession.Session` of ``request`` (``request[scope_key]``),
+    loaded.
 
-    Awaitable like aiohttp-session's ``get_session``. Raises
-    :class:`~koasession.NoSessionError` when no koasession middleware put a session there.
+    Awaitable like aiohttp-session's ``get_session``, and like FastAPI's ``SessionDep`` it
+    loads the session, so with ``lazy=True`` the store is read here (a ``StoreError`` is the
+    middleware's 503). Raises :class:`~koasession.NoSessionError` when no koasession
+    middleware put a session there.
     """
     fix = "call koasession.aiohttp.setup(app, keys=[...])"
-    return find_session(cast("Mapping[str, Any]", request), scope_key, where="request", fix=fix)
+    session = find_session(cast("Mapping[str, Any]", request), scope_key, where="request", fix=fix)
+    return await session.load()
 
 
 def _engine(cfg: SessionConfig, session: Session | None, request: web.Request) -> RequestSession:

@@ -367,6 +367,36 @@ async def test_memory_store_counter_and_cleanup_closes() -> None:
     assert store.closed  # app.on_cleanup ran when the test server stopped
 
 
+async def test_get_session_loads_a_lazy_session() -> None:
+    """``await get_session(request)`` reads the store under ``lazy=True``, as FastAPI's
+    SessionDep does; a handler that does not ask for the session makes no store call."""
+    calls: list[str] = []
+
+    class CountingStore(MemoryStore):
+        async def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
+            calls.append("get")
+            return await super().get(key, *args, **kwargs)
+
+    async def home(request: web.Request) -> web.Response:
+        session = await get_session(request)
+        session["views"] = session.get("views", 0) + 1
+        return web.Response(text=f"{session['views']} views")
+
+    async def health(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/", home)
+    app.router.add_get("/health", health)
+    setup(app, keys=[KEY], store=CountingStore(), lazy=True)
+    async with serve(app) as http:
+        assert await (await http.get("/")).text() == "1 views"
+        assert await (await http.get("/")).text() == "2 views"
+        assert calls == ["get"]  # the first request had no id
+        assert await (await http.get("/health")).text() == "ok"
+        assert calls == ["get"]
+
+
 async def test_redis_store() -> None:
     redis_asyncio = require_module("redis.asyncio")
     from koasession.stores.redis import RedisStore
