@@ -443,9 +443,11 @@ def test_store_outage_answers_503(serve: Callable[..., ServerProcess], framework
     assert_quiet(server.text(), ignore=lambda line: any(k in line for k in KNOWN))
 
 
-def test_fastapi_lazy_redis_store_with_csrf(serve: Callable[..., ServerProcess]) -> None:
-    """``lazy=True``: SessionDep loads the session, CSRFMiddleware loads it to check tokens."""
-    with redis_env("fastapi-lazy") as env:
-        server = serve("fastapi-uvicorn", LAZY="1", **env)
+@pytest.mark.parametrize("framework", ["fastapi-uvicorn", "aiohttp-run_app"])
+def test_lazy_redis_store(serve: Callable[..., ServerProcess], framework: str) -> None:
+    """``lazy=True``: FastAPI's SessionDep and aiohttp's ``get_session`` load the session;
+    CSRFMiddleware (FastAPI) loads it to check tokens."""
+    with redis_env(f"{framework}-lazy") as env:
+        server = serve(framework, LAZY="1", **env)
         walk_through(server.url)
-        stop_cleanly(server, "fastapi-uvicorn", store=True)
+        stop_cleanly(server, framework, store=True)
