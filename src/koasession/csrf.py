@@ -161,7 +161,7 @@ class CSRFMiddleware:
         for name, value in scope.get("headers") or ():
             headers.setdefault(name.lower(), value)
         if self.check_origin:
-            refused = self._origin_problem(scope, headers)
+            refused = self._origin_problem(_scheme(scope, session), headers)
             if refused is not None:
                 await _forbidden(send, refused)
                 return
@@ -193,9 +193,9 @@ class CSRFMiddleware:
             return
         await self.app(scope, _replaying(replay, receive) if replay else receive, send)
 
-    def _origin_problem(self, scope: _Scope, headers: dict[bytes, bytes]) -> str | None:
+    def _origin_problem(self, scheme: str, headers: dict[bytes, bytes]) -> str | None:
         """Why the request's Origin (or, over https, Referer) is refused; None if it is not."""
-        own = _own_origin(scope, headers)
+        own = _own_origin(scheme, headers)
         origin = headers.get(b"origin")
         if origin is not None:
             sent = origin.decode("latin-1").strip()
@@ -203,7 +203,7 @@ class CSRFMiddleware:
             if normal is not None and (normal == own or normal in self.trusted_origins):
                 return None
             return f"CSRF check failed: origin {sent!r} is not trusted"
-        if scope.get("scheme") != "https":
+        if scheme != "https":
             return None  # plain http: a Referer proves little and privacy settings drop it
         referer = headers.get(b"referer")
         if referer is None:
@@ -348,12 +348,27 @@ def _origin_of(url: str) -> str | None:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
-def _own_origin(scope: _Scope, headers: dict[bytes, bytes]) -> str | None:
+def _scheme(scope: _Scope, session: object) -> str:
+    """The request's scheme as the session middleware sees it: with its ``proxy=True``, an
+    http request whose ``X-Forwarded-Proto`` says https (a TLS-terminating proxy) is https."""
+    scheme: str = scope.get("scheme", "http")
+    if scheme == "https":
+        return scheme
+    from .enginestate import request_is_secure  # enginestate imports this module
+    from .session import Session
+
+    proxy = isinstance(session, Session) and session.options.proxy
+    if proxy and request_is_secure(scheme, scope.get("headers") or (), True):
+        return "https"
+    return scheme
+
+
+def _own_origin(scheme: str, headers: dict[bytes, bytes]) -> str | None:
     """The origin the request was sent to, from its scheme and ``Host`` header."""
     host = headers.get(b"host")
     if host is None:
         return None
-    return _origin_of(f"{scope.get('scheme', 'http')}://{host.decode('latin-1').strip()}")
+    return _origin_of(f"{scheme}://{host.decode('latin-1').strip()}")
 
 
 async def _forbidden(send: _Send, reason: str) -> None:

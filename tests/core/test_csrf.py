@@ -589,3 +589,31 @@ async def test_lazy_store_mode_loads_the_session_to_check_the_token() -> None:
         done = await http.post("/pay", headers={"x-csrf-token": token})
         assert done.status_code == 200
         assert done.text == "paid"
+
+
+@pytest.mark.parametrize("proxy", [True, False])
+async def test_the_origin_check_follows_the_session_middlewares_proxy_option(proxy: bool) -> None:
+    """Behind a TLS-terminating proxy the server sees http; with ``proxy=True`` the session
+    middleware trusts ``X-Forwarded-Proto`` (its cookies get ``Secure``), and so does the
+    origin check: the page's own https origin passes, and a request without Origin needs a
+    Referer as any https request does. Without ``proxy`` the forwarded scheme is not trusted."""
+    app = SessionMiddleware(CSRFMiddleware(Starlette(routes=ROUTES)), keys=[KEY], proxy=proxy)
+    forwarded = {"x-forwarded-proto": "https"}
+    async with browser(app, base_url="http://shop.example") as http:
+        page = await http.get("/form", headers=forwarded)
+        assert ("; secure" in page.headers["set-cookie"]) is proxy
+        match = re.search(r'value="([^"]+)"', page.text)
+        assert match is not None
+        # The browser is on https: it sends the Secure cookies back (httpx's jar, on http, not).
+        cookie = "; ".join(line.split(";")[0] for line in page.headers.get_list("set-cookie"))
+        token = {"x-csrf-token": match.group(1), "cookie": cookie, **forwarded}
+        same_site = await http.post(
+            "/api", json={}, headers={"origin": "https://shop.example", **token}
+        )
+        assert same_site.status_code == (200 if proxy else 403), same_site.text
+        no_origin = await http.post("/api", json={}, headers=token)
+        if proxy:
+            assert no_origin.status_code == 403
+            assert "without Origin must send a Referer" in no_origin.text
+        else:
+            assert no_origin.status_code == 200  # plain http: no Referer rule
