@@ -88,7 +88,7 @@ init_app(app, [{KEY.decode()!r}], **options)
 """
 
 SERVERS = {
-    "uvicorn": ("uvicorn", ()),  # httptools when installed, else h11
+    "uvicorn": ("uvicorn", ()),  # httptools (in the dev extra), as uvicorn[standard] has it
     "uvicorn-h11": ("uvicorn", ("--http", "h11")),
     "hypercorn": ("hypercorn", ()),
     "granian": ("granian", ()),
