@@ -227,6 +227,35 @@ async def test_store_error_in_a_lazy_load_answers_503(framework: str, setup: str
         assert session_lines(response) == []
 
 
+@pytest.mark.parametrize(("framework", "setup"), SETUPS, ids=SETUP_IDS)
+async def test_store_error_in_a_handler_logs_no_traceback(framework: str, setup: str) -> None:
+    """An outage is logged once, as the ``store_error`` event, not also as the framework's
+    "unhandled exception" with a traceback on every request. Quart logs one for any exception
+    no error handler takes: ``install()`` registers one; a Quart app wrapped in the middleware
+    by hand (the README uses ``install()``) still logs it."""
+    store = FlakyStore()
+    app = build(framework, setup, store=store, lazy=True)
+    records: list[logging.LogRecord] = []
+    # Attached once the app has started: Litestar's logging set-up replaces the root logger's
+    # handlers then (pytest's caplog included).
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    async with client(app) as http:
+        assert (await http.get("/balance")).json() == {"balance": 100}
+        store.fail("down", "get")
+        logging.getLogger().addHandler(handler)
+        try:
+            assert (await http.get("/balance")).status_code == 503
+        finally:
+            logging.getLogger().removeHandler(handler)
+    tracebacks = [r.getMessage() for r in records if r.exc_info]
+    if (framework, setup) == ("quart", "wrapped"):
+        assert tracebacks == ["Exception on request GET /balance"]
+    else:
+        assert tracebacks == []
+    assert [r.getMessage() for r in records if "store_error" in r.getMessage()]
+
+
 @pytest.mark.parametrize("failure", ["down", "hang"])
 @pytest.mark.parametrize(("framework", "setup"), SETUPS, ids=SETUP_IDS)
 async def test_store_error_in_regenerate_under_new_session_policy(

@@ -21,7 +21,9 @@ Wrapping ``app.asgi_app`` rather than the app keeps ``app`` a ``Quart`` instance
 CLI and test client expect. Quart sends the response start after the handler returns, so the
 session commits then. An exception is turned into a 500 response by Quart itself; like every
 5xx, it commits nothing automatically (a ``StoreError`` from a session call becomes the
-middleware's 503).
+middleware's 503). :func:`install` also registers an error handler for ``StoreError`` that
+answers that 503 itself: without it Quart logs every request of a store outage as an unhandled
+exception with its traceback, on top of the session's own ``store_error`` event.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
-from quart import Quart, has_request_context, has_websocket_context, request, websocket
+from quart import Quart, Response, has_request_context, has_websocket_context, request, websocket
 
 from ..asgi import ASGIApp, SessionMiddleware
-from ..errors import NoSessionError
+from ..enginestate import UNAVAILABLE
+from ..errors import NoSessionError, StoreError
 from ..options import SessionOptionsDict
 from ..session import Session, find_session
 
@@ -48,12 +51,27 @@ def install(
     """Wrap ``app.asgi_app`` in :class:`~koasession.SessionMiddleware`; return the middleware.
 
     Options are those of :class:`~koasession.SessionMiddleware`. Calling it twice (with
-    different ``scope_key`` values) gives the app two independent sessions.
+    different ``scope_key`` values) gives the app two independent sessions. It registers an
+    error handler for :class:`~koasession.StoreError` answering the middleware's 503 (see the
+    module doc); an application's own handler for it, registered later, replaces it.
     """
     middleware = SessionMiddleware(cast("ASGIApp", app.asgi_app), keys, **options)
     # Quart documents this assignment as the way to add ASGI middleware.
     vars(app)["asgi_app"] = middleware
+    app.register_error_handler(StoreError, _store_unavailable)
     return middleware
+
+
+async def _store_unavailable(error: StoreError) -> Response:
+    """The middleware's 503 for a store failure in a handler: the session reported it
+    (``store_error``), and a 5xx commits nothing."""
+    status, headers, body = UNAVAILABLE
+    return Response(
+        body,
+        status,
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+        content_type="text/plain; charset=utf-8",
+    )
 
 
 def current_session(scope_key: str = "session") -> Session:
