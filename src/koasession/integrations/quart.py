@@ -69,7 +69,7 @@ async def _store_unavailable(error: StoreError) -> Response:
     return Response(
         body,
         status,
-        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
+        {k.decode("latin-1"): v.decode("latin-1") for k, v in headers},
         content_type="text/plain; charset=utf-8",
     )
 
