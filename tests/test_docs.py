@@ -10,9 +10,12 @@ after a ``print(...)`` line are the output it must show
 (``...`` at the end: a prefix).
 
 A block that cannot run on its own says so in an HTML comment right before it:
-``<!-- not-run: reason -->``. Blocks naming a Redis or PostgreSQL URL use the real servers
-(``REDIS_URL`` / ``DATABASE_URL`` replace the documented defaults); without the server they are
-skipped with the reason, except under ``CI=true``, where they fail.
+``<!-- not-run: reason -->``. A block a reader copies alone (a framework's section, read by
+that framework's users only) says ``<!-- standalone -->`` there instead, and must then name
+nothing it does not import or define itself (ruff's undefined-name check). Blocks naming a
+Redis or PostgreSQL URL use the real servers (``REDIS_URL`` / ``DATABASE_URL`` replace the
+documented defaults); without the server they are skipped with the reason, except under
+``CI=true``, where they fail.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import io
 import os
 import re
 import secrets
+import subprocess
 import sys
 import types
 from dataclasses import dataclass
@@ -44,6 +48,7 @@ MAX_NOT_RUN = 3
 _FENCE = re.compile(r"^(`{3,})(.*)$")
 _NOT_RUN = re.compile(r"^<!--\s*not-run:\s*(\S.*?)\s*-->$")
 _REQUESTS = re.compile(r"^<!--\s*requests:\s*(.*?)\s*-->$")
+_STANDALONE = "<!-- standalone -->"
 
 
 @dataclass
@@ -56,6 +61,7 @@ class Block:
     code: str
     not_run: str | None
     requests: list[tuple[str, str, str]]
+    standalone: bool = False
 
     @property
     def id(self) -> str:
@@ -87,6 +93,7 @@ def _blocks(path: Path) -> list[Block]:
                 code="\n".join(lines[i + 1 : end]) + "\n",
                 not_run=not_run.group(1) if not_run else None,
                 requests=_parse_requests(wanted.group(1)) if wanted else [],
+                standalone=before == _STANDALONE,
             )
         )
         i = end + 1
@@ -230,6 +237,37 @@ def _check_block(block: Block, namespace: dict[str, Any]) -> None:
 def test_blocks_found() -> None:
     assert len(PYTHON_BLOCKS) >= 10
     assert any(b.path.name == "README.md" and "Quickstart" not in b.code for b in PYTHON_BLOCKS)
+
+
+STANDALONE = [b for b in PYTHON_BLOCKS if b.standalone]
+
+
+@pytest.mark.parametrize("block", STANDALONE, ids=[b.id for b in STANDALONE])
+def test_standalone_block_names_nothing_undefined(block: Block, tmp_path: Path) -> None:
+    """A framework section's block runs as copied alone, without the README's earlier blocks."""
+    source = tmp_path / "block.py"
+    source.write_text(block.code, encoding="utf-8")
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run(
+        [
+            str(ruff),
+            "check",
+            "--isolated",
+            "--select",
+            "F821",
+            "--output-format",
+            "concise",
+            str(source),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_framework_sections_have_standalone_blocks() -> None:
+    assert len(STANDALONE) >= 5, [b.id for b in STANDALONE]
 
 
 def test_not_run_blocks_are_few_and_explained() -> None:
