@@ -85,6 +85,12 @@ def _max_age(value: object) -> float | str:
     if not value > 0:
         raise ConfigurationError(f"koa maxAge must be positive milliseconds; got {value!r}")
     seconds = value / 1000
+    if seconds < 1:
+        raise ConfigurationError(
+            f"koa maxAge {value!r} ms is under 1 second, which a Max-Age in whole seconds "
+            "writes as 0 (the cookie expires at once); koa's maxAge is in milliseconds: "
+            "maxAge=86400000 is one day"
+        )
     if seconds > MAX_AGE_CAP:
         raise ConfigurationError(
             f"koa maxAge {value!r} ms is {seconds / 86400:g} days, over the 400-day cap browsers "

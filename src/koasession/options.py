@@ -234,11 +234,18 @@ def normalize_max_age(value: object, name: str = "max_age") -> MaxAge:
         )
     if not value > 0:
         raise ConfigurationError(f"{name} must be positive; got {value!r}")
+    if value < 1:
+        # Max-Age is whole seconds: a lifetime under one is written as Max-Age=0, which tells
+        # the browser to drop the cookie at once, so no session would ever come back.
+        raise ConfigurationError(
+            f"{name}={value!r} is under 1 second: it is in seconds, and Set-Cookie's Max-Age "
+            "is whole seconds, so the cookie would expire at once; use 1 or more"
+        )
     if value > MAX_AGE_CAP:
         hint = (
             f" ({value!r} looks like milliseconds: koasession takes seconds, "
             f"so koa's maxAge {int(value)} is max_age={value / 1000:g})"
-            if value >= 1000 * 60
+            if 1000 * 60 <= value < float("inf")
             else ""
         )
         raise ConfigurationError(

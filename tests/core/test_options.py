@@ -49,6 +49,11 @@ def build(**options: Any) -> SessionMiddleware:
         ({"max_age": 0}, "positive"),
         ({"max_age": "forever"}, "max_age must be"),
         ({"max_age": True}, "max_age must be"),
+        # Max-Age is whole seconds: under one second the cookie is written with Max-Age=0.
+        ({"max_age": 0.5}, "max_age=0.5 is under 1 second"),
+        ({"max_age": timedelta(milliseconds=500)}, "max_age=0.5 is under 1 second"),
+        ({"max_age": float("inf")}, "over the 400-day cap"),
+        ({"max_age": float("nan")}, "max_age must be positive"),
         ({"path": "/a;b"}, "inject"),
         ({"path": "relative"}, "start with '/'"),
         ({"domain": "example.com\r\nx"}, "inject"),
