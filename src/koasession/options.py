@@ -464,9 +464,12 @@ def _validate_secure(opts: SessionOptions) -> None:
         needs_secure.append("same_site='none'")
     if opts.partitioned:
         needs_secure.append("partitioned=True")
-    if opts.key.startswith("__Secure-"):
+    # RFC 6265bis matches the prefixes case-insensitively, and current browsers follow it:
+    # "__host-sess" without Secure, or with a Path, is refused as "__Host-sess" is.
+    name = opts.key.lower()
+    if name.startswith("__secure-"):
         needs_secure.append("a __Secure- cookie name")
-    if opts.key.startswith("__Host-"):
+    if name.startswith("__host-"):
         needs_secure.append("a __Host- cookie name")
         if opts.domain is not None or opts.path != "/":
             raise ConfigurationError("a __Host- cookie name requires domain=None and path='/'")

@@ -63,6 +63,10 @@ def build(**options: Any) -> SessionMiddleware:
         ({"key": "__Secure-id"}, "requires secure=True"),
         ({"key": "__Host-id", "secure": True, "domain": "example.com"}, "__Host-"),
         ({"key": "__Host-id", "secure": True, "path": "/app"}, "__Host-"),
+        # Browsers match the prefixes case-insensitively (RFC 6265bis).
+        ({"key": "__host-id"}, "a __Host- cookie name requires secure=True"),
+        ({"key": "__HOST-id", "secure": True, "path": "/app"}, "requires domain=None"),
+        ({"key": "__secure-id"}, "a __Secure- cookie name requires secure=True"),
         ({"priority": "urgent"}, "priority must be"),
         ({"algorithm": "md5"}, "algorithm must be"),
         ({"algorithm": []}, "algorithm must be"),
