@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 
 from .errors import ConfigurationError
 
@@ -246,6 +248,13 @@ def check_keys(keys: object, *, required: bool = True) -> list[str | bytes]:
     """
     if isinstance(keys, (str, bytes)):
         raise ConfigurationError("keys must be a list of keys, the first signing: keys=[key]")
+    if isinstance(keys, (AbstractSet, Mapping)):
+        # A set has no order (a str's hash differs per process), so each worker could sign with
+        # another key, and dropping the old key at the end of a rotation would log people out.
+        raise ConfigurationError(
+            f"keys must be an ordered list, the first signing: keys=[new_key, old_key]; "
+            f"a {type(keys).__name__} has no order of its own"
+        )
     try:
         key_list: list[str | bytes] = list(keys)  # type: ignore[call-overload]
     except TypeError:

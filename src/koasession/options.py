@@ -302,6 +302,11 @@ def _check_callable(name: str, value: object) -> None:
 
 
 def _check_methods(name: str, obj: object, methods: Sequence[str]) -> None:
+    if inspect.isclass(obj):
+        # A class has its methods too (unbound): the calls would fail at each request instead.
+        raise ConfigurationError(
+            f"{name} must be an object, not the class {obj.__name__}: {name}={obj.__name__}(...)"
+        )
     for method in methods:
         if not callable(getattr(obj, method, None)):
             raise ConfigurationError(f"{name} must have a callable {method}(); {obj!r} has none")
@@ -448,7 +453,7 @@ def _validate_attributes(opts: SessionOptions) -> None:
             raise ConfigurationError(
                 f"priority must be 'low', 'medium', 'high' or None; got {opts.priority!r}"
             )
-    if opts.secure not in (None, True, False):
+    if opts.secure is not None and type(opts.secure) is not bool:
         raise ConfigurationError(f"secure must be True, False or None; got {opts.secure!r}")
     for name in _FLAGS:
         # Strictly bool: signed="false" or rolling="no" read from a settings file is truthy,
@@ -481,7 +486,9 @@ def _validate_secure(opts: SessionOptions) -> None:
 
 def _validate_plugins(opts: SessionOptions) -> None:
     """Algorithms, callables, stores and the policy switches."""
-    algorithms = opts.algorithms
+    # A list or tuple, in order (the first signs): a set has no order, None is no algorithm.
+    ordered = isinstance(opts.algorithm, (list, tuple))
+    algorithms = opts.algorithms if ordered or isinstance(opts.algorithm, str) else ()
     if not algorithms or any(a not in ALGORITHMS for a in algorithms):
         raise ConfigurationError(
             f"algorithm must be one of {', '.join(ALGORITHMS)} or a list of them; "
@@ -495,7 +502,12 @@ def _validate_plugins(opts: SessionOptions) -> None:
     if opts.context_store is not None:
         if not inspect.isclass(opts.context_store):
             raise ConfigurationError("context_store must be a class, built per request as cls(ctx)")
-        _check_methods("context_store", opts.context_store, ("get", "set", "destroy"))
+        for method in ("get", "set", "destroy"):
+            if not callable(getattr(opts.context_store, method, None)):
+                raise ConfigurationError(
+                    f"context_store must have a callable {method}(); "
+                    f"{opts.context_store!r} has none"
+                )
     if opts.external_key is not None:
         _check_methods("external_key", opts.external_key, ("get", "set"))
 
@@ -531,6 +543,11 @@ def _check_formats(opts: SessionOptions) -> None:
         )
     opts.fallback = tuple(fallback)
     for index, reader in enumerate(opts.fallback):
+        if inspect.isclass(reader):
+            raise ConfigurationError(
+                f"fallback[{index}] must be a reader, not the class {reader.__name__}: "
+                f"fallback=[{reader.__name__}(...)]"
+            )
         if not callable(reader):
             raise ConfigurationError(
                 f"fallback[{index}] must be a reader called with the cookies; got {reader!r}"

@@ -10,12 +10,22 @@ from typing import Any
 import pytest
 
 from koasession import ConfigurationError, MemoryStore, SessionMiddleware
+from koasession.fallbacks import StarletteReader
+from koasession.serializers import TaggedSerializer
 
 KEY = "NHys6S2KLm3FJyxPpcSVNaqd2IN4lLDtqrWcDyrtxBY"
 
 
 async def noop(scope: Any, receive: Any, send: Any) -> None:
     return None
+
+
+class HeaderKey:
+    def get(self, ctx: Any) -> str | None:
+        return None
+
+    def set(self, ctx: Any, value: str) -> None:
+        return None
 
 
 def build(**options: Any) -> SessionMiddleware:
@@ -43,6 +53,10 @@ def build(**options: Any) -> SessionMiddleware:
         ({"keys": ["qwertyuiopasdfghjklzxcvbnm1234567890"]}, "looks guessable"),
         ({"keys": [KEY, "password password password password"]}, "keys[1] looks guessable"),
         ({"keys": [KEY, 5]}, "keys[1]"),
+        # Unordered: each process could sign with another key.
+        ({"keys": {KEY, KEY.lower()}}, "keys must be an ordered list"),
+        ({"keys": frozenset({KEY})}, "a frozenset has no order"),
+        ({"keys": {"current": KEY}}, "a dict has no order"),
         ({"key": "bad name"}, "not a valid cookie name"),
         ({"key": "koa;sess"}, "not a valid cookie name"),
         ({"max_age": 86400000}, "looks like milliseconds"),
@@ -70,6 +84,10 @@ def build(**options: Any) -> SessionMiddleware:
         ({"priority": "urgent"}, "priority must be"),
         ({"algorithm": "md5"}, "algorithm must be"),
         ({"algorithm": []}, "algorithm must be"),
+        ({"algorithm": None}, "algorithm must be one of"),
+        ({"algorithm": {"sha256", "sha1"}}, "algorithm must be one of"),
+        ({"secure": 1}, "secure must be True, False or None; got 1"),
+        ({"secure": 0}, "secure must be True, False or None; got 0"),
         ({"store": object()}, "store must have a callable get()"),
         # From a settings file: truthy strings would turn on what they meant to turn off.
         ({"signed": "false"}, "signed must be True or False; got 'false'"),
@@ -96,6 +114,10 @@ def build(**options: Any) -> SessionMiddleware:
         ({"chunk": True, "encrypt": True}, "chunk=True needs signed cookies"),
         ({"chunk": True, "signed": False}, "chunk=True needs signed cookies"),
         ({"serializer": object()}, "serializer must have a callable to_json_safe()"),
+        # Classes have the methods too (unbound): every request would fail.
+        ({"serializer": TaggedSerializer}, "not the class TaggedSerializer: serializer="),
+        ({"external_key": HeaderKey}, "not the class HeaderKey: external_key=HeaderKey(...)"),
+        ({"fallback": [StarletteReader]}, "fallback=[StarletteReader(...)]"),
         ({"fallback": lambda jar: None}, "fallback must be a list of readers"),
         ({"fallback": [42]}, "fallback[0] must be a reader"),
         ({"domain": "例え.jp"}, "use its IDNA (punycode) form: domain='xn--r8jz45g.jp'"),
