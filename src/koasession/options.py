@@ -191,7 +191,7 @@ class SessionOptionsDict(TypedDict, total=False):
     absolute_timeout: float | timedelta | None
     on_store_error: OnStoreError
     store_timeout: float | timedelta | None
-    session_store_ttl: float
+    session_store_ttl: float | timedelta
     allow_weak_keys: bool
     fallback: Sequence[FallbackReader]
     compress: bool
@@ -413,7 +413,16 @@ def validate(opts: SessionOptions) -> SessionOptions:
             value = value.total_seconds()
             setattr(opts, name, value)
         _check_positive(name, value)
+    if isinstance(opts.session_store_ttl, timedelta):
+        opts.session_store_ttl = opts.session_store_ttl.total_seconds()
     _check_positive("session_store_ttl", opts.session_store_ttl, optional=False)
+    if opts.session_store_ttl > MAX_AGE_CAP:
+        # Past it the stores fail at each save (Redis: "not an integer or out of range",
+        # PostgreSQL: "interval out of range"); no cookie lives longer anyway.
+        raise ConfigurationError(
+            f"session_store_ttl is over the 400-day cap max_age has too ({MAX_AGE_CAP} s); "
+            f"got {opts.session_store_ttl!r}"
+        )
     if opts.merge:
         _check_merge(opts)
     if opts.exclude is not None:

@@ -104,6 +104,10 @@ def build(**options: Any) -> SessionMiddleware:
         ({"on_store_error": "ignore"}, "on_store_error"),
         ({"idle_timeout": -1}, "idle_timeout"),
         ({"store_timeout": 0}, "store_timeout"),
+        # Past the cap the stores fail at every save; inf is no number of seconds either.
+        ({"session_store_ttl": 10**30}, "session_store_ttl is over the 400-day cap"),
+        ({"session_store_ttl": float("inf")}, "session_store_ttl is over the 400-day cap"),
+        ({"session_store_ttl": timedelta(0)}, "session_store_ttl must be a positive"),
         (
             {"encrypt": True, "store": MemoryStore(owner=lambda d: d.get("uid"))},
             "drop owner= from the store",
@@ -194,6 +198,8 @@ def test_durations_are_normalised_to_seconds() -> None:
     assert mw.options.max_age == 7200.0
     assert mw.options.idle_timeout == 300.0
     assert build(max_age="session").options.max_age == "session"
+    # "Durations are seconds (or a timedelta)": session_store_ttl too.
+    assert build(session_store_ttl=timedelta(days=2)).options.session_store_ttl == 172800.0
 
 
 def test_attribute_case_is_normalised() -> None:
