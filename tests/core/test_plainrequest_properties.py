@@ -155,7 +155,7 @@ DATA = _mix(
 # -- options ---------------------------------------------------------------------------------
 
 OTHER_OPTIONS: dict[str, st.SearchStrategy[Any]] = {
-    "max_age": st.sampled_from([60, 3600, 86400.0, 1.5, 0.0015, 1024.003, MAX_AGE_CAP]),
+    "max_age": st.sampled_from([60, 3600, 86400.0, 1.5, 1.0015, 1024.003, MAX_AGE_CAP]),
     "overwrite": st.just(False),
     "algorithm": st.sampled_from(["sha1", ["sha256", "sha1"], ["sha1", "sha256"]]),
     "record_created": st.just(False),
