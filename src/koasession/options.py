@@ -301,6 +301,34 @@ def _check_callable(name: str, value: object) -> None:
         raise ConfigurationError(f"{name} must be callable; got {value!r}")
 
 
+#: How the engine calls each hook: a function that cannot take these arguments (koa's
+#: ``genid: () => uuid()`` ported as ``genid=lambda: ...``) would fail at every request.
+_HOOK_CALLS = {
+    "genid": ("ctx",),
+    "valid": ("ctx", "data"),
+    "before_save": ("ctx", "session"),
+    "on_event": ("name", "payload"),
+    "encode": ("data",),
+    "decode": ("value",),
+}
+
+
+def _check_arity(name: str, fn: object, params: Sequence[str]) -> None:
+    try:
+        signature = inspect.signature(fn)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return  # no signature to read (some builtins): nothing to check
+    try:
+        signature.bind(*params)
+    except TypeError:
+        label = getattr(fn, "__name__", type(fn).__name__)
+        call = f"{name}({', '.join(params)})"
+        raise ConfigurationError(
+            f"{name} is called as {call}, which {label}{signature} cannot take; "
+            f"define it as def {call}: ... (or lambda {', '.join(params)}: ...)"
+        ) from None
+
+
 def _check_methods(name: str, obj: object, methods: Sequence[str]) -> None:
     if inspect.isclass(obj):
         # A class has its methods too (unbound): the calls would fail at each request instead.
@@ -356,6 +384,7 @@ def _check_positive(name: str, value: object, *, optional: bool = True) -> None:
 
 def _check_exclude(exclude: object) -> None:
     if callable(exclude):
+        _check_arity("exclude", exclude, ("scope",))
         return
     if isinstance(exclude, (str, bytes)) or not isinstance(exclude, Sequence):
         raise ConfigurationError(
@@ -504,8 +533,20 @@ def _validate_plugins(opts: SessionOptions) -> None:
             f"got {opts.algorithm!r}"
         )
 
-    for name in ("encode", "decode", "genid", "valid", "before_save", "on_event"):
-        _check_callable(name, getattr(opts, name))
+    for name, params in _HOOK_CALLS.items():
+        hook = getattr(opts, name)
+        _check_callable(name, hook)
+        if hook is not None:
+            _check_arity(name, hook, params)
+    for name in ("encode", "decode"):
+        hook = getattr(opts, name)
+        if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
+            getattr(hook, "__call__", None)  # noqa: B004
+        ):
+            raise ConfigurationError(
+                f"{name} must be a plain function: it runs while the cookie is read or written, "
+                f"where nothing is awaited; {hook!r} is async"
+            )
     if opts.store is not None:
         _check_store(opts.store)
     if opts.context_store is not None:
@@ -519,6 +560,8 @@ def _validate_plugins(opts: SessionOptions) -> None:
                 )
     if opts.external_key is not None:
         _check_methods("external_key", opts.external_key, ("get", "set"))
+        _check_arity("external_key.get", opts.external_key.get, ("ctx",))
+        _check_arity("external_key.set", opts.external_key.set, ("ctx", "key"))
 
     if opts.on_oversize not in ("raise", "warn"):
         raise ConfigurationError(f"on_oversize must be 'raise' or 'warn'; got {opts.on_oversize!r}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -18,6 +19,18 @@ KEY = "NHys6S2KLm3FJyxPpcSVNaqd2IN4lLDtqrWcDyrtxBY"
 
 async def noop(scope: Any, receive: Any, send: Any) -> None:
     return None
+
+
+async def async_encode(data: Any) -> str:
+    return ""
+
+
+class OneArgSet:
+    def get(self, ctx: Any) -> str | None:
+        return None
+
+    def set(self, value: str) -> None:
+        return None
 
 
 class HeaderKey:
@@ -100,6 +113,15 @@ def build(**options: Any) -> SessionMiddleware:
         ({"context_store": MemoryStore()}, "context_store must be a class"),
         ({"external_key": object()}, "external_key must have"),
         ({"valid": 3}, "valid must be callable"),
+        # Hooks that cannot take the engine's arguments failed at every request (a 500).
+        ({"genid": lambda: "id", "store": MemoryStore()}, "genid is called as genid(ctx)"),
+        ({"genid": uuid.uuid4, "store": MemoryStore()}, "which uuid4() cannot take"),
+        ({"valid": lambda data: True}, "valid is called as valid(ctx, data)"),
+        ({"before_save": lambda session: None}, "before_save(ctx, session)"),
+        ({"on_event": lambda name: None}, "on_event is called as on_event(name, payload)"),
+        ({"exclude": lambda: False}, "exclude is called as exclude(scope)"),
+        ({"encode": async_encode}, "encode must be a plain function"),
+        ({"external_key": OneArgSet()}, "external_key.set is called as external_key.set(ctx, key)"),
         ({"on_oversize": "ignore"}, "on_oversize"),
         ({"on_store_error": "ignore"}, "on_store_error"),
         ({"idle_timeout": -1}, "idle_timeout"),
@@ -191,6 +213,25 @@ def test_unsigned_cookies_need_no_keys() -> None:
 
 def test_weak_keys_can_be_allowed_for_tests() -> None:
     assert build(keys=["a", "b"], allow_weak_keys=True).config.keys == ["a", "b"]
+
+
+def test_hooks_of_any_fitting_signature_are_accepted() -> None:
+    async def valid(ctx: Any, data: Any, *extra: Any) -> bool:
+        return True
+
+    class Listener:
+        def __call__(self, name: str, payload: Any, **options: Any) -> None:
+            return None
+
+    mw = build(
+        valid=valid,
+        on_event=Listener(),
+        before_save=lambda *args: None,
+        genid=lambda ctx, prefix="s": prefix,
+        store=MemoryStore(),
+        exclude=lambda scope: False,
+    )
+    assert mw.options.valid is valid
 
 
 def test_durations_are_normalised_to_seconds() -> None:
