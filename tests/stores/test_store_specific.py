@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -64,6 +65,15 @@ def test_store_from_url(tmp_path: Path) -> None:
     for bad in ("nope", "ftp://x", "sqlite://"):
         with pytest.raises(ValueError):
             store_from_url(bad)
+    # A ConfigurationError (a ValueError) that names what is accepted, never a password.
+    for bad, message in [
+        ("u:pw@127.0.0.1:6379", "not a store URL (no scheme://): '127.0.0.1:6379'; use redis://"),
+        ("postgresql+asyncpg://h/db", "drop SQLAlchemy's driver suffix: postgresql://"),
+        ("memcached://h", "unsupported store URL scheme 'memcached'; use redis://"),
+        (None, "store_from_url needs a URL string; got None"),
+    ]:
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            store_from_url(bad)  # type: ignore[arg-type]
 
 
 def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
@@ -77,6 +87,19 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
             PostgresStore(DATABASE_URL, table=table)
     with pytest.raises(ConfigurationError):
         SQLiteStore(tmp_path / "x.db", table="main.t")
+    # Refused when made, not as a 503 at each request (asyncpg parses the DSN when it connects).
+    for dsn, message in [
+        ("redis://127.0.0.1:6379", "needs a postgresql:// (or postgres://) DSN; got redis://"),
+        ("postgresql+asyncpg://u:pw@h/db", "drop SQLAlchemy's driver suffix: postgresql://"),
+        ("host=h dbname=test", "got a DSN without a scheme"),
+        ("postgresql://u:pw@h:notaport/db", "invalid port 'notaport'"),
+        ("postgresql://h1:5432,h2:99999/db", "invalid port '99999'"),
+    ]:
+        with pytest.raises(ConfigurationError, match=re.escape(message)) as info:
+            PostgresStore(dsn)
+        assert "pw" not in str(info.value)
+    for dsn in ("postgresql://[::1]:5432/db", "postgres://h1,h2:5433/db", "postgresql:///db"):
+        assert PostgresStore(dsn).address
     from koasession.stores.mysql import MySQLStore
 
     for table in ("x`; DROP TABLE y; --", "a b", "a.b.c"):
@@ -87,6 +110,11 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
             MySQLStore(bad_url)
     with pytest.raises(ConfigurationError):
         SQLiteStore(":memory:")
+    # Both made a store whose every call failed (a 503): "unable to open database file".
+    with pytest.raises(ConfigurationError, match=re.escape("not a URL: SQLiteStore('x.db')")):
+        SQLiteStore("sqlite:///x.db")
+    with pytest.raises(ConfigurationError, match="is a directory"):
+        SQLiteStore(tmp_path)
     with pytest.raises(ConfigurationError):
         SQLiteStore(tmp_path / "x.db", purge_every=-1)
 

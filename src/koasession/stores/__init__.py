@@ -18,6 +18,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from ..errors import ConfigurationError
 from ._common import StoredSession, valid_id
 from .base import ClosableStore, SessionData, Store
 from .memory import MemoryStore
@@ -87,9 +88,11 @@ def store_from_url(url: str, **options: Any) -> Any:
     ``sqlite:///relative/or/absolute/path`` a :class:`SQLiteStore` and ``memory://`` a
     :class:`MemoryStore`.
     """
+    if not isinstance(url, str):
+        raise ConfigurationError(f"store_from_url needs a URL string; got {url!r}")
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise ValueError(f"not a store URL: {url!r}")
+        raise ConfigurationError(f"not a store URL (no scheme://): {_shown(url)}; {_SCHEMES}")
     scheme = scheme.lower()
     if scheme in ("redis", "rediss", "unix"):
         return __getattr__("RedisStore")(url, **options)
@@ -104,8 +107,25 @@ def store_from_url(url: str, **options: Any) -> Any:
         # sqlite:///app.db -> "app.db"; sqlite:////var/lib/app.db -> "/var/lib/app.db"
         path = rest[1:] if rest.startswith("/") else rest
         if not path:
-            raise ValueError("sqlite URL needs a path: sqlite:///sessions.db")
+            raise ConfigurationError("sqlite URL needs a path: sqlite:///sessions.db")
         return __getattr__("SQLiteStore")(path, **options)
     if scheme == "memory":
         return MemoryStore(**options)
-    raise ValueError(f"unsupported store URL scheme {scheme!r}")
+    base = scheme.partition("+")[0]
+    hint = (
+        f" (drop SQLAlchemy's driver suffix: {base}://...)"
+        if base in ("postgres", "postgresql", "mysql", "mariadb", "sqlite")
+        else ""
+    )
+    raise ConfigurationError(f"unsupported store URL scheme {scheme!r}{hint}; {_SCHEMES}")
+
+
+_SCHEMES = (
+    "use redis://, rediss://, unix://, redis+cluster://, postgresql://, mysql://, mariadb://, "
+    "sqlite:///path or memory://"
+)
+
+
+def _shown(url: str) -> str:
+    """``url`` for an error message: without what may be a password (``user:password@``)."""
+    return repr(url.rpartition("@")[2]) if "@" in url else repr(url)

@@ -78,6 +78,33 @@ def _rowcount(status: str) -> int:
         return 0
 
 
+def check_dsn(dsn: str) -> None:
+    """Refuse, when the store is made, a DSN that asyncpg would refuse at the first request:
+    another scheme (a Redis URL, SQLAlchemy's ``postgresql+asyncpg://``) or a port that is not
+    a number from 1 to 65535. Passwords are never shown."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or scheme.lower() not in ("postgresql", "postgres"):
+        hint = (
+            f" (drop SQLAlchemy's driver suffix: {scheme.partition('+')[0]}://...)"
+            if scheme.lower().partition("+")[0] in ("postgresql", "postgres")
+            else ""
+        )
+        shown = f"{scheme}://..." if sep else "a DSN without a scheme"
+        raise ConfigurationError(
+            f"PostgresStore needs a postgresql:// (or postgres://) DSN; got {shown}{hint}"
+        )
+    hosts = rest.partition("/")[0].partition("?")[0].rpartition("@")[2]
+    for host in hosts.split(","):
+        port = host.rpartition("]")[2] if host.startswith("[") else host
+        if ":" not in port:
+            continue
+        port = port.rpartition(":")[2]
+        if not (port.isdigit() and 0 < int(port) < 65536):
+            raise ConfigurationError(
+                f"PostgresStore: invalid port {port!r} in the DSN (a number from 1 to 65535)"
+            )
+
+
 def describe_dsn(dsn: str) -> tuple[str, tuple[str, ...]]:
     """Return (``host:port/dbname`` of a ``postgresql://`` DSN, the passwords it contains).
 
@@ -176,6 +203,7 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
             set_by_store=("dsn",),
         )
         if isinstance(dsn_or_pool, str):
+            check_dsn(dsn_or_pool)
             self._dsn: str | None = dsn_or_pool
             self.address, self._secrets = describe_dsn(dsn_or_pool)
             self._pools: PerLoop[Any] = PerLoop(self, self._open_pool, self._close_pool, _terminate)

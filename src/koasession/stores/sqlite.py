@@ -183,6 +183,19 @@ class SQLiteStore(StoreOptionsMixin):
             if self.path in ("", ":memory:"):
                 # Each connection would get its own private database: not a session store.
                 raise ConfigurationError("SQLiteStore needs a file path, not ':memory:'")
+            scheme, sep, rest = self.path.partition("://")
+            if sep and scheme.isalpha():
+                # The file would be "sqlite:/x.db" in a directory "sqlite:": every call failing.
+                shown = rest[1:] if rest.startswith("/") else rest
+                raise ConfigurationError(
+                    f"SQLiteStore takes a file path, not a URL: SQLiteStore({shown!r}), or "
+                    f"store_from_url({self.path!r}) from koasession.stores"
+                )
+            if os.path.isdir(self.path):
+                raise ConfigurationError(
+                    f"SQLiteStore needs the database file, and {self.path!r} is a directory: "
+                    f"SQLiteStore({os.path.join(self.path, 'sessions.db')!r}) for a file in it"
+                )
             self._conn = None
             self._owns_conn = True
         else:
