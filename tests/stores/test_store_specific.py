@@ -126,6 +126,18 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
             RedisStore(url)
     with pytest.raises(ConfigurationError):
         RedisStore("unix:///tmp/redis.sock", cluster=True)
+    # From a settings file: "false" is truthy, and "5" fails only when a socket is made.
+    for options, message in [
+        ({"cluster": "false"}, "cluster must be True or False; got 'false'"),
+        ({"hash_ids": "false", "hash_key": "k" * 32}, "hash_ids must be True or False"),
+        ({"socket_timeout": "5"}, "socket_timeout must be a positive number of seconds or None"),
+        ({"socket_connect_timeout": -1}, "socket_connect_timeout must be a positive number"),
+    ]:
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            RedisStore("redis://127.0.0.1:6379", **options)
+    with pytest.raises(ConfigurationError, match="hash_ids must be True or False; got 1"):
+        MemoryStore(hash_ids=1, hash_key="k" * 32)  # type: ignore[arg-type]
+    assert RedisStore("redis://127.0.0.1:6379?socket_timeout=2", socket_connect_timeout=1.5)
 
 
 @pytest.mark.parametrize(

@@ -312,6 +312,9 @@ class StoreOptionsMixin:
         hash_key: str | bytes | None,
         owner: OwnerFunc | None,
     ) -> None:
+        if type(hash_ids) is not bool:
+            # hash_ids="false" from a settings file is truthy: it would hash the ids.
+            raise ConfigurationError(f"hash_ids must be True or False; got {hash_ids!r}")
         if hash_ids:
             if hash_key is None:
                 raise ConfigurationError(

@@ -145,6 +145,22 @@ _MISTAKEN_OPTIONS = {
     "expire": "the lifetime is the middleware's max_age= (the store gets it with each call)",
 }
 
+#: redis-py's timeout options: taken as given, and only a socket made at the first request
+#: finds out that "5" (from a settings file), a timedelta or -1 is no timeout.
+_TIMEOUT_OPTIONS = ("socket_timeout", "socket_connect_timeout")
+
+
+def _check_timeouts(options: dict[str, Any]) -> None:
+    for name in _TIMEOUT_OPTIONS:
+        value = options.get(name)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise ConfigurationError(
+                f"RedisStore: {name} must be a positive number of seconds or None; got {value!r}"
+            )
+
+
 _LOST_WRITE_ERRORS = (TypeError, AttributeError, RuntimeError)
 #: What such an error becomes, whether the store's own connection class or its call caught it.
 _LOST_WRITE_MESSAGE = "connection lost while writing"
@@ -397,6 +413,8 @@ class RedisStore(StoreOptionsMixin):
         # past max_connections per node it fails ("MaxConnectionsError") instead of waiting,
         # so a burst of requests on one session would turn into errors.
         self._max_concurrency = max_concurrency
+        if type(cluster) is not bool:
+            raise ConfigurationError(f"cluster must be True or False; got {cluster!r}")
         if not isinstance(key_prefix, str):
             raise ConfigurationError("key_prefix must be a string")
         self.key_prefix = key_prefix
@@ -421,6 +439,7 @@ class RedisStore(StoreOptionsMixin):
             # What the pool will be given: the URL's query wins over keyword options in
             # redis-py's from_url.
             self._pool_options = {**client_options, **url_options}
+            _check_timeouts(self._pool_options)
             self._url = url_or_client
             self.address = _address_of_url(url_or_client)
             password = urlsplit(url_or_client).password
