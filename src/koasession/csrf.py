@@ -24,11 +24,11 @@ import hmac
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote_plus, urlsplit
 
 from .b64 import b64url_decode, b64url_encode
-from .errors import NoSessionError
+from .errors import ConfigurationError, NoSessionError
 
 __all__ = ["CSRF_SESSION_KEY", "CSRFMiddleware", "csrf_token", "verify_csrf"]
 
@@ -127,13 +127,44 @@ class CSRFMiddleware:
         scope_key: str = "session",
     ) -> None:
         self.app = app
+        for name, value in (
+            ("field_name", field_name),
+            ("header_name", header_name),
+            ("scope_key", scope_key),
+        ):
+            if not isinstance(value, str) or not value:
+                raise ConfigurationError(f"{name} must be a non-empty string; got {value!r}")
+        if type(check_origin) is not bool:
+            raise ConfigurationError(f"check_origin must be True or False; got {check_origin!r}")
+        if (
+            isinstance(max_body_size, bool)
+            or not isinstance(max_body_size, int)
+            or max_body_size < 1
+        ):
+            raise ConfigurationError(
+                f"max_body_size must be a positive number of bytes; got {max_body_size!r}"
+            )
         self.field_name = field_name
         self.header_name = header_name
         self._header_key = header_name.lower().encode("latin-1")
-        paths = list(exempt_paths)
+        paths = _strings("exempt_paths", exempt_paths, "['/webhooks/*']")
+        for path in paths:
+            # "*" alone, or a relative path, would match every path, or none.
+            if not path.startswith("/"):
+                raise ConfigurationError(
+                    f"exempt_paths: {path!r} must start with '/' (exact paths, or prefixes "
+                    "ending in '*': '/webhooks/*')"
+                )
         self.exempt_exact = frozenset(p for p in paths if not p.endswith("*"))
         self.exempt_prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))
-        self.trusted_origins = frozenset(_origin_of(o) or o.lower() for o in trusted_origins)
+        origins = _strings("trusted_origins", trusted_origins, "['https://admin.example.com']")
+        for origin in origins:
+            if _origin_of(origin) is None:
+                raise ConfigurationError(
+                    f"trusted_origins: {origin!r} is not an origin; use scheme://host[:port], "
+                    "e.g. 'https://admin.example.com'"
+                )
+        self.trusted_origins = frozenset(cast("str", _origin_of(o)) for o in origins)
         self.check_origin = check_origin
         self.max_body_size = max_body_size
         self.scope_key = scope_key
@@ -329,6 +360,20 @@ def _replaying(messages: list[_Message], receive: _Receive) -> _Receive:
         return await receive()
 
     return replay
+
+
+def _strings(name: str, values: object, example: str) -> list[str]:
+    """``values`` as a list of str; a single string is refused (iterating it gives characters:
+    exempt_paths="/api/*" would exempt "/" and, through its "*", every path)."""
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise ConfigurationError(
+            f"{name} must be a list of strings: {name}={example}; got {values!r}"
+        )
+    items = list(values)
+    for item in items:
+        if not isinstance(item, str):
+            raise ConfigurationError(f"{name} must be a list of strings; got {item!r} in it")
+    return items
 
 
 def _origin_of(url: str) -> str | None:

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from _services import REDIS_URL, require_module, require_redis
 from koasession import (
+    ConfigurationError,
     CSRFMiddleware,
     MemoryStore,
     SessionMiddleware,
@@ -617,3 +618,38 @@ async def test_the_origin_check_follows_the_session_middlewares_proxy_option(pro
             assert "without Origin must send a Referer" in no_origin.text
         else:
             assert no_origin.status_code == 200  # plain http: no Referer rule
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        # A single string is iterated as characters: "/api/*" exempted "/" and, through its
+        # "*", every path from the check.
+        ({"exempt_paths": "/api/*"}, "exempt_paths must be a list of strings"),
+        ({"exempt_paths": ["*"]}, "exempt_paths: '*' must start with '/'"),
+        ({"exempt_paths": ["webhooks/*"]}, "must start with '/'"),
+        ({"trusted_origins": "https://admin.example.com"}, "trusted_origins must be a list"),
+        ({"trusted_origins": ["admin.example.com"]}, "'admin.example.com' is not an origin"),
+        ({"trusted_origins": [None]}, "got None in it"),
+        ({"check_origin": "false"}, "check_origin must be True or False; got 'false'"),
+        ({"max_body_size": "1MB"}, "max_body_size must be a positive number of bytes"),
+        ({"max_body_size": 0}, "max_body_size must be a positive number of bytes"),
+        ({"field_name": ""}, "field_name must be a non-empty string"),
+        ({"header_name": None}, "header_name must be a non-empty string"),
+    ],
+)
+def test_csrf_configuration_mistakes_fail_at_start_up(
+    options: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        CSRFMiddleware(Starlette(routes=ROUTES), **options)
+
+
+async def test_exempt_prefixes_and_trusted_origins_given_as_lists_still_work() -> None:
+    app = SessionMiddleware(
+        CSRFMiddleware(Starlette(routes=ROUTES), exempt_paths=["/api/*"]), keys=[KEY]
+    )
+    async with browser(app) as http:
+        assert (await http.post("/transfer")).status_code == 403
+    csrf = CSRFMiddleware(Starlette(routes=ROUTES), trusted_origins=["HTTPS://Admin.example.com/"])
+    assert csrf.trusted_origins == {"https://admin.example.com"}
