@@ -270,6 +270,14 @@ def _check_attr(name: str, value: object) -> None:
 def _check_path(path: str) -> None:
     # Headers are Latin-1 on the wire and a browser compares the path it sends, which is
     # percent-encoded: a raw non-ASCII path fails every response and would never match anyway.
+    if "?" in path or "#" in path:
+        # The path a browser compares is the request path without its query or fragment: a
+        # cookie whose Path has either would never be sent back.
+        raise ConfigurationError(
+            f"path={path!r} has a query or fragment, which a request path never has, so the "
+            f"cookie would never come back; use the path alone: "
+            f"path={path.split('?')[0].split('#')[0] or '/'!r}"
+        )
     if _PATH_VALUE.fullmatch(path) is None:
         raise ConfigurationError(
             f"path={path!r} cannot appear in a Set-Cookie line (visible ASCII only, no ';' or "

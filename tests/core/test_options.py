@@ -83,6 +83,9 @@ def build(**options: Any) -> SessionMiddleware:
         ({"max_age": float("nan")}, "max_age must be positive"),
         ({"path": "/a;b"}, "inject"),
         ({"path": "relative"}, "start with '/'"),
+        # Accepted before, and the cookie never came back (the request path has no query).
+        ({"path": "/app?tab=1"}, "has a query or fragment, which a request path never has"),
+        ({"path": "/app#top"}, "use the path alone: path='/app'"),
         ({"domain": "example.com\r\nx"}, "inject"),
         ({"same_site": "sometimes"}, "same_site must be"),
         ({"same_site": "none"}, "requires secure=True"),
