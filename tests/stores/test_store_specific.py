@@ -100,11 +100,16 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
         assert "pw" not in str(info.value)
     for dsn in ("postgresql://[::1]:5432/db", "postgres://h1,h2:5433/db", "postgresql:///db"):
         assert PostgresStore(dsn).address
+    # dict("x") raised "dictionary update sequence element #0 has length 1; 2 is required".
+    with pytest.raises(ConfigurationError, match="PostgresStore: pool_options must be a dict"):
+        PostgresStore(DATABASE_URL, pool_options="max_size=5")  # type: ignore[arg-type]
     from koasession.stores.mysql import MySQLStore
 
     for table in ("x`; DROP TABLE y; --", "a b", "a.b.c"):
         with pytest.raises(ConfigurationError):
             MySQLStore("mysql://u@h/db", table=table)
+    with pytest.raises(ConfigurationError, match="MySQLStore: pool_options must be a dict"):
+        MySQLStore("mysql://u@h/db", pool_options=5)  # type: ignore[arg-type]
     for bad_url in ("mysql://u@h/db?sslmode=x", "mysql://u@h:notaport/db"):
         with pytest.raises(ConfigurationError):
             MySQLStore(bad_url)

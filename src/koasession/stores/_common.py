@@ -33,6 +33,23 @@ OwnerFunc = Callable[[SessionData], "str | int | None"]
 _MIN_HASH_KEY_BYTES = 32
 
 
+def pool_options_of(store: str, pool_options: object) -> dict[str, Any]:
+    """``pool_options`` as a new dict; what ``dict()`` cannot take (a string from a settings
+    file) is refused by name rather than with dict()'s own words."""
+    if pool_options is None:
+        return {}
+    problem = ConfigurationError(
+        f"{store}: pool_options must be a dict of driver options, e.g. "
+        f"pool_options={{'max_size': 10}}; got {type(pool_options).__name__}"
+    )
+    if isinstance(pool_options, (str, bytes)):
+        raise problem
+    try:
+        return dict(pool_options)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        raise problem from None
+
+
 def check_driver_options(
     store: str,
     options: Mapping[str, Any],

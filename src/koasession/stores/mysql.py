@@ -39,6 +39,7 @@ from ._common import (
     check_driver_options,
     dumps,
     loads,
+    pool_options_of,
     touch_items,
     ttl_seconds,
     valid_id,
@@ -187,7 +188,7 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
         if not isinstance(url, str):
             raise ConfigurationError("MySQLStore needs a mysql:// URL")
         self._connect_args, self.address, self._secrets = describe_url(url)
-        self._pool_options = dict(pool_options or {})
+        self._pool_options = pool_options_of("MySQLStore", pool_options)
         check_driver_options(
             "MySQLStore", self._pool_options, asyncmy.create_pool, asyncmy.connection.Connection
         )

@@ -37,6 +37,7 @@ from ._common import (
     dumps_name,
     loads,
     merge_items,
+    pool_options_of,
     touch_items,
     ttl_seconds,
     valid_id,
@@ -193,7 +194,7 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
             connect_timeout=connect_timeout,
             command_timeout=command_timeout,
         )
-        self._pool_options = dict(pool_options or {})
+        self._pool_options = pool_options_of("PostgresStore", pool_options)
         # The rest of the options go to asyncpg.connect, or to a connect= of the application's.
         check_driver_options(
             "PostgresStore",
