@@ -140,6 +140,10 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
     ]:
         with pytest.raises(ConfigurationError, match=re.escape(message)):
             RedisStore("redis://127.0.0.1:6379", **options)
+    # redis-py reads a path that is not a number as no database at all (database 0).
+    with pytest.raises(ConfigurationError, match="for a namespace use key_prefix='sessions:'"):
+        RedisStore("redis://127.0.0.1:6379/sessions")
+    assert RedisStore("redis://127.0.0.1:6379/2/").address
     with pytest.raises(ConfigurationError, match="hash_ids must be True or False; got 1"):
         MemoryStore(hash_ids=1, hash_key="k" * 32)  # type: ignore[arg-type]
     assert RedisStore("redis://127.0.0.1:6379?socket_timeout=2", socket_connect_timeout=1.5)

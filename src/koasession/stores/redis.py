@@ -432,6 +432,13 @@ class RedisStore(StoreOptionsMixin):
                     "RedisStore needs a redis://, rediss:// or unix:// URL "
                     "(redis:// or rediss:// for a cluster)"
                 )
+            database = urlsplit(url_or_client).path.strip("/")
+            if scheme != "unix" and database and not database.isdigit():
+                # redis-py ignores a path that is not a number: database 0, no namespace.
+                raise ConfigurationError(
+                    f"the path of a Redis URL is the database number (redis://host:6379/0), "
+                    f"not {database!r}; for a namespace use key_prefix={database + ':'!r}"
+                )
             try:
                 url_options = parse_url(url_or_client)  # a bad URL fails here, not at first use
             except ValueError as exc:
