@@ -67,6 +67,11 @@ def test_bad_policies_are_refused(options: dict[str, Any]) -> None:
         DevicePolicy(**options)
 
 
+def test_user_agent_from_a_settings_file_is_refused_not_read_as_true() -> None:
+    with pytest.raises(ConfigurationError, match="user_agent must be True or False; got 'false'"):
+        DevicePolicy(user_agent="false")  # type: ignore[arg-type]
+
+
 def test_record_then_touch_at_most_once_per_interval() -> None:
     session: dict[str, Any] = {"user": "ann"}
     record_device(session, device_facts(HEADERS, None, now=1000))
