@@ -100,6 +100,15 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
         assert "pw" not in str(info.value)
     for dsn in ("postgresql://[::1]:5432/db", "postgres://h1,h2:5433/db", "postgresql:///db"):
         assert PostgresStore(dsn).address
+    # Each refused by the driver when it makes the pool, at the first request (a 503).
+    for options, message in [
+        ({"min_size": 20}, "min_size=20 is over max_size=10 (the store's defaults"),
+        ({"max_size": "10"}, "pool_options max_size must be a whole number, 1 or more"),
+    ]:
+        with pytest.raises(ConfigurationError, match=re.escape(message)):
+            PostgresStore(DATABASE_URL, pool_options=options)
+    with pytest.raises(ConfigurationError, match="sslmode='on' in the DSN; asyncpg takes"):
+        PostgresStore("postgresql://u@h/db?sslmode=on")
     # dict("x") raised "dictionary update sequence element #0 has length 1; 2 is required".
     with pytest.raises(ConfigurationError, match="PostgresStore: pool_options must be a dict"):
         PostgresStore(DATABASE_URL, pool_options="max_size=5")  # type: ignore[arg-type]
@@ -108,6 +117,11 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
     for table in ("x`; DROP TABLE y; --", "a b", "a.b.c"):
         with pytest.raises(ConfigurationError):
             MySQLStore("mysql://u@h/db", table=table)
+    with pytest.raises(ConfigurationError, match="MySQLStore: pool_options maxsize must be"):
+        MySQLStore("mysql://u@h/db", pool_options={"maxsize": "x"})
+    with pytest.raises(ConfigurationError, match="unknown MySQL charset 'utf-8'"):
+        MySQLStore("mysql://u@h/db?charset=utf-8")
+    assert MySQLStore("mysql://u@h/db?charset=latin1", pool_options={"minsize": 0, "maxsize": 2})
     with pytest.raises(ConfigurationError, match="MySQLStore: pool_options must be a dict"):
         MySQLStore("mysql://u@h/db", pool_options=5)  # type: ignore[arg-type]
     for bad_url in ("mysql://u@h/db?sslmode=x", "mysql://u@h:notaport/db"):

@@ -50,6 +50,27 @@ def pool_options_of(store: str, pool_options: object) -> dict[str, Any]:
         raise problem from None
 
 
+def check_pool_sizes(
+    store: str, options: Mapping[str, Any], low: str, high: str, defaults: tuple[int, int]
+) -> None:
+    """Refuse pool sizes the driver refuses when it makes the pool, at the first request (a
+    503 each time): not whole numbers, or ``low`` over ``high`` (the store's defaults count)."""
+    sizes = []
+    for name, default, least in ((low, defaults[0], 0), (high, defaults[1], 1)):
+        value = options.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigurationError(
+                f"{store}: pool_options {name} must be a whole number, {least} or more; "
+                f"got {value!r}"
+            )
+        sizes.append(value)
+    if sizes[0] > sizes[1]:
+        raise ConfigurationError(
+            f"{store}: pool_options {low}={sizes[0]} is over {high}={sizes[1]} (the store's "
+            f"defaults are {low}={defaults[0]}, {high}={defaults[1]}): raise {high} too"
+        )
+
+
 def check_driver_options(
     store: str,
     options: Mapping[str, Any],

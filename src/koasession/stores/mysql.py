@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 try:
     import asyncmy
+    from asyncmy import charset as asyncmy_charset
     from asyncmy.constants import CLIENT
 except ImportError as exc:  # exercised by a test that hides asyncmy
     from ._sql import missing_driver
@@ -37,6 +38,7 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     check_driver_options,
+    check_pool_sizes,
     dumps,
     loads,
     pool_options_of,
@@ -107,6 +109,11 @@ def describe_url(url: str) -> tuple[dict[str, Any], str, tuple[str, ...]]:
     }
     if database:
         kwargs["database"] = database
+    if asyncmy_charset.charset_by_name(kwargs["charset"]) is None:
+        # asyncmy fails each connection with "'NoneType' object has no attribute 'encoding'".
+        raise ConfigurationError(
+            f"unknown MySQL charset {kwargs['charset']!r} in the URL (the default is utf8mb4)"
+        )
     socket = params.pop("unix_socket", None)
     if socket:
         kwargs["unix_socket"] = socket
@@ -189,6 +196,7 @@ class MySQLStore(StoreOptionsMixin, PooledSQLStore):
             raise ConfigurationError("MySQLStore needs a mysql:// URL")
         self._connect_args, self.address, self._secrets = describe_url(url)
         self._pool_options = pool_options_of("MySQLStore", pool_options)
+        check_pool_sizes("MySQLStore", self._pool_options, "minsize", "maxsize", (1, 10))
         check_driver_options(
             "MySQLStore", self._pool_options, asyncmy.create_pool, asyncmy.connection.Connection
         )

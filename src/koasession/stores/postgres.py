@@ -33,6 +33,7 @@ from ._common import (
     StoredSession,
     StoreOptionsMixin,
     check_driver_options,
+    check_pool_sizes,
     dumps,
     dumps_name,
     loads,
@@ -79,6 +80,9 @@ def _rowcount(status: str) -> int:
         return 0
 
 
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+
+
 def check_dsn(dsn: str) -> None:
     """Refuse, when the store is made, a DSN that asyncpg would refuse at the first request:
     another scheme (a Redis URL, SQLAlchemy's ``postgresql+asyncpg://``) or a port that is not
@@ -93,6 +97,11 @@ def check_dsn(dsn: str) -> None:
         shown = f"{scheme}://..." if sep else "a DSN without a scheme"
         raise ConfigurationError(
             f"PostgresStore needs a postgresql:// (or postgres://) DSN; got {shown}{hint}"
+        )
+    sslmode = dict(parse_qsl(rest.partition("?")[2])).get("sslmode")
+    if sslmode is not None and sslmode not in _SSLMODES:
+        raise ConfigurationError(
+            f"PostgresStore: sslmode={sslmode!r} in the DSN; asyncpg takes {', '.join(_SSLMODES)}"
         )
     hosts = rest.partition("/")[0].partition("?")[0].rpartition("@")[2]
     for host in hosts.split(","):
@@ -195,6 +204,7 @@ class PostgresStore(StoreOptionsMixin, PooledSQLStore):
             command_timeout=command_timeout,
         )
         self._pool_options = pool_options_of("PostgresStore", pool_options)
+        check_pool_sizes("PostgresStore", self._pool_options, "min_size", "max_size", (1, 10))
         # The rest of the options go to asyncpg.connect, or to a connect= of the application's.
         check_driver_options(
             "PostgresStore",
