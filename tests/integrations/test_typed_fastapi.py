@@ -5,6 +5,7 @@ Every app runs in cookie mode and in store mode (a MemoryStore).
 
 from __future__ import annotations
 
+import re
 import warnings
 from datetime import datetime, timezone
 from typing import Annotated, Any
@@ -381,3 +382,23 @@ async def test_second_middleware_by_scope_key() -> None:
         "coupon": None,
     }
     assert schema["paths"]["/admin/{item}"]["post"]["security"] == [{"admin.sess": []}]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        # A key that is no session key answered 401 to every request; a cookie no middleware
+        # can have failed each one with the RuntimeError of a mismatch.
+        ({"key": 5}, "key must be the session key of the login; got 5"),
+        ({"key": ""}, "key must be the session key of the login"),
+        ({"cookie": "koa sess"}, "cookie='koa sess' is not a cookie name"),
+        ({"scope_key": None}, "scope_key must be a non-empty string"),
+    ],
+)
+def test_login_required_arguments_are_checked_when_declared(
+    arguments: dict[str, Any], message: str
+) -> None:
+    from koasession import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        login_required(**arguments)

@@ -5,6 +5,7 @@ Every app runs in cookie mode and in store mode (a MemoryStore).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from typing import Any
@@ -300,3 +301,19 @@ async def test_example_cart_and_me() -> None:
         schema = (await http.get("/schema/openapi.json")).json()
     assert schema["paths"]["/me"]["get"]["security"] == [{"koa.sess": []}]
     assert schema["components"]["securitySchemes"]["koa.sess"]["in"] == "cookie"
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"key": 5}, "key must be the session key of the login; got 5"),
+        ({"cookie": "koa;sess"}, "cookie='koa;sess' is not a cookie name"),
+    ],
+)
+def test_login_required_arguments_are_checked_when_made(
+    arguments: dict[str, Any], message: str
+) -> None:
+    from koasession import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match=re.escape(message)):
+        LoginRequired(**arguments)

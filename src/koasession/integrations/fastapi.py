@@ -38,7 +38,13 @@ from pydantic import BaseModel
 from starlette.requests import HTTPConnection
 
 from ..session import Session, find_session
-from ._login import NOT_LOGGED_IN, check_cookie_name, logged_in_value, scheme_name_for
+from ._login import (
+    NOT_LOGGED_IN,
+    check_cookie_name,
+    check_login_arguments,
+    logged_in_value,
+    scheme_name_for,
+)
 from ._typed import TypedBinding
 
 __all__ = [
@@ -172,6 +178,7 @@ def login_required(
     middleware's is a ``RuntimeError`` at the first request, since the docs would be wrong.
     Use it as ``UserId = Annotated[int, Depends(login_required("user_id"))]``.
     """
+    check_login_arguments(key, cookie, scope_key)
     scheme = APIKeyCookie(
         name=cookie,
         scheme_name=scheme_name or scheme_name_for(cookie),

@@ -58,7 +58,13 @@ from litestar.utils.scope import get_serializer_from_scope
 from ..asgi import ASGIApp, Receive, Scope, Send, SessionMiddleware
 from ..options import SessionOptionsDict
 from ..session import Session, check_key, find_session
-from ._login import NOT_LOGGED_IN, check_cookie_name, logged_in_value, scheme_name_for
+from ._login import (
+    NOT_LOGGED_IN,
+    check_cookie_name,
+    check_login_arguments,
+    logged_in_value,
+    scheme_name_for,
+)
 
 if TYPE_CHECKING:
     from pydantic import BaseModel
@@ -294,6 +300,7 @@ class LoginRequired(InitPlugin):
         scope_key: str = "session",
         scheme_name: str | None = None,
     ) -> None:
+        check_login_arguments(key, cookie, scope_key)
         self.key = key
         self.cookie = cookie
         self.scope_key = scope_key
