@@ -380,7 +380,23 @@ def _check_store(store: object) -> None:
             f"store must be a store object, not a URL: "
             f"store=store_from_url({store!r}) (from koasession.stores)"
         )
+    driver = type(store).__module__.partition(".")[0]
+    if driver in _DRIVER_STORES:
+        raise ConfigurationError(
+            f"store must be a koasession store, not a {driver} {type(store).__name__}: "
+            f"store={_DRIVER_STORES[driver]} (from koasession.stores)"
+        )
     _check_methods("store", store, ("get", "set", "destroy"))
+
+
+#: A driver's client passed as the store (its get/set are not a session store's): the store
+#: that takes it.
+_DRIVER_STORES = {
+    "redis": "RedisStore(client)",
+    "asyncpg": "PostgresStore(pool)",
+    "aiosqlite": "SQLiteStore(connection)",
+    "asyncmy": "MySQLStore('mysql://...')",
+}
 
 
 def _check_positive(name: str, value: object, *, optional: bool = True) -> None:

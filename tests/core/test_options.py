@@ -168,6 +168,12 @@ def test_bad_configuration_fails_at_start_up(options: dict[str, Any], message: s
     assert message in str(info.value)
 
 
+def test_a_redis_client_as_the_store_names_the_store_that_wraps_it() -> None:
+    redis = pytest.importorskip("redis.asyncio")
+    with pytest.raises(ConfigurationError, match=r"not a redis Redis: store=RedisStore\(client\)"):
+        build(store=redis.Redis())
+
+
 def test_ascii_domains_paths_and_cookie_safe_prefixes_are_accepted() -> None:
     mw = build(domain=".Example.co.uk", path="/app/v1%20x/~me", prefix="u@tenant-1:")
     assert (mw.options.domain, mw.options.path, mw.options.prefix) == (
