@@ -7,7 +7,7 @@ from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from . import events
-from .config import SessionConfig
+from .config import SessionConfig, check_wrapped_app
 from .errors import ConfigurationError, StoreError
 from .lifecycle import (
     UNAVAILABLE,
@@ -133,6 +133,7 @@ class SessionMiddleware:
         keys: Sequence[str | bytes] | None = None,
         **options: Unpack[SessionOptionsDict],
     ) -> None:
+        check_wrapped_app(app, wsgi=False)
         self.app = app
         try:
             self.config = SessionConfig.build(keys, **options)

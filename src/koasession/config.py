@@ -30,6 +30,43 @@ def is_async_callable(fn: object) -> bool:
     )
 
 
+def _binds(signature: inspect.Signature, count: int) -> bool:
+    try:
+        signature.bind(*range(count))
+    except TypeError:
+        return False
+    return True
+
+
+def check_wrapped_app(app: object, *, wsgi: bool) -> None:
+    """Refuse, when the middleware is made, an app it could not call: not callable (keys given
+    as the first argument), or an app of the other protocol. The type is named, never the
+    value, which may be a key."""
+    kind = "a WSGI" if wsgi else "an ASGI"
+    if not callable(app):
+        raise TypeError(
+            f"SessionMiddleware wraps {kind} app, its first argument; got a "
+            f"{type(app).__name__} (the keys go in keys=[...])"
+        )
+    if is_async_callable(app):
+        if wsgi:
+            raise TypeError(
+                "SessionMiddleware of koasession.wsgi wraps a WSGI app, and this one is async "
+                "(ASGI): use koasession.SessionMiddleware"
+            )
+        return
+    try:
+        signature = inspect.signature(app)
+    except (TypeError, ValueError):
+        return
+    if not wsgi and not _binds(signature, 3) and _binds(signature, 2):
+        raise TypeError(
+            "SessionMiddleware wraps an ASGI app (scope, receive, send), and this one takes "
+            "(environ, start_response), a WSGI app: use koasession.wsgi.SessionMiddleware "
+            "(koasession.flask.init_app for Flask)"
+        )
+
+
 def _exclusion(
     exclude: Sequence[str] | Callable[[MutableMapping[str, Any]], object] | None,
 ) -> Callable[[MutableMapping[str, Any]], object] | None:

@@ -22,7 +22,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
-from .config import SessionConfig, is_async_callable
+from .config import SessionConfig, check_wrapped_app, is_async_callable
 from .errors import ConfigurationError, StoreError
 from .lifecycle import UNAVAILABLE, RequestSession, end, engine_of, finish
 from .options import SessionOptions, SessionOptionsDict
@@ -130,8 +130,7 @@ class SessionMiddleware:
         keys: Sequence[str | bytes] | None = None,
         **options: Unpack[SessionOptionsDict],
     ) -> None:
-        if not callable(app):
-            raise TypeError(f"SessionMiddleware wraps a WSGI callable; got {app!r}")
+        check_wrapped_app(app, wsgi=True)
         self.app = app
         options.setdefault("scope_key", DEFAULT_SCOPE_KEY)
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -565,3 +566,23 @@ async def test_a_context_store_is_built_before_the_session_is_in_the_scope() -> 
     with pytest.raises(RuntimeError, match="no store for this request"):
         await _raw_request(SessionMiddleware(app, keys=[KEY], context_store=Refusing), server_send)
     assert "session" not in scopes[1]
+
+
+def wsgi_app(environ: Any, start_response: Any) -> Any:
+    return []
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        # Keys where the app goes: refused without repeating them (they are secrets).
+        ([KEY], "wraps an ASGI app, its first argument; got a list (the keys go in keys=[...])"),
+        (None, "got a NoneType"),
+        (wsgi_app, "a WSGI app: use koasession.wsgi.SessionMiddleware"),
+    ],
+)
+def test_an_app_it_cannot_call_fails_when_made(app: Any, message: str) -> None:
+    # Each was accepted (the keys given too), and every request failed with a 500.
+    with pytest.raises(TypeError, match=re.escape(message)) as info:
+        SessionMiddleware(app, keys=[KEY])
+    assert KEY not in str(info.value)

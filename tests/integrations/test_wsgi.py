@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
@@ -490,3 +491,20 @@ def test_start_response_corrected_after_a_malformed_status_commits() -> None:
     response = Client(SessionMiddleware(retrying, keys=[KEY])).get("/")
     assert response.status_code == 200
     assert set_cookies(response) and set_cookies(response, "koa.sess.sig")
+
+
+async def _asgi_app(scope: Any, receive: Any, send: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    ("app", "message"),
+    [
+        ([KEY], "wraps a WSGI app, its first argument; got a list (the keys go in keys=[...])"),
+        (_asgi_app, "this one is async (ASGI): use koasession.SessionMiddleware"),
+    ],
+)
+def test_an_app_it_cannot_call_fails_when_made(app: Any, message: str) -> None:
+    with pytest.raises(TypeError, match=re.escape(message)) as info:
+        SessionMiddleware(app, keys=[KEY])
+    assert KEY not in str(info.value)  # the list given as the app was shown whole before
