@@ -136,6 +136,16 @@ def test_bad_options_fail_at_construction(tmp_path: Path) -> None:
         SQLiteStore(tmp_path)
     with pytest.raises(ConfigurationError):
         SQLiteStore(tmp_path / "x.db", purge_every=-1)
+    # "5" raised "'<' not supported between instances of 'str' and 'int'"; "false" was truthy.
+    with pytest.raises(ConfigurationError, match="busy_timeout must be a number of seconds"):
+        SQLiteStore(tmp_path / "x.db", busy_timeout="5")  # type: ignore[arg-type]
+    for make in (
+        lambda: SQLiteStore(tmp_path / "x.db", create_table="false"),  # type: ignore[arg-type]
+        lambda: PostgresStore(DATABASE_URL, create_table="false"),  # type: ignore[arg-type]
+        lambda: MySQLStore("mysql://u@h/db", create_table=0),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(ConfigurationError, match="create_table must be True or False"):
+            make()
 
     from koasession.stores.redis import RedisStore
 

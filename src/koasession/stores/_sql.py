@@ -52,6 +52,13 @@ def missing_driver(store: str, package: str, extra: str) -> ImportError:
     )
 
 
+def check_flag(name: str, value: object) -> bool:
+    """Validate an on/off option: True or False only ("false" from a settings file is truthy)."""
+    if type(value) is not bool:
+        raise ConfigurationError(f"{name} must be True or False; got {value!r}")
+    return value
+
+
 def check_timeout(name: str, value: object) -> float:
     """Validate a timeout option: a positive number of seconds."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -239,7 +246,7 @@ class PooledSQLStore:
     def _init_pooled(
         self, *, create_table: bool, connect_timeout: float, command_timeout: float
     ) -> None:
-        self._create_table = create_table
+        self._create_table = check_flag("create_table", create_table)
         self._connect_timeout = check_timeout("connect_timeout", connect_timeout)
         self._command_timeout = check_timeout("command_timeout", command_timeout)
         self._ready = False

@@ -41,7 +41,15 @@ from ._common import (
     valid_id,
     write_mode,
 )
-from ._sql import DEFAULT_TABLE, AutoPurge, check_table, index_name, json_merge, store_error
+from ._sql import (
+    DEFAULT_TABLE,
+    AutoPurge,
+    check_flag,
+    check_table,
+    index_name,
+    json_merge,
+    store_error,
+)
 from .base import MaxAge, SessionData
 
 __all__ = ["SQLiteStore"]
@@ -169,7 +177,11 @@ class SQLiteStore(StoreOptionsMixin):
         self._table, bare = check_table(table, allow_schema=False)
         self.table = table
         self._bare = bare
-        self._create_table = create_table
+        self._create_table = check_flag("create_table", create_table)
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
+            raise ConfigurationError(
+                f"busy_timeout must be a number of seconds (0 or more); got {busy_timeout!r}"
+            )
         if busy_timeout < 0:
             raise ConfigurationError("busy_timeout must be >= 0 seconds")
         self._busy_ms = int(busy_timeout * 1000)
