@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, cast
 from aiohttp import web
 from multidict import CIMultiDict
 
-from .config import SessionConfig
+from .config import SessionConfig, check_second_middleware
 from .errors import StoreError
 from .lifecycle import (
     UNAVAILABLE,
@@ -110,6 +110,9 @@ class SessionMiddleware:
         """
         if not isinstance(app, web.Application):
             raise TypeError(f"setup() needs an aiohttp.web.Application, got {type(app).__name__}")
+        for installed in app.middlewares:
+            if isinstance(installed, SessionMiddleware):
+                check_second_middleware(installed.options, self.options, "setup()")
         app.middlewares.append(self)
         app.on_response_prepare.append(self.on_response_prepare)
         app.on_cleanup.append(self._cleanup)

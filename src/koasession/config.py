@@ -83,6 +83,23 @@ def _exclusion(
     return excluded
 
 
+def check_second_middleware(installed: SessionOptions, new: SessionOptions, how: str) -> None:
+    """Refuse a second session middleware on one app that would share the first's scope slot
+    or cookie: every request would fail (the outer finds the inner's session in its slot), or
+    the two would overwrite each other's cookie. ``how`` names the call, for the message."""
+    if installed.scope_key == new.scope_key:
+        clash = f"scope_key={new.scope_key!r}"
+    elif (installed.key, installed.path, installed.domain) == (new.key, new.path, new.domain):
+        clash = f"the cookie key={new.key!r}"
+    else:
+        return
+    raise ConfigurationError(
+        f"{how} was already called for this app with {clash}: a second session middleware "
+        "needs a scope_key= and a key= (cookie name) of its own, e.g. "
+        "key='prefs', scope_key='prefs'; call it once for one session"
+    )
+
+
 class SessionConfig:
     """Validated options plus the signer, cipher and id generator built from them."""
 

@@ -19,7 +19,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from _services import REDIS_URL, require_module, unavailable
-from koasession import MemoryStore, NoSessionError, SessionMiddleware
+from koasession import ConfigurationError, MemoryStore, NoSessionError, SessionMiddleware
 from koasession.aiohttp import SessionMiddleware as AiohttpSessionMiddleware
 from koasession.aiohttp import get_session, setup
 from koasession.errors import ResponseStartedError
@@ -601,3 +601,20 @@ async def test_aiohttp_reports_the_string_key_once(hidden: bool) -> None:
             assert [await (await http.get("/")).text() for _ in range(3)] == ["1", "2", "3"]
     reported = [w for w in caught if issubclass(w.category, web.NotAppKeyWarning)]
     assert len(reported) == (0 if hidden else 1)
+
+
+@pytest.mark.parametrize(
+    ("second", "clash"),
+    [({}, "scope_key='session'"), ({"scope_key": "prefs"}, "the cookie key='koa.sess'")],
+)
+def test_setup_twice_on_one_slot_or_cookie_fails_at_start_up(
+    second: dict[str, Any], clash: str
+) -> None:
+    # The same scope_key failed every request with a TypeError from the commit ("can only be
+    # set to None or a dict; got Session"); the same cookie, each overwrote the other's.
+    app = web.Application()
+    setup(app, keys=[KEY])
+    with pytest.raises(ConfigurationError, match=f"setup\\(\\) was already called .* {clash}"):
+        setup(app, keys=[KEY], **second)
+    assert len(app.middlewares) == 1
+    setup(app, keys=[KEY], key="prefs", scope_key="prefs")  # the documented second session

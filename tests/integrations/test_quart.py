@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from quart import Quart, websocket
 
-from koasession import Session, SessionMiddleware, testing
+from koasession import ConfigurationError, Session, SessionMiddleware, testing
 from koasession.integrations.quart import current_session, install
 
 from ._support import check_counter, check_login_logout, client, load_example
@@ -52,6 +52,22 @@ async def test_quart_own_session_is_separate() -> None:
     names = {line.split("=", 1)[0] for line in response.headers.get_list("set-cookie")}
     assert {"session", "koa.sess", "koa.sess.sig"} <= names
     assert testing.read_session(response, app) == {"ours": True}
+
+
+@pytest.mark.parametrize(
+    ("second", "clash"),
+    [({}, "scope_key='session'"), ({"scope_key": "prefs"}, "the cookie key='koa.sess'")],
+)
+def test_install_twice_on_one_slot_or_cookie_fails_at_start_up(
+    second: dict[str, Any], clash: str
+) -> None:
+    # The same scope_key failed every request with a TypeError from the commit; the same
+    # cookie name, each session overwrote the other's cookie.
+    app = Quart(__name__)
+    first = install(app, keys=[KEY])
+    with pytest.raises(ConfigurationError, match=f"install\\(\\) was already called .* {clash}"):
+        install(app, keys=[KEY], **second)
+    assert app.asgi_app is first
 
 
 async def test_two_sessions_by_scope_key() -> None:

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, cast
 from quart import Quart, Response, has_request_context, has_websocket_context, request, websocket
 
 from ..asgi import ASGIApp, SessionMiddleware
+from ..config import check_second_middleware
 from ..enginestate import UNAVAILABLE
 from ..errors import NoSessionError, StoreError
 from ..options import SessionOptionsDict
@@ -56,6 +57,13 @@ def install(
     module doc); an application's own handler for it, registered later, replaces it.
     """
     middleware = SessionMiddleware(cast("ASGIApp", app.asgi_app), keys, **options)
+    inner: object = app.asgi_app
+    for _ in range(32):  # through the ASGI middlewares wrapped around the app so far
+        if isinstance(inner, SessionMiddleware):
+            check_second_middleware(inner.options, middleware.options, "install()")
+        inner = getattr(inner, "app", None)
+        if inner is None:
+            break
     # Quart documents this assignment as the way to add ASGI middleware.
     vars(app)["asgi_app"] = middleware
     app.register_error_handler(StoreError, _store_unavailable)
