@@ -7,7 +7,9 @@ import contextlib
 import os
 import secrets
 import signal
+import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +28,45 @@ SHUTDOWN_NOISE = (
     "never awaited",
     "exception ignored",
 )
+
+
+def listening_socket() -> tuple[socket.socket, int]:
+    """A socket listening on a free loopback port, and the port: bound here, so no other
+    process can take the port before the server (given the socket's fd) starts."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    return sock, sock.getsockname()[1]
+
+
+def spawn(
+    argv: list[str],
+    *,
+    cwd: Path,
+    log: Path,
+    env: dict[str, str],
+    pass_fds: tuple[int, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """``python argv...`` as a server in its own process group, its output in ``log``: warnings
+    shown, output unbuffered, ``cwd`` (where the tests write the apps' modules) importable."""
+    path = os.pathsep.join(filter(None, [str(cwd), os.environ.get("PYTHONPATH")]))
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [sys.executable, *argv],
+            pass_fds=pass_fds,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            env={
+                **os.environ,
+                "PYTHONPATH": path,
+                "PYTHONWARNINGS": "default",
+                "PYTHONUNBUFFERED": "1",
+                **env,
+            },
+            start_new_session=True,
+        )
 
 
 def assert_quiet(output: str, ignore: Callable[[str], bool] | None = None) -> None:

@@ -12,10 +12,7 @@ A store that cannot be reached answers 503 with ``Retry-After`` under each frame
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
-import subprocess
 import sys
 import textwrap
 import time
@@ -27,7 +24,14 @@ import pytest
 
 from _services import require_module
 
-from ._processes import ServerProcess, assert_quiet, redis_env, redis_keys
+from ._processes import (
+    ServerProcess,
+    assert_quiet,
+    listening_socket,
+    redis_env,
+    redis_keys,
+    spawn,
+)
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -294,10 +298,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             require_module(command[1])
         module = f"app_{framework.split('-')[0]}_{len(servers)}"
         (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(64)
-        port = sock.getsockname()[1]
+        sock, port = listening_socket()
         fd = str(sock.fileno())
         argv = (
             [c.replace("{fd}", fd) for c in command] + [f"{module}:app"]
@@ -305,27 +306,17 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
             else [f"{module}.py"]
         )
         log = tmp_path / f"{module}.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, *argv],
-                pass_fds=(sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-                env={
-                    **os.environ,
-                    "PYTHONPATH": os.pathsep.join(
-                        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])
-                    ),
-                    "PYTHONWARNINGS": "default",
-                    "PYTHONUNBUFFERED": "1",
-                    "KOASESSION_KEY": "tONGABbpJHX1qcgawgKRl25XMtIgY78OAfLS-XgbRG8",
-                    "LISTEN_FD": fd,
-                    **env,
-                },
-                start_new_session=True,
-            )
+        proc = spawn(
+            argv,
+            cwd=tmp_path,
+            log=log,
+            env={
+                "KOASESSION_KEY": "tONGABbpJHX1qcgawgKRl25XMtIgY78OAfLS-XgbRG8",
+                "LISTEN_FD": fd,
+                **env,
+            },
+            pass_fds=(sock.fileno(),),
+        )
         sock.close()  # the child holds its own copy
         server = ServerProcess(f"http://127.0.0.1:{port}", proc, log)
         servers.append(server)

@@ -19,13 +19,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import re
 import secrets
-import socket
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -39,7 +35,7 @@ import pytest
 
 from _services import require_module, unavailable
 
-from ._processes import ServerProcess, assert_quiet
+from ._processes import ServerProcess, assert_quiet, listening_socket, spawn
 from ._processes import redis_env as redis_env_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -223,24 +219,11 @@ def gunicorn(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         module = f"app_{secrets.token_hex(4)}"
         (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
         log = tmp_path / f"{module}.log"
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))  # bound here: no other process can take the port
-        sock.listen(64)
-        port = sock.getsockname()[1]
-        command = [sys.executable, "-m", "gunicorn", "--config", str(config)]
+        sock, port = listening_socket()
+        command = ["-m", "gunicorn", "--config", str(config)]
         command += ["--bind", f"fd://{sock.fileno()}", "--chdir", str(tmp_path), *args]
         command.append(f"{module}:app")
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                command,
-                pass_fds=(sock.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-                env={**os.environ, "PYTHONWARNINGS": "default", "PYTHONUNBUFFERED": "1", **env},
-                start_new_session=True,
-            )
+        proc = spawn(command, cwd=tmp_path, log=log, env=env, pass_fds=(sock.fileno(),))
         sock.close()  # the master holds its own copy
         server = Server(f"http://127.0.0.1:{port}", proc, log, port)
         servers.append(server)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import re
 import secrets
 import signal
@@ -36,7 +35,7 @@ import pytest
 
 from _services import require_postgres, require_redis, unavailable
 
-from ._processes import ServerProcess, assert_quiet, redis_env
+from ._processes import ServerProcess, assert_quiet, listening_socket, redis_env, spawn
 from .test_uvicorn_lifecycle import (
     BANK_APP,
     LOGIN_APP,
@@ -103,10 +102,7 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
         log = tmp_path / f"{module}.{len(servers)}.log"
         sock: socket.socket | None = None
         if command[0] in ("hypercorn", "uvicorn"):
-            sock = socket.socket()
-            sock.bind(("127.0.0.1", 0))
-            sock.listen(64)
-            port = sock.getsockname()[1]
+            sock, port = listening_socket()
             if command[0] == "hypercorn":
                 command += ["--bind", f"fd://{sock.fileno()}", "--log-level", "info"]
             else:
@@ -115,26 +111,13 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
             port = _free_port()
             command += ["--host", "127.0.0.1", "--port", str(port)]
             command += ["--working-dir", str(tmp_path), "--log-level", "info"]
-        command = [sys.executable, "-m", *command, *args, f"{module}:app"]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                command,
-                pass_fds=(sock.fileno(),) if sock else (),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=tmp_path,
-                env={
-                    **os.environ,
-                    "PYTHONPATH": os.pathsep.join(
-                        filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])
-                    ),
-                    "PYTHONWARNINGS": "default",
-                    "PYTHONUNBUFFERED": "1",
-                    **env,
-                },
-                start_new_session=True,
-            )
+        proc = spawn(
+            ["-m", *command, *args, f"{module}:app"],
+            cwd=tmp_path,
+            log=log,
+            env=env,
+            pass_fds=(sock.fileno(),) if sock else (),
+        )
         if sock is not None:
             sock.close()  # the child holds its own copy
         server = Server(f"http://127.0.0.1:{port}", proc, log, variant)
