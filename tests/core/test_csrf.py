@@ -415,8 +415,8 @@ async def echo(request: Request) -> Response:
     return Response(await request.body())
 
 
-@pytest.mark.parametrize("multipart", [False, True])
-async def test_a_body_in_pieces_is_replayed_whole(multipart: bool) -> None:
+async def _echo_app_with_token() -> tuple[Any, str, str]:
+    """An app echoing ``/echo``'s body behind the CSRF check, a token, and its cookie header."""
     app = SessionMiddleware(
         CSRFMiddleware(Starlette(routes=[*ROUTES, Route("/echo", echo, methods=["POST"])])),
         keys=[KEY],
@@ -424,6 +424,12 @@ async def test_a_body_in_pieces_is_replayed_whole(multipart: bool) -> None:
     async with browser(app) as http:
         token = await token_from_page(http)
         cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+    return app, token, cookie
+
+
+@pytest.mark.parametrize("multipart", [False, True])
+async def test_a_body_in_pieces_is_replayed_whole(multipart: bool) -> None:
+    app, token, cookie = await _echo_app_with_token()
     if multipart:
         boundary = "b0undary"
         body = (
@@ -453,13 +459,7 @@ async def test_a_body_in_pieces_is_replayed_whole(multipart: bool) -> None:
 async def test_a_body_in_tiny_pieces_finds_the_token_at_every_cut(multipart: bool) -> None:
     # Every delimiter, pair and the token itself cut at odd places: what is examined once must
     # not be skipped, and what is cut short must be read again when the rest arrives.
-    app = SessionMiddleware(
-        CSRFMiddleware(Starlette(routes=[*ROUTES, Route("/echo", echo, methods=["POST"])])),
-        keys=[KEY],
-    )
-    async with browser(app) as http:
-        token = await token_from_page(http)
-        cookie = "; ".join(f"{k}={v}" for k, v in http.cookies.items())
+    app, token, cookie = await _echo_app_with_token()
     boundary = "b0undary"
     if multipart:
         filler = "".join(
