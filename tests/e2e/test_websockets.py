@@ -187,3 +187,51 @@ def test_store_mode_websocket_without_a_session_cannot_save(
     )
     assert redis_keys(redis_env) == []
     assert_clean(server.output())
+
+
+LOGIN_WS_APP = """
+from fastapi import FastAPI, WebSocket
+
+from koasession import SessionMiddleware
+from koasession.integrations.fastapi import LoggedIn, SessionDep
+
+api = FastAPI()
+
+
+@api.get("/login")
+async def login(session: SessionDep) -> dict[str, bool]:
+    session["user_id"] = 7
+    return {"ok": True}
+
+
+@api.websocket("/ws")
+async def ws(websocket: WebSocket, user_id: LoggedIn) -> None:
+    await websocket.accept()
+    await websocket.send_text(f"user {user_id}")
+    await websocket.close()
+
+
+app = SessionMiddleware(api, keys=["p1YwW0d3xKq7Rz9bT4mN2vC8sL5hJ6gF0aE3uI9oQ2k"])
+"""
+
+
+@pytest.mark.parametrize("variant", SERVERS)
+def test_login_check_refuses_a_websocket_handshake_with_403(
+    serve: Callable[..., Server],  # noqa: F811
+    websockets_client: None,
+    variant: str,
+) -> None:
+    """The README: the login check closes a WebSocket with 1008 before accepting it, which a
+    real server sends as a refused handshake (HTTP 403); a logged-in socket is accepted."""
+    require_module("fastapi")
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    server = serve(variant, LOGIN_WS_APP)
+    url = server.url.replace("http://", "ws://") + "/ws"
+    with pytest.raises(InvalidStatus) as refused:
+        connect(url, open_timeout=10)
+    assert refused.value.response.status_code == 403
+    _, cookie = logged_in(server)
+    with connect(url, additional_headers={"Cookie": cookie}, open_timeout=10) as socket:
+        assert socket.recv(timeout=10) == "user 7"
