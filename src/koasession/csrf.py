@@ -28,7 +28,9 @@ from typing import Any, cast
 from urllib.parse import unquote_plus, urlsplit
 
 from .b64 import b64url_decode, b64url_encode
+from .enginestate import request_is_secure
 from .errors import ConfigurationError, NoSessionError
+from .session import CSRF_SESSION_KEY, Session
 
 __all__ = ["CSRF_SESSION_KEY", "CSRFMiddleware", "csrf_token", "verify_csrf"]
 
@@ -40,9 +42,6 @@ _Send = Callable[[_Message], Awaitable[None]]
 #: message types (TypedDicts), which a callable of mappings does not accept.
 _AnyApp = Callable[..., Awaitable[None]]
 
-#: The session key of the CSRF secret: not one of the metadata names (``codec.META_KEYS``), so
-#: it is ordinary session data, and dropped by ``Session.regenerate()``. Leave it alone.
-CSRF_SESSION_KEY = "_csrf"
 
 _SECRET_BYTES = 32
 _SECRET_LENGTH = 43  # base64url of 32 bytes, unpadded
@@ -202,8 +201,6 @@ class CSRFMiddleware:
             token, replay, disconnected = await self._token_from_body(headers, receive)
             if disconnected:
                 return
-        from .session import Session  # session.py imports this module
-
         if isinstance(session, Session):
             # Store mode with lazy=True reads the store only when asked: the secret is there.
             await session.load()
@@ -399,9 +396,6 @@ def _scheme(scope: _Scope, session: object) -> str:
     scheme: str = scope.get("scheme", "http")
     if scheme == "https":
         return scheme
-    from .enginestate import request_is_secure  # enginestate imports this module
-    from .session import Session
-
     proxy = isinstance(session, Session) and session.options.proxy
     if proxy and request_is_secure(scheme, scope.get("headers") or (), True):
         return "https"

@@ -14,7 +14,6 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .codec import META_KEYS
-from .csrf import CSRF_SESSION_KEY
 from .errors import ConfigurationError, NoSessionError
 from .options import SessionOptions, normalize_max_age, validate
 
@@ -44,6 +43,11 @@ PER_REQUEST_OPTIONS = frozenset(
         "session_store_ttl",
     }
 )
+#: The session key of the CSRF secret (:mod:`koasession.csrf`): not one of the metadata names
+#: (``codec.META_KEYS``), so it is ordinary session data, and dropped by
+#: :meth:`Session.regenerate`. Leave it alone.
+CSRF_SESSION_KEY = "_csrf"
+
 _OPTION_NAMES = frozenset(field.name for field in dataclasses.fields(SessionOptions))
 _BOOL_OPTIONS = ("rolling", "renew", "overwrite", "http_only", "signed", "partitioned")
 
