@@ -122,3 +122,13 @@ def _client(app: object) -> httpx.AsyncClient:
 
 def _cookie_header(response: httpx.Response) -> dict[str, str]:
     return {"cookie": "; ".join(f"{k}={v}" for k, v in response.cookies.items())}
+
+
+def test_no_key_in_the_environment_is_an_error_naming_the_variable() -> None:
+    """``keys_from_env()`` found nothing: the start-up error says where it looked."""
+    from koasession import ConfigurationError
+
+    async def app(scope: object, receive: object, send: object) -> None: ...
+
+    with pytest.raises(ConfigurationError, match=r"keys are required.*KOASESSION_KEY is not set"):
+        SessionMiddleware(app, keys=keys_from_env(environ={}))

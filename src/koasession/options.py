@@ -657,7 +657,7 @@ def validate_keys(keys: object, *, required: bool, allow_weak: bool) -> list[str
         raise ConfigurationError(
             "keys are required for signed cookies (koa: '.keys required for signed cookies'); "
             "pass keys=[...] with a random secret of 32 bytes or more, made with "
-            f"{_KEYGEN_HINT}"
+            f"{_KEYGEN_HINT} (keys_from_env() gives none when KOASESSION_KEY is not set)"
         )
     for index, key in enumerate(key_list):
         raw = key.encode() if isinstance(key, str) else key

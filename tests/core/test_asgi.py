@@ -336,7 +336,11 @@ async def test_another_middlewares_session_in_the_slot_is_named_a_session() -> N
     outer = SessionMiddleware(touch_outer, keys=[KEY])
     transport = httpx.ASGITransport(app=outer)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        with pytest.raises(TypeError, match=r"only be set to None or a dict; got Session$"):
+        with pytest.raises(
+            TypeError,
+            match=r"only be set to None or a dict; got Session, put there by a second session "
+            r"middleware with the same scope_key='session': give each middleware its own",
+        ):
             await c.get("/")
 
 
