@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Sequence
 from typing import Any
 
+from .ids import fingerprint
 from .protocols import EventListener
 
 logger = logging.getLogger("koasession")
@@ -46,6 +47,10 @@ def emit(
         level = LEVELS.get(name, logging.INFO)
     if logger.isEnabledFor(level):
         details = {k: v for k, v in payload.items() if k not in ("ctx", "value")}
+        key = details.get("key")
+        if isinstance(key, str):
+            # A store id is a credential: the log shows its fingerprint (listeners get it whole).
+            details["key"] = fingerprint(key)
         logger.log(level, "session %s %s", name, details)
     if listener is None:
         return None

@@ -17,6 +17,7 @@ characters of ``A-Z a-z 0-9 - _``) and koa's uuid-v4 ids are well inside the rul
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 from collections.abc import Callable
@@ -30,6 +31,16 @@ ID_RULE = (
     f"1-{MAX_ID_LENGTH} visible ASCII characters except the double quote, comma, semicolon, "
     "backslash and |, without spaces or control characters"
 )
+
+
+def fingerprint(key: str) -> str:
+    """What the logs and error messages show of a session id: a live id is a credential (anyone
+    who reads it from a log could send it as the cookie), so they show ``#`` and the first 12
+    hex digits of its SHA-256 instead, enough to tell sessions apart and follow one through a
+    log, and nothing a client could use."""
+    digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
+    return "#" + digest[:12]
+
 
 # cookie-octet (RFC 6265 4.1.1) is %x21 / %x23-2B / %x2D-3A / %x3C-5B / %x5D-7E; '|' is %x7C.
 _ID_CHARS = r"\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7B\x7D\x7E"

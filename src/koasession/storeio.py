@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .errors import ConfigurationError, SessionIdCollision, StoreError
+from .ids import fingerprint
 
 #: How many ids a save tries when the store reports a collision (``SessionIdCollision``).
 GENID_ATTEMPTS = 5
@@ -67,7 +68,9 @@ async def call(
             reason = f"timed out after {timeout} s" if is_timeout else repr(exc)
         if report is not None:
             report(operation, key, exc)
-        raise StoreError(f"session store{where} {operation}({key!r}) failed: {reason}") from exc
+        # The id as its fingerprint: this message reaches logs and error trackers.
+        shown = fingerprint(key) if isinstance(key, str) else repr(key)
+        raise StoreError(f"session store{where} {operation}({shown}) failed: {reason}") from exc
 
 
 def _ends_within(store: object, timeout: float) -> bool:

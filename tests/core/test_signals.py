@@ -240,6 +240,59 @@ async def test_owner_returning_a_non_string_is_an_application_error() -> None:
     assert len(store) == 0
 
 
+async def test_logs_and_store_errors_show_a_fingerprint_not_the_session_id(
+    koasession_log: list[logging.LogRecord],
+) -> None:
+    """A live store id is a credential: the ``store_error`` log line and the ``StoreError``
+    (which reaches tracebacks and error trackers) show its fingerprint; the listener still gets
+    koa's payload with the id itself."""
+    from koasession.errors import StoreError
+    from koasession.ids import fingerprint
+
+    class Failing(MemoryStore):
+        down = False
+
+        async def get(self, key: str, *args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise ConnectionError("store down")
+            return await super().get(key, *args, **kwargs)
+
+    store = Failing()
+    keys: list[object] = []
+    raised: list[StoreError] = []
+
+    async def handler(scope: dict[str, Any]) -> dict[str, Any]:
+        session = scope["session"]
+        try:
+            await session.load()
+        except StoreError as exc:
+            raised.append(exc)
+            raise
+        session["n"] = 1
+        return {}
+
+    app = wrap(
+        handler,
+        store=store,
+        lazy=True,
+        on_event=lambda name, payload: (
+            keys.append(payload["key"]) if name == "store_error" else None
+        ),
+    )
+    async with client(app) as http:
+        await http.get("/")
+        sid = http.cookies["koa.sess"]  # the id the first request saved
+        store.down = True
+        assert (await http.get("/")).status_code == 503
+    assert keys == [sid]
+    (record,) = [r for r in koasession_log if "store_error" in r.getMessage()]
+    assert sid not in record.getMessage()
+    assert fingerprint(sid) in record.getMessage()
+    (error,) = raised
+    assert sid not in str(error)
+    assert f"get({fingerprint(sid)}) failed" in str(error)
+
+
 # -- configuration errors ------------------------------------------------------------------------
 
 

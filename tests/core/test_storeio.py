@@ -37,8 +37,14 @@ async def test_returns_sync_and_async_results() -> None:
 @pytest.mark.parametrize(
     ("error", "message"),
     [
-        (ConnectionError("down"), "session store 'S' get('k') failed: ConnectionError('down')"),
-        (StoreError("RedisStore: down"), "session store get('k') failed: RedisStore: down"),
+        (
+            ConnectionError("down"),
+            "session store 'S' get(#8254c329a928) failed: ConnectionError('down')",
+        ),
+        (
+            StoreError("RedisStore: down"),
+            "session store get(#8254c329a928) failed: RedisStore: down",
+        ),
     ],
 )
 async def test_failures_become_store_error_and_are_reported(error: Exception, message: str) -> None:
@@ -114,7 +120,7 @@ async def test_a_store_that_ends_its_calls_in_time_still_fails_as_store_error() 
         raise StoreError("SomeStore: timed out after 0.5 s")
 
     report = _Recorder()
-    with pytest.raises(StoreError, match=r"get\('k'\) failed: SomeStore: timed out"):
+    with pytest.raises(StoreError, match=r"get\(#8254c329a928\) failed: SomeStore: timed out"):
         await storeio.call("get", get, "k", timeout=1.0, store=_TimedStore(0.5), report=report)
     assert report.reports == [("get", "k", "StoreError")]
 
@@ -192,7 +198,7 @@ def test_the_timeout_holds_under_trio() -> None:
         return str(info.value), trio.current_time() - started, repr(info.value.__cause__)
 
     message, waited, cause = trio.run(main)
-    assert message == "session store 'S' get('k') failed: timed out after 0.05 s"
+    assert message == "session store 'S' get(#8254c329a928) failed: timed out after 0.05 s"
     assert "TimeoutError" in cause
     assert waited < 5
 
@@ -209,7 +215,7 @@ def test_a_failure_under_trio_is_a_store_error() -> None:
             await storeio.call("get", down, "k", timeout=1.0, store="S")
         return str(info.value)
 
-    assert trio.run(main) == "session store 'S' get('k') failed: ConnectionError('down')"
+    assert trio.run(main) == "session store 'S' get(#8254c329a928) failed: ConnectionError('down')"
 
 
 def test_the_timeout_holds_under_trio_without_anyio(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -225,7 +231,7 @@ def test_the_timeout_holds_under_trio_without_anyio(monkeypatch: pytest.MonkeyPa
             await storeio.call("get", stalled, "k", timeout=0.05, store="S")
         return str(info.value)
 
-    assert trio.run(main) == "session store 'S' get('k') failed: timed out after 0.05 s"
+    assert trio.run(main) == "session store 'S' get(#8254c329a928) failed: timed out after 0.05 s"
 
 
 def test_a_timeout_on_another_library_without_anyio_says_what_to_do(
