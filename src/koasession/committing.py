@@ -59,17 +59,15 @@ class Committing(PartialWrites):
             session._replace(dict(value))
             self.slot[scope_key] = session
             return False
-        # An adapter's own Session subclass (asgi's) is still a Session to the reader.
+        # An adapter's own Session subclass (asgi's) is still a Session to the reader, and only
+        # another session middleware puts one in the slot: say so.
+        kind = type(value).__name__
         if isinstance(value, Session):
-            # Only another session middleware puts a Session in the slot: say so.
-            raise TypeError(
-                f"scope[{scope_key!r}] can only be set to None or a dict; got Session, put "
-                f"there by a second session middleware with the same scope_key={scope_key!r}: "
-                "give each middleware its own scope_key (and cookie key)"
+            kind = (
+                f"Session, put there by a second session middleware with the same "
+                f"scope_key={scope_key!r}: give each middleware its own scope_key (and cookie key)"
             )
-        raise TypeError(
-            f"scope[{scope_key!r}] can only be set to None or a dict; got {type(value).__name__}"
-        )
+        raise TypeError(f"scope[{scope_key!r}] can only be set to None or a dict; got {kind}")
 
     async def commit(self, *, save: bool = False, regenerate: bool = False) -> None:
         """Decide and apply: remove, save or nothing (koa's ``commit``)."""

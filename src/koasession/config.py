@@ -11,7 +11,14 @@ from typing import TYPE_CHECKING, Any
 from . import atrest, events
 from .errors import ConfigurationError
 from .ids import make_genid
-from .options import SessionOptions, SessionOptionsDict, build_options, validate, validate_keys
+from .options import (
+    SessionOptions,
+    SessionOptionsDict,
+    build_options,
+    is_async_callable,
+    validate,
+    validate_keys,
+)
 from .plaincookie import PlainCookie
 from .protocols import GenId, Store
 from .released import ReleasedEngine
@@ -21,13 +28,6 @@ if TYPE_CHECKING:
     from typing_extensions import Unpack
 
     from .crypto import CookieCipher
-
-
-def is_async_callable(fn: object) -> bool:
-    """True for ``async def`` functions and objects whose ``__call__`` is one."""
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
-        getattr(fn, "__call__", None)  # noqa: B004
-    )
 
 
 def _binds(signature: inspect.Signature, count: int) -> bool:

@@ -24,12 +24,12 @@ import hmac
 import re
 import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from typing import Any, cast
+from typing import Any
 from urllib.parse import unquote_plus, urlsplit
 
 from .b64 import b64url_decode, b64url_encode
 from .enginestate import request_is_secure
-from .errors import ConfigurationError, NoSessionError
+from .errors import ConfigurationError, NoSessionError, check_flag
 from .session import CSRF_SESSION_KEY, Session
 
 __all__ = ["CSRF_SESSION_KEY", "CSRFMiddleware", "csrf_token", "verify_csrf"]
@@ -133,8 +133,7 @@ class CSRFMiddleware:
         ):
             if not isinstance(value, str) or not value:
                 raise ConfigurationError(f"{name} must be a non-empty string; got {value!r}")
-        if type(check_origin) is not bool:
-            raise ConfigurationError(f"check_origin must be True or False; got {check_origin!r}")
+        check_flag("check_origin", check_origin)
         if (
             isinstance(max_body_size, bool)
             or not isinstance(max_body_size, int)
@@ -156,14 +155,16 @@ class CSRFMiddleware:
                 )
         self.exempt_exact = frozenset(p for p in paths if not p.endswith("*"))
         self.exempt_prefixes = tuple(p[:-1] for p in paths if p.endswith("*"))
-        origins = _strings("trusted_origins", trusted_origins, "['https://admin.example.com']")
-        for origin in origins:
-            if _origin_of(origin) is None:
+        trusted = []
+        for origin in _strings("trusted_origins", trusted_origins, "['https://admin.example.com']"):
+            normal = _origin_of(origin)
+            if normal is None:
                 raise ConfigurationError(
                     f"trusted_origins: {origin!r} is not an origin; use scheme://host[:port], "
                     "e.g. 'https://admin.example.com'"
                 )
-        self.trusted_origins = frozenset(cast("str", _origin_of(o)) for o in origins)
+            trusted.append(normal)
+        self.trusted_origins = frozenset(trusted)
         self.check_origin = check_origin
         self.max_body_size = max_body_size
         self.scope_key = scope_key
@@ -396,7 +397,9 @@ def _scheme(scope: _Scope, session: object) -> str:
     scheme: str = scope.get("scheme", "http")
     if scheme == "https":
         return scheme
-    proxy = isinstance(session, Session) and session.options.proxy
+    # The options in force, read without session.options: that is this request's own copy,
+    # which takes a plain request over to the general engine (see plainrequest).
+    proxy = isinstance(session, Session) and session._rs.opts_view.proxy
     if proxy and request_is_secure(scheme, scope.get("headers") or (), True):
         return "https"
     return scheme

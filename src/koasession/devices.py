@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from .errors import ConfigurationError
+from .errors import ConfigurationError, check_flag
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -68,9 +68,7 @@ class DevicePolicy:
     touch_interval: float = 60.0
 
     def __post_init__(self) -> None:
-        if type(self.user_agent) is not bool:
-            # user_agent="false" from a settings file is truthy: it would record them.
-            raise ConfigurationError(f"user_agent must be True or False; got {self.user_agent!r}")
+        check_flag("user_agent", self.user_agent)
         limit = self.user_agent_max
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_UA_LIMIT:
             raise ConfigurationError(f"user_agent_max must be an integer in 1..{_MAX_UA_LIMIT}")

@@ -1,7 +1,7 @@
 """Exceptions raised by koasession.
 
 Every error the library raises on purpose derives from :class:`SessionError`, so an application
-can catch them in one place.
+can catch them in one place. :func:`check_flag` is the one check every on/off option shares.
 """
 
 from __future__ import annotations
@@ -13,6 +13,14 @@ class SessionError(Exception):
 
 class ConfigurationError(SessionError, ValueError):
     """The middleware options are invalid; raised at start-up with the exact reason."""
+
+
+def check_flag(name: str, value: object) -> bool:
+    """``value`` of the on/off option ``name``, which must be ``True`` or ``False``: "false"
+    read from a settings file is truthy, and would turn on what it meant to turn off."""
+    if type(value) is not bool:
+        raise ConfigurationError(f"{name} must be True or False; got {value!r}")
+    return value
 
 
 class InsecureConnectionError(SessionError):

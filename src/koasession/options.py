@@ -19,7 +19,7 @@ from . import keystrength
 from .cookies import is_token
 from .cookiesize import check_compression
 from .devices import DevicePolicy
-from .errors import ConfigurationError
+from .errors import ConfigurationError, check_flag
 from .fallbacks import FallbackReader
 from .ids import prefix_problem
 from .protocols import (
@@ -304,6 +304,13 @@ def _check_domain(domain: str) -> None:
     )
 
 
+def is_async_callable(fn: object) -> bool:
+    """True for ``async def`` functions and objects whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004
+    )
+
+
 def _check_callable(name: str, value: object) -> None:
     if value is not None and not callable(value):
         raise ConfigurationError(f"{name} must be callable; got {value!r}")
@@ -337,8 +344,10 @@ def _check_arity(name: str, fn: object, params: Sequence[str]) -> None:
         ) from None
 
 
-def _check_methods(name: str, obj: object, methods: Sequence[str]) -> None:
-    if inspect.isclass(obj):
+def _check_methods(
+    name: str, obj: object, methods: Sequence[str], *, instance: bool = True
+) -> None:
+    if instance and inspect.isclass(obj):
         # A class has its methods too (unbound): the calls would fail at each request instead.
         raise ConfigurationError(
             f"{name} must be an object, not the class {obj.__name__}: {name}={obj.__name__}(...)"
@@ -443,10 +452,7 @@ def validate(opts: SessionOptions) -> SessionOptions:
             'without spaces or any of ()<>@,;:\\"/[]?={})'
         )
     opts.max_age = normalize_max_age(opts.max_age)
-    if not isinstance(opts.record_created, bool):
-        raise ConfigurationError(
-            f"record_created must be True or False; got {opts.record_created!r}"
-        )
+    check_flag("record_created", opts.record_created)
     if opts.device_policy is not None:
         if not isinstance(opts.device_policy, DevicePolicy):
             raise ConfigurationError(
@@ -518,10 +524,7 @@ def _validate_attributes(opts: SessionOptions) -> None:
     if opts.secure is not None and type(opts.secure) is not bool:
         raise ConfigurationError(f"secure must be True, False or None; got {opts.secure!r}")
     for name in _FLAGS:
-        # Strictly bool: signed="false" or rolling="no" read from a settings file is truthy,
-        # and would turn on what it meant to turn off.
-        if type(getattr(opts, name)) is not bool:
-            raise ConfigurationError(f"{name} must be True or False; got {getattr(opts, name)!r}")
+        check_flag(name, getattr(opts, name))
 
 
 def _validate_secure(opts: SessionOptions) -> None:
@@ -564,9 +567,7 @@ def _validate_plugins(opts: SessionOptions) -> None:
             _check_arity(name, hook, params)
     for name in ("encode", "decode"):
         hook = getattr(opts, name)
-        if inspect.iscoroutinefunction(hook) or inspect.iscoroutinefunction(
-            getattr(hook, "__call__", None)  # noqa: B004
-        ):
+        if is_async_callable(hook):
             raise ConfigurationError(
                 f"{name} must be a plain function: it runs while the cookie is read or written, "
                 f"where nothing is awaited; {hook!r} is async"
@@ -576,12 +577,9 @@ def _validate_plugins(opts: SessionOptions) -> None:
     if opts.context_store is not None:
         if not inspect.isclass(opts.context_store):
             raise ConfigurationError("context_store must be a class, built per request as cls(ctx)")
-        for method in ("get", "set", "destroy"):
-            if not callable(getattr(opts.context_store, method, None)):
-                raise ConfigurationError(
-                    f"context_store must have a callable {method}(); "
-                    f"{opts.context_store!r} has none"
-                )
+        _check_methods(
+            "context_store", opts.context_store, ("get", "set", "destroy"), instance=False
+        )
     if opts.external_key is not None:
         _check_methods("external_key", opts.external_key, ("get", "set"))
         _check_arity("external_key.get", opts.external_key.get, ("ctx",))

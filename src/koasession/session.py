@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .codec import META_KEYS
-from .errors import ConfigurationError, NoSessionError
+from .errors import ConfigurationError, NoSessionError, check_flag
 from .options import SessionOptions, normalize_max_age, validate
 
 if TYPE_CHECKING:
@@ -88,8 +88,8 @@ class RequestOptions(SessionOptions):
                     f"{', '.join(sorted(PER_REQUEST_OPTIONS))})"
                 )
             raise AttributeError(f"session.options has no option {name!r}")
-        if name in _BOOL_OPTIONS and not isinstance(value, bool):
-            raise ConfigurationError(f"{name} must be True or False; got {value!r}")
+        if name in _BOOL_OPTIONS:
+            check_flag(name, value)
         if name in ("signed", "encode", "decode") and self.encrypt:
             raise ConfigurationError(f"{name} has no effect with encrypt=True")
         if name == "signed" and value and not self._has_keys:

@@ -22,10 +22,10 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import events
-from .config import SessionConfig, check_wrapped_app, is_async_callable
+from .config import SessionConfig, check_wrapped_app
 from .errors import ConfigurationError, StoreError
 from .lifecycle import UNAVAILABLE, RequestSession, end, engine_of, finish
-from .options import SessionOptions, SessionOptionsDict
+from .options import SessionOptions, SessionOptionsDict, is_async_callable
 from .plainrequest import General, PlainRequest, deferred_engines
 from .session import Session
 

@@ -19,7 +19,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from .. import codec
 from ..devices import read_device
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, check_flag
 from ..ids import is_valid_id
 from .base import SessionData
 
@@ -350,10 +350,7 @@ class StoreOptionsMixin:
         hash_key: str | bytes | None,
         owner: OwnerFunc | None,
     ) -> None:
-        if type(hash_ids) is not bool:
-            # hash_ids="false" from a settings file is truthy: it would hash the ids.
-            raise ConfigurationError(f"hash_ids must be True or False; got {hash_ids!r}")
-        if hash_ids:
+        if check_flag("hash_ids", hash_ids):
             if hash_key is None:
                 raise ConfigurationError(
                     "hash_ids=True needs hash_key: a secret of at least 32 bytes, kept out of "

@@ -12,7 +12,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
-from ..errors import ConfigurationError, StoreError
+from ..errors import ConfigurationError, StoreError, check_flag
 from ._common import json_path, merge_items, not_on_asyncio, running_loop
 
 logger = logging.getLogger("koasession")
@@ -50,13 +50,6 @@ def missing_driver(store: str, package: str, extra: str) -> ImportError:
         f"{store} needs the {package!r} package, an optional dependency of koasession: "
         f"pip install 'koasession[{extra}]'"
     )
-
-
-def check_flag(name: str, value: object) -> bool:
-    """Validate an on/off option: True or False only ("false" from a settings file is truthy)."""
-    if type(value) is not bool:
-        raise ConfigurationError(f"{name} must be True or False; got {value!r}")
-    return value
 
 
 def check_timeout(name: str, value: object) -> float:

@@ -48,7 +48,7 @@ except ModuleNotFoundError as exc:  # pragma: no cover - exercised in a subproce
         name="redis",
     ) from exc
 
-from ..errors import ConfigurationError, SessionIdCollision, StoreError
+from ..errors import ConfigurationError, SessionIdCollision, StoreError, check_flag
 from ._common import (
     LoadedKeyContext,
     OwnerFunc,
@@ -413,8 +413,7 @@ class RedisStore(StoreOptionsMixin):
         # past max_connections per node it fails ("MaxConnectionsError") instead of waiting,
         # so a burst of requests on one session would turn into errors.
         self._max_concurrency = max_concurrency
-        if type(cluster) is not bool:
-            raise ConfigurationError(f"cluster must be True or False; got {cluster!r}")
+        check_flag("cluster", cluster)
         if not isinstance(key_prefix, str):
             raise ConfigurationError("key_prefix must be a string")
         self.key_prefix = key_prefix

@@ -27,7 +27,7 @@ except ImportError as exc:  # exercised by a test that hides aiosqlite
 
     raise missing_driver("SQLiteStore", "aiosqlite", "sqlite") from exc
 
-from ..errors import ConfigurationError, SessionIdCollision
+from ..errors import ConfigurationError, SessionIdCollision, check_flag
 from ._common import (
     LoadedKeyContext,
     OwnerFunc,
@@ -44,7 +44,6 @@ from ._common import (
 from ._sql import (
     DEFAULT_TABLE,
     AutoPurge,
-    check_flag,
     check_table,
     index_name,
     json_merge,
