@@ -103,14 +103,19 @@ class CSRFMiddleware:
       ``max_body_size`` bytes; put the hidden input first in big upload forms) and replayed to
       the app unchanged.
     - ``header_name``: the header checked first (scripts: ``fetch(url, {headers: ...})``).
-    - ``exempt_paths``: paths not checked (webhooks that authenticate otherwise); an entry
-      ending in ``*`` is a prefix (``"/hooks/*"``).
-    - ``trusted_origins``: origins (``"https://admin.example.com"``) allowed besides the
-      request's own. When a browser sends ``Origin`` it must be one of them; over https a
+    - ``exempt_paths``: a list of paths not checked (webhooks that authenticate otherwise),
+      each starting with ``/``; an entry ending in ``*`` is a prefix (``"/hooks/*"``).
+    - ``trusted_origins``: a list of origins (``"https://admin.example.com"``) allowed besides
+      the request's own. When a browser sends ``Origin`` it must be one of them; over https a
       request without ``Origin`` must have a ``Referer`` from one of them (Django's rule).
       ``check_origin=False`` turns this off. Behind a TLS-terminating proxy, let the server
-      see the real scheme (uvicorn ``--proxy-headers``) or list the public origin here.
+      see the real scheme (uvicorn ``--proxy-headers``), give ``SessionMiddleware``
+      ``proxy=True`` (its ``X-Forwarded-Proto`` rule then applies here too), or list the
+      public origin here.
     - ``scope_key``: the session's scope key, as given to ``SessionMiddleware``.
+
+    The options are checked when it is made (``ConfigurationError``). With ``lazy=True`` store
+    mode it loads the session itself for the requests it checks.
     """
 
     def __init__(
